@@ -1,0 +1,1 @@
+"""Domain: vital signs, scores, alerts, users, storage. Knows nothing of Spark or Dash."""

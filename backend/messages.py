@@ -1,0 +1,113 @@
+"""Wire formats of the Kafka topics, as typed models.
+
+Topics (names in ``Settings.kafka``):
+
+* ``vitals.raw``        device -> pipeline. ``DeviceReading`` as UTF-8 JSON, key = patient_id,
+                        so one patient's series stays ordered on one partition.
+* ``vitals.deadletter`` pipeline -> audit. ``DeadLetter``: every rejected record, with its
+                        reason and the original bytes (base64), and where it came from.
+* ``vitals.validated``  pipeline -> web. ``ValidatedReading``: accepted readings with NEWS2.
+* ``alerts.events``     pipeline -> alert manager / web. ``AlertEvent`` (raised / cleared).
+* ``alerts.lifecycle``  alert manager -> web. Lifecycle transitions (issue 4).
+
+Units are fixed by ``backend.vitals.VITALS`` (UCUM, LOINC); a message never carries units.
+Timestamps are integer milliseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.vitals import Vital
+
+SCHEMA_VERSION = 1
+
+
+class Consciousness(StrEnum):
+    """ACVPU as used by NEWS2: Alert, new Confusion, responds to Voice, to Pain, Unresponsive."""
+
+    ALERT = "A"
+    CONFUSION = "C"
+    VOICE = "V"
+    PAIN = "P"
+    UNRESPONSIVE = "U"
+
+
+class DeviceReading(BaseModel):
+    """One numerics frame from a bedside monitor (schema version 1).
+
+    ``vitals`` maps a ``Vital`` wire name to its value in the unit of ``VITALS``; a
+    parameter the device does not measure is absent or null, and 0 means "sensor off"
+    for the parameters whose spec says so.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=0)
+    patient_id: str = Field(min_length=1, max_length=64)
+    ward: str = Field(min_length=1, max_length=32)
+    bed: str = Field(min_length=1, max_length=16)
+    ts: int = Field(description="device timestamp, ms since epoch (UTC)")
+    vitals: dict[Vital, float | None]
+    o2_supplemental: bool | None = None
+    consciousness: Consciousness | None = None
+    source: str | None = Field(default=None, max_length=64)
+
+
+class DeadLetter(BaseModel):
+    reason: str
+    detail: str
+    original_b64: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    received_ts: int
+    rejected_ts: int
+
+
+class Priority(StrEnum):
+    """Alarm priority in the IEC 60601-1-8 sense."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class ValidatedReading(BaseModel):
+    patient_id: str
+    ward: str
+    bed: str
+    device_id: str
+    seq: int
+    ts: int
+    vitals: dict[Vital, float | None]
+    sensors_off: list[Vital] = []
+    news2: int | None = None
+    news2_band: str | None = None
+    news2_complete: bool = False
+    processed_ts: int
+
+
+class AlertEvent(BaseModel):
+    """An alarm condition starting (``raised``) or ending (``cleared``).
+
+    ``alert_id`` is deterministic (patient, rule, onset time), so re-processing the same
+    readings after a restart yields the same id and consumers de-duplicate on it.
+    """
+
+    alert_id: str
+    event: Literal["raised", "cleared"]
+    patient_id: str
+    ward: str
+    bed: str
+    rule: str
+    priority: Priority
+    message: str
+    values: dict[str, float | None]
+    reading_ts: int
+    detected_ts: int

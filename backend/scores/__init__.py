@@ -1,0 +1,1 @@
+"""Early-warning scores (NEWS2, qSOFA, SIRS) as pure functions."""

@@ -1,0 +1,115 @@
+"""The one typed settings object, read from the environment (prefix ``ICU_``).
+
+Every host, port, topic, keyspace, threshold and secret the system uses is a field
+here; nothing else reads ``os.environ`` for configuration. Nested groups use a double
+underscore, e.g. ``ICU_KAFKA__BOOTSTRAP=127.0.0.1:9092`` or ``ICU_SMTP__PORT=2525``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = 4
+    topic_raw: str = "vitals.raw"
+    topic_validated: str = "vitals.validated"
+    topic_deadletter: str = "vitals.deadletter"
+    topic_alerts: str = "alerts.events"
+    topic_lifecycle: str = "alerts.lifecycle"
+    topic_waveforms: str = "waveforms.raw"
+
+
+class CassandraSettings(BaseModel):
+    hosts: list[str] = ["127.0.0.1"]
+    port: int = 9042
+    keyspace: str = "icu"
+    replication_factor: int = 1
+    # Retention in days; 0 keeps data forever. Raw messages are kept longer than the
+    # readings because a hospital must be able to produce exactly what it received.
+    readings_ttl_days: int = 0
+    raw_ttl_days: int = 0
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class SparkSettings(BaseModel):
+    master: str = "local[2]"
+    checkpoint_dir: Path = Path.home() / ".cache" / "icu-monitor" / "checkpoints" / "vitals"
+    trigger_seconds: float = 0.0  # 0 = start the next micro-batch as soon as one ends
+    max_offsets_per_trigger: int = 50_000
+    shuffle_partitions: int = 2
+    jars_dir: Path = Path.home() / ".cache" / "icu-monitor" / "jars"
+
+
+class AlertingSettings(BaseModel):
+    """Alarm behaviour. Clinical thresholds live in backend.rules / backend.scores."""
+
+    # A condition must hold for this long (device time) before it raises an alarm, so a
+    # one-sample artefact never pages anybody (IEC 60601-1-8 "alarm condition delay").
+    persistence_seconds: float = 10.0
+    # A condition must stay clear this long before the alarm clears by itself.
+    clear_seconds: float = 30.0
+    # No reading from a bed for this long (processing time) raises a technical alarm.
+    stale_after_seconds: float = 30.0
+    # Reference ruleset of the system we replace, kept as a configurable baseline.
+    reference_hr_above: float = 120.0
+    reference_spo2_below: float = 90.0
+    # Readings whose device timestamp is further than this from the receive time are
+    # rejected as clock errors.
+    max_future_skew_seconds: float = 120.0
+    max_past_age_seconds: float = 7 * 24 * 3600.0
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 2525
+    starttls: bool = False
+    tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "icu-monitor@localhost"
+    timeout_seconds: float = 10.0
+
+
+class WebSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8050
+    public_url: str = "http://127.0.0.1:8050"
+    idle_timeout_minutes: int = 15
+    secure_cookies: bool = False  # True behind TLS in production
+    max_failed_logins: int = 5
+    lockout_minutes: int = 15
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ICU_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    demo_mode: bool = False
+    # Signs sessions and e-mail links. Must come from the environment in production;
+    # the run script generates a random one per installation.
+    secret_key: SecretStr = Field(default=SecretStr(""))
+    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    cache_dir: Path = Path.home() / ".cache" / "icu-monitor"
+
+    kafka: KafkaSettings = KafkaSettings()
+    cassandra: CassandraSettings = CassandraSettings()
+    spark: SparkSettings = SparkSettings()
+    alerting: AlertingSettings = AlertingSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    web: WebSettings = WebSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own ``Settings(...)`` instead."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Cassandra: connection, schema migrations, repositories."""

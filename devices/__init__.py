@@ -1,0 +1,1 @@
+"""Bedside-device side: the simulator and replayer that publish readings to Kafka."""

@@ -1,0 +1,1 @@
+"""Operations tooling: local servers, the command-line interface, the demo runner."""

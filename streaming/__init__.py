@@ -1,0 +1,1 @@
+"""Spark Structured Streaming and Kafka: the only package that imports pyspark."""

@@ -1,0 +1,1 @@
+"""The Dash web app. Presents; the domain lives in backend."""
