@@ -86,10 +86,16 @@ class ValidatedReading(BaseModel):
     seq: int
     ts: int
     vitals: dict[Vital, float | None]
+    # The values the scores used: the newest of each parameter still within its validity
+    # window. A bed tile shows these; a parameter that is off or expired is absent.
+    carried: dict[Vital, float] = {}
     sensors_off: list[Vital] = []
     news2: int | None = None
     news2_band: str | None = None
     news2_complete: bool = False
+    qsofa: int | None = None
+    o2_supplemental: bool | None = None
+    consciousness: Consciousness | None = None
     processed_ts: int
 
 
@@ -109,5 +115,6 @@ class AlertEvent(BaseModel):
     priority: Priority
     message: str
     values: dict[str, float | None]
+    onset_ts: int
     reading_ts: int
     detected_ts: int

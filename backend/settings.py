@@ -7,6 +7,7 @@ underscore, e.g. ``ICU_KAFKA__BOOTSTRAP=127.0.0.1:9092`` or ``ICU_SMTP__PORT=252
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,9 @@ class KafkaSettings(BaseModel):
     topic_alerts: str = "alerts.events"
     topic_lifecycle: str = "alerts.lifecycle"
     topic_waveforms: str = "waveforms.raw"
+    # One-partition topic whose committed consumer-group offset records, inside each
+    # Kafka transaction, the last micro-batch the stream job published (exactly-once).
+    topic_sink_progress: str = "stream.sink-progress"
 
 
 class CassandraSettings(BaseModel):
@@ -107,6 +111,30 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``ICU_*`` environment variables, for child processes."""
+        env: dict[str, str] = {}
+
+        def put(prefix: str, data: dict) -> None:
+            for key, value in data.items():
+                name = f"{prefix}{key.upper()}"
+                if isinstance(value, dict):
+                    put(f"{name}__", value)
+                elif value is None:
+                    continue
+                elif isinstance(value, (list, bool)):
+                    env[name] = json.dumps(value)
+                else:
+                    env[name] = str(value)
+
+        put("ICU_", self.model_dump(mode="json", context={"reveal": True}))
+        for name, secret in (("ICU_SECRET_KEY", self.secret_key),
+                             ("ICU_SMTP__PASSWORD", self.smtp.password),
+                             ("ICU_CASSANDRA__PASSWORD", self.cassandra.password)):
+            if secret is not None:
+                env[name] = secret.get_secret_value()
+        return env
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,81 @@
+"""The census: admissions and which bed each patient occupies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cassandra.cluster import Session
+
+from backend.census import Admission
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def admit(session: Session, admission: Admission) -> None:
+    """Record an admission and put the patient in their bed (idempotent)."""
+    a = admission
+    session.execute(
+        "INSERT INTO admissions (patient_id, ward, bed, label, age, sex, home_fips, spo2_scale,"
+        " admitted_ts, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (a.patient_id, a.ward, a.bed, a.label, a.age, a.sex, a.home_fips, a.spo2_scale,
+         _dt(a.admitted_ts), a.source),
+    )
+    session.execute(
+        "INSERT INTO beds_by_ward (ward, bed, patient_id, label, admitted_ts)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (a.ward, a.bed, a.patient_id, a.label, _dt(a.admitted_ts)),
+    )
+
+
+def discharge(session: Session, patient_id: str, discharged_ts: int) -> None:
+    row = get(session, patient_id)
+    if row is None:
+        return
+    session.execute(
+        "UPDATE admissions SET discharged_ts = %s WHERE patient_id = %s",
+        (_dt(discharged_ts), patient_id),
+    )
+    session.execute(
+        "DELETE FROM beds_by_ward WHERE ward = %s AND bed = %s IF patient_id = %s",
+        (row.ward, row.bed, patient_id),
+    )
+
+
+def _admission(r: dict) -> Admission:
+    return Admission(
+        patient_id=r["patient_id"], ward=r["ward"], bed=r["bed"], label=r["label"] or "",
+        age=r["age"], sex=r["sex"], home_fips=r["home_fips"], spo2_scale=r["spo2_scale"] or 1,
+        admitted_ts=_ms(r["admitted_ts"]) or 0, source=r["source"],
+    )
+
+
+def get(session: Session, patient_id: str) -> Admission | None:
+    r = session.execute("SELECT * FROM admissions WHERE patient_id = %s", (patient_id,)).one()
+    return _admission(r) if r else None
+
+
+def current(session: Session) -> dict[str, Admission]:
+    """Every patient currently admitted, by id. The census is small (hundreds of beds)."""
+    return {
+        r["patient_id"]: _admission(r)
+        for r in session.execute("SELECT * FROM admissions")
+        if r["discharged_ts"] is None
+    }
+
+
+def beds(session: Session, ward: str) -> list[dict]:
+    return list(session.execute("SELECT * FROM beds_by_ward WHERE ward = %s", (ward,)))
+
+
+def wards(session: Session) -> list[str]:
+    return sorted({r["ward"] for r in session.execute("SELECT DISTINCT ward FROM beds_by_ward")})

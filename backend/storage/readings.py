@@ -1,0 +1,119 @@
+"""Accepted readings: the per-patient history and the latest state of each bed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
+
+from backend.messages import ValidatedReading
+from backend.vitals import Vital
+
+VITAL_COLUMNS: tuple[str, ...] = tuple(v.value for v in Vital)
+# Rows per unlogged batch: one batch never spans partitions, and stays under
+# Cassandra's default 5 KiB batch warning for typical rows.
+_BATCH_ROWS = 40
+
+
+def _u(value):
+    """None as "not set": in Cassandra an inserted null is a tombstone, and a history of
+    sparse readings would otherwise fill the table with them."""
+    return UNSET_VALUE if value is None else value
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def day_of(ms: int) -> date:
+    return _dt(ms).date()
+
+
+class ReadingStore:
+    """Prepared statements for the readings tables, bound to one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        cols = ", ".join(VITAL_COLUMNS)
+        marks = ", ".join("?" for _ in VITAL_COLUMNS)
+        self._insert: PreparedStatement = session.prepare(
+            f"INSERT INTO readings_by_patient_day (patient_id, day, ts, device_id, seq, {cols},"
+            " sensors_off, o2_supplemental, consciousness, news2, news2_band, news2_complete,"
+            f" qsofa, processed_ts) VALUES (?, ?, ?, ?, ?, {marks}, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._latest: PreparedStatement = session.prepare(
+            f"INSERT INTO latest_by_ward (ward, bed, patient_id, ts, {cols}, sensors_off, news2,"
+            f" news2_band, news2_complete, qsofa, processed_ts)"
+            f" VALUES (?, ?, ?, ?, {marks}, ?, ?, ?, ?, ?, ?)"
+        )
+        self._range: PreparedStatement = session.prepare(
+            "SELECT * FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " AND ts >= ? AND ts < ?"
+        )
+        self._ward: PreparedStatement = session.prepare(
+            "SELECT * FROM latest_by_ward WHERE ward = ?"
+        )
+
+    def write(self, readings: Sequence[ValidatedReading]) -> None:
+        """Append readings (idempotent: the key is patient, day, ts, device, seq)."""
+        by_partition: dict[tuple[str, date], list[ValidatedReading]] = defaultdict(list)
+        for r in readings:
+            by_partition[(r.patient_id, day_of(r.ts))].append(r)
+        batches = []
+        for (patient_id, day), rows in by_partition.items():
+            for i in range(0, len(rows), _BATCH_ROWS):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for r in rows[i : i + _BATCH_ROWS]:
+                    batch.add(self._insert, (
+                        patient_id, day, _dt(r.ts), r.device_id, r.seq,
+                        *(_u(r.vitals.get(v)) for v in Vital),
+                        _u({s.value for s in r.sensors_off} or None), _u(r.o2_supplemental),
+                        _u(r.consciousness.value if r.consciousness else None),
+                        _u(r.news2), _u(r.news2_band), r.news2_complete, _u(r.qsofa),
+                        _dt(r.processed_ts),
+                    ))
+                batches.append((batch, None))
+        run_concurrently(self.session, batches)
+
+    def write_latest(self, readings: Iterable[ValidatedReading]) -> None:
+        """Upsert each bed's newest state among ``readings``: the carried-forward values,
+        with explicit nulls so a sensor that went off never shows its last good value."""
+        newest: dict[tuple[str, str], ValidatedReading] = {}
+        for r in readings:
+            key = (r.ward, r.bed)
+            if key not in newest or r.ts >= newest[key].ts:
+                newest[key] = r
+        statements = [
+            (self._latest, (
+                r.ward, r.bed, r.patient_id, _dt(r.ts), *(r.carried.get(v) for v in Vital),
+                {s.value for s in r.sensors_off} or None, r.news2, r.news2_band, r.news2_complete,
+                r.qsofa, _dt(r.processed_ts),
+            ))
+            for r in newest.values()
+        ]
+        run_concurrently(self.session, statements)
+
+    def between(self, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
+        """Readings of one patient in [start, end), oldest first, one query per day."""
+        rows: list[dict] = []
+        day = day_of(start_ms)
+        while day <= day_of(end_ms - 1):
+            rows.extend(self.session.execute(
+                self._range, (patient_id, day, _dt(start_ms), _dt(end_ms))
+            ))
+            day += timedelta(days=1)
+        return rows
+
+    def latest_for_ward(self, ward: str) -> list[dict]:
+        return list(self.session.execute(self._ward, (ward,)))
+
+
+def run_concurrently(session: Session, statements: list[tuple], concurrency: int = 64) -> None:
+    """Execute ``(statement, params)`` pairs concurrently; raise on the first failure, so a
+    lost write fails the micro-batch and Spark retries it instead of passing silently."""
+    if statements:
+        execute_concurrent(session, statements, concurrency=concurrency, raise_on_first_error=True)

@@ -1,0 +1,45 @@
+"""Building the SparkSession: local mode by default, any master URL by configuration."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from backend.settings import Settings
+
+
+class MissingConnectorJars(RuntimeError):
+    pass
+
+
+def connector_jars(settings: Settings) -> list[str]:
+    """The Kafka connector jars fetched from Maven Central by ``icu services fetch``.
+
+    Supplying them as files keeps the job from resolving packages over the network at
+    start-up (hospital networks rarely allow it).
+    """
+    jars = sorted(str(p) for p in settings.spark.jars_dir.glob("*.jar"))
+    if not any("spark-sql-kafka" in j for j in jars):
+        raise MissingConnectorJars(
+            f"no spark-sql-kafka jar in {settings.spark.jars_dir}; run `icu services fetch`"
+        )
+    return jars
+
+
+def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSession:
+    cfg = settings.spark
+    return (
+        SparkSession.builder.appName(app_name)
+        .master(cfg.master)
+        .config("spark.jars", ",".join(connector_jars(settings)))
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        # Python workers are reused, so each keeps its Cassandra session and census cache.
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.sql.streaming.stateStore.providerClass",
+                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+        .getOrCreate()
+    )
