@@ -52,10 +52,10 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> su
               help="leave Kafka and Cassandra running when the demo stops")
 def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> None:
     """Run the full system with simulated patients and print the demo logins."""
-    from ops import services
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import ensure_demo_users
+    from ops import services
 
     base = get_settings()
     settings = base.model_copy(update={"demo_mode": True})

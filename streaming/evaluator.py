@@ -190,10 +190,11 @@ def make_evaluator(settings: Settings) -> Callable:
                     out.append(("reject", patient_key, None, _reject_payload(outcome), *pos))
                     continue
                 accepted.append((outcome.reading, pos))
-                for fr in outcome.field_rejections:
-                    field = fr.detail.split(" ", 1)[0]
-                    out.append(("field_reject", patient_key, outcome.reading.ts,
-                                _reject_payload(fr, field), *pos[:4], None, None))
+                out.extend(
+                    ("field_reject", patient_key, outcome.reading.ts,
+                     _reject_payload(fr, fr.field or ""), *pos[:4], None, None)
+                    for fr in outcome.field_rejections
+                )
 
         if accepted:
             accepted.sort(key=lambda item: (item[0].ts, item[0].seq))

@@ -10,11 +10,12 @@ committed and publishes nothing. Readers use ``isolation_level="read_committed"`
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from backend.settings import KafkaSettings
@@ -23,14 +24,16 @@ from backend.settings import KafkaSettings
 class TransactionalPublisher:
     def __init__(self, cfg: KafkaSettings, sink_name: str) -> None:
         self.cfg = cfg
-        self.group = f"icu-sink-{sink_name}"
+        # Named after the progress topic too, so two deployments (or test runs) sharing a
+        # broker never read each other's progress or fence each other's producer.
+        self.group = f"icu-sink-{sink_name}-{cfg.topic_sink_progress}"
         self._progress_tp = TopicPartition(cfg.topic_sink_progress, 0)
         self._admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap)
         with contextlib.suppress(TopicAlreadyExistsError):
             self._admin.create_topics([NewTopic(cfg.topic_sink_progress, 1, 1)])
         self._producer = KafkaProducer(
             bootstrap_servers=cfg.bootstrap,
-            transactional_id=f"icu-stream-{sink_name}",
+            transactional_id=self.group,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
@@ -41,8 +44,17 @@ class TransactionalPublisher:
 
     def last_published_batch(self) -> int:
         """The id of the last micro-batch whose output is on Kafka, or -1."""
-        offsets = self._admin.list_consumer_group_offsets(self.group)
-        committed = offsets.get(self._progress_tp)
+        for attempt in range(30):
+            try:
+                offsets = self._admin.list_group_offsets({self.group: [self._progress_tp]})
+                break
+            except KafkaError as exc:
+                # The group coordinator is briefly unavailable on a fresh broker and
+                # while it moves; anything else, or a long outage, fails the batch.
+                if not getattr(exc, "retriable", False) or attempt == 29:
+                    raise
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        committed = offsets.get(self.group, {}).get(self._progress_tp)
         return -1 if committed is None or committed.offset < 0 else committed.offset - 1
 
     def publish_batch(

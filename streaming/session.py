@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from pyspark.sql import SparkSession
 
 from backend.settings import Settings
@@ -27,6 +30,9 @@ def connector_jars(settings: Settings) -> list[str]:
 
 def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSession:
     cfg = settings.spark
+    # Workers must run the driver's interpreter (the venv with pandas and pyarrow), not
+    # whatever ``python3`` is first on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         SparkSession.builder.appName(app_name)
         .master(cfg.master)

@@ -1,0 +1,193 @@
+"""Signing in, navigation per role, the 403 page and the admin page, in headless
+Chromium against the real app (``icu web run``) and a real Cassandra keyspace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from backend import audit
+from backend.auth_policy import Role, navigation
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+# Where pages keep their first heading once the router has rendered them.
+PAGE_READY = {
+    "ward": (By.CSS_SELECTOR, ".bed-tile"),  # proves a server callback ran (CSRF header)
+    "patient": (By.CSS_SELECTOR, ".page-patient h1"),
+    "alerts": (By.CSS_SELECTOR, "#alerts-list"),
+    "population": (By.CSS_SELECTOR, "#population-summary"),
+    "models": (By.CSS_SELECTOR, "#models-body"),
+    "admin": (By.CSS_SELECTOR, "#admin-users"),  # the users table comes from a callback
+}
+
+
+def wait(driver, condition, timeout: float = 20):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def sign_in(driver, web, username: str, password: str) -> None:
+    driver.get(web.url("/login"))
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def nav_keys(driver) -> list[str]:
+    return [a.get_attribute("id").removeprefix("nav-")
+            for a in driver.find_elements(By.CSS_SELECTOR, "#nav a")]
+
+
+def screenshot(driver, name: str) -> None:
+    """Saved to docs/screenshots with ICU_SAVE_SCREENSHOTS=1 (else only kept on failure)."""
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / name))
+
+
+def test_each_role_sees_exactly_its_navigation(live_web, browser) -> None:
+    for role in Role:
+        name, password = live_web.users[role]
+        sign_in(browser, live_web, name, password)
+        # textContent: the badge is upper-cased by CSS, which .text would reflect
+        wait(browser, lambda d, label=role.label: d.find_elements(By.ID, "shell-role") and d.
+             find_element(By.ID, "shell-role").get_attribute("textContent") == label)
+        expected = [p.key for p in navigation(role)]
+        assert nav_keys(browser) == expected, role
+        assert browser.current_url.endswith(navigation(role)[0].page.path)
+        assert browser.find_element(By.ID, "shell-user").text == f"Browser {role.label}"
+        # every offered page opens (client-side navigation through the Pages router)
+        for key in expected:
+            browser.find_element(By.ID, f"nav-{key}").click()
+            wait(browser, EC.presence_of_element_located(PAGE_READY[key]))
+            assert "403" not in browser.find_element(By.ID, "content").text
+        browser.find_element(By.ID, "logout-button").click()
+        wait(browser, EC.presence_of_element_located((By.ID, "login-info")))
+        assert "signed out" in browser.find_element(By.ID, "login-info").text
+
+
+def test_bad_password_shows_an_error_that_does_not_say_which(live_web, browser) -> None:
+    name, _ = live_web.users[Role.NURSE]
+    browser.get(live_web.url("/login"))
+    screenshot(browser, "login.png")
+    sign_in(browser, live_web, name, "definitely-not-it")
+    error = wait(browser, EC.visibility_of_element_located((By.ID, "login-error")))
+    assert "username or password is incorrect" in error.text
+    assert browser.find_element(By.ID, "username").get_attribute("value") == name
+    screenshot(browser, "login-error.png")
+    sign_in(browser, live_web, "no-such-user", "definitely-not-it")
+    error = wait(browser, EC.visibility_of_element_located((By.ID, "login-error")))
+    assert "username or password is incorrect" in error.text
+
+
+def test_nurse_cannot_open_admin(live_web, browser) -> None:
+    name, password = live_web.users[Role.NURSE]
+    sign_in(browser, live_web, name, password)
+    wait(browser, EC.presence_of_element_located((By.ID, "shell-role")))
+    assert "nav-admin" not in [f"nav-{k}" for k in nav_keys(browser)]
+    browser.get(live_web.url("/admin"))
+    page = wait(browser, EC.visibility_of_element_located((By.ID, "forbidden")))
+    assert "403" in page.text
+    assert browser.find_elements(By.ID, "admin-users") == []
+
+
+def _choose(driver, dropdown_id: str, text: str) -> None:
+    """Pick an option of a dcc.Dropdown (Dash 4: a popover with a search box) by typing
+    its label; waits until the popover has closed, as it swallows the next click."""
+    box = driver.find_element(By.ID, dropdown_id)
+    box.click()
+    wait(driver, lambda d: box.get_attribute("aria-expanded") == "true")
+    field = driver.switch_to.active_element
+    field.send_keys(text)
+    field.send_keys(Keys.ENTER)
+    wait(driver, lambda d: box.get_attribute("aria-expanded") == "false"
+         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+    assert text in box.text
+
+
+def test_admin_manages_users_with_on_screen_validation(live_web, browser) -> None:
+    name, password = live_web.users[Role.ADMIN]
+    sign_in(browser, live_web, name, password)
+    wait(browser, EC.presence_of_element_located((By.ID, "nav-admin"))).click()
+    table = wait(browser, EC.visibility_of_element_located((By.ID, "admin-users")))
+    for role in Role:
+        assert live_web.users[role][0] in table.text
+
+    browser.find_element(By.ID, "admin-new-username").send_keys("new.nurse")
+    browser.find_element(By.ID, "admin-new-display").send_keys("New Nurse")
+    _choose(browser, "admin-new-role", "Nurse")
+    browser.find_element(By.ID, "admin-new-password").send_keys("short")
+    browser.find_element(By.ID, "admin-new-password2").send_keys("short")
+    browser.find_element(By.ID, "admin-create").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-create-msg"),
+                                                   "at least 12 characters"))
+    assert "error" in browser.find_element(By.ID, "admin-create-msg").get_attribute("class")
+
+    good = "a-much-longer-passphrase"
+    browser.find_element(By.ID, "admin-new-password").send_keys(good)
+    browser.find_element(By.ID, "admin-new-password2").send_keys(good)
+    browser.find_element(By.ID, "admin-create").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-create-msg"),
+                                                   "Created new.nurse"))
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-users"), "new.nurse"))
+
+    browser.find_element(By.ID, "admin-new-password").send_keys(good)
+    browser.find_element(By.ID, "admin-new-password2").send_keys(good)
+    browser.find_element(By.ID, "admin-create").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-create-msg"),
+                                                   "already exists"))
+
+    _choose(browser, "admin-user-select", "new.nurse")
+    browser.find_element(By.ID, "admin-disable").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-toggle-msg"),
+                                                   "Disabled new.nurse"))
+
+    browser.find_element(By.ID, "audit-search").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "audit-results"),
+                                                   audit.USER_DISABLED))
+    results = browser.find_element(By.ID, "audit-results").text
+    assert audit.USER_CREATED in results and audit.LOGIN_SUCCESS in results
+    browser.set_window_size(1440, 1500)  # users and audit results in one picture
+    browser.execute_script("window.scrollTo(0, 0)")
+    screenshot(browser, "admin.png")
+
+
+def test_dark_theme_toggle(live_web, browser) -> None:
+    name, password = live_web.users[Role.PHYSICIAN]
+    sign_in(browser, live_web, name, password)
+    toggle = wait(browser, EC.element_to_be_clickable((By.ID, "theme-toggle")))
+    before = browser.execute_script("return document.documentElement.dataset.theme || ''")
+    toggle.click()
+    wait(browser, lambda d: d.execute_script(
+        "return document.documentElement.dataset.theme || ''") not in ("", before))
+    screenshot(browser, "shell-dark.png" if before != "dark" else "shell-light.png")
+
+
+
+def test_idle_session_returns_to_the_sign_in_page(live_web, browser) -> None:
+    """The server ends an idle session; the open page notices within one clock tick."""
+    from datetime import UTC, datetime, timedelta
+
+    name, password = live_web.users[Role.CHARGE_NURSE]
+    sign_in(browser, live_web, name, password)
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, ".bed-tile")))
+    idle = timedelta(minutes=live_web.settings.web.idle_timeout_minutes + 1)
+    for row in live_web.db.execute("SELECT session_id, username FROM web_sessions"):
+        if row["username"] == name:
+            live_web.db.execute(
+                "UPDATE web_sessions SET last_seen_ts = %s WHERE session_id = %s",
+                (datetime.now(UTC) - idle, row["session_id"]))
+    # what the server would have set had the user really been idle that long
+    browser.execute_script("document.cookie = 'icu_idle_expires=1; path=/'")
+    wait(browser, EC.url_contains("expired=1"), timeout=40)
+    info = wait(browser, EC.visibility_of_element_located((By.ID, "login-info")))
+    assert "session has ended" in info.text
+    assert "next=%2Fward" in browser.current_url

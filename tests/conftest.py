@@ -1,0 +1,128 @@
+"""Fixtures shared by the whole suite.
+
+``services`` (session): Kafka and Cassandra are running (``ops.services`` starts them if
+they are not; if the settings point at other hosts it only waits for those) and yields
+the base ``Settings``. If they cannot be started, every test
+that needs them ERRORS with the reason and the servers' log tails - it never skips,
+because a CI run that silently skips its integration tests is a broken run. At the end,
+servers this session started are stopped, unless ``ICU_KEEP_SERVICES=1`` or another
+live test session / demo still holds a lease on them; servers that were already running
+are left alone.
+
+``isolated_settings`` (function): a copy of those settings with unique Kafka topic
+names (created), a unique Cassandra keyspace ``icu_t_<hex>`` (NOT created - the storage
+layer's migrations create it) and the Spark checkpoint under ``tmp_path``. The topics
+and keyspaces are removed at the end of the session (``ICU_KEEP_TEST_DATA=1`` keeps them
+for a post-mortem).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.settings import Settings
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+class _Created:
+    """Topics and keyspaces the tests of this session made, removed at its end."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+        self.keyspaces: list[str] = []
+
+    def cleanup(self, settings: Settings) -> list[str]:
+        problems = []
+        if self.topics:
+            from ops.services import kafka_admin
+
+            try:
+                with kafka_admin(settings, 30_000) as admin:
+                    existing = set(admin.list_topics())
+                    doomed = [t for t in self.topics if t in existing]
+                    if doomed:
+                        admin.delete_topics(doomed, timeout_ms=30_000)
+            except Exception as exc:
+                problems.append(f"deleting test topics: {exc!r}")
+        if self.keyspaces:
+            from backend.storage.cassandra import connect
+
+            try:
+                session = connect(settings.cassandra, keyspace=False, wait_seconds=10)
+                try:
+                    for ks in self.keyspaces:
+                        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+                finally:
+                    session.cluster.shutdown()
+            except Exception as exc:
+                problems.append(f"dropping test keyspaces: {exc!r}")
+        return problems
+
+
+@pytest.fixture(scope="session")
+def _created() -> _Created:
+    return _Created()
+
+
+@pytest.fixture(scope="session")
+def services(_created: _Created) -> Iterator[Settings]:
+    """Kafka and Cassandra are up; yields the base settings."""
+    from ops import services as svc
+
+    settings = Settings()
+    with svc.lease(settings, holder=f"pytest pid {os.getpid()}") as mine:
+        try:
+            if all(svc.is_local(settings).values()):
+                # unsafe_system only matters if this session is the one starting Cassandra.
+                started = svc.start_all(settings, unsafe_system=True, timeout=240)
+            else:  # servers elsewhere (e.g. docker compose): only wait for them
+                started = svc.wait_until_ready(settings, timeout=240)
+            svc.ensure_topics(settings)
+        except Exception as exc:
+            pytest.fail(
+                "Kafka/Cassandra could not be started for the integration tests "
+                f"(`icu services start`; logs under {settings.cache_dir / 'var'}):\n{exc}",
+                pytrace=False,
+            )
+        try:
+            yield settings
+        finally:
+            problems = [] if _flag("ICU_KEEP_TEST_DATA") else _created.cleanup(settings)
+            ours = [name for name, s in started.items() if s.started]
+            others = svc.other_lease_holders(settings, mine)
+            if ours and not _flag("ICU_KEEP_SERVICES") and not others:
+                for name in ours:
+                    svc.stop_all(settings, only=name)
+            for problem in problems:
+                warnings.warn(f"test data cleanup: {problem}", stacklevel=1)
+
+
+@pytest.fixture
+def isolated_settings(services: Settings, _created: _Created, tmp_path: Path) -> Settings:
+    """Settings of one test: its own topics (created), keyspace (not created) and
+    Spark checkpoint directory."""
+    from ops.services import ensure_topics
+
+    suffix = uuid.uuid4().hex[:12]
+    kafka = services.kafka
+    topics = {name: f"{getattr(kafka, name)}.t{suffix}"
+              for name in type(kafka).model_fields if name.startswith("topic_")}
+    settings = services.model_copy(update={
+        "kafka": kafka.model_copy(update=topics),
+        "cassandra": services.cassandra.model_copy(update={"keyspace": f"icu_t_{suffix}"}),
+        "spark": services.spark.model_copy(
+            update={"checkpoint_dir": tmp_path / "spark-checkpoints"}),
+    })
+    _created.topics.extend(topics.values())
+    _created.keyspaces.append(settings.cassandra.keyspace)
+    ensure_topics(settings)
+    return settings

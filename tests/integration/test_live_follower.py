@@ -1,0 +1,276 @@
+"""LiveFollower against real Kafka and Cassandra: fill, follow, read_committed, outage.
+
+Fixtures ``services`` (Kafka and Cassandra running) and ``isolated_settings`` (unique
+topics, created; a unique keyspace, not yet created) come from tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from kafka import KafkaProducer
+
+from backend.census import Admission
+from backend.messages import AlertEvent, Priority, ValidatedReading
+from backend.settings import Settings
+from backend.storage import census
+from backend.storage.alerts import AlertStore
+from backend.storage.cassandra import connect
+from backend.storage.migrate import migrate
+from backend.storage.readings import ReadingStore
+from backend.vitals import Vital
+from webapp.live.follower import LiveFollower
+from webapp.live.state import WardState
+
+pytestmark = pytest.mark.integration
+
+WARD = "ICU-T"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def reading(bed: str, hr: float, t: float | None = None) -> ValidatedReading:
+    t = time.time() if t is None else t
+    carried = {Vital.HR: hr, Vital.SPO2: 96.0, Vital.RR: 15.0}
+    return ValidatedReading(
+        patient_id=f"pt-{bed}", ward=WARD, bed=bed, device_id=f"mon-{bed}", seq=int(t * 1000),
+        ts=int(t * 1000), vitals=dict(carried), carried=carried, news2=1, news2_band="low",
+        news2_complete=True, processed_ts=int(time.time() * 1000),
+    )
+
+
+def alert_event(bed: str, event: str, t: float) -> AlertEvent:
+    ms = int(t * 1000)
+    return AlertEvent(
+        alert_id=f"a-{bed}", event=event, patient_id=f"pt-{bed}", ward=WARD, bed=bed,
+        rule="hr_high", priority=Priority.HIGH, message="HR 141 > 130", values={"hr": 141.0},
+        onset_ts=ms - 10_000, reading_ts=ms, detected_ts=ms,
+    )
+
+
+@pytest.fixture
+def db(services, isolated_settings: Settings):
+    """A session on the test's own keyspace with the schema and a two-bed census."""
+    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
+    migrate(session, isolated_settings)
+    session.set_keyspace(isolated_settings.cassandra.keyspace)
+    now = int(time.time() * 1000)
+    for bed, label in (("1", "Alder"), ("2", "Birch")):
+        census.admit(session, Admission(patient_id=f"pt-{bed}", ward=WARD, bed=bed,
+                                        label=label, admitted_ts=now))
+    yield session
+    session.cluster.shutdown()
+
+
+@pytest.fixture
+def follower_factory():
+    started: list[LiveFollower] = []
+
+    def make(settings: Settings, **kw) -> tuple[WardState, LiveFollower]:
+        state = WardState.from_settings(settings)
+        opts = {"backoff_initial_seconds": 0.2, "backoff_max_seconds": 1.0,
+                "probe_interval_seconds": 0.5, "probe_timeout_ms": 2000,
+                "bootstrap_timeout_ms": 2000, **kw}
+        follower = LiveFollower(settings, state, **opts)
+        started.append(follower)
+        return state, follower.start()
+
+    yield make
+    for f in started:
+        f.stop(timeout=20)
+
+
+def test_fill_from_cassandra_then_follow_kafka(db, isolated_settings: Settings,
+                                               follower_factory) -> None:
+    settings = isolated_settings
+    t = time.time()
+    ReadingStore(db).write_latest([reading("1", 77.0, t - 2)])
+    AlertStore(db).raise_alert(alert_event("2", "raised", t - 2))
+
+    state, follower = follower_factory(settings)
+    assert follower.synced.wait(60), follower.last_error
+    assert follower.filled.is_set()
+    beds = {s.bed: s for s in state.ward_snapshot(WARD)}
+    assert set(beds) == {"1", "2"}
+    assert beds["1"].label == "Alder" and beds["1"].param(Vital.HR).value == 77.0
+    assert [a.alert_id for a in beds["2"].alarms] == ["a-2"]
+    assert beds["2"].no_data  # in the census, never sent a reading
+    assert state.delayed_since is None
+
+    k = settings.kafka
+    producer = KafkaProducer(bootstrap_servers=k.bootstrap,
+                             transactional_id=f"test-live-{uuid.uuid4().hex[:8]}",
+                             enable_idempotence=True, acks="all")
+    try:
+        producer.init_transactions()
+        # An aborted transaction is never seen by a read_committed consumer.
+        producer.begin_transaction()
+        producer.send(k.topic_validated, key=b"pt-1",
+                      value=reading("1", 5.0).model_dump_json().encode())
+        producer.abort_transaction()
+        # A committed one shows within 2 s.
+        producer.begin_transaction()
+        producer.send(k.topic_validated, key=b"pt-1",
+                      value=reading("1", 111.0).model_dump_json().encode())
+        producer.send(k.topic_alerts, key=b"pt-2",
+                      value=alert_event("2", "cleared", time.time()).model_dump_json().encode())
+        producer.commit_transaction()
+        committed = time.monotonic()
+        assert wait_for(lambda: state.bed_snapshot(WARD, "1").param(Vital.HR).value == 111.0,
+                        timeout=2.0), "reading not shown within 2 s"
+        assert time.monotonic() - committed < 2.0
+        assert wait_for(lambda: state.alarm("a-2") is None, timeout=2.0)
+        assert all(p.hr != 5.0 for p in state.bed_snapshot(WARD, "1").trend)
+        # A plain (non-transactional) publish works as well.
+        plain = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all")
+        plain.send(k.topic_validated, value=reading("2", 88.0).model_dump_json().encode())
+        plain.flush()
+        plain.close()
+        assert wait_for(lambda: state.bed_snapshot(WARD, "2").param(Vital.HR).value == 88.0,
+                        timeout=2.0)
+    finally:
+        producer.close()
+    assert follower.counts["bad"] == 0
+
+
+def test_nothing_published_during_the_fill_is_missed(db, isolated_settings: Settings,
+                                                     follower_factory, monkeypatch) -> None:
+    """A reading committed after the end offsets were recorded but before the follower
+    seeks (i.e. during the Cassandra fill) is still applied."""
+    settings = isolated_settings
+    k = settings.kafka
+    producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all")
+    original_fill = LiveFollower._fill
+
+    def slow_fill(self: LiveFollower) -> bool:
+        producer.send(k.topic_validated, value=reading("1", 123.0).model_dump_json().encode())
+        producer.flush()
+        return original_fill(self)
+
+    monkeypatch.setattr(LiveFollower, "_fill", slow_fill)
+    state, follower = follower_factory(settings)
+    try:
+        assert follower.synced.wait(60), follower.last_error
+        assert wait_for(lambda: (s := state.bed_snapshot(WARD, "1")) is not None
+                        and s.param(Vital.HR).value == 123.0, timeout=5.0)
+    finally:
+        producer.close()
+
+
+class TcpProxy:
+    """Forwards a local port to a target; started late to simulate a server coming back."""
+
+    def __init__(self, listen_port: int, target: tuple[str, int]) -> None:
+        self.listen_port = listen_port
+        self.target = target
+        self._stop = threading.Event()
+        self._server: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.listen_port))
+        server.listen(64)
+        server.settimeout(0.2)
+        self._server = server
+        self._spawn(self._accept)
+
+    def _spawn(self, target, *args) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except (TimeoutError, OSError):
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                self._spawn(self._pipe, a, b)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.5)
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+        for t in self._threads:
+            t.join(2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_servers_mark_delayed_then_recover(db, isolated_settings: Settings,
+                                                       follower_factory) -> None:
+    """Kafka and Cassandra on closed ports: the state is marked delayed and the follower
+    keeps retrying without dying; once the ports answer it syncs and clears the mark."""
+    settings = isolated_settings
+    kafka_host, kafka_port = settings.kafka.bootstrap.split(",")[0].rsplit(":", 1)
+    cass_host = settings.cassandra.hosts[0]
+    kp, cp = free_port(), free_port()
+    unreachable = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{kp}"}),
+        "cassandra": settings.cassandra.model_copy(update={"hosts": ["127.0.0.1"],
+                                                           "port": cp}),
+    })
+    ReadingStore(db).write_latest([reading("1", 70.0)])
+    state, follower = follower_factory(unreachable)
+    assert wait_for(lambda: state.delayed_since is not None, timeout=30)
+    time.sleep(2)  # a few failed retries
+    assert follower.running and not follower.synced.is_set()
+    assert state.delayed_since is not None
+
+    proxies = [TcpProxy(kp, (kafka_host, int(kafka_port))),
+               TcpProxy(cp, (cass_host, settings.cassandra.port))]
+    for p in proxies:
+        p.start()
+    try:
+        assert follower.synced.wait(60), follower.last_error
+        assert follower.filled.wait(60), follower.last_error
+        assert wait_for(lambda: state.delayed_since is None, timeout=30), state.delayed_sources
+        assert state.bed_snapshot(WARD, "1").param(Vital.HR).value == 70.0
+    finally:
+        follower.stop(timeout=20)
+        for p in proxies:
+            p.stop()

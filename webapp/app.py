@@ -1,0 +1,125 @@
+"""The Dash app factory: ``create_app(settings) -> Dash``.
+
+Order matters and is fixed here:
+
+1. a Flask server with hardened cookie settings and the secret key;
+2. Dash with Dash Pages (``webapp/pages``), the shell layout and its clientside callbacks;
+3. one warm-up request so Dash moves every page's ``dash.callback`` into this app and
+   registers the Pages router - then every server-side callback must carry a permission
+   (``webapp.security.check_callbacks``), or the app refuses to start;
+4. flask-login and the sign-in routes (``webapp.auth``);
+5. the authorisation hook (``webapp.security.install``), then Flask-WTF ``CSRFProtect``,
+   so an anonymous request is answered 401 before any CSRF check.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+import dash
+import flask
+from cassandra.cluster import Session
+from flask_wtf.csrf import CSRFProtect
+
+from backend.settings import REPO_ROOT, Settings
+from webapp import auth, layout, security
+
+log = logging.getLogger(__name__)
+
+PAGES_DIR = Path(__file__).with_name("pages")
+ASSETS_DIR = REPO_ROOT / "assets"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def secret_key(settings: Settings) -> str:
+    """The session-signing key. Production: ``ICU_SECRET_KEY`` (at least 32 characters).
+    Demo mode without one: a random key for this process only (``icu demo`` passes one
+    key to all its processes through the environment)."""
+    key = settings.secret_key.get_secret_value()
+    if not key:
+        if not settings.demo_mode:
+            raise ConfigurationError(
+                "ICU_SECRET_KEY is empty: refusing to start the web app without a secret "
+                "key (generate one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')"
+            )
+        log.warning("demo mode without ICU_SECRET_KEY: using a random key for this process; "
+                    "sessions end on restart and are not shared with other processes")
+        return secrets.token_urlsafe(48)
+    if len(key) < MIN_SECRET_LENGTH and not settings.demo_mode:
+        raise ConfigurationError(f"ICU_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+    return key
+
+
+def _server(settings: Settings) -> flask.Flask:
+    # Paths given explicitly: under some editable installs ``webapp`` imports as a
+    # namespace package, from which Flask cannot infer them (no instance folder is used).
+    here = Path(__file__).parent
+    server = flask.Flask("webapp", root_path=str(here), instance_path=str(here / "instance"))
+    server.config.update(
+        SECRET_KEY=secret_key(settings),
+        SESSION_COOKIE_NAME="icu_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.web.secure_cookies,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        # The CSRF token lives as long as the (idle-limited) session; Dash re-reads it
+        # from the cookie the server refreshes on every response.
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=settings.web.secure_cookies,
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,  # callback bodies carry page state
+    )
+    return server
+
+
+def create_app(settings: Settings, db: Session | None = None) -> dash.Dash:
+    """The web app. ``db`` is a Cassandra session bound to the keyspace (connected from
+    ``settings`` when omitted); the schema must exist (``icu db migrate``)."""
+    if db is None:
+        from backend.storage.cassandra import connect
+
+        db = connect(settings.cassandra, wait_seconds=30)
+    server = _server(settings)
+    ctx = security.WebContext(settings=settings, db=db)
+    server.extensions["icu"] = ctx
+
+    app = dash.Dash(
+        __name__,  # a module with a file (see above); page modules are named "pages.<x>"
+        server=server,
+        use_pages=True,
+        pages_folder=str(PAGES_DIR),
+        assets_folder=str(ASSETS_DIR),
+        title=layout.APP_NAME,
+        update_title=None,
+        suppress_callback_exceptions=True,
+        serve_locally=True,
+        compress=False,
+    )
+    app.layout = layout.shell
+    layout.register_shell_callbacks(app)
+    auth.init_auth(server, ctx)
+
+    # Warm-up: run Dash's first-request setup now (callbacks, Pages router) so the
+    # callback map is complete and checked before the first real request.
+    with server.test_request_context("/_favicon.ico"):
+        server.preprocess_request()
+    router = next((k for k in app.callback_map if security.ROUTER_OUTPUT in k), None)
+    if router is None:
+        raise ConfigurationError("the Dash Pages router callback was not registered")
+    security.tag(app.callback_map[router]["callback"], security.SHELL)
+    ctx.router_callback = router
+    security.check_callbacks(app)
+
+    security.install(app, ctx)
+    CSRFProtect(server)
+    log.info("web app ready: %d pages, %d server callbacks", len(dash.page_registry),
+             len(security.server_callbacks(app)))
+    return app

@@ -1,0 +1,197 @@
+"""Signing in and out (flask-login on a plain, server-rendered Flask form).
+
+The browser's signed session cookie holds only the id of a server-side session
+(``web_sessions`` in Cassandra) and the CSRF secret. Each request loads the session and
+the user from Cassandra, so an idle timeout, a sign-out, or disabling the user take effect
+at once in every web process.
+
+- Session fixation: signing in clears the old cookie session and creates a new random
+  server-side session id; flask-login's "strong" protection drops a session used from a
+  different address or browser.
+- The login form is CSRF-protected like every other POST (Flask-WTF).
+- Errors never say which of username and password was wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit
+
+import flask
+from flask import Blueprint, Response, g, request
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
+
+from backend import audit
+from backend.auth_policy import Role, home_path
+from backend.users import (
+    LoginOutcome,
+    User,
+    WebSession,
+    authenticate,
+    end_session,
+    get_session,
+    get_user,
+    start_session,
+)
+from webapp.security import IDLE_COOKIE, PUBLIC, SHELL, WebContext, route
+
+log = logging.getLogger(__name__)
+
+LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
+
+MSG_INVALID = "Sign-in failed: the username or password is incorrect, or the account is disabled."
+MSG_LOCKED = ("Too many failed sign-ins: this account is locked for {minutes} minutes. "
+              "Try again later or ask an administrator to unlock it.")
+MSG_EXPIRED = "Your session has ended (no activity for {minutes} minutes). Please sign in again."
+MSG_LOGGED_OUT = "You have signed out."
+MSG_CSRF = "The sign-in form had expired. Please try again."
+
+
+class WebUser(UserMixin):
+    """The signed-in user of this request. ``get_id`` is the server-side session id."""
+
+    def __init__(self, user: User, web_session: WebSession) -> None:
+        self.user = user
+        self.web_session = web_session
+
+    def get_id(self) -> str:
+        return self.web_session.session_id
+
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+    @property
+    def display_name(self) -> str:
+        return self.user.display_name
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` if it is a path on this site (no open redirect), else ``None``."""
+    if not value or len(value) > 2000 or "\\" in value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
+        return None
+    if parts.path in (LOGIN_PATH, LOGOUT_PATH):
+        return None
+    return value
+
+
+def login_url(next_path: str | None = None, *, expired: bool = False,
+              logged_out: bool = False) -> str:
+    query: dict[str, str] = {}
+    nxt = safe_next(next_path)
+    if nxt and nxt != "/":
+        query["next"] = nxt
+    if expired:
+        query["expired"] = "1"
+    if logged_out:
+        query["logged_out"] = "1"
+    return LOGIN_PATH + ("?" + urlencode(query) if query else "")
+
+
+def _client_ip() -> str | None:
+    # Behind a reverse proxy, configure werkzeug's ProxyFix so this is the client.
+    return request.remote_addr
+
+
+def _login_page(*, error: str | None = None, info: str | None = None, status: int = 200,
+                username: str = "") -> Response:
+    from flask_wtf.csrf import generate_csrf
+
+    from webapp.layout import login_page
+
+    html = login_page(csrf_token=generate_csrf(), error=error, info=info,
+                      next_path=safe_next(request.values.get("next")) or "",
+                      username=username)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def init_auth(server: flask.Flask, ctx: WebContext) -> LoginManager:
+    settings = ctx.settings
+    manager = LoginManager()
+    manager.session_protection = "strong"
+    manager.login_view = "auth.login"
+    manager.init_app(server)
+
+    @manager.user_loader
+    def load_user(session_id: str) -> WebUser | None:
+        ws = get_session(ctx.db, session_id, settings)
+        if ws is None:
+            g.icu_session_end = "idle timeout or signed out"
+            return None
+        user = get_user(ctx.db, ws.username)
+        if user is None or user.disabled or (user.is_demo and not settings.demo_mode):
+            g.icu_session_end = "account disabled"
+            end_session(ctx.db, session_id)
+            return None
+        return WebUser(user, ws)
+
+    bp = Blueprint("auth", __name__)
+
+    @bp.route(LOGIN_PATH, methods=["GET", "POST"])
+    @route(PUBLIC)
+    def login() -> Response:
+        minutes = settings.web.idle_timeout_minutes
+        if request.method == "GET":
+            if current_user.is_authenticated:
+                return flask.redirect(safe_next(request.args.get("next"))
+                                      or home_path(current_user.role) or "/")
+            info = None
+            if request.args.get("expired"):
+                info = MSG_EXPIRED.format(minutes=minutes)
+            elif request.args.get("logged_out"):
+                info = MSG_LOGGED_OUT
+            return _login_page(info=info)
+
+        username = request.form.get("username", "")[:200]
+        password = request.form.get("password", "")[:2000]
+        result = authenticate(ctx.db, settings, username, password, ip=_client_ip(), via="web")
+        if result.outcome is LoginOutcome.LOCKED:
+            resp = _login_page(error=MSG_LOCKED.format(minutes=settings.web.lockout_minutes),
+                               status=429, username=username)
+            resp.headers["Retry-After"] = str(settings.web.lockout_minutes * 60)
+            return resp
+        if not result.ok or result.user is None:
+            return _login_page(error=MSG_INVALID, status=401, username=username)
+
+        user = result.user
+        flask.session.clear()  # session fixation: nothing from before the sign-in survives
+        ws = start_session(ctx.db, user.username, settings, ip=_client_ip())
+        login_user(WebUser(user, ws), remember=False, fresh=True)
+        flask.session["icu_user"] = user.username
+        g.icu_activity = True
+        target = safe_next(request.form.get("next")) or home_path(user.role) or "/"
+        return flask.redirect(target)
+
+    @bp.route(LOGOUT_PATH, methods=["POST"])
+    @route(SHELL)
+    def logout() -> Response:
+        username = current_user.username
+        end_session(ctx.db, current_user.get_id())
+        audit.record(ctx.db, username, audit.LOGOUT, "user", username, "", "web")
+        log.info("sign-out: %s", username)
+        logout_user()
+        flask.session.clear()
+        resp = flask.redirect(login_url(logged_out=True))
+        resp.delete_cookie(IDLE_COOKIE)
+        return resp
+
+    server.register_blueprint(bp)
+
+    @server.errorhandler(CSRFError)
+    def _csrf_error(err: CSRFError) -> Response:
+        log.info("CSRF check failed on %s %s: %s", request.method, request.path, err.description)
+        if request.endpoint == "auth.login":
+            return _login_page(error=MSG_CSRF, status=400)
+        return Response('{"error": "CSRF token missing or invalid"}', status=400,
+                        mimetype="application/json")
+
+    return manager

@@ -1,0 +1,324 @@
+"""One bed tile of the ward monitor, as Dash components (no callbacks here).
+
+A tile is read from across the room: big numbers, one colour per parameter, and the
+alarm priority told three ways (IEC 60601-1-8): colour (red / yellow / cyan), symbol
+(▲▲▲ / ▲▲ / ▲) and text (HIGH / MED / LOW), with a flashing border for high priority.
+A stale bed shows no number at all, only "NO DATA" and the age of its last reading.
+All styling is in ``assets/ward.css``; class names are part of the tests' contract.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from urllib.parse import quote
+
+from dash import html
+
+from backend.messages import Priority
+from backend.vitals import VITALS, Vital
+from webapp.live.state import Alarm, BedSnapshot, ParamState, TrendPoint
+
+PRIORITY_SYMBOL = {Priority.HIGH: "▲▲▲", Priority.MEDIUM: "▲▲", Priority.LOW: "▲"}
+PRIORITY_TEXT = {Priority.HIGH: "HIGH", Priority.MEDIUM: "MED", Priority.LOW: "LOW"}
+SENSOR_OFF = "SENSOR OFF"
+MISSING = "--"
+
+_STATUS_TEXT = {"acknowledged": "ACK", "escalated": "ESCALATED", "silenced": "SILENCED"}
+# Sparkline colours are fixed (an <img> cannot read CSS variables); chosen to read on
+# both the dark and the light theme.
+_SPARK_COLOUR = {Vital.HR: "#20b26b", Vital.SPO2: "#2f8fe8"}
+_SPARK_MIN_SPAN = {Vital.HR: 20.0, Vital.SPO2: 6.0}
+
+
+def format_age(seconds: float | None) -> str:
+    """``mm:ss`` below an hour, ``h:mm:ss`` above; "--:--" if unknown."""
+    if seconds is None or math.isnan(seconds):
+        return "--:--"
+    s = int(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def format_clock(epoch_seconds: float) -> str:
+    """Local wall-clock time ``hh:mm:ss``."""
+    return datetime.fromtimestamp(epoch_seconds).strftime("%H:%M:%S")
+
+
+def format_value(vital: Vital, value: float) -> str:
+    decimals = VITALS[vital].decimals
+    return f"{value:.{decimals}f}" if decimals else str(round(value))
+
+
+def param_text(snapshot: BedSnapshot, vital: Vital) -> tuple[str, str]:
+    """(text, kind) for one parameter: kind is value / off / missing / stale."""
+    p: ParamState = snapshot.param(vital)
+    if p.kind == "value" and p.value is not None:
+        return format_value(vital, p.value), "value"
+    if p.kind == "off":
+        return SENSOR_OFF, "off"
+    return MISSING, p.kind
+
+
+def render_key(snapshot: BedSnapshot, instance: str = "") -> str:
+    """Changes whenever the rendered tile would: the bed's version, plus the age text
+    of a stale bed (its counter moves every second). ``instance`` tells apart the
+    version counters of different processes."""
+    age = format_age(snapshot.age_seconds) if snapshot.stale else ""
+    return f"{instance}:{snapshot.version}:{age}"
+
+
+# ---------------------------------------------------------------------------- parts
+
+
+def _news2_badge(s: BedSnapshot) -> html.Div:
+    if s.news2 is None:
+        return html.Div(
+            [html.Span("NEWS2", className="wt-news-lab"),
+             html.Span(MISSING, className="wt-news-num")],
+            className="wt-news news--none",
+        )
+    band = (s.news2_band or "").lower().replace("_", "-").replace(" ", "-")
+    cls = {"high": "high", "medium": "medium", "low-medium": "lowmed"}.get(band, "low")
+    band_text = {"high": "HIGH", "medium": "MED", "lowmed": "L-MED", "low": "LOW"}[cls]
+    children = [
+        html.Span("NEWS2", className="wt-news-lab"),
+        html.Span(str(s.news2), className="wt-news-num"),
+        html.Span(band_text, className="wt-news-band"),
+    ]
+    if not s.news2_complete:
+        children.append(html.Span("partial", className="wt-news-partial",
+                                  title="Not every NEWS2 parameter was available"))
+    return html.Div(children, className=f"wt-news news--{cls}"
+                    + ("" if s.news2_complete else " news--partial"))
+
+
+def _cell(snapshot: BedSnapshot, vital: Vital, label: str, extra: str = "") -> html.Div:
+    text, kind = param_text(snapshot, vital)
+    unit = VITALS[vital].display_unit
+    return html.Div(
+        [
+            html.Div([html.Span(label, className="wt-lab"),
+                      html.Span(unit, className="wt-unit")], className="wt-labs"),
+            html.Span(text, className=f"wt-num wt-num--{kind}"),
+            extra,
+        ],
+        className=f"wt-cell wt-cell--{vital.value} is-{kind}",
+    )
+
+
+def _bp(snapshot: BedSnapshot) -> html.Div:
+    parts = {v: param_text(snapshot, v) for v in (Vital.SBP, Vital.DBP, Vital.MAP)}
+    kinds = {kind for _, kind in parts.values()}
+    labs = html.Div([html.Span("BP", className="wt-lab"),
+                     html.Span("mmHg", className="wt-unit")], className="wt-labs")
+    if kinds == {"off"} or (parts[Vital.SBP][1] == "off" and parts[Vital.DBP][1] == "off"):
+        return html.Div([labs, html.Span(SENSOR_OFF, className="wt-num wt-num--off")],
+                        className="wt-cell wt-cell--bp is-off")
+    kind = "value" if "value" in kinds else ("off" if "off" in kinds else "missing")
+
+    def part(vital: Vital) -> str:
+        text, k = parts[vital]
+        return "OFF" if k == "off" else text
+
+    return html.Div(
+        [
+            labs,
+            html.Span(f"{part(Vital.SBP)}/{part(Vital.DBP)}", className=f"wt-num wt-num--{kind}"),
+            html.Span(f"({part(Vital.MAP)})", className="wt-map"),
+        ],
+        className=f"wt-cell wt-cell--bp is-{kind}",
+    )
+
+
+def sparkline_svg(points: Sequence[TrendPoint], vital: Vital, window_ms: int = 600_000,
+                  width: int = 120, height: int = 24) -> str | None:
+    """An inline SVG polyline of one trend (``None`` if fewer than two values); gaps
+    where the parameter was off or missing break the line."""
+    attr = "hr" if vital is Vital.HR else "spo2"
+    values = [(p.ts, getattr(p, attr)) for p in points]
+    present = [v for _, v in values if v is not None]
+    if len(present) < 2:
+        return None
+    end = values[-1][0]
+    start = end - window_ms
+    lo, hi = min(present), max(present)
+    span = max(hi - lo, _SPARK_MIN_SPAN[vital])
+    mid = (hi + lo) / 2
+    lo, hi = mid - span / 2, mid + span / 2
+    segments: list[list[str]] = [[]]
+    for ts, v in values:
+        if v is None:
+            if segments[-1]:
+                segments.append([])
+            continue
+        x = (ts - start) / window_ms * width
+        y = height - 2 - (v - lo) / (hi - lo) * (height - 4)
+        segments[-1].append(f"{x:.1f},{y:.1f}")
+    lines = "".join(
+        f'<polyline points="{" ".join(seg)}" fill="none" stroke="{_SPARK_COLOUR[vital]}" '
+        'stroke-width="2" stroke-linejoin="round" stroke-linecap="round" '
+        'vector-effect="non-scaling-stroke"/>'
+        for seg in segments if len(seg) >= 2
+    )
+    if not lines:
+        return None
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'preserveAspectRatio="none">{lines}</svg>')
+
+
+def _spark(snapshot: BedSnapshot, vital: Vital) -> html.Img | html.Div:
+    svg = None if snapshot.stale else sparkline_svg(snapshot.trend, vital)
+    if svg is None:
+        return html.Div(className="wt-spark wt-spark--empty")
+    return html.Img(src="data:image/svg+xml;charset=utf-8," + quote(svg),
+                    className="wt-spark", alt="")
+
+
+def alarm_badge(alarm: Alarm, *, more: int = 0, ack_button: bool = True) -> html.Div:
+    """The alarm strip: symbol + priority word + message, and Acknowledge."""
+    pri = alarm.priority.value
+    children: list = [
+        html.Span(PRIORITY_SYMBOL[alarm.priority], className="alarm-sym",
+                  **{"aria-hidden": "true"}),
+        html.Span(PRIORITY_TEXT[alarm.priority], className="alarm-pri"),
+        html.Span(alarm.message or alarm.rule, className="alarm-msg", title=alarm.message),
+    ]
+    if more:
+        children.append(html.Span(f"+{more}", className="alarm-more",
+                                  title=f"{more} more active alarm(s)"))
+    if alarm.status in _STATUS_TEXT:
+        by = f" {alarm.status_by}" if alarm.status_by and alarm.status == "acknowledged" else ""
+        children.append(html.Span(f"✓ {_STATUS_TEXT[alarm.status]}{by}"
+                                  if alarm.status == "acknowledged"
+                                  else _STATUS_TEXT[alarm.status], className="alarm-status"))
+    if alarm.condition_ended:
+        children.append(html.Span("ended", className="alarm-ended"))
+    if ack_button and alarm.needs_action:
+        children.append(html.Button(
+            "ACK", id={"type": "ward-ack", "alert": alarm.alert_id}, n_clicks=0,
+            className="alarm-ack", title="Acknowledge this alarm",
+        ))
+    state = "acked" if alarm.status == "acknowledged" else "active"
+    return html.Div(children, className=f"wt-alarm alarm--{pri} alarm--{state}",
+                    role="alert" if state == "active" else None)
+
+
+def _stale_body(s: BedSnapshot) -> html.Div:
+    if s.no_data:
+        detail = "no reading received"
+    else:
+        detail = "last " + format_clock(s.last_processed_ts / 1000)
+    return html.Div(
+        [
+            html.Span("NO DATA", className="wt-stale-word"),
+            html.Span(format_age(s.age_seconds) if not s.no_data else "--:--",
+                      className="wt-stale-age"),
+            html.Span(detail, className="wt-stale-detail"),
+        ],
+        className="wt-stale-body",
+    )
+
+
+# ---------------------------------------------------------------------------- tile
+
+
+def tile_classes(s: BedSnapshot) -> str:
+    classes = ["wt"]
+    top = s.top_alarm
+    if top is not None:
+        acked = not any(a.needs_action for a in s.alarms if a.priority is top.priority)
+        classes.append(f"wt--alarm-{top.priority.value}")
+        if acked:
+            classes.append("wt--acked")
+    if s.stale:
+        classes.append("wt--stale")
+        if s.no_data:
+            classes.append("wt--nodata")
+    return " ".join(classes)
+
+
+def tile_id(part: str, s: BedSnapshot) -> dict[str, str]:
+    """Pattern-matching id of a tile part: "ward-tile" (the frame), "ward-vitals" (head
+    and numbers) or "ward-alarm" (the alarm strip with its Acknowledge button)."""
+    return {"type": part, "ward": s.ward, "bed": s.bed}
+
+
+def render_vitals(s: BedSnapshot) -> list:
+    """Head (bed, label, NEWS2) and the numbers, or the stale body."""
+    head = html.Div(
+        [
+            html.Span(s.bed, className="wt-bed"),
+            html.Span(s.label or "", className="wt-pt", title=s.label or ""),
+            _news2_badge(s),
+        ],
+        className="wt-head",
+    )
+    if s.stale:
+        return [head, _stale_body(s)]
+    return [
+        head,
+        html.Div([_cell(s, Vital.HR, "HR", _spark(s, Vital.HR)),
+                  _cell(s, Vital.SPO2, "SpO₂", _spark(s, Vital.SPO2))],
+                 className="wt-row wt-row--main"),
+        html.Div([_cell(s, Vital.RR, "RR"), _cell(s, Vital.TEMP, "T")],
+                 className="wt-row wt-row--sec"),
+        html.Div([_bp(s)], className="wt-row wt-row--bp"),
+    ]
+
+
+def render_alarm(s: BedSnapshot) -> html.Div:
+    top = s.top_alarm
+    if top is None:
+        return html.Div(className="wt-alarm alarm--none")
+    return alarm_badge(top, more=len(s.alarms) - 1)
+
+
+def render_tile(s: BedSnapshot) -> html.Div:
+    """The tile of one bed at the snapshot's time.
+
+    Three parts with their own ids, so a screen can update the numbers every second
+    without re-creating the alarm strip: a button replaced under a finger loses the
+    click, and keyboard focus is lost with it."""
+    return tile_container(s, tile_classes(s), render_vitals(s), render_alarm(s))
+
+
+def tile_container(s: BedSnapshot, classes: str, vitals: list, alarm: html.Div) -> html.Div:
+    return html.Div(
+        [
+            html.Div(vitals, id=tile_id("ward-vitals", s), className="wt-live"),
+            html.Div(alarm, id=tile_id("ward-alarm", s), className="wt-alarm-slot"),
+        ],
+        id=tile_id("ward-tile", s), className=classes, **{"data-bed": s.bed},
+    )
+
+
+def part_keys(s: BedSnapshot, instance: str = "") -> dict[str, str]:
+    """What each part of the tile depends on: a part is re-sent when its key changes."""
+    top = s.top_alarm
+    alarm = ("-" if top is None else
+             f"{top.alert_id}|{top.status}|{top.status_by}|{top.condition_ended}|{len(s.alarms)}")
+    return {"ward-vitals": render_key(s, instance), "ward-alarm": alarm,
+            "ward-tile": tile_classes(s)}
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(columns, rows) for ``n`` tiles on a 16:9 screen; 32 beds are 8 x 4."""
+    for limit, shape in ((1, (1, 1)), (2, (2, 1)), (4, (2, 2)), (6, (3, 2)), (8, (4, 2)),
+                         (12, (4, 3)), (16, (4, 4)), (20, (5, 4)), (24, (6, 4)),
+                         (28, (7, 4)), (32, (8, 4))):
+        if n <= limit:
+            return shape
+    return 8, math.ceil(n / 8)
+
+
+def alarm_counts(snapshots: Iterable[BedSnapshot]) -> dict[Priority, int]:
+    """Beds whose highest active alarm has each priority (unacknowledged ones only)."""
+    counts = dict.fromkeys(Priority, 0)
+    for s in snapshots:
+        pending = [a for a in s.alarms if a.needs_action]
+        if pending:
+            counts[pending[0].priority] += 1
+    return counts
