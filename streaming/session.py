@@ -40,6 +40,7 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSess
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "2g")
         # Python workers are reused, so each keeps its Cassandra session and census cache.
         .config("spark.python.worker.reuse", "true")
