@@ -99,8 +99,8 @@ function(n) {
 
 _THEME_TOGGLE_JS = """
 function(n, theme) {
-    var current = theme || (window.matchMedia &&
-        window.matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light');
+    // The theme is chosen on the screen (night shift), not taken from the OS.
+    var current = theme || 'light';
     return current === 'dark' ? 'light' : 'dark';
 }
 """
