@@ -1,0 +1,370 @@
+"""Side-by-side evaluation on the held-out TEST patients of a model version.
+
+Methods: the model on all data, the model on monitor data only (labs hidden), and the
+baselines of ``backend.risk.baselines``. For each: hourly and patient-level AUROC/AUPRC
+(with patient-bootstrap 95% intervals for AUROC), sensitivity and specificity at its
+threshold, the normalised utility, alerts per patient-day, lead time before onset; for
+the model also calibration (reliability bins, Brier). Baselines' AUROC/AUPRC use their
+underlying score (NEWS2 total, qSOFA points, SIRS criteria; the reference rule is 0/1).
+
+"At equal sensitivity": for each baseline, the model's alerts per patient-day at the
+baseline's patient-level sensitivity, two ways:
+
+* ``test_curve``: the model threshold read off the test curve so the model's test
+  sensitivity equals the baseline's (a point on the model's curve, like AUROC itself);
+* ``validation_matched``: the threshold that matched the baseline's sensitivity on the
+  validation patients, applied unchanged to test (nothing chosen on test).
+
+Everything, including the curves (down-sampled for plotting), is saved as
+``evaluation.json`` next to the model. Definitions: ``backend.risk.metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from backend.risk import data as data_mod
+from backend.risk import registry
+from backend.risk.baselines import BASELINES, baseline_scores
+from backend.risk.features import FEATURES, LAB_FEATURES, hourly_features, without_labs
+from backend.risk.metrics import (
+    LEAD_WINDOW_HOURS,
+    alerts_per_patient_day,
+    auprc,
+    auroc,
+    brier,
+    lead_times,
+    patient_scores,
+    patient_sensitivity_specificity,
+    pr_points,
+    reliability,
+    roc_points,
+    sensitivity_specificity,
+    threshold_for_patient_sensitivity,
+)
+from backend.risk.model import RiskModel
+from backend.risk.split import Split
+from backend.risk.utility import Cohort, normalized_utility, utility_curve
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL = "Model (GBT)"
+MODEL_MONITOR = "Model, monitor only (no labs)"
+STAGES = ("load model and data", "features and risks", "baselines", "metrics", "bootstrap",
+          "save")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # "model" | "baseline"
+    score: np.ndarray  # continuous score per row (risk, or baseline total)
+    pred: np.ndarray  # 0/1 per row at the method's threshold
+    threshold: float
+
+
+def _weighted_auroc(codes: np.ndarray, n_codes: int, y: np.ndarray, w: np.ndarray) -> float:
+    """AUROC (Mann-Whitney, ties count one half) with case weights; ``codes`` = score ranks."""
+    wp = np.bincount(codes, weights=w * y, minlength=n_codes)
+    wn = np.bincount(codes, weights=w * (1 - y), minlength=n_codes)
+    below = np.cumsum(wn) - wn
+    den = wp.sum() * wn.sum()
+    return float(np.sum(wp * (below + 0.5 * wn)) / den) if den else float("nan")
+
+
+def bootstrap_auroc(cohort: Cohort, scores: dict[str, np.ndarray], n: int,
+                    seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """AUROC of each score on ``n`` patient resamples (the same resamples for every score,
+    so differences between methods are paired). Returns level -> method -> values."""
+    rng = np.random.default_rng(seed)
+    n_stays = len(cohort.stay_ids)
+    y_rows = cohort.labels.astype(float)
+    prepared = {}
+    for name, s in scores.items():
+        _, codes = np.unique(s, return_inverse=True)
+        y_p, s_p = patient_scores(cohort, s)
+        _, codes_p = np.unique(s_p, return_inverse=True)
+        prepared[name] = (codes, codes.max() + 1, codes_p, codes_p.max() + 1, y_p.astype(float))
+    out: dict[str, dict[str, list[float]]] = {"hourly": {k: [] for k in scores},
+                                              "patient": {k: [] for k in scores}}
+    for _ in range(n):
+        counts = np.bincount(rng.integers(0, n_stays, n_stays), minlength=n_stays).astype(float)
+        w_rows = counts[cohort.stay]
+        for name, (codes, k, codes_p, k_p, y_p) in prepared.items():
+            out["hourly"][name].append(_weighted_auroc(codes, k, y_rows, w_rows))
+            out["patient"][name].append(_weighted_auroc(codes_p, k_p, y_p, counts))
+    return {lvl: {k: np.asarray(v) for k, v in d.items()} for lvl, d in out.items()}
+
+
+def _ci(values: np.ndarray) -> list[float]:
+    v = values[~np.isnan(values)]
+    return [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))] if len(v) else []
+
+
+def method_row(cohort: Cohort, m: Method) -> dict:
+    sens_h, spec_h = sensitivity_specificity(cohort.labels, m.pred)
+    sens_p, spec_p = patient_sensitivity_specificity(cohort, m.pred)
+    y_p, s_p = patient_scores(cohort, m.score)
+    leads = lead_times(cohort, m.pred)
+    detected = leads[~np.isnan(leads)]
+    return {
+        "method": m.name,
+        "kind": m.kind,
+        "threshold": float(m.threshold),
+        "auroc_hourly": auroc(cohort.labels, m.score),
+        "auprc_hourly": auprc(cohort.labels, m.score),
+        "auroc_patient": auroc(y_p, s_p),
+        "auprc_patient": auprc(y_p, s_p),
+        "sensitivity_hourly": sens_h,
+        "specificity_hourly": spec_h,
+        "sensitivity_patient": sens_p,
+        "specificity_patient": spec_p,
+        "utility": normalized_utility(cohort, m.pred),
+        "alerts_per_patient_day": alerts_per_patient_day(cohort, m.pred),
+        "median_lead_hours": float(np.median(detected)) if len(detected) else float("nan"),
+        "brier": brier(cohort.labels, m.score) if m.kind == "model" else None,
+    }
+
+
+def burden_curve(cohort: Cohort, risk: np.ndarray, points: int = 120) -> dict[str, list]:
+    """Patient-level sensitivity vs alerts per patient-day over the model's thresholds."""
+    y_p, s_p = patient_scores(cohort, risk)
+    ths = np.unique(np.concatenate([np.quantile(risk, np.linspace(0, 1, points)),
+                                    np.quantile(s_p[y_p == 1], np.linspace(0, 1, points))]))
+    sens, burden = [], []
+    for th in ths:
+        pred = risk >= th
+        sens.append(float(np.mean(s_p[y_p == 1] >= th)) if (y_p == 1).any() else float("nan"))
+        burden.append(alerts_per_patient_day(cohort, pred))
+    return {"threshold": ths.tolist(), "sensitivity_patient": sens,
+            "alerts_per_patient_day": burden}
+
+
+def _at_threshold(cohort: Cohort, risk: np.ndarray, th: float) -> dict:
+    if not np.isfinite(th):
+        return {"model_threshold": None, "model_sensitivity_patient": None,
+                "model_alerts_per_patient_day": None}
+    pred = risk >= th
+    return {"model_threshold": th,
+            "model_sensitivity_patient": patient_sensitivity_specificity(cohort, pred)[0],
+            "model_specificity_patient": patient_sensitivity_specificity(cohort, pred)[1],
+            "model_alerts_per_patient_day": alerts_per_patient_day(cohort, pred)}
+
+
+def equal_sensitivity(test: Cohort, test_risk: np.ndarray, base_row: dict,
+                      val: Cohort | None, val_risk: np.ndarray | None,
+                      val_base_pred: np.ndarray | None) -> dict:
+    target = base_row["sensitivity_patient"]
+    out = {"baseline_sensitivity_patient": target,
+           "baseline_alerts_per_patient_day": base_row["alerts_per_patient_day"]}
+    th = threshold_for_patient_sensitivity(test, test_risk, target)
+    out["test_curve"] = _at_threshold(test, test_risk, th)
+    out["model_alerts_per_patient_day"] = out["test_curve"]["model_alerts_per_patient_day"]
+    if val is not None and val_risk is not None and val_base_pred is not None:
+        val_target = patient_sensitivity_specificity(val, val_base_pred)[0]
+        th_v = threshold_for_patient_sensitivity(val, val_risk, val_target)
+        out["validation_matched"] = {"validation_baseline_sensitivity_patient": val_target,
+                                     **_at_threshold(test, test_risk, th_v)}
+    return out
+
+
+def _frame_for(frame: pd.DataFrame, ids: tuple[str, ...]) -> pd.DataFrame:
+    return frame[frame["patient_id"].isin(ids)].reset_index(drop=True)
+
+
+def evaluate(settings: Settings, version: str | None = None, *, progress: bool = True,
+             n_bootstrap: int = 200, seed: int = 0) -> dict:
+    """Evaluate ``version`` (default: the active one) on its test patients; save and return
+    the evaluation document."""
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    bar = tqdm(total=len(STAGES), desc="evaluate", unit="stage", disable=not progress)
+    t_stage = t0
+
+    def stage(name: str) -> None:
+        nonlocal t_stage
+        now = time.monotonic()
+        timings[name] = round(now - t_stage, 2)
+        t_stage = now
+        bar.update(1)
+
+    def begin(name: str) -> None:
+        bar.set_description(name)
+
+    begin(STAGES[0])
+    version = version or registry.active_version(settings)
+    if version is None:
+        raise registry.RegistryError("no active model; pass a version or train one")
+    model: RiskModel = registry.load(settings, version)
+    split = Split.from_dict(registry.read_json_file(
+        registry.version_dir(settings, version) / "split.json"))
+    dataset = data_mod.load(settings)
+    if dataset.source_sha256 != model.metadata.get("source_sha256"):
+        log.warning("the data archive differs from the one version %s was trained on", version)
+    test_frame = _frame_for(dataset.frame, split.test)
+    val_frame = _frame_for(dataset.frame, split.validation)
+    if test_frame["patient_id"].nunique() != len(split.test):
+        raise registry.RegistryError("some test patients of the split are not in the data")
+    test = Cohort.from_rows(test_frame["patient_id"].to_numpy(), test_frame["label"].to_numpy())
+    val = Cohort.from_rows(val_frame["patient_id"].to_numpy(), val_frame["label"].to_numpy())
+    stage(STAGES[0])
+
+    begin(STAGES[1])
+    risk = model.predict_features(hourly_features(test_frame))
+    risk_monitor = model.predict_features(hourly_features(without_labs(test_frame)))
+    val_risk = model.predict_features(hourly_features(val_frame))
+    stage(STAGES[1])
+
+    begin(STAGES[2])
+    base_test = baseline_scores(test_frame, settings)
+    base_val = baseline_scores(val_frame, settings)
+    stage(STAGES[2])
+
+    begin(STAGES[3])
+    th = model.threshold
+    th_monitor = model.threshold_monitor_only if model.threshold_monitor_only is not None else th
+    methods = [
+        Method(MODEL, "model", risk, risk >= th, th),
+        Method(MODEL_MONITOR, "model", risk_monitor, model.alarm(risk_monitor, monitor_only=True),
+               th_monitor),
+    ] + [
+        Method(b.name, "baseline", base_test[b.score].to_numpy(dtype=float),
+               b.alerts(base_test), b.threshold)
+        for b in BASELINES
+    ]
+    table = [method_row(test, m) for m in methods]
+    rows = {r["method"]: r for r in table}
+    for b in BASELINES:
+        rows[b.name]["equal_sensitivity"] = equal_sensitivity(
+            test, risk, rows[b.name], val, val_risk, b.alerts(base_val))
+        rows[b.name]["equal_sensitivity_monitor_only"] = equal_sensitivity(
+            test, risk_monitor, rows[b.name], None, None, None)
+    curves: dict[str, dict] = {}
+    for m in methods:
+        y_p, s_p = patient_scores(test, m.score)
+        curves[m.name] = {
+            "roc_hourly": roc_points(test.labels, m.score),
+            "pr_hourly": pr_points(test.labels, m.score),
+            "roc_patient": roc_points(y_p, s_p),
+            "pr_patient": pr_points(y_p, s_p),
+            "lead_times_hours": [None if np.isnan(v) else float(v)
+                                 for v in lead_times(test, m.pred)],
+        }
+    for name, r in ((MODEL, risk), (MODEL_MONITOR, risk_monitor)):
+        ths = np.unique(np.quantile(r, np.linspace(0, 1, 200)))
+        curves[name]["reliability_quantile_bins"] = reliability(test.labels, r, 10, "quantile")
+        curves[name]["reliability_uniform_bins"] = reliability(test.labels, r, 10, "uniform")
+        curves[name]["utility_vs_threshold"] = {
+            "threshold": ths.tolist(), "utility": utility_curve(test, r, ths).tolist()}
+        curves[name]["alert_burden"] = burden_curve(test, r)
+    stage(STAGES[3])
+
+    begin(STAGES[4])
+    scores = {m.name: m.score for m in methods}
+    boot = bootstrap_auroc(test, scores, n_bootstrap, seed) if n_bootstrap else None
+    if boot is not None:
+        for r in table:
+            name = r["method"]
+            r["auroc_hourly_ci95"] = _ci(boot["hourly"][name])
+            r["auroc_patient_ci95"] = _ci(boot["patient"][name])
+            if name != MODEL:
+                for lvl in ("hourly", "patient"):
+                    diff = boot[lvl][MODEL] - boot[lvl][name]
+                    r[f"model_minus_this_auroc_{lvl}_ci95"] = _ci(diff)
+    stage(STAGES[4])
+
+    begin(STAGES[5])
+    septic = int(test.stay_septic.sum())
+    doc = {
+        "version": version,
+        "evaluated": registry.now_iso(),
+        "split": "test",
+        "n_patients": len(test.stay_ids),
+        "n_septic_patients": septic,
+        "n_patient_hours": test.n_rows,
+        "n_positive_hours": int(test.labels.sum()),
+        "patient_days": test.n_rows / 24.0,
+        "threshold": th,
+        "threshold_monitor_only": th_monitor,
+        "lead_window_hours": LEAD_WINDOW_HOURS,
+        "n_bootstrap": n_bootstrap,
+        "features": list(FEATURES),
+        "monitor_only_hidden_features": list(LAB_FEATURES),
+        "table": table,
+        "curves": curves,
+        "definitions": {
+            "alert": "start of a run of positive hours",
+            "patient_sensitivity": f"septic stay with an alert in the {LEAD_WINDOW_HOURS} h "
+                                   "before and including t_sepsis (first label + 6 h)",
+            "patient_specificity": "non-septic stay without any alert",
+            "lead_time": "t_sepsis - first alert hour in that window",
+            "baseline_scores": "NEWS2 without consciousness (assumed Alert), qSOFA without "
+                               "mentation, SIRS without bands; see backend/risk/baselines.py",
+        },
+    }
+    timings_total = round(time.monotonic() - t0, 2)
+    doc["runtime_seconds"] = {**timings, "total": timings_total}
+    registry.write_json(registry.version_dir(settings, version) / "evaluation.json", doc)
+    summary = {k: v for k, v in rows[MODEL].items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    meta = registry.read_metadata(settings, version)
+    metrics = {**meta.get("metrics", {}), "test": summary}
+    registry.update_metadata(settings, version, metrics=metrics, evaluated=doc["evaluated"])
+    stage(STAGES[5])
+    bar.close()
+    return registry.jsonable(doc)
+
+
+# --- the printed comparison table --------------------------------------------------------
+
+def _f(v: object, fmt: str = "{:.3f}") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
+
+
+def _ci_text(r: dict, key: str) -> str:
+    ci = r.get(f"{key}_ci95")
+    return f"{_f(r[key])} ({_f(ci[0], '{:.2f}')}-{_f(ci[1], '{:.2f}')})" if ci else _f(r[key])
+
+
+def _equal_text(r: dict) -> str:
+    eq = r.get("equal_sensitivity")
+    if not eq:
+        return ""
+    vm = eq.get("validation_matched", {})
+    return (f"{_f(eq['test_curve']['model_alerts_per_patient_day'], '{:.2f}')} / "
+            f"{_f(vm.get('model_alerts_per_patient_day'), '{:.2f}')} "
+            f"({_f(vm.get('model_sensitivity_patient'), '{:.2f}')})")
+
+
+COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
+    ("Method", lambda r: r["method"]),
+    ("AUROC hourly (95% CI)", lambda r: _ci_text(r, "auroc_hourly")),
+    ("AUPRC hourly", lambda r: _f(r["auprc_hourly"])),
+    ("AUROC patient (95% CI)", lambda r: _ci_text(r, "auroc_patient")),
+    ("Sens hourly", lambda r: _f(r["sensitivity_hourly"])),
+    ("Spec hourly", lambda r: _f(r["specificity_hourly"])),
+    ("Sens patient", lambda r: _f(r["sensitivity_patient"])),
+    ("Spec patient", lambda r: _f(r["specificity_patient"])),
+    ("Utility", lambda r: _f(r["utility"])),
+    ("Alerts/patient-day", lambda r: _f(r["alerts_per_patient_day"], "{:.2f}")),
+    ("Median lead h", lambda r: _f(r["median_lead_hours"], "{:.1f}")),
+    ("Brier", lambda r: _f(r.get("brier"), "{:.4f}")),
+    ("Model alerts/pt-day at this sens: test curve / val-matched (its sens)", _equal_text),
+)
+
+
+def markdown_table(doc: dict) -> str:
+    header = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    lines = [header, sep]
+    for r in doc["table"]:
+        lines.append("| " + " | ".join(fn(r) for _, fn in COLUMNS) + " |")
+    return "\n".join(lines)

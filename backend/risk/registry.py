@@ -1,0 +1,293 @@
+"""Model registry: versions on disk (authoritative) and an optional Cassandra mirror.
+
+Layout under ``settings.cache_dir / "models"``::
+
+    <version>/metadata.json    version, created time, training-data sha256, features,
+                               threshold, metrics, parameters, Spark version, runtime
+    <version>/trees.json       the trees for NumPy scoring (``backend.risk.model``)
+    <version>/spark/           the Spark MLlib GBTClassificationModel
+    <version>/split.json       the patient ids of train/validation/test
+    <version>/evaluation.json  written by ``icu model evaluate``
+    active.json                {"version": active, "history": [previous actives...],
+                                "log": [{"ts", "action", "version", "previous"}...]}
+
+A version directory appears only when complete (written as ``.<version>.partial`` and
+renamed). ``activate`` pushes the current active version on ``history``; ``rollback``
+re-activates the most recent entry of ``history`` (so repeated rollbacks walk back).
+
+Loading always reads the files, so training, evaluation and scoring work without
+Cassandra. ``mirror_*`` copy the same facts into the tables of
+``backend/storage/migrations/0100_model_registry.cql`` when asked to (``--cassandra``
+flags and ``icu model mirror``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backend.risk.model import RiskModel
+from backend.settings import Settings
+
+MODEL_NAME = "sepsis-gbt"
+_VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$")
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.cache_dir / "models"
+
+
+def _active_path(settings: Settings) -> Path:
+    return models_dir(settings) / "active.json"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with NaN/infinite floats as None and NumPy scalars/arrays as Python values."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):  # NumPy scalar or array
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file in the same directory, then rename)."""
+    obj = jsonable(obj)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json_file(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def check_version(version: str) -> str:
+    if not _VERSION_RE.match(version):
+        raise RegistryError(f"not a model version: {version!r}")
+    return version
+
+
+def new_version(settings: Settings, when: datetime | None = None) -> str:
+    base = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    root = models_dir(settings)
+    version, n = base, 1
+    while (root / version).exists() or (root / f".{version}.partial").exists():
+        n += 1
+        version = f"{base}-{n}"
+    return version
+
+
+def version_dir(settings: Settings, version: str) -> Path:
+    return models_dir(settings) / check_version(version)
+
+
+def partial_dir(settings: Settings, version: str) -> Path:
+    return models_dir(settings) / f".{check_version(version)}.partial"
+
+
+def publish(settings: Settings, version: str) -> Path:
+    """Make a fully written ``partial_dir`` visible as the version."""
+    src, dst = partial_dir(settings, version), version_dir(settings, version)
+    if not (src / "metadata.json").exists() or not (src / "trees.json").exists():
+        raise RegistryError(f"{src} is incomplete")
+    os.replace(src, dst)
+    return dst
+
+
+def read_metadata(settings: Settings, version: str) -> dict:
+    path = version_dir(settings, version) / "metadata.json"
+    if not path.exists():
+        raise RegistryError(f"no model version {version} in {models_dir(settings)}")
+    return json.loads(path.read_text())
+
+
+def update_metadata(settings: Settings, version: str, **fields: Any) -> dict:
+    meta = read_metadata(settings, version)
+    meta.update(fields)
+    write_json(version_dir(settings, version) / "metadata.json", meta)
+    return meta
+
+
+def list_versions(settings: Settings) -> list[dict]:
+    """Metadata of every complete version, oldest first."""
+    root = models_dir(settings)
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and _VERSION_RE.match(d.name) and (d / "metadata.json").exists():
+            out.append(json.loads((d / "metadata.json").read_text()))
+    return sorted(out, key=lambda m: (m["created"], m["version"]))
+
+
+def _pointer(settings: Settings) -> dict:
+    path = _active_path(settings)
+    if not path.exists():
+        return {"version": None, "history": [], "log": []}
+    return json.loads(path.read_text())
+
+
+def active_version(settings: Settings) -> str | None:
+    return _pointer(settings)["version"]
+
+
+def activation_log(settings: Settings) -> list[dict]:
+    return list(_pointer(settings)["log"])
+
+
+def activate(settings: Settings, version: str) -> dict:
+    """Make ``version`` the active model; returns the log entry."""
+    read_metadata(settings, version)  # must exist
+    ptr = _pointer(settings)
+    previous = ptr["version"]
+    if previous and previous != version:
+        ptr["history"].append(previous)
+    entry = {"ts": now_iso(), "action": "activate", "version": version, "previous": previous}
+    ptr["version"] = version
+    ptr["log"].append(entry)
+    write_json(_active_path(settings), ptr)
+    return entry
+
+
+def rollback(settings: Settings) -> dict:
+    """Re-activate the previously active version; returns the log entry."""
+    ptr = _pointer(settings)
+    while ptr["history"]:
+        candidate = ptr["history"].pop()
+        if candidate != ptr["version"] and (version_dir(settings, candidate)
+                                            / "metadata.json").exists():
+            break
+    else:
+        raise RegistryError("nothing to roll back to: no previously active version")
+    entry = {"ts": now_iso(), "action": "rollback", "version": candidate,
+             "previous": ptr["version"]}
+    ptr["version"] = candidate
+    ptr["log"].append(entry)
+    write_json(_active_path(settings), ptr)
+    return entry
+
+
+def load(settings: Settings, version: str) -> RiskModel:
+    read_metadata(settings, version)
+    return RiskModel.load(version_dir(settings, version))
+
+
+def load_active(settings: Settings) -> RiskModel | None:
+    """The active model, or None when no version was ever activated."""
+    version = active_version(settings)
+    return None if version is None else load(settings, version)
+
+
+def read_evaluation(settings: Settings, version: str) -> dict | None:
+    path = version_dir(settings, version) / "evaluation.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- Cassandra mirror --------------------------------------------------------------------
+
+_METRIC_COLUMNS = (
+    "auroc_hourly", "auprc_hourly", "auroc_patient", "auprc_patient", "sensitivity_hourly",
+    "specificity_hourly", "sensitivity_patient", "specificity_patient", "utility",
+    "alerts_per_patient_day", "median_lead_hours", "brier",
+)
+
+
+def _ts(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+def _floats(d: dict | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (d or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+
+
+def mirror_version(session: Any, settings: Settings, version: str) -> None:
+    """Upsert a version's metadata into ``risk_models`` and ``risk_model_versions``."""
+    ks = settings.cassandra.keyspace
+    meta = read_metadata(settings, version)
+    metrics = meta.get("metrics", {})
+    session.execute(
+        f"INSERT INTO {ks}.risk_models (model_name, created_ts, version, data_sha256, "
+        "source_sha256, features, threshold, spark_version, params, validation_metrics, "
+        "test_metrics) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (meta.get("model_name", MODEL_NAME), _ts(meta["created"]), version,
+         meta["training_data_sha256"], meta.get("source_sha256"), list(meta["features"]),
+         float(meta["threshold"]), meta["spark_version"], json.dumps(meta.get("params", {})),
+         _floats(metrics.get("validation")), _floats(metrics.get("test"))),
+    )
+    session.execute(
+        f"INSERT INTO {ks}.risk_model_versions (version, model_name, created_ts, "
+        "metadata_json) VALUES (%s, %s, %s, %s)",
+        (version, meta.get("model_name", MODEL_NAME), _ts(meta["created"]), json.dumps(meta)),
+    )
+
+
+def mirror_activations(session: Any, settings: Settings) -> None:
+    """Upsert the activation log (idempotent: one row per logged change)."""
+    ks = settings.cassandra.keyspace
+    for e in activation_log(settings):
+        session.execute(
+            f"INSERT INTO {ks}.risk_model_activations (model_name, ts, version, action, "
+            "previous) VALUES (%s, %s, %s, %s, %s)",
+            (MODEL_NAME, _ts(e["ts"]), e["version"], e["action"], e["previous"]),
+        )
+
+
+def mirror_evaluation(session: Any, settings: Settings, version: str) -> bool:
+    """Upsert a version's evaluation (table rows + the JSON for the plots), if any."""
+    ks = settings.cassandra.keyspace
+    ev = read_evaluation(settings, version)
+    if ev is None:
+        return False
+    evaluated = _ts(ev["evaluated"])
+    for row in ev["table"]:
+        eq = row.get("equal_sensitivity") or {}
+        values = [row.get(c) for c in _METRIC_COLUMNS]
+        session.execute(
+            f"INSERT INTO {ks}.risk_model_evaluations (version, method, kind, evaluated_ts, "
+            f"threshold, {', '.join(_METRIC_COLUMNS)}, model_alerts_at_equal_sensitivity) "
+            f"VALUES ({', '.join(['%s'] * (6 + len(_METRIC_COLUMNS)))})",
+            (version, row["method"], row["kind"], evaluated, row.get("threshold"), *values,
+             eq.get("model_alerts_per_patient_day")),
+        )
+    session.execute(
+        f"INSERT INTO {ks}.risk_model_evaluation_docs (version, evaluated_ts, payload) "
+        "VALUES (%s, %s, %s)",
+        (version, evaluated, json.dumps(ev)),
+    )
+    return True
+
+
+def mirror_all(session: Any, settings: Settings, version: str | None = None) -> list[str]:
+    """Mirror one version (or every version) and the activation log; returns versions."""
+    versions = [version] if version else [m["version"] for m in list_versions(settings)]
+    for v in versions:
+        mirror_version(session, settings, v)
+        mirror_evaluation(session, settings, v)
+    mirror_activations(session, settings)
+    return versions

@@ -1,0 +1,193 @@
+"""End to end on a small subset of PhysioNet 2019 set A: Spark MLlib training, registry,
+evaluation against the baselines, scoring one patient's history, Cassandra mirroring
+(against a recording session checked column by column with the migration file)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from backend.risk import data as data_mod
+from backend.risk import registry
+from backend.risk.evaluate import MODEL, MODEL_MONITOR, evaluate, markdown_table
+from backend.risk.features import FEATURES, hourly_features
+from backend.risk.split import PARTS, Split
+from backend.risk.train import TrainConfig, train
+from backend.settings import Settings
+from backend.storage.migrate import MIGRATIONS_DIR, split_statements
+
+pytestmark = pytest.mark.integration
+
+SHARED = Settings()
+
+
+def small_settings(tmp: Path) -> Settings:
+    settings = Settings(cache_dir=tmp / "cache", data_dir=SHARED.data_dir,
+                        spark={"master": "local[2]", "shuffle_partitions": 2})
+    if not data_mod.archive_path(settings).exists():
+        pytest.skip(f"no PhysioNet 2019 archive under {settings.data_dir}")
+    # reuse an already unpacked copy (verified by file count) instead of unpacking again
+    shared = data_mod.cache_root(SHARED)
+    if (shared / "unpacked.json").exists():
+        settings.cache_dir.mkdir(parents=True)
+        (settings.cache_dir / "physionet2019").symlink_to(shared)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
+    settings = small_settings(tmp_path_factory.mktemp("risk"))
+    config = TrainConfig(seed=3, max_patients=300, max_iter=5, max_depth=3,
+                         negative_rate=1.0)
+    result = train(settings, config, progress=False)
+    return settings, result.version
+
+
+def test_training_saves_a_complete_active_version(trained: tuple[Settings, str]) -> None:
+    settings, version = trained
+    d = registry.version_dir(settings, version)
+    for name in ("metadata.json", "trees.json", "split.json", "spark"):
+        assert (d / name).exists(), name
+    meta = registry.read_metadata(settings, version)
+    assert meta["version"] == version
+    assert len(meta["training_data_sha256"]) == 64
+    assert meta["features"] == list(FEATURES)
+    assert meta["spark_version"].startswith("4.")
+    assert 0 < meta["threshold"] < 1
+    assert 0 < meta["threshold_monitor_only"] < 1
+    assert set(meta["feature_importances"]) == set(FEATURES)
+    assert meta["spark_check_max_abs_diff"] <= 1e-9
+    assert sum(meta["n_patients"].values()) == 300
+    assert set(meta["metrics"]["validation"]) >= {"auroc_hourly", "utility"}
+    assert registry.active_version(settings) == version  # first version activates itself
+
+
+def test_split_has_no_patient_in_two_parts(trained: tuple[Settings, str]) -> None:
+    settings, version = trained
+    split = Split.from_dict(json.loads(
+        (registry.version_dir(settings, version) / "split.json").read_text()))
+    parts = [set(split.part(p)) for p in PARTS]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == 300
+
+
+def test_streaming_api_scores_one_patients_history(trained: tuple[Settings, str]) -> None:
+    settings, version = trained
+    model = registry.load_active(settings)
+    assert model is not None and model.version == version
+    frame = data_mod.load(settings).frame
+    stay = frame[frame["patient_id"] == frame["patient_id"].iloc[0]].drop(
+        columns=["patient_id", "label"])
+    per_hour = model.score_frame(stay)
+    # hour by hour, as a live scorer would, equals the batch computation
+    for t in (0, len(stay) // 2, len(stay) - 1):
+        assert model.score_history(stay.iloc[: t + 1]) == pytest.approx(per_hour[t], abs=1e-12)
+    # monitor-only history (vitals, hour, age, sex)
+    monitor = stay[["hour", "hr", "spo2", "temp", "sbp", "map", "dbp", "rr", "age", "sex"]]
+    assert 0.0 <= model.score_history(monitor) <= 1.0
+    assert hourly_features(monitor).shape == (len(stay), len(FEATURES))
+
+
+def test_evaluation_side_by_side(trained: tuple[Settings, str]) -> None:
+    settings, version = trained
+    doc = evaluate(settings, version, progress=False, n_bootstrap=20)
+    methods = [r["method"] for r in doc["table"]]
+    assert methods[:2] == [MODEL, MODEL_MONITOR]
+    assert {"NEWS2 >= 5", "NEWS2 >= 7", "qSOFA >= 2", "SIRS >= 2",
+            "HR > 120 or SpO2 < 90"} <= set(methods)
+    saved = json.loads((registry.version_dir(settings, version) / "evaluation.json")
+                       .read_text())
+    assert saved["version"] == version and saved["n_patients"] == 60
+    model_row = saved["table"][0]
+    for key in ("auroc_hourly", "auprc_hourly", "auroc_patient", "sensitivity_hourly",
+                "specificity_patient", "utility", "alerts_per_patient_day", "brier"):
+        assert key in model_row
+    assert "equal_sensitivity" in saved["table"][2]
+    curves = saved["curves"][MODEL]
+    assert curves["roc_hourly"]["x"][0] == 0.0 and curves["roc_hourly"]["x"][-1] == 1.0
+    assert len(curves["reliability_quantile_bins"]["count"]) >= 2
+    assert "| Model (GBT) |" in markdown_table(saved)
+    assert registry.read_metadata(settings, version)["metrics"]["test"]["auroc_hourly"] \
+        == pytest.approx(model_row["auroc_hourly"])
+    assert len(json.dumps(saved)) < 1_000_000  # fits a Cassandra text cell comfortably
+
+
+def test_activate_and_rollback(trained: tuple[Settings, str]) -> None:
+    settings, version = trained
+    # a second version: a copy of the first (the registry only needs its files)
+    second = registry.new_version(settings)
+    shutil.copytree(registry.version_dir(settings, version),
+                    registry.partial_dir(settings, second))
+    registry.write_json(registry.partial_dir(settings, second) / "metadata.json",
+                        {**registry.read_metadata(settings, version), "version": second,
+                         "created": registry.now_iso()})
+    registry.publish(settings, second)
+    runner = CliRunner()
+    env = settings.to_env()
+    from backend.risk.cli import cli
+
+    out = runner.invoke(cli, ["activate", second], env=env)
+    assert out.exit_code == 0, out.output
+    assert registry.active_version(settings) == second
+    assert registry.load_active(settings).version == second
+    out = runner.invoke(cli, ["list"], env=env)
+    assert out.exit_code == 0 and f"* {second}" in out.output
+    out = runner.invoke(cli, ["rollback"], env=env)
+    assert out.exit_code == 0, out.output
+    assert registry.active_version(settings) == version
+    out = runner.invoke(cli, ["rollback"], env=env)
+    assert out.exit_code != 0 and "nothing to roll back" in out.output
+    out = runner.invoke(cli, ["activate", "20990101T000000Z"], env=env)
+    assert out.exit_code != 0
+    with pytest.raises(registry.RegistryError):
+        registry.version_dir(settings, "../../etc")
+    assert [e["action"] for e in registry.activation_log(settings)] == [
+        "activate", "activate", "rollback"]
+
+
+class RecordingSession:
+    """Checks every INSERT against the tables and columns of the migration file."""
+
+    def __init__(self, keyspace: str) -> None:
+        text = (MIGRATIONS_DIR / "0100_model_registry.cql").read_text()
+        self.tables: dict[str, set[str]] = {}
+        for stmt in split_statements(text.replace("{keyspace}", keyspace)):
+            m = re.match(rf"CREATE TABLE IF NOT EXISTS {keyspace}\.(\w+) \((.*)\)", stmt,
+                         re.S)
+            assert m, stmt
+            cols = {line.split()[0] for line in m.group(2).splitlines()
+                    if line.strip() and not line.strip().startswith("PRIMARY")}
+            self.tables[m.group(1)] = cols
+        self.keyspace = keyspace
+        self.rows: list[tuple[str, dict]] = []
+
+    def execute(self, query: str, params: tuple) -> None:
+        m = re.match(rf"INSERT INTO {self.keyspace}\.(\w+) \(([^)]*)\) VALUES", query)
+        assert m, query
+        table, cols = m.group(1), [c.strip() for c in m.group(2).split(",")]
+        assert table in self.tables, table
+        assert set(cols) <= self.tables[table], set(cols) - self.tables[table]
+        assert len(cols) == len(params) == query.count("%s")
+        self.rows.append((table, dict(zip(cols, params, strict=True))))
+
+
+def test_cassandra_mirror_matches_the_migration(trained: tuple[Settings, str]) -> None:
+    settings, version = trained
+    if registry.read_evaluation(settings, version) is None:
+        evaluate(settings, version, progress=False, n_bootstrap=0)
+    session = RecordingSession(settings.cassandra.keyspace)
+    done = registry.mirror_all(session, settings, version)
+    assert done == [version]
+    tables = [t for t, _ in session.rows]
+    assert tables.count("risk_models") == 1 and tables.count("risk_model_versions") == 1
+    assert tables.count("risk_model_evaluations") == 7
+    assert tables.count("risk_model_evaluation_docs") == 1
+    assert "risk_model_activations" in tables
+    model_row = next(r for t, r in session.rows if t == "risk_models")
+    assert model_row["features"] == list(FEATURES)
+    assert all(np.isfinite(v) for v in model_row["validation_metrics"].values())
