@@ -385,3 +385,55 @@ def scenarios() -> None:
     for name, text in describe().items():
         click.echo(f"{name}\n    {text}\n")
 
+
+
+@cli.command("fhir")
+@click.argument("bundle", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--patient", help="ingest under this patient id instead of the Observations' "
+              "subject (the Bundle must be about one patient)")
+@click.option("--source", help="device id becomes fhir-<source> (default: each "
+              "Observation's device, else 'bundle')")
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: settings)")
+@click.option("--topic", help="topic (default: settings.kafka.topic_raw)")
+@click.option("--dry-run", is_flag=True,
+              help="print the messages as JSON lines instead (no Kafka; the census is still "
+                   "read for ward and bed)")
+def fhir(bundle: str, patient: str | None, source: str | None, bootstrap: str | None,
+         topic: str | None, dry_run: bool) -> None:
+    """Ingest a FHIR R4 Bundle of vital-sign Observations through vitals.raw.
+
+    The patient must be admitted (its ward and bed come from the census). The readings
+    are validated by the stream job like a monitor's; re-ingesting a Bundle yields
+    duplicates, which are not stored again.
+    """
+    from backend.fhir import FhirIngestError, bundle_to_device_readings
+    from devices import fhir_ingest
+
+    settings = _settings(bootstrap)
+    try:
+        parsed = fhir_ingest.load_bundle(bundle)
+    except (OSError, FhirIngestError) as exc:
+        raise click.UsageError(f"{bundle}: {exc}") from exc
+    try:
+        census = fhir_ingest.read_census(settings)
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot read the census from Cassandra ({exc!r}); start Cassandra and run "
+            "'icu db migrate'") from exc
+    try:
+        readings = bundle_to_device_readings(parsed, census=census, patient_id=patient,
+                                             source=source)
+    except FhirIngestError as exc:
+        raise click.UsageError(f"{bundle}: {exc}") from exc
+    if dry_run:
+        for line in fhir_ingest.dry_run_lines(readings):
+            click.echo(line)
+        click.echo(f"dry run: {len(readings)} messages", err=True)
+        return
+    try:
+        sent = fhir_ingest.ingest(settings, parsed, patient_id=patient, source=source,
+                                  census=census, topic=topic)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"published {sent} readings from {bundle} to "
+               f"{topic or settings.kafka.topic_raw}", err=True)
