@@ -1,29 +1,320 @@
-"""Risk-model registry and evaluation, for physicians and administrators (placeholder)."""
+"""Deterioration-risk model performance, for physicians and administrators (issue 6).
+
+The registered versions come from the file registry (``backend.risk.registry`` under
+``settings.cache_dir / "models"``); the figures from each version's ``evaluation.json``
+(``icu model evaluate``), drawn by the pure builders of ``webapp.models_view``. The
+layout carries no data: everything arrives through callbacks tagged ``"models"``.
+"""
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
 from dash import Input, Output, dcc, html
 
-from webapp.security import register_page, secure_callback
+from backend.risk import registry
+from webapp import models_view as mv
+from webapp.security import current_settings, register_page, secure_callback
 
 register_page(__name__, "models")
 
-VIEWS = {"current": "Deployed model", "evaluation": "Evaluation", "history": "History"}
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
+                "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden")
+
+
+def _card(title: str, *children: Any, **kwargs: Any) -> html.Section:
+    return html.Section(className="card models-card", children=[html.H2(title), *children],
+                        **kwargs)
+
+
+def _graph(graph_id: str) -> dcc.Loading:
+    return dcc.Loading(dcc.Graph(id=graph_id, config=GRAPH_CONFIG, className="models-graph"),
+                       type="circle", delay_show=150)
 
 
 def layout(**_query: str) -> html.Div:
     return html.Div(
         className="page page-models",
         children=[
-            html.H1("Models"),
-            dcc.RadioItems(id="models-view", value="current", inline=True,
-                           options=[{"label": v, "value": k} for k, v in VIEWS.items()]),
-            html.Div(id="models-body", className="muted"),
+            html.H1("Deterioration risk model"),
+            html.P("Hourly risk that a patient is septic or meets the Sepsis-3 onset "
+                   "criteria within 6 hours, compared with NEWS2, qSOFA, SIRS and the "
+                   "reference rule on the same held-out patients.", className="muted"),
+            dcc.Store(id="models-init", data=0),
+            _card(
+                "Model version",
+                html.Div(className="form-row models-picker", children=[
+                    dcc.Dropdown(id="models-version", clearable=False,
+                                 placeholder="Loading the registry…",
+                                 className="models-version-select"),
+                ]),
+                dcc.Loading(html.Div(id="models-body", className="models-facts"),
+                            type="dot"),
+            ),
+            _card(
+                "Discrimination",
+                dcc.RadioItems(id="models-level", value="hourly", inline=True,
+                               className="models-radio",
+                               options=[{"label": v, "value": k}
+                                        for k, v in mv.LEVELS.items()]),
+                html.Div(className="models-grid", children=[_graph("models-roc"),
+                                                            _graph("models-pr")]),
+                html.P("Baselines use their underlying score (NEWS2 total, qSOFA points, "
+                       "SIRS criteria; the reference rule is 0/1), so their curves have "
+                       "only a few steps. Filled markers: each method at its own "
+                       "threshold.", className="muted small"),
+            ),
+            html.Div(className="models-grid", children=[
+                _card(
+                    "Calibration",
+                    dcc.RadioItems(id="models-bins", value="quantile", inline=True,
+                                   className="models-radio",
+                                   options=[{"label": "Equal-count bins", "value": "quantile"},
+                                            {"label": "Equal-width bins", "value": "uniform"}]),
+                    _graph("models-calibration"),
+                ),
+                _card(
+                    "Alert burden",
+                    html.Div(className="models-radio-spacer"),
+                    _graph("models-burden"),
+                    html.P("The model's curve runs over all its thresholds; the ring is the "
+                           "slider's threshold. At the lowest thresholds alerts merge into "
+                           "long runs, so the count per day falls again (the fold at "
+                           "sensitivity 1).", className="muted small"),
+                ),
+            ]),
+            _card(
+                "Operating point",
+                html.P("Move the threshold: the confusion matrix and rates of the model on "
+                       "the test patients at that threshold. Every position is a stored "
+                       "point of the model's ROC curve.", className="muted small"),
+                html.Div(className="models-slider", children=[
+                    dcc.Slider(id="models-threshold", min=0, max=1, step=1, value=0,
+                               included=False, updatemode="mouseup",
+                               allow_direct_input=False),
+                ]),
+                dcc.Loading(html.Div(id="models-confusion"), type="dot"),
+            ),
+            _card(
+                "Comparison on the test patients",
+                dcc.Loading(html.Div(id="models-tables", className="table-wrap"),
+                            type="dot"),
+            ),
+            _card(
+                "Live monitoring of the active model",
+                html.Div(
+                    id="models-live", className="notice notice-info",
+                    children=[
+                        html.Strong("Not yet available: the stream job does not score yet. "),
+                        "Scoring volume, score distribution drift (PSI against the test "
+                        "patients) and live alert rates will appear here once the stream "
+                        "job scores patients with the active model. Nothing is shown "
+                        "rather than made-up numbers.",
+                    ],
+                ),
+            ),
+            _card(
+                "Data and limits",
+                html.Div(id="models-data-note", children=[
+                    html.P([
+                        "Trained and evaluated on the PhysioNet/Computing in Cardiology "
+                        "Challenge 2019 training set A (Reyna MA et al., ",
+                        html.I("Crit Care Med"), " 2020;48(2):210–217, "
+                        "doi:10.1097/CCM.0000000000004145; data doi:10.13026/v64v-d857), "
+                        "from PhysioNet (Goldberger AL et al., ", html.I("Circulation"),
+                        " 2000;101(23):e215–e220).",
+                    ]),
+                    html.P([
+                        html.Strong("Evaluated on held-out patients of one hospital only. "),
+                        "The test patients are new patients of the same hospital as the "
+                        "training patients, with the same charting practice; performance "
+                        "at another hospital is unmeasured and is usually worse. The "
+                        "baselines lack consciousness/GCS, full oxygen information and "
+                        "band forms, so their numbers are a lower bound of what they do at "
+                        "a bedside. Read the risk as a ranking and an alarm, not as a "
+                        "calibrated probability. Details: docs/model.md.",
+                    ]),
+                ]),
+            ),
         ],
     )
 
 
-@secure_callback("models", Output("models-body", "children"), Input("models-view", "value"))
-def show(view: str | None) -> str:
-    label = VIEWS.get(view or "current", VIEWS["current"])
-    return f"{label}: the model registry is not connected yet."
+# --- data access --------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _read_json(path: str, _mtime_ns: int) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _evaluation(version: str) -> dict | None:
+    """The version's evaluation document, or None (not evaluated, or not a version)."""
+    try:
+        path = registry.version_dir(current_settings(), version) / "evaluation.json"
+        return _read_json(str(path), path.stat().st_mtime_ns)
+    except (FileNotFoundError, registry.RegistryError):
+        return None
+
+
+def _empty_figure(message: str) -> dict:
+    return {"data": [], "layout": {
+        "xaxis": {"visible": False}, "yaxis": {"visible": False}, "height": 560,
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "annotations": [{"text": message, "showarrow": False, "xref": "paper",
+                         "yref": "paper", "x": 0.5, "y": 0.5}]}}
+
+
+def _table(header: list[str], rows: list[list[str]], table_id: str) -> html.Table:
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in header])),
+         html.Tbody([html.Tr([html.Td(c) for c in row]) for row in rows])],
+        className="table models-table", id=table_id,
+    )
+
+
+# --- callbacks ----------------------------------------------------------------------------
+
+@secure_callback("models", Output("models-version", "options"),
+                 Output("models-version", "value"), Output("models-version", "placeholder"),
+                 Input("models-init", "data"))
+def load_registry(_init: Any) -> tuple[list, str | None, str]:
+    settings = current_settings()
+    metas = registry.list_versions(settings)
+    active = registry.active_version(settings)
+    if not metas:
+        return [], None, f"No model registered in {registry.models_dir(settings)}"
+    default = active if any(m["version"] == active for m in metas) else metas[-1]["version"]
+    return mv.version_options(metas, active), default, "Choose a version"
+
+
+@secure_callback(
+    "models",
+    Output("models-body", "children"),
+    Output("models-tables", "children"),
+    Output("models-threshold", "max"),
+    Output("models-threshold", "value"),
+    Output("models-threshold", "marks"),
+    Input("models-version", "value"),
+)
+def show_version(version: str | None) -> tuple[Any, ...]:
+    if not version:
+        msg = html.P("No model version to show. Train one with `icu model train`.",
+                     className="notice notice-info")
+        return msg, "", 1, 0, {}
+    settings = current_settings()
+    try:
+        meta = registry.read_metadata(settings, version)
+    except registry.RegistryError as e:
+        return html.P(str(e), className="notice notice-error"), "", 1, 0, {}
+    active = registry.active_version(settings)
+    facts = html.Dl(className="models-facts-list", children=[
+        item for k, v in mv.version_facts(meta, active)
+        for item in (html.Dt(k), html.Dd(v, className="mono" if "SHA" in k else None))
+    ])
+    ev = _evaluation(version)
+    if ev is None:
+        note = html.P(f"Version {version} has not been evaluated yet: run "
+                      f"`icu model evaluate {version}`.", className="notice notice-info")
+        return [facts, note], "", 1, 0, {}
+    cohort = html.P(mv.cohort_text(ev) + f"; evaluated {ev['evaluated'].replace('T', ' ')}.",
+                    className="muted", id="models-cohort")
+    tables = [
+        html.H3("Ranking, calibration and lead time"),
+        _table(mv.RANKING_HEADER, mv.ranking_rows(ev), "models-ranking"),
+        html.H3("Operating points"),
+        _table(mv.OPERATING_HEADER, mv.operating_rows(ev), "models-operating"),
+        html.P("“Model − this”: paired patient-bootstrap 95 % interval of the AUROC "
+               "difference. Last column: the model's alerts per patient-day at the "
+               "baseline's patient-level sensitivity, read off the test curve / with the "
+               "threshold matched on validation.", className="muted small"),
+    ]
+    ths = mv.slider_thresholds(ev, "hourly")
+    if not ths:
+        return [facts, cohort], tables, 1, 0, {}
+    idx = mv.nearest_index(ths, float(ev["threshold"]))
+    marks = {0: f"{ths[0]:.3f}", idx: f"validation threshold {ths[idx]:.4f}",
+             len(ths) - 1: f"{ths[-1]:.2f}"}
+    return [facts, cohort], tables, len(ths) - 1, idx, marks
+
+
+@secure_callback(
+    "models",
+    Output("models-roc", "figure"),
+    Output("models-pr", "figure"),
+    Input("models-version", "value"),
+    Input("models-level", "value"),
+)
+def show_discrimination(version: str | None, level: str | None) -> tuple[Any, Any]:
+    ev = _evaluation(version) if version else None
+    if ev is None:
+        empty = _empty_figure("No evaluation for this version")
+        return empty, empty
+    level = level if level in mv.LEVELS else "hourly"
+    return mv.curve_figure(ev, "roc", level), mv.curve_figure(ev, "pr", level)
+
+
+@secure_callback("models", Output("models-calibration", "figure"),
+                 Input("models-version", "value"), Input("models-bins", "value"))
+def show_calibration(version: str | None, bins: str | None) -> Any:
+    ev = _evaluation(version) if version else None
+    if ev is None:
+        return _empty_figure("No evaluation for this version")
+    return mv.calibration_figure(ev, bins if bins in ("quantile", "uniform") else "quantile")
+
+
+@secure_callback(
+    "models",
+    Output("models-confusion", "children"),
+    Output("models-burden", "figure"),
+    Input("models-threshold", "value"),
+    Input("models-version", "value"),
+)
+def show_operating_point(index: int | None, version: str | None) -> tuple[Any, Any]:
+    ev = _evaluation(version) if version else None
+    if ev is None:
+        return "", _empty_figure("No evaluation for this version")
+    ths = mv.slider_thresholds(ev, "hourly")
+    if not ths:
+        return "", mv.burden_figure(ev)
+    th = ths[min(max(int(index or 0), 0), len(ths) - 1)]
+    hourly = mv.operating_point(ev, th, "hourly")
+    patient = mv.operating_point(ev, th, "patient")
+    blocks = [_confusion_block(hourly, "Patient-hours", "septic-label hours",
+                               "models-confusion-hourly"),
+              _confusion_block(patient, "Patients (stays)", "septic stays",
+                               "models-confusion-patient")]
+    burden = hourly["alerts_per_patient_day"]
+    summary = html.P(
+        [html.Strong(f"Threshold {th:.4f}: "),
+         f"{mv.fmt(burden, '.2f')} alerts per patient-day "
+         "(interpolated on the stored alert-burden curve)."],
+        id="models-threshold-summary")
+    current = {**patient, "alerts_per_patient_day": burden}
+    return [summary, html.Div(blocks, className="models-grid")], mv.burden_figure(ev, current)
+
+
+def _confusion_block(op: dict, unit: str, positive: str, block_id: str) -> html.Div:
+    head = html.Tr([html.Th(""), html.Th("Alert"), html.Th("No alert")])
+    rows = [html.Tr([html.Th(f"Positive ({positive})"), html.Td(f"{op['tp']:,}", title="TP"),
+                     html.Td(f"{op['fn']:,}", title="FN")]),
+            html.Tr([html.Th("Negative"), html.Td(f"{op['fp']:,}", title="FP"),
+                     html.Td(f"{op['tn']:,}", title="TN")])]
+    stats = html.Dl(className="models-rates", children=[
+        html.Dt("Sensitivity"), html.Dd(mv.fmt(op["sensitivity"])),
+        html.Dt("Specificity"), html.Dd(mv.fmt(op["specificity"])),
+        html.Dt("PPV"), html.Dd(mv.fmt(op["ppv"])),
+    ])
+    level_note = ("an hour alerts when its risk ≥ threshold" if op["level"] == "hourly" else
+                  "a septic stay counts when an alert falls in the 48 h up to onset; a "
+                  "non-septic stay when it alerts at any hour")
+    return html.Div(id=block_id, className="models-confusion-block", children=[
+        html.H3(f"{unit}, threshold {op['threshold']:.4f}"),
+        html.Table([html.Thead(head), html.Tbody(rows)], className="table models-cm"),
+        stats,
+        html.P(level_note, className="muted small"),
+    ])
+

@@ -1,0 +1,215 @@
+"""The model-performance page in headless Chromium against the real app and Cassandra.
+
+The app reads its models from ``settings.cache_dir / "models"``; here that is a temporary
+registry with two tiny versions (one active and evaluated by hand, one not evaluated),
+so nothing is trained and the numbers on the page can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from backend.auth_policy import Role
+from backend.risk import registry
+from backend.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ACTIVE, OTHER = "20260101T000000Z", "20260102T000000Z"
+GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden")
+MODEL = "Model (GBT)"
+
+
+def _row(method: str, kind: str, threshold: float, **kw: object) -> dict:
+    row = {"method": method, "kind": kind, "threshold": threshold, "auroc_hourly": 0.7,
+           "auprc_hourly": 0.3, "auroc_patient": 0.75, "auprc_patient": 0.5,
+           "sensitivity_hourly": 0.5, "specificity_hourly": 0.9, "sensitivity_patient": 0.75,
+           "specificity_patient": 0.75, "utility": 0.2, "alerts_per_patient_day": 1.0,
+           "median_lead_hours": 10.0, "brier": None}
+    return {**row, **kw}
+
+
+def _evaluation() -> dict:
+    """10 positive of 100 patient-hours, 4 septic of 20 patients; every baseline."""
+    base = {
+        "roc_hourly": {"x": [0.0, 0.3, 1.0], "y": [0.0, 0.6, 1.0], "threshold": [None, 5, 0]},
+        "pr_hourly": {"x": [0.6, 1.0], "y": [0.2, 0.1], "threshold": [5, 0]},
+        "roc_patient": {"x": [0.0, 0.5, 1.0], "y": [0.0, 0.75, 1.0], "threshold": [None, 5, 0]},
+        "pr_patient": {"x": [0.75, 1.0], "y": [0.3, 0.2], "threshold": [5, 0]},
+    }
+    model = {
+        "roc_hourly": {"x": [0.0, 0.1, 0.2, 0.5, 1.0], "y": [0.0, 0.4, 0.7, 0.9, 1.0],
+                       "threshold": [None, 0.8, 0.5, 0.2, 0.1]},
+        "pr_hourly": {"x": [0.4, 0.7, 0.9, 1.0], "y": [0.31, 0.28, 0.17, 0.1],
+                      "threshold": [0.8, 0.5, 0.2, 0.1]},
+        "roc_patient": {"x": [0.0, 0.125, 0.25, 1.0], "y": [0.0, 0.5, 0.75, 1.0],
+                        "threshold": [None, 0.8, 0.5, 0.2]},
+        "pr_patient": {"x": [0.5, 0.75, 1.0], "y": [0.5, 0.43, 0.2],
+                       "threshold": [0.8, 0.5, 0.2]},
+        "reliability_quantile_bins": {"bin_lower": [0, 0.1, 0.4], "bin_upper": [0.1, 0.4, 1],
+                                      "mean_predicted": [0.05, 0.2, 0.6],
+                                      "observed": [0.02, 0.1, 0.5], "count": [40, 40, 20]},
+        "reliability_uniform_bins": {"bin_lower": [0, 0.5], "bin_upper": [0.5, 1],
+                                     "mean_predicted": [0.1, 0.6], "observed": [0.05, 0.5],
+                                     "count": [80, 20]},
+        "alert_burden": {"threshold": [0.1, 0.2, 0.4, 0.8],
+                         "sensitivity_patient": [1.0, 1.0, 0.75, 0.5],
+                         "alerts_per_patient_day": [4.0, 2.0, 1.2, 0.2]},
+    }
+    baselines = ["NEWS2 >= 5", "NEWS2 >= 7", "qSOFA >= 2", "SIRS >= 2",
+                 "HR > 120 or SpO2 < 90"]
+    return {
+        "version": ACTIVE, "evaluated": "2026-01-01T01:00:00+00:00", "split": "test",
+        "n_patients": 20, "n_septic_patients": 4, "n_patient_hours": 100,
+        "n_positive_hours": 10, "patient_days": 100 / 24, "threshold": 0.45,
+        "table": [_row(MODEL, "model", 0.45, brier=0.05)]
+        + [_row(b, "baseline", 1.0, sensitivity_patient=0.5 + 0.1 * i,
+                alerts_per_patient_day=1.0 + i) for i, b in enumerate(baselines)],
+        "curves": {MODEL: model, **{b: _shifted(base, 0.1 * i) for b, i in
+                                    zip(baselines, (0, 0, 1, 2, 3), strict=True)}},
+    }
+
+
+def _shifted(curves: dict, dx: float) -> dict:
+    """A baseline's curves, moved so that each baseline score has its own curve."""
+    out = copy.deepcopy(curves)
+    for c in out.values():
+        c["x"] = [min(1.0, x + dx) if 0 < x < 1 else x for x in c["x"]]
+    return out
+
+
+def _metadata(version: str, created: str) -> dict:
+    return {"model_name": "sepsis-gbt", "version": version, "created": created,
+            "training_data": "PhysioNet/CinC 2019 training set A (fixture)",
+            "training_data_sha256": "c0ffee" * 10 + "abcd", "features": ["hr", "spo2", "age"],
+            "threshold": 0.45, "threshold_monitor_only": 0.4}
+
+
+@pytest.fixture(scope="module")
+def services(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The shared settings with ``cache_dir`` on a fixture registry (the web app's models)."""
+    settings = services.model_copy(update={"cache_dir": tmp_path_factory.mktemp("icu-cache")})
+    for version, created in ((ACTIVE, "2026-01-01T00:00:00+00:00"),
+                             (OTHER, "2026-01-02T00:00:00+00:00")):
+        registry.write_json(registry.version_dir(settings, version) / "metadata.json",
+                            _metadata(version, created))
+    registry.write_json(registry.version_dir(settings, ACTIVE) / "evaluation.json",
+                        _evaluation())
+    registry.activate(settings, ACTIVE)
+    return settings
+
+
+def wait(driver, condition, timeout: float = 30):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def sign_in(driver, web, role: Role) -> None:
+    name, password = web.users[role]
+    driver.get(web.url("/login"))
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")))
+
+
+def drawn_paths(driver, graph_id: str, css: str) -> list[str]:
+    """The ``d`` of the SVG paths matching ``css`` inside a graph, non-empty only."""
+    paths = driver.find_elements(By.CSS_SELECTOR, f"#{graph_id} svg.main-svg {css}")
+    return [d for d in (p.get_attribute("d") for p in paths) if d and d != "M0,0Z"]
+
+
+def test_physician_sees_every_plot_table_and_note(live_web, browser) -> None:
+    sign_in(browser, live_web, Role.PHYSICIAN)
+    browser.get(live_web.url("/models"))
+    for graph in GRAPHS:  # curves drawn as SVG paths, not just empty containers
+        wait(browser, lambda d, g=graph: drawn_paths(d, g, ".scatterlayer path.js-line"))
+    # ROC: model, NEWS2 (once for >= 5 and >= 7), qSOFA, SIRS, reference, chance
+    assert len(drawn_paths(browser, "models-roc", ".scatterlayer path.js-line")) == 6
+    # every method's operating point as a marker
+    for graph in ("models-roc", "models-pr", "models-burden"):
+        assert len(drawn_paths(browser, graph, ".scatterlayer path.point")) >= 6, graph
+    assert len(drawn_paths(browser, "models-calibration", ".scatterlayer path.point")) == 3
+    legend = browser.find_element(By.CSS_SELECTOR, "#models-roc .legend").text
+    for name in ("Model (GBT)", "NEWS2 score (≥ 5, ≥ 7)", "qSOFA ≥ 2", "SIRS ≥ 2",
+                 "HR > 120 or SpO2 < 90"):
+        assert name in legend
+
+    # version facts: the active fixture version
+    facts = browser.find_element(By.ID, "models-body").text
+    assert f"{ACTIVE} (active)" in facts
+    assert "c0ffee" * 10 + "abcd" in facts
+    assert "0.4500 (monitor only: 0.4000)" in facts
+    # confusion matrix at the default threshold 0.45 -> the stored point 0.5:
+    # hourly TP 7 FN 3 FP 18 TN 72 (10 positive / 90 negative hours, sens 0.7, FPR 0.2)
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "models-threshold-summary"),
+                                                   "Threshold 0.5000"))
+    hourly = browser.find_element(By.ID, "models-confusion-hourly").text
+    for text in ("7", "3", "18", "72", "Sensitivity\n0.700", "Specificity\n0.800",
+                 "PPV\n0.280"):
+        assert text in hourly, text
+    patient = browser.find_element(By.ID, "models-confusion-patient").text
+    assert "PPV\n0.429" in patient  # 3 / (3 + 4)
+    # 1.2 alerts/day at 0.4 and 0.2 at 0.8: 0.95 at 0.5
+    assert "0.95 alerts per patient-day" in browser.find_element(
+        By.ID, "models-threshold-summary").text
+
+    # the slider moves to the next stored point (0.8): TP 4, FP 9
+    handle = browser.find_element(By.CSS_SELECTOR, "#models-threshold [role=slider]")
+    handle.send_keys(Keys.ARROW_RIGHT)
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "models-threshold-summary"),
+                                                   "Threshold 0.8000"))
+    assert "PPV\n0.308" in browser.find_element(By.ID, "models-confusion-hourly").text
+
+    tables = browser.find_element(By.ID, "models-tables").text
+    for text in ("Model (GBT)", "NEWS2 ≥ 5", "NEWS2 ≥ 7", "qSOFA ≥ 2", "SIRS ≥ 2",
+                 "HR > 120 or SpO2 < 90", "0.0500"):
+        assert text in tables, text
+    live = browser.find_element(By.ID, "models-live").text
+    assert "Not yet available: the stream job does not score yet" in live
+    note = browser.find_element(By.ID, "models-data-note").text
+    for text in ("PhysioNet", "Reyna", "2019", "Goldberger", "one hospital only"):
+        assert text in note, text
+
+    # the patient level redraws the discrimination plots
+    radio = browser.find_element(By.CSS_SELECTOR, "#models-level input[value=patient]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", radio)
+    radio.click()
+    wait(browser, lambda d: "per patient" in d.find_element(
+        By.CSS_SELECTOR, "#models-roc .gtitle").text)
+    assert len(drawn_paths(browser, "models-pr", ".scatterlayer path.js-line")) == 6
+
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "models-fixture.png"))
+
+
+def test_a_version_without_evaluation_says_so(live_web, browser) -> None:
+    sign_in(browser, live_web, Role.ADMIN)
+    browser.get(live_web.url("/models"))
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "models-body"), f"{ACTIVE} (active)"))
+    browser.find_element(By.CSS_SELECTOR, "#models-version").click()
+    option = wait(browser, EC.element_to_be_clickable(
+        (By.XPATH, f"//*[@role='option'][contains(., '{OTHER}')]")))
+    option.click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "models-body"),
+                                                   "has not been evaluated yet"))
+    assert f"{OTHER} (not active)" in browser.find_element(By.ID, "models-body").text
+
+
+def test_nurse_is_refused(live_web, browser) -> None:
+    sign_in(browser, live_web, Role.NURSE)
+    assert "nav-models" not in {a.get_attribute("id")
+                                for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")}
+    browser.get(live_web.url("/models"))
+    forbidden = wait(browser, EC.presence_of_element_located((By.ID, "forbidden")))
+    assert "403" in forbidden.text
+    assert not browser.find_elements(By.ID, "models-roc")
