@@ -118,3 +118,21 @@ class AlertEvent(BaseModel):
     onset_ts: int
     reading_ts: int
     detected_ts: int
+
+
+class AlertLifecycle(BaseModel):
+    """A person (or the alert manager) changed an alert's status (``alerts.lifecycle``).
+
+    The ``alerts`` row in Cassandra has already changed when this is published; the
+    message tells every screen to show the new status. Key = alert_id, so the steps of
+    one alert stay ordered.
+    """
+
+    alert_id: str
+    status: str  # acknowledged, escalated, silenced, resolved, ...
+    by: str
+    at: int = Field(description="when, ms since epoch (UTC)")
+    via: str = Field(description="the channel, e.g. ward_screen, alert_inbox, pager")
+    patient_id: str | None = None
+    ward: str | None = None
+    bed: str | None = None

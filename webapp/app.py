@@ -9,7 +9,10 @@ Order matters and is fixed here:
    (``webapp.security.check_callbacks``), or the app refuses to start;
 4. flask-login and the sign-in routes (``webapp.auth``);
 5. the authorisation hook (``webapp.security.install``), then Flask-WTF ``CSRFProtect``,
-   so an anonymous request is answered 401 before any CSRF check.
+   so an anonymous request is answered 401 before any CSRF check;
+6. the live state of the ward screens (``webapp.live.live_state``): created with these
+   settings before Dash imports the pages (the ward page registers its callbacks on it)
+   and started last - one per process, whatever number of screens it serves.
 """
 
 from __future__ import annotations
@@ -80,13 +83,19 @@ def _server(settings: Settings) -> flask.Flask:
     return server
 
 
-def create_app(settings: Settings, db: Session | None = None) -> dash.Dash:
+def create_app(settings: Settings, db: Session | None = None, *,
+               start_live: bool = True) -> dash.Dash:
     """The web app. ``db`` is a Cassandra session bound to the keyspace (connected from
-    ``settings`` when omitted); the schema must exist (``icu db migrate``)."""
+    ``settings`` when omitted); the schema must exist (``icu db migrate``).
+    ``start_live=False`` leaves the live follower stopped (tests that only inspect the
+    app)."""
     if db is None:
         from backend.storage.cassandra import connect
 
         db = connect(settings.cassandra, wait_seconds=30)
+    from webapp.live import live_state
+
+    live_state(settings, start=False)  # before the pages import it
     server = _server(settings)
     ctx = security.WebContext(settings=settings, db=db)
     server.extensions["icu"] = ctx
@@ -120,6 +129,8 @@ def create_app(settings: Settings, db: Session | None = None) -> dash.Dash:
 
     security.install(app, ctx)
     CSRFProtect(server)
+    if start_live:
+        live_state(settings)  # starts its follower (Cassandra fill, then Kafka)
     log.info("web app ready: %d pages, %d server callbacks", len(dash.page_registry),
              len(security.server_callbacks(app)))
     return app

@@ -230,12 +230,41 @@ def _body_matches_declaration(cb: Mapping[str, Any], body: Mapping[str, Any]) ->
         if not isinstance(sent, list) or len(sent) != len(declared):
             return False
         for d, item in zip(declared, sent, strict=True):
-            if isinstance(d.get("id"), dict):  # pattern-matching: a list of matches
+            pattern = _pattern(d.get("id"))
+            if pattern is not None:  # pattern-matching: the matching components
+                items = item if isinstance(item, list) else [item]
+                if not all(_matches_pattern(pattern, d.get("property"), i) for i in items):
+                    return False
                 continue
             if not isinstance(item, dict) or item.get("id") != d.get("id") \
                     or item.get("property") != d.get("property"):
                 return False
     return True
+
+
+def _pattern(ident: Any) -> dict | None:
+    """The pattern of a pattern-matching id, ``None`` for a plain one. Dash keeps them
+    in the callback map as JSON text (``'{"alert":["ALL"],"type":"ward-ack"}'``)."""
+    if isinstance(ident, dict):
+        return ident
+    if isinstance(ident, str) and ident.startswith("{"):
+        try:
+            value = json.loads(ident)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def _matches_pattern(pattern: Mapping[str, Any], prop: Any, item: Any) -> bool:
+    """Is ``item`` (one entry of a request) a component the pattern selects? Wildcard
+    values (``["ALL"]``, ``["MATCH"]``, ``["ALLSMALLER"]``) match any value."""
+    if not isinstance(item, dict) or item.get("property") != prop:
+        return False
+    ident = item.get("id")
+    if not isinstance(ident, dict) or set(ident) != set(pattern):
+        return False
+    return all(isinstance(v, list) or ident[k] == v for k, v in pattern.items())
 
 
 def page_permission(app: dash.Dash, pathname: str) -> str | None:

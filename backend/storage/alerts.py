@@ -4,22 +4,89 @@ The ``alerts`` row is the single source of truth for an alert's status; the per-
 per-patient tables are indexes copied from it. Raising uses a lightweight transaction
 (``IF NOT EXISTS``) so a replayed micro-batch can never reset an alert somebody has
 already acknowledged.
+
+Acknowledging is a lightweight transaction too (``IF status IN (...)``): when two people
+press Acknowledge at the same moment, exactly one of them wins and the other is told
+who did and when.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
-from backend.messages import AlertEvent
+from backend import audit
+from backend.messages import AlertEvent, AlertLifecycle
+
+log = logging.getLogger(__name__)
 
 RAISED = "raised"
 CLEARED = "cleared"
+ACKNOWLEDGED = "acknowledged"
+ACTIVE = (RAISED, ACKNOWLEDGED, "escalated", "silenced")
+# Statuses an acknowledgement acts on: somebody still has to respond ("silenced" only
+# paused the sound).
+ACKNOWLEDGEABLE = (RAISED, "escalated", "silenced")
+ALERT_ACKNOWLEDGED = "alert.acknowledged"  # audit action
+AUDIT_TARGET = "alert"
 
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+def clock_text(value: datetime | None) -> str:
+    """``hh:mm:ss`` in the server's local time (what the ward screens' clocks show)."""
+    if value is None:
+        return "--:--:--"
+    if value.tzinfo is None:  # Cassandra returns naive UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone().strftime("%H:%M:%S")
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    """The outcome of an acknowledgement.
+
+    ``ok``: this call changed the alert. Otherwise ``message`` says why not, and
+    ``status`` / ``by`` / ``at`` are what the alert shows instead (``None``: unknown
+    alert). ``event`` is the lifecycle message to publish (only when ``ok``).
+    ``problems`` lists follow-up writes that failed after the acknowledgement itself
+    was stored (it stands; they are logged as errors)."""
+
+    ok: bool
+    message: str
+    alert_id: str = ""
+    status: str | None = None
+    by: str | None = None
+    at: datetime | None = None
+    event: AlertLifecycle | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+def refusal(alert_id: str, row: dict | None) -> AckResult:
+    """What the loser of an acknowledgement (or a late click) is told."""
+    if row is None or row.get("status") is None:
+        return AckResult(False, "This alarm is not known (yet): please try again in a moment.",
+                         alert_id)
+    status, by, at = row["status"], row.get("status_by"), row.get("status_ts")
+    if status == CLEARED:
+        message = f"This alarm already ended at {clock_text(row.get('cleared_ts') or at)}"
+    elif by:
+        message = f"Already {status} by {by} at {clock_text(at)}"
+    else:
+        message = f"Already {status} at {clock_text(at)}"
+    return AckResult(False, message, alert_id, status, by, at)
 
 
 class AlertStore:
@@ -59,6 +126,12 @@ class AlertStore:
         self._for_patient = session.prepare(
             "SELECT * FROM alerts_by_patient WHERE patient_id = ? LIMIT ?"
         )
+        in_list = ", ".join(f"'{s}'" for s in ACKNOWLEDGEABLE)
+        self._ack = session.prepare(
+            "UPDATE alerts SET status = 'acknowledged', status_by = ?, status_ts = ?"
+            f" WHERE alert_id = ? IF status IN ({in_list})"
+        )
+        self._get_serial_stmt = None  # prepared on first use (see _get_serial)
 
     def raise_alert(self, e: AlertEvent) -> bool:
         """Store a raised alert; ``False`` when it already existed (a replay)."""
@@ -83,6 +156,63 @@ class AlertStore:
         if alert is not None:
             self._write_indexes(alert)
 
+    def acknowledge(self, alert_id: str, user: str, via: str, comment: str | None = None,
+                    *, now: datetime | None = None) -> AckResult:
+        """``user`` acknowledges the alert through channel ``via`` (e.g. "ward_screen").
+
+        One lightweight transaction decides: of concurrent acknowledgements exactly one
+        is applied; the others get ``ok=False`` and "Already acknowledged by <user> at
+        hh:mm:ss". The winner's call then refreshes the index tables from the alerts row,
+        writes the audit entry (``alert.acknowledged``; ``comment``, if any, goes into its
+        detail) and returns the lifecycle message to publish in ``event``."""
+        if not user or not via:
+            raise ValueError("user and via are required")
+        at = now or datetime.now(UTC)
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # Cassandra keeps ms
+        row = self.session.execute(self._ack, (user, at, alert_id)).one()
+        if not row["[applied]"]:
+            current = None
+            if row.get("status") is not None:
+                current = self.session.execute(self._get_serial(), (alert_id,)).one()
+            return refusal(alert_id, current)
+
+        problems: list[str] = []
+        alert = None
+        try:
+            alert = self.get(alert_id)
+            self._write_indexes(alert)
+        except Exception as exc:
+            log.exception("alert %s acknowledged, but refreshing its indexes failed", alert_id)
+            problems.append(f"indexes: {exc!r}")
+        patient = (alert or {}).get("patient_id")
+        detail = f"patient {patient}" if patient else ""
+        if alert:
+            detail += f"; {alert.get('priority')} {alert.get('rule')}"
+        if comment:
+            detail += f"; comment: {comment.strip()[:500]}"
+        try:
+            audit.record(self.session, user, ALERT_ACKNOWLEDGED, AUDIT_TARGET, alert_id,
+                         detail.strip("; "), via, now=at)
+        except Exception as exc:
+            log.exception("alert %s acknowledged by %s, but the audit write failed",
+                          alert_id, user)
+            problems.append(f"audit: {exc!r}")
+        event = AlertLifecycle(
+            alert_id=alert_id, status=ACKNOWLEDGED, by=user, at=_ms(at), via=via,
+            patient_id=patient, ward=(alert or {}).get("ward"), bed=(alert or {}).get("bed"),
+        )
+        return AckResult(True, f"Acknowledged by {user} at {clock_text(at)}", alert_id,
+                         ACKNOWLEDGED, user, at, event, tuple(problems))
+
+    def _get_serial(self):
+        """The alerts row read at SERIAL consistency: it sees every committed transaction
+        (the outcome of the one an acknowledgement just lost)."""
+        if self._get_serial_stmt is None:
+            stmt = self.session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
+            stmt.consistency_level = ConsistencyLevel.SERIAL
+            self._get_serial_stmt = stmt
+        return self._get_serial_stmt
+
     def _write_indexes(self, a: dict) -> None:
         detected = a["detected_ts"]
         day = detected.date()
@@ -91,7 +221,7 @@ class AlertStore:
                                  a["bed"], a["rule"], a["priority"], a["message"], a["status"]))
         s.execute(self._by_patient, (a["patient_id"], detected, a["alert_id"], a["rule"],
                                      a["priority"], a["message"], a["onset_ts"], a["cleared_ts"]))
-        if a["status"] in (RAISED, "acknowledged", "escalated", "silenced"):
+        if a["status"] in ACTIVE:
             s.execute(self._active, (a["ward"], a["alert_id"], a["patient_id"], a["bed"],
                                      a["rule"], a["priority"], a["message"], detected,
                                      a["status"]))
@@ -102,7 +232,17 @@ class AlertStore:
         return self.session.execute(self._get, (alert_id,)).one()
 
     def active_for_ward(self, ward: str) -> list[dict]:
-        return list(self.session.execute(self._active_for_ward, (ward,)))
+        """The ward's active alerts. Those somebody acted on also carry ``status_by`` and
+        ``status_ts`` from the alerts row (the index has no room for them), so a screen
+        filled from here says who acknowledged."""
+        rows = [dict(r) for r in self.session.execute(self._active_for_ward, (ward,))]
+        for row in rows:
+            if row.get("status") not in (None, RAISED):
+                alert = self.get(row["alert_id"])
+                if alert is not None:
+                    row.update(status=alert["status"], status_by=alert.get("status_by"),
+                               status_ts=alert.get("status_ts"))
+        return rows
 
     def for_patient(self, patient_id: str, limit: int = 500) -> list[dict]:
         return list(self.session.execute(self._for_patient, (patient_id, limit)))

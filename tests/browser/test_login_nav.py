@@ -21,7 +21,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 # Where pages keep their first heading once the router has rendered them.
 PAGE_READY = {
-    "ward": (By.CSS_SELECTOR, ".bed-tile"),  # proves a server callback ran (CSRF header)
+    # the ward summary comes from the 1 s update callback: proves a server callback ran
+    # (CSRF header), even on an empty ward
+    "ward": (By.CSS_SELECTOR, "#ward-summary .ward-count"),
     "patient": (By.CSS_SELECTOR, ".page-patient h1"),
     "alerts": (By.CSS_SELECTOR, "#alerts-list"),
     "population": (By.CSS_SELECTOR, "#population-summary"),
@@ -178,7 +180,7 @@ def test_idle_session_returns_to_the_sign_in_page(live_web, browser) -> None:
 
     name, password = live_web.users[Role.CHARGE_NURSE]
     sign_in(browser, live_web, name, password)
-    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, ".bed-tile")))
+    wait(browser, EC.presence_of_element_located(PAGE_READY["ward"]))
     idle = timedelta(minutes=live_web.settings.web.idle_timeout_minutes + 1)
     for row in live_web.db.execute("SELECT session_id, username FROM web_sessions"):
         if row["username"] == name:

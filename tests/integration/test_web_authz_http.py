@@ -167,16 +167,27 @@ def dependencies(web: Web, s: requests.Session) -> dict[str, dict]:
 def callback_body(dep: dict, pathname: str | None = None) -> dict:
     from dash._utils import split_callback_id
 
-    def vals(items: list[dict]) -> list[dict]:
-        out = []
+    def wildcard(ident: object) -> bool:
+        """A pattern-matching id (``{"type": ..., "bed": ["ALL"]}``): the browser sends
+        the list of the matching components; here none match."""
+        return isinstance(ident, str) and ident.startswith("{")
+
+    def vals(items: list[dict]) -> list:
+        out: list = []
         for i in items:
+            if wildcard(i["id"]):
+                out.append([])
+                continue
             value = None
             if i["id"] == "_pages_location":
                 value = pathname if i["property"] == "pathname" else ""
             out.append({"id": i["id"], "property": i["property"], "value": value})
         return out
 
-    return {"output": dep["output"], "outputs": split_callback_id(dep["output"]),
+    outputs = split_callback_id(dep["output"])
+    if isinstance(outputs, list):
+        outputs = [[] if wildcard(o["id"]) else o for o in outputs]
+    return {"output": dep["output"], "outputs": outputs,
             "inputs": vals(dep["inputs"]), "state": vals(dep.get("state", [])),
             "changedPropIds": []}
 
@@ -279,7 +290,7 @@ def test_callbacks_need_the_csrf_token_dash_sends(web: Web) -> None:
     body = callback_body(deps[output])
     assert post_callback(web, s, body, csrf=False).status_code == 400
     r = post_callback(web, s, body, csrf=True)
-    assert r.status_code == 200 and "bed-tile" in r.text
+    assert r.status_code == 200 and "ward-summary" in r.text
 
 
 def test_denials_and_sign_ins_are_audited(web: Web) -> None:
@@ -401,11 +412,11 @@ def test_timer_refreshes_do_not_keep_a_session_alive(web: Web) -> None:
     output = next(k for k, v in callbacks(web).items() if v == "ward")
     body = callback_body(deps[output])
     aged = age(5)
-    r = post_callback(web, s, {**body, "changedPropIds": ["ward-clock.n_intervals"]})
+    r = post_callback(web, s, {**body, "changedPropIds": ["ward-interval.n_intervals"]})
     assert r.status_code == 200
     assert abs((last_seen() - aged).total_seconds()) < 1  # not extended
     assert "icu_idle_expires" not in r.headers.get("Set-Cookie", "")
-    r = post_callback(web, s, {**body, "changedPropIds": ["ward-select.value"]})
+    r = post_callback(web, s, {**body, "changedPropIds": ["ward-picker.value"]})
     assert r.status_code == 200
     assert datetime.now(UTC) - last_seen() < timedelta(seconds=30)  # a user action
     assert "icu_idle_expires" in r.headers.get("Set-Cookie", "")

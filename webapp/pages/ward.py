@@ -1,49 +1,93 @@
-"""Ward monitor: every bed of a ward at a glance. Placeholder grid until the live data
-path (``webapp.live``) is wired in."""
+"""Ward monitor: every bed of a ward at a glance, live.
+
+``/ward?ward=ICU-A`` (the first ward of the census without it); ``&kiosk=1`` covers the
+whole window (wall screens: no navigation, no picker); ``&theme=light|dark``.
+
+The screen is ``webapp.ward`` (layout, tiles, the 1 s update callback) on this web
+process's one ``WardState`` (``webapp.live.live_state``), which ``create_app`` creates
+with the app's settings before Dash imports this module and starts with the app. Its
+callbacks carry the policy's permissions: "ward" for the update, "alerts.acknowledge"
+for the Acknowledge buttons (the server refuses other roles before the callback runs).
+
+Acknowledge: ``AlertStore.acknowledge`` (one Cassandra lightweight transaction decides
+between concurrent clicks; audited), then an ``alerts.lifecycle`` message so every
+screen of every process shows who acknowledged.
+"""
 
 from __future__ import annotations
 
-from dash import Input, Output, dcc, html
+import logging
+import threading
+import weakref
 
-from webapp.security import register_page, secure_callback
+import dash
+from cassandra.cluster import Session
+from dash import html
+
+from backend.storage import census
+from backend.storage.alerts import AckResult, AlertStore
+from webapp.live import lifecycle_publisher, live_state
+from webapp.security import current_db, current_settings, register_page, tag
+from webapp.ward import register_ward_callbacks, ward_layout
+
+log = logging.getLogger(__name__)
 
 register_page(__name__, "ward")
 
-WARDS = ("ICU-A", "ICU-B")
-BEDS_PER_WARD = 12
+VIA = "ward_screen"
+TRUE = ("1", "true", "yes", "on")
+
+# The process's live state (create_app made it with the app's settings).
+STATE = live_state(start=False)
+
+_stores: weakref.WeakKeyDictionary[Session, AlertStore] = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()
 
 
-def layout(**_query: str) -> html.Div:
+def _alert_store(session: Session) -> AlertStore:
+    with _stores_lock:
+        store = _stores.get(session)
+        if store is None:
+            store = _stores[session] = AlertStore(session)
+        return store
+
+
+def known_wards() -> list[str]:
+    """The census's wards, plus any the live state knows (a ward sending before its
+    census rows arrive still gets a screen)."""
+    wards = set(STATE.wards())
+    try:
+        wards |= set(census.wards(current_db()))
+    except Exception as exc:  # the screen still works from the live state
+        log.warning("ward picker: reading the census failed: %s", exc)
+    return sorted(wards)
+
+
+def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None = None,
+           **_query: str) -> html.Div:
+    wards = known_wards()
+    ward = ward.strip() if isinstance(ward, str) and ward.strip() else None
     return html.Div(
-        className="page page-ward",
-        children=[
-            html.Div(
-                className="page-header",
-                children=[
-                    html.H1("Ward monitor"),
-                    dcc.Dropdown(
-                        id="ward-select", options=list(WARDS), value=WARDS[0],
-                        clearable=False, className="ward-select",
-                    ),
-                ],
-            ),
-            html.Div(id="ward-grid", className="bed-grid"),
-        ],
+        ward_layout(ward, wards, kiosk=(kiosk or "").lower() in TRUE, theme=theme),
+        className="page-ward",
     )
 
 
-def _tile(ward: str, bed: int) -> html.Div:
-    return html.Div(
-        className="bed-tile placeholder",
-        children=[
-            html.Div(f"{ward} · Bed {bed:02d}", className="bed-name"),
-            html.Div("--", className="bed-value"),
-            html.Div("no live data yet", className="bed-note"),
-        ],
-    )
+def acknowledge(alert_id: str, user: str) -> AckResult:
+    """The Acknowledge button: record it (the LWT decides), then tell every screen."""
+    result = _alert_store(current_db()).acknowledge(alert_id, user, VIA)
+    if result.ok and result.event is not None:
+        try:
+            lifecycle_publisher(current_settings()).publish(result.event)
+        except Exception:
+            # Stored and audited; this process's screens update at once (the view
+            # applies it), other processes' screens at their next fill.
+            log.exception("alert %s acknowledged, but publishing the lifecycle event failed",
+                          alert_id)
+    elif result.status is not None:
+        # Somebody else was first: show their acknowledgement here right away.
+        STATE.apply_lifecycle(alert_id, result.status, result.by, result.at)
+    return result
 
 
-@secure_callback("ward", Output("ward-grid", "children"), Input("ward-select", "value"))
-def render_grid(ward: str | None) -> list[html.Div]:
-    ward = ward if ward in WARDS else WARDS[0]
-    return [_tile(ward, n) for n in range(1, BEDS_PER_WARD + 1)]
+register_ward_callbacks(dash, STATE, on_acknowledge=acknowledge, wrap=lambda key, f: tag(f, key))

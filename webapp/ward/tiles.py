@@ -170,7 +170,10 @@ def sparkline_svg(points: Sequence[TrendPoint], vital: Vital, window_ms: int = 6
 
 
 def _spark(snapshot: BedSnapshot, vital: Vital) -> html.Img | html.Div:
-    svg = None if snapshot.stale else sparkline_svg(snapshot.trend, vital)
+    # Without the newest point: it is replaced by every reading until its trend step
+    # ends, so the picture (and the image the browser decodes) changes once a step, not
+    # once a second.
+    svg = None if snapshot.stale else sparkline_svg(snapshot.trend[:-1], vital)
     if svg is None:
         return html.Div(className="wt-spark wt-spark--empty")
     return html.Img(src="data:image/svg+xml;charset=utf-8," + quote(svg),
@@ -180,11 +183,14 @@ def _spark(snapshot: BedSnapshot, vital: Vital) -> html.Img | html.Div:
 def alarm_badge(alarm: Alarm, *, more: int = 0, ack_button: bool = True) -> html.Div:
     """The alarm strip: symbol + priority word + message, and Acknowledge."""
     pri = alarm.priority.value
+    message: list = [alarm.message or alarm.rule]
+    if alarm.condition_ended:  # on the message line: the first line has no room for it
+        message = [html.Span("ended", className="alarm-ended"), " ", *message]
     children: list = [
         html.Span(PRIORITY_SYMBOL[alarm.priority], className="alarm-sym",
                   **{"aria-hidden": "true"}),
         html.Span(PRIORITY_TEXT[alarm.priority], className="alarm-pri"),
-        html.Span(alarm.message or alarm.rule, className="alarm-msg", title=alarm.message),
+        html.Span(message, className="alarm-msg", title=alarm.message),
     ]
     if more:
         children.append(html.Span(f"+{more}", className="alarm-more",
@@ -193,9 +199,9 @@ def alarm_badge(alarm: Alarm, *, more: int = 0, ack_button: bool = True) -> html
         by = f" {alarm.status_by}" if alarm.status_by and alarm.status == "acknowledged" else ""
         children.append(html.Span(f"✓ {_STATUS_TEXT[alarm.status]}{by}"
                                   if alarm.status == "acknowledged"
-                                  else _STATUS_TEXT[alarm.status], className="alarm-status"))
-    if alarm.condition_ended:
-        children.append(html.Span("ended", className="alarm-ended"))
+                                  else _STATUS_TEXT[alarm.status], className="alarm-status",
+                                  title=f"{alarm.status} by {alarm.status_by}"
+                                  if alarm.status_by else alarm.status))
     if ack_button and alarm.needs_action:
         children.append(html.Button(
             "ACK", id={"type": "ward-ack", "alert": alarm.alert_id}, n_clicks=0,

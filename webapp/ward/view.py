@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash.development.base_component import Component
 
 from backend.messages import Priority
 from webapp.live.state import BedSnapshot, WardState
@@ -88,11 +89,13 @@ def ward_layout(ward: str | None, wards: list[str], *, kiosk: bool = False,
     """The ward monitor for ``ward`` (the first of ``wards`` if ``None``).
 
     ``kiosk`` (``?kiosk=1``) covers the whole window and hides the navigation chrome and
-    the picker; ``theme`` is "dark" (default, night shift) or "light"; the toggle stores
-    the choice in the browser."""
+    the picker; ``theme`` is "dark" (default, night shift) or "light". Without ``theme``
+    the toggle's last choice is remembered in the browser; a ``theme`` given (the URL of
+    a wall screen) wins over that memory, and the toggle then lasts until reload."""
     wards = sorted(set(wards) | ({ward} if ward else set()))
     ward = ward or (wards[0] if wards else None)
-    theme = theme if theme in THEMES else "dark"
+    explicit = theme in THEMES
+    theme = theme if explicit else "dark"
     root_class = f"ward-root ward-theme-{theme}" + (" ward-kiosk" if kiosk else "")
     header = html.Div(
         [
@@ -124,7 +127,10 @@ def ward_layout(ward: str | None, wards: list[str], *, kiosk: bool = False,
     return html.Div(
         [
             dcc.Store(id="ward-sent", storage_type="memory"),
-            dcc.Store(id="ward-theme", storage_type="local", data=theme),
+            # A stored value wins over ``data`` in a "local" Store: an explicit theme
+            # must not read it.
+            dcc.Store(id="ward-theme", storage_type="memory" if explicit else "local",
+                      data=theme),
             dcc.Store(id="ward-kiosk", data=kiosk),
             dcc.Interval(id="ward-interval", interval=INTERVAL_MS, n_intervals=0),
             header,
@@ -143,9 +149,55 @@ def ward_layout(ward: str | None, wards: list[str], *, kiosk: bool = False,
 # ------------------------------------------------------------------------ render cache
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as the JSON-ready tree Dash sends (``to_plotly_json`` all the way down)."""
+    if isinstance(value, Component):
+        as_json = value.to_plotly_json()
+        return {**as_json, "props": {k: _plain(v) for k, v in as_json["props"].items()}}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class Prerendered:
+    """A rendered component whose JSON is computed once, when it is rendered.
+
+    Dash's JSON encoder calls ``to_plotly_json`` on every component of an answer, one
+    Python call per element: for 32 tiles of ~40 elements that cost ~25 ms per screen
+    and second, nearly all of a screen's update. A cached part answers with its
+    finished tree instead (one call), which the C JSON encoder writes. Attribute reads
+    go to the component (tests and callers still see ``children``, ``className``...)."""
+
+    __slots__ = ("_json", "component")
+
+    def __init__(self, component: Component) -> None:
+        self.component = component
+        self._json = _plain(component)
+
+    def to_plotly_json(self) -> dict:
+        return self._json
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.component, name)
+
+    def __repr__(self) -> str:
+        return f"Prerendered({self.component!r})"
+
+
+def prerender(value: Any) -> Any:
+    """Components (or lists of them) as ``Prerendered``; anything else unchanged."""
+    if isinstance(value, Component):
+        return Prerendered(value)
+    if isinstance(value, list):
+        return [prerender(v) for v in value]
+    return value
+
+
 class TileCache:
     """The last rendered parts of each bed's tile, shared by every screen of the process:
-    fifty screens cost one render per change, not fifty."""
+    fifty screens cost one render (and one JSON tree) per change, not fifty."""
 
     _RENDER: ClassVar[dict[str, Callable[[BedSnapshot], Any]]] = {
         "ward-tile": tile_classes, "ward-vitals": render_vitals, "ward-alarm": render_alarm,
@@ -161,7 +213,7 @@ class TileCache:
             hit = self._parts.get(k)
         if hit is not None and hit[0] == key:
             return hit[1]
-        value = self._RENDER[part](s)
+        value = prerender(self._RENDER[part](s))
         with self._lock:
             self._parts[k] = (key, value)
         return value
