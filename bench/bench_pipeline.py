@@ -6,7 +6,7 @@
 Kafka and Cassandra must be running (``icu services start``; they are started if they are
 local and down). Everything the run writes is isolated: its own topics
 (``<topic>.bench<hex>``, created by ``ops.services.ensure_topics``), its own keyspace
-(``icu_bench_<hex>``, created by ``backend.storage.migrate``) and Spark checkpoint, all
+(``icu_bench_pipe_<hex>``, created by ``backend.storage.migrate``) and Spark checkpoint, all
 removed at the end (``--keep-data`` keeps them). The stream job is the real one:
 ``icu stream run`` in its own process, configured only through ``Settings``.
 
@@ -850,7 +850,7 @@ def bench_settings(base: Settings, args: argparse.Namespace, tmp: Path) -> Setti
     return base.model_copy(update={
         "kafka": kafka.model_copy(update={**topics, **(
             {"partitions": args.kafka_partitions} if args.kafka_partitions else {})}),
-        "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_{suffix}"}),
+        "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_pipe_{suffix}"}),
         "spark": base.spark.model_copy(update=spark_update),
         "alerting": base.alerting.model_copy(update={
             "persistence_seconds": BENCH_PERSISTENCE_S, "clear_seconds": BENCH_CLEAR_S,
