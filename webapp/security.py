@@ -66,6 +66,7 @@ PAGES_LOCATION = "_pages_location"
 IDLE_COOKIE = "icu_idle_expires"  # UX hint for the browser; the server decides
 CSRF_COOKIE = "_csrf_token"  # read by the Dash renderer, sent back as X-CSRFToken
 TOUCH_EVERY_SECONDS = 10.0  # write last activity at most this often per session
+SESSION_ENDED = "icu_session_ended"  # session key: it ended, no page has said so yet
 
 
 class UntaggedCallbackError(RuntimeError):
@@ -323,6 +324,12 @@ def _authorise(app: dash.Dash, rules: Mapping[str, str]) -> Response | None:
             except Exception:
                 log.exception("could not audit a session expiry")
             flask.session.clear()
+            if not _wants_page():
+                # Noticed by a background request (a screen's 1 s update): the page
+                # reload that follows must still say why the user has to sign in again.
+                flask.session[SESSION_ENDED] = True
+        elif _wants_page() and flask.session.pop(SESSION_ENDED, False):
+            expired = True
         return _unauthenticated(expired)
     role = current_user.role
     g.icu_activity = True

@@ -174,14 +174,9 @@ def test_dark_theme_toggle(live_web, browser) -> None:
 
 
 
-@pytest.mark.xfail(
-    reason="Known defect since the live ward page was wired in: an idle session on the ward "
-    "page is not sent back to sign-in (the ward's 1 Hz update appears to count as activity "
-    "or to overwrite the idle cookie). Open on issue 3; remove this mark with the fix.",
-    strict=False,
-)
 def test_idle_session_returns_to_the_sign_in_page(live_web, browser) -> None:
-    """The server ends an idle session; the open page notices within one clock tick."""
+    """The server ends an idle session; the open page notices within one clock tick, or
+    at once when a callback (the ward's 1 s update) is refused first."""
     from datetime import UTC, datetime, timedelta
 
     name, password = live_web.users[Role.CHARGE_NURSE]

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -134,7 +135,8 @@ class Monitors:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
         self.producer.close(timeout=5)
 
 
@@ -399,6 +401,34 @@ def test_an_admin_cannot_open_the_ward(system: WardSystem, browser) -> None:
     assert browser.find_elements(By.CSS_SELECTOR, "#ward-grid .wt") == []
 
 
+def test_a_screen_that_cannot_reach_the_server_says_so(system: WardSystem, browser) -> None:
+    """Network gone: within seconds the screen is greyed out with "NO CONNECTION since
+    hh:mm:ss", and recovers by itself (assets/live-watchdog.js)."""
+    sign_in(browser, system, Role.NURSE)
+    open_ward(browser, system, TEST_WARD)
+
+    def offline_since(d) -> str | None:
+        return d.execute_script("return document.body.getAttribute('data-ward-offline')")
+
+    assert offline_since(browser) is None
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    try:
+        since = wait(browser, offline_since, timeout=20)
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", since)
+        banner = browser.execute_script(
+            "return getComputedStyle(document.body, '::after').content")
+        assert "NO CONNECTION since" in banner and "NOT live" in banner
+        opacity = browser.execute_script(
+            "return getComputedStyle(document.getElementById('ward-grid')).opacity")
+        assert float(opacity) < 0.5
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    wait(browser, lambda d: offline_since(d) is None, timeout=20)
+
+
 def _shot(driver, name: str) -> None:
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -408,9 +438,15 @@ def _shot(driver, name: str) -> None:
 def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     """The pipeline's own alarms on a full ward: every priority, a sensor off, a silent
     bed; then the wall-screen view (kiosk, 1920x1080) in both themes."""
+    t_start = time.monotonic()
+
+    def mark(step: str) -> None:
+        system.timings[f"32_beds.{step}_s"] = round(time.monotonic() - t_start, 1)
+
     sign_in(browser, system, Role.NURSE)
     viewport(browser, 1920, 1080)
     open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=light")
+    mark("open")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#ward-grid .wt")) == 32
     # the silent bed: it sent for a while, now it stops
     wait(browser, lambda d: tile_text(d, SILENT_BED, ".wt-cell--hr .wt-num") not in (None, "--"),
@@ -422,16 +458,19 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     wait(browser, lambda d: all(f"wt--alarm-{p}" in tile_class(d, b)
                                 for b, p in expected.items()), timeout=120)
     system.timings["pipeline_alarms_s"] = round(time.monotonic() - t0, 2)
+    mark("alarms")
     assert tile_text(browser, "21", ".wt-cell--spo2 .wt-num") == "SENSOR OFF"
     assert "NEWS2 red score" in tile_text(browser, "12", ".alarm-msg")
     wait(browser, lambda d: "wt--stale" in tile_class(d, SILENT_BED)
          and "wt--alarm-medium" in tile_class(d, SILENT_BED), timeout=90)
+    mark("stale")
     assert tile_text(browser, SILENT_BED, ".wt-stale-word") == "NO DATA"
     assert tile_text(browser, SILENT_BED, ".wt-cell--hr .wt-num") is None  # no old value
     # acknowledge one high alarm
     tile(browser, "25").find_element(By.CSS_SELECTOR, ".alarm-ack").click()
     wait(browser, lambda d: "wt--acked" in tile_class(d, "25"))
     wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, ".ward-toast-msg"), timeout=15)
+    mark("acknowledged")
 
     # kiosk: the screen covers the window; no navigation, no picker
     root = browser.find_element(By.ID, "ward-root")
@@ -445,3 +484,4 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     wait(browser, lambda d: "wt--stale" in tile_class(d, SILENT_BED))
     assert "ward-theme-dark" in browser.find_element(By.ID, "ward-root").get_attribute("class")
     _shot(browser, "ward-monitor-dark.png")
+    mark("done")

@@ -422,6 +422,30 @@ def test_timer_refreshes_do_not_keep_a_session_alive(web: Web) -> None:
     assert "icu_idle_expires" in r.headers.get("Set-Cookie", "")
 
 
+def test_a_session_ending_during_a_callback_is_explained_on_the_next_page(web: Web) -> None:
+    """A screen's 1 s update is often the first request after the idle timeout: it is
+    refused (401) and the page reload that follows still says the session ended."""
+    name = web.add_user("t-ended", Role.NURSE)
+    s = web.login(name)
+    deps = dependencies(web, s)
+    output = next(k for k, v in callbacks(web).items() if v == "ward")
+    old = datetime.now(UTC) - timedelta(minutes=web.settings.web.idle_timeout_minutes + 1)
+    for row in web.db.execute("SELECT session_id, username FROM web_sessions"):
+        if row["username"] == name:
+            web.db.execute("UPDATE web_sessions SET last_seen_ts = %s WHERE session_id = %s",
+                           (old, row["session_id"]))
+    r = post_callback(web, s, {**callback_body(deps[output]),
+                               "changedPropIds": ["ward-interval.n_intervals"]})
+    assert r.status_code == 401 and "session expired" in r.text
+    r = s.get(web.url("/ward"), allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "expired=1" in r.headers["Location"]
+    r = s.get(web.url("/ward"), allow_redirects=False, timeout=10)  # said once
+    assert r.status_code == 302 and "expired=1" not in r.headers["Location"]
+    today = datetime.now(UTC).date()
+    assert len(audit.search(web.db, today, today, actor=name,
+                            action=audit.SESSION_EXPIRED)) == 1
+
+
 def test_callback_requests_must_match_the_callback(web: Web) -> None:
     """Dash passes inputs by position: a request whose inputs are reordered or renamed
     (e.g. to show the router one path and the check another) is refused."""

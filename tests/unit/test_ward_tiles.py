@@ -122,6 +122,20 @@ def test_acknowledged_alarm_has_no_button_and_says_who(state: WardState) -> None
     assert not [c for c in walk(tile) if isinstance(c, html.Button)]
 
 
+def test_stale_signal_alarm_does_not_contradict_the_age_counter(state: WardState,
+                                                                 clock: Clock) -> None:
+    state.apply_reading(reading())
+    ms = int(T0 * 1000)
+    state.apply_alert(AlertEvent(alert_id="s", event="raised", patient_id="p1", ward="ICU-A",
+                                 bed="1", rule="stale_signal", priority=Priority.MEDIUM,
+                                 message="No signal: no reading for 32 s", values={},
+                                 onset_ts=ms, reading_ts=ms, detected_ts=ms))
+    clock.t = T0 + 95
+    tile = render_tile(state.bed_snapshot("ICU-A", "1"))
+    assert "01:35" in texts(tile) and tiles.STALE_TEXT in texts(tile)
+    assert not any("32 s" in t for t in texts(tile))
+
+
 def test_more_alarms_are_counted_on_the_top_one(state: WardState) -> None:
     state.apply_reading(reading())
     state.apply_alert(alert("low", Priority.LOW))
@@ -187,6 +201,28 @@ def test_sparkline_breaks_at_gaps_and_needs_two_points(state: WardState) -> None
     assert sparkline_svg(pts[:1], Vital.HR) is None
 
 
+def test_sparkline_changes_once_a_trend_step_not_every_reading(state: WardState,
+                                                                clock: Clock) -> None:
+    def spark_src(t: float, hr: float) -> str | None:
+        clock.t = t
+        state.apply_reading(reading(t=t, carried={Vital.HR: hr, Vital.SPO2: 95.0}))
+        s = state.bed_snapshot("ICU-A", "1")
+        keys.add(tiles.part_keys(s)["ward-trend"])
+        trend = tiles.render_trend(s)
+        return next((c.src for c in walk(trend) if isinstance(c, html.Img)), None)
+
+    keys: set[str] = set()
+
+    assert spark_src(T0, 70.0) is None
+    for k in range(1, 4):  # four 5 s steps of history
+        spark_src(T0 + 5 * k, 70.0 + k)
+    first = spark_src(T0 + 20, 90.0)
+    assert first is not None
+    assert spark_src(T0 + 21, 95.0) == first == spark_src(T0 + 23, 99.0)  # same step
+    assert spark_src(T0 + 25, 60.0) != first  # the step ended: one more point
+    assert len(keys) == 6  # the part's key changed with the picture, and only then
+
+
 # --------------------------------------------------------------------------- screen
 
 
@@ -220,8 +256,8 @@ class Screen:
                    for p in view.PARTS}
         self.monkeypatch.setattr(view, "_present_parts", lambda: present)
         out = self.tick(0, ward, self.sent, self.options)
-        names = ["grid", "style", "ward-tile", "ward-vitals", "ward-alarm", "sent", "banner",
-                 "banner_class", "clock", "summary", "options", "name"]
+        names = ["grid", "style", *view.PARTS, "sent", "banner", "banner_class", "clock",
+                 "summary", "options", "name"]
         result = dict(zip(names, out, strict=True))
         if result["sent"] is not no_update:
             self.sent = result["sent"]
@@ -307,6 +343,7 @@ def test_update_never_raises(state: WardState, clock: Clock, monkeypatch) -> Non
         raise RuntimeError("bug")
 
     monkeypatch.setattr(state, "ward_snapshot", boom)
+    clock.t += 1  # the next second: no shared snapshot to reuse
     out = screen.update()
     assert out["grid"] is no_update  # the screen keeps what it shows
     assert out["ward-vitals"] == [no_update]
@@ -383,6 +420,26 @@ def test_register_wraps_each_callback_with_its_permission(state: WardState) -> N
                                  wrap=lambda key, f: seen.append(key) or f)
     assert seen == ["ward", "alerts.acknowledge"]
     assert sum(1 for r in registered if r[0] == "client") == 4
+
+
+def test_screens_of_one_ward_share_its_snapshot_within_a_second(state: WardState,
+                                                                 clock: Clock,
+                                                                 monkeypatch) -> None:
+    state.apply_reading(reading())
+    calls = []
+    original = state.ward_snapshot
+    monkeypatch.setattr(state, "ward_snapshot",
+                        lambda *a, **k: calls.append(a) or original(*a, **k))
+    tick = _tick(state, clock)["ward_tick"].function
+    monkeypatch.setattr(view, "_present_parts", lambda: {p: [] for p in view.PARTS})
+    for _ in range(5):  # five screens in the same second
+        tick(0, "ICU-A", None, [])
+    assert len(calls) == 1
+    clock.t += 1
+    tick(0, "ICU-A", None, [])
+    state.apply_reading(reading(t=T0 + 1, carried={Vital.HR: 99.0}))  # a change: at once
+    tick(0, "ICU-A", None, [])
+    assert len(calls) == 3
 
 
 def test_tile_render_cache_reuses_unchanged_parts(state: WardState) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from dash import html
 
+from backend.alerting.rules import STALE_RULE
 from backend.messages import Priority
 from backend.vitals import VITALS, Vital
 from webapp.live.state import Alarm, BedSnapshot, ParamState, TrendPoint
@@ -23,6 +24,7 @@ from webapp.live.state import Alarm, BedSnapshot, ParamState, TrendPoint
 PRIORITY_SYMBOL = {Priority.HIGH: "▲▲▲", Priority.MEDIUM: "▲▲", Priority.LOW: "▲"}
 PRIORITY_TEXT = {Priority.HIGH: "HIGH", Priority.MEDIUM: "MED", Priority.LOW: "LOW"}
 SENSOR_OFF = "SENSOR OFF"
+STALE_TEXT = "No signal from the monitor"
 MISSING = "--"
 
 _STATUS_TEXT = {"acknowledged": "ACK", "escalated": "ESCALATED", "silenced": "SILENCED"}
@@ -183,7 +185,10 @@ def _spark(snapshot: BedSnapshot, vital: Vital) -> html.Img | html.Div:
 def alarm_badge(alarm: Alarm, *, more: int = 0, ack_button: bool = True) -> html.Div:
     """The alarm strip: symbol + priority word + message, and Acknowledge."""
     pri = alarm.priority.value
-    message: list = [alarm.message or alarm.rule]
+    # The stale-signal alarm's message freezes the silence at detection ("no reading for
+    # 32 s"); the tile counts the real age in big digits, so it must not contradict it.
+    text = STALE_TEXT if alarm.rule == STALE_RULE.id else alarm.message or alarm.rule
+    message: list = [text]
     if alarm.condition_ended:  # on the message line: the first line has no room for it
         message = [html.Span("ended", className="alarm-ended"), " ", *message]
     children: list = [
@@ -248,7 +253,8 @@ def tile_classes(s: BedSnapshot) -> str:
 
 def tile_id(part: str, s: BedSnapshot) -> dict[str, str]:
     """Pattern-matching id of a tile part: "ward-tile" (the frame), "ward-vitals" (head
-    and numbers) or "ward-alarm" (the alarm strip with its Acknowledge button)."""
+    and numbers), "ward-alarm" (the alarm strip with its Acknowledge button) or
+    "ward-trend" (the HR and SpO2 sparklines)."""
     return {"type": part, "ward": s.ward, "bed": s.bed}
 
 
@@ -266,13 +272,31 @@ def render_vitals(s: BedSnapshot) -> list:
         return [head, _stale_body(s)]
     return [
         head,
-        html.Div([_cell(s, Vital.HR, "HR", _spark(s, Vital.HR)),
-                  _cell(s, Vital.SPO2, "SpO₂", _spark(s, Vital.SPO2))],
+        html.Div([_cell(s, Vital.HR, "HR"), _cell(s, Vital.SPO2, "SpO₂")],
                  className="wt-row wt-row--main"),
         html.Div([_cell(s, Vital.RR, "RR"), _cell(s, Vital.TEMP, "T")],
                  className="wt-row wt-row--sec"),
         html.Div([_bp(s)], className="wt-row wt-row--bp"),
     ]
+
+
+def render_trend(s: BedSnapshot) -> html.Div:
+    """The HR and SpO2 sparklines, laid over the bottom of the numbers' row. A part of
+    its own: the numbers change every second, the trends once per trend step, and the
+    two images are half of a tile's bytes."""
+    if s.stale:
+        return html.Div(className="wt-trend wt-trend--none")
+    return html.Div([_spark(s, Vital.HR), _spark(s, Vital.SPO2)], className="wt-trend")
+
+
+def trend_key(s: BedSnapshot, instance: str = "") -> str:
+    """Changes exactly when ``render_trend`` would (the newest point is never drawn)."""
+    if s.stale:
+        return f"{instance}:stale"
+    drawn = s.trend[:-1]
+    if len(drawn) < 2:
+        return f"{instance}:{len(drawn)}"
+    return f"{instance}:{s.patient_id}:{len(drawn)}:{drawn[0].ts}:{drawn[-1].ts}"
 
 
 def render_alarm(s: BedSnapshot) -> html.Div:
@@ -285,17 +309,20 @@ def render_alarm(s: BedSnapshot) -> html.Div:
 def render_tile(s: BedSnapshot) -> html.Div:
     """The tile of one bed at the snapshot's time.
 
-    Three parts with their own ids, so a screen can update the numbers every second
-    without re-creating the alarm strip: a button replaced under a finger loses the
-    click, and keyboard focus is lost with it."""
-    return tile_container(s, tile_classes(s), render_vitals(s), render_alarm(s))
+    Parts with their own ids, so a screen can update the numbers every second without
+    re-creating the alarm strip (a button replaced under a finger loses the click, and
+    keyboard focus is lost with it) or re-sending the trends."""
+    return tile_container(s, tile_classes(s), render_vitals(s), render_alarm(s),
+                          render_trend(s))
 
 
-def tile_container(s: BedSnapshot, classes: str, vitals: list, alarm: html.Div) -> html.Div:
+def tile_container(s: BedSnapshot, classes: str, vitals: list, alarm: html.Div,
+                   trend: html.Div) -> html.Div:
     return html.Div(
         [
             html.Div(vitals, id=tile_id("ward-vitals", s), className="wt-live"),
             html.Div(alarm, id=tile_id("ward-alarm", s), className="wt-alarm-slot"),
+            html.Div(trend, id=tile_id("ward-trend", s), className="wt-trend-slot"),
         ],
         id=tile_id("ward-tile", s), className=classes, **{"data-bed": s.bed},
     )
@@ -307,7 +334,7 @@ def part_keys(s: BedSnapshot, instance: str = "") -> dict[str, str]:
     alarm = ("-" if top is None else
              f"{top.alert_id}|{top.status}|{top.status_by}|{top.condition_ended}|{len(s.alarms)}")
     return {"ward-vitals": render_key(s, instance), "ward-alarm": alarm,
-            "ward-tile": tile_classes(s)}
+            "ward-tile": tile_classes(s), "ward-trend": trend_key(s, instance)}
 
 
 def grid_shape(n: int) -> tuple[int, int]:

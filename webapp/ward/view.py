@@ -33,6 +33,7 @@ from webapp.ward.tiles import (
     grid_shape,
     part_keys,
     render_alarm,
+    render_trend,
     render_vitals,
     tile_classes,
     tile_container,
@@ -43,8 +44,9 @@ log = logging.getLogger(__name__)
 INTERVAL_MS = 1000
 THEMES = ("dark", "light")
 # The parts of a tile a screen updates on their own (see tiles.render_tile).
-PARTS = ("ward-tile", "ward-vitals", "ward-alarm")
-PART_PROP = {"ward-tile": "className", "ward-vitals": "children", "ward-alarm": "children"}
+PARTS = ("ward-tile", "ward-vitals", "ward-alarm", "ward-trend")
+PART_PROP = {"ward-tile": "className", "ward-vitals": "children", "ward-alarm": "children",
+             "ward-trend": "children"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ class TileCache:
 
     _RENDER: ClassVar[dict[str, Callable[[BedSnapshot], Any]]] = {
         "ward-tile": tile_classes, "ward-vitals": render_vitals, "ward-alarm": render_alarm,
+        "ward-trend": render_trend,
     }
 
     def __init__(self) -> None:
@@ -306,6 +309,19 @@ def ward_callbacks(
     """The ward screen's callbacks, unregistered. See ``register_ward_callbacks``."""
     cache = TileCache()
     instance = uuid.uuid4().hex[:8]
+    # Every screen of a ward asks within the same second: the snapshots and part keys of
+    # (ward, second, ward version) are taken once and shared.
+    views: dict[str, tuple[tuple[int, int], list[BedSnapshot], dict]] = {}
+
+    def ward_view(ward: str, now: float) -> tuple[list[BedSnapshot], dict]:
+        hit = views.get(ward)
+        if hit is not None and hit[0] == (int(now), state.ward_version(ward)):
+            return hit[1], hit[2]
+        snaps = state.ward_snapshot(ward, now)
+        keys = {s.bed: part_keys(s, instance) for s in snaps}
+        # the version after the snapshot: going stale is noticed (and counted) by taking it
+        views[ward] = ((int(now), state.ward_version(ward)), snaps, keys)
+        return snaps, keys
 
     def tick(_n: int, ward: str | None, sent: dict | None, options: list | None):
         """Every second: the tiles that changed, the banner, the clock, the summary."""
@@ -326,9 +342,8 @@ def ward_callbacks(
             new_options = ([{"label": w, "value": w} for w in sorted(set(wards) | set(known))]
                            if set(wards) - set(known) else no_update)
             banner, banner_class = _banner(state, now)
-            snaps = state.ward_snapshot(ward, now) if ward else []
+            snaps, keys = ward_view(ward, now) if ward else ([], {})
             order = [s.bed for s in snaps]
-            keys = {s.bed: part_keys(s, instance) for s in snaps}
             shown = [(i.get("ward"), i.get("bed")) for i in present["ward-vitals"]]
             grid: Any = no_update
             style: Any = no_update
