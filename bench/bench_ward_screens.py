@@ -457,6 +457,8 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    # A killed benchmark must still stop its web server and drop its keyspace.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
     t_setup = time.monotonic()
     env = setup(args)
