@@ -50,6 +50,10 @@ class SparkSettings(BaseModel):
     trigger_seconds: float = 0.0  # 0 = start the next micro-batch as soon as one ends
     max_offsets_per_trigger: int = 50_000
     shuffle_partitions: int = 2
+    # Patients share per-micro-batch state calls in this many buckets (hash of the
+    # patient key). Fewer buckets, less per-call overhead; more, more parallelism.
+    # Changing it starts a new checkpoint (streaming.vitals_job.checkpoint_location).
+    state_buckets: int = Field(default=8, ge=1, le=4096)
     jars_dir: Path = Path.home() / ".cache" / "icu-monitor" / "jars"
 
 

@@ -20,7 +20,7 @@ def cli() -> None:
 def run(master: str | None) -> None:
     """Run the vitals job until interrupted."""
     from streaming.session import spark_session
-    from streaming.vitals_job import start_vitals_query
+    from streaming.vitals_job import checkpoint_location, start_vitals_query
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
@@ -32,7 +32,7 @@ def run(master: str | None) -> None:
     spark.sparkContext.setLogLevel("WARN")
     query, sink = start_vitals_query(spark, settings)
     click.echo(f"vitals stream running (master {settings.spark.master}, "
-               f"checkpoint {settings.spark.checkpoint_dir})")
+               f"checkpoint {checkpoint_location(settings)})")
 
     def stop(*_: object) -> None:
         query.stop()
