@@ -42,6 +42,8 @@ from backend.messages import AlertEvent, Priority
 from backend.risk.features import VITALS
 from backend.risk.model import RiskModel
 from backend.settings import RiskSettings
+from backend.vitals import VITALS as VITAL_SPECS
+from backend.vitals import Vital
 
 RISK_RULE = "sepsis_risk"
 RISK_PRIORITY = Priority.MEDIUM  # prompt clinical review, not an immediate intervention
@@ -52,6 +54,15 @@ MINUTE_MS = 60_000
 def hour_of(ts: int, admitted_ts: int) -> int:
     """Hour of stay of device time ``ts`` (1 = the first hour; earlier readings count as 1)."""
     return max(1, (int(ts) - int(admitted_ts)) // HOUR_MS + 1)
+
+
+def usable(name: str, value: float | None) -> bool:
+    """A model input that is a real measurement: a vital the model uses, finite, and
+    within the plausible range live validation applies (so 0, "sensor off", is out)."""
+    if name not in VITALS or value is None or not math.isfinite(value):
+        return False
+    spec = VITAL_SPECS[Vital(name)]
+    return spec.plausible_min <= value <= spec.plausible_max
 
 
 def hour_start(hour: int, admitted_ts: int) -> int:
@@ -241,7 +252,7 @@ def process(state: PatientRiskState, readings: list[LiveReading], *,
         state.ward, state.bed = r.ward or state.ward, r.bed or state.bed
         minute = str((r.ts - hour_start(h, state.admitted_ts)) // MINUTE_MS)
         for name, value in r.vitals.items():
-            if name in VITALS and value is not None and math.isfinite(value):
+            if usable(name, value):
                 acc = state.minutes.setdefault(name, {}).setdefault(minute, [0.0, 0])
                 acc[0] += float(value)
                 acc[1] += 1

@@ -161,3 +161,12 @@ def test_history_is_capped(model) -> None:
                                                     for h in range(1, 101)], model, cfg)
     assert len(state.rows) == 72 and state.first_hour == 28
     assert scores[-1].hour == 99
+
+
+def test_sensor_off_and_implausible_values_are_not_inputs(model) -> None:
+    start = hour_start(1, ADMITTED)
+    rs = [LiveReading(start, "W1", "03", {"hr": 0.0, "spo2": 0.0, "rr": 14.0}),
+          LiveReading(start + 1, "W1", "03", {"hr": 400.0, "temp": float("nan")}),
+          LiveReading(start + 2, "W1", "03", {"hr": 88.0, "pulse": 88.0})]
+    _, scores, _ = run(PatientRiskState("p1"), [rs, readings(2, 80, per_hour=1)], model)
+    assert scores[0].inputs == {"hr": 88.0, "rr": 14.0}  # pulse is not a model input
