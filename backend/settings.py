@@ -76,6 +76,23 @@ class AlertingSettings(BaseModel):
     max_past_age_seconds: float = 7 * 24 * 3600.0
 
 
+class RiskSettings(BaseModel):
+    """The live sepsis-risk scorer (streaming/risk_job.py, backend/risk/live.py)."""
+
+    # Consecutive scored hours at or above the model's threshold before a risk alert is
+    # raised (one high hour is often a transient), and below it before it clears.
+    persistence_hours: int = Field(default=2, ge=1)
+    clear_hours: int = Field(default=2, ge=1)
+    # How often a scorer re-reads the registry's active pointer, so `icu model activate`
+    # or `icu model rollback` reaches a running stream job without a restart.
+    model_recheck_seconds: float = 30.0
+    # Hourly rows kept per patient (the features look back at most 72 h; the patient's
+    # own mean uses the whole stay, capped here). 336 h = 14 days, the longest set-A stay.
+    max_history_hours: int = Field(default=336, ge=72)
+    # A patient silent this long (processing time) loses their scoring state.
+    state_ttl_hours: float = 48.0
+
+
 class SmtpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 2525
@@ -113,6 +130,7 @@ class Settings(BaseSettings):
     cassandra: CassandraSettings = CassandraSettings()
     spark: SparkSettings = SparkSettings()
     alerting: AlertingSettings = AlertingSettings()
+    risk: RiskSettings = RiskSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
 

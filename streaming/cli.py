@@ -1,4 +1,4 @@
-"""``icu stream``: run the Spark Structured Streaming job."""
+"""``icu stream``: run the Spark Structured Streaming jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import click
 
-from backend.settings import get_settings
+from backend.settings import Settings, get_settings
 
 
 @click.group()
@@ -15,33 +15,74 @@ def cli() -> None:
     """Spark streaming jobs."""
 
 
-@cli.command("run")
-@click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
-def run(master: str | None) -> None:
-    """Run the vitals job until interrupted."""
-    from streaming.session import spark_session
-    from streaming.vitals_job import checkpoint_location, start_vitals_query
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def _settings(master: str | None) -> Settings:
     settings = get_settings()
     if master:
         settings = settings.model_copy(
             update={"spark": settings.spark.model_copy(update={"master": master})}
         )
+    return settings
+
+
+@cli.command("run")
+@click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
+@click.option("--risk/--no-risk", default=True, show_default=True,
+              help="also run the risk query (hourly sepsis risk, streaming/risk_job.py)")
+def run(master: str | None, risk: bool) -> None:
+    """Run the vitals job (and the risk query) until interrupted."""
+    from streaming.session import spark_session
+    from streaming.vitals_job import checkpoint_location, start_vitals_query
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(master)
     spark = spark_session(settings)
     spark.sparkContext.setLogLevel("WARN")
     query, sink = start_vitals_query(spark, settings)
     click.echo(f"vitals stream running (master {settings.spark.master}, "
                f"checkpoint {checkpoint_location(settings)})")
+    closers = [sink.close]
+    queries = [query]
+    if risk:
+        from streaming.risk_job import risk_checkpoint_dir, start_risk_query
+
+        risk_query, risk_sink = start_risk_query(spark, settings)
+        queries.append(risk_query)
+        closers.append(risk_sink.close)
+        click.echo(f"risk stream running (checkpoint {risk_checkpoint_dir(settings)})")
+    _serve(spark, queries, closers)
+
+
+@cli.command("risk")
+@click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
+def risk_cmd(master: str | None) -> None:
+    """Run only the risk query: hourly sepsis risk from vitals.validated."""
+    from streaming.risk_job import risk_checkpoint_dir, start_risk_query
+    from streaming.session import spark_session
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(master)
+    spark = spark_session(settings, app_name="icu-risk")
+    spark.sparkContext.setLogLevel("WARN")
+    query, sink = start_risk_query(spark, settings)
+    click.echo(f"risk stream running (master {settings.spark.master}, "
+               f"checkpoint {risk_checkpoint_dir(settings)})")
+    _serve(spark, [query], [sink.close])
+
+
+def _serve(spark, queries: list, closers: list) -> None:
+    """Until SIGTERM/Ctrl-C or a query fails: then stop every query, close the sinks."""
 
     def stop(*_: object) -> None:
-        query.stop()
+        for q in queries:
+            q.stop()
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        query.awaitTermination()
+        spark.streams.awaitAnyTermination()
     except KeyboardInterrupt:
-        query.stop()
+        pass
     finally:
-        sink.close()
+        stop()
+        for close in closers:
+            close()
         spark.stop()

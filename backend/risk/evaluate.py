@@ -31,7 +31,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from backend.risk import data as data_mod
-from backend.risk import registry
+from backend.risk import drift, registry
 from backend.risk.baselines import BASELINES, baseline_scores
 from backend.risk.features import FEATURES, LAB_FEATURES, hourly_features, without_labs
 from backend.risk.metrics import (
@@ -300,6 +300,13 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
         "monitor_only_hidden_features": list(LAB_FEATURES),
         "table": table,
         "curves": curves,
+        # what live monitoring compares the stream's scores with (backend/risk/drift.py):
+        # the hourly risks of these test patients, with labs hidden as on the stream
+        "score_reference": {
+            "population": "test patients, every hour",
+            "monitor_only": drift.reference(risk_monitor).to_dict(),
+            "with_labs": drift.reference(risk).to_dict(),
+        },
         "definitions": {
             "alert": "start of a run of positive hours",
             "patient_sensitivity": f"septic stay with an alert in the {LEAD_WINDOW_HOURS} h "

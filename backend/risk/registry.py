@@ -203,6 +203,44 @@ def load_active(settings: Settings) -> RiskModel | None:
     return None if version is None else load(settings, version)
 
 
+class ActiveModel:
+    """The active model for a long-running process (stream job scorer, web app).
+
+    ``get()`` re-reads the active pointer at most every ``recheck_seconds`` and loads a
+    version only when the pointer names a different one, so `icu model activate` and
+    `icu model rollback` reach a running process within that time, without a restart.
+    A pointer naming a broken version keeps the model already loaded (and says why in
+    ``error``) rather than stopping the scorer.
+    """
+
+    def __init__(self, settings: Settings, recheck_seconds: float = 30.0,
+                 clock: Any = None) -> None:
+        import time
+
+        self.settings = settings
+        self.recheck_seconds = recheck_seconds
+        self._clock = clock or time.monotonic
+        self._checked: float | None = None
+        self.model: RiskModel | None = None
+        self.error: str | None = None
+
+    def get(self) -> RiskModel | None:
+        now = self._clock()
+        if self._checked is not None and now - self._checked < self.recheck_seconds:
+            return self.model
+        self._checked = now
+        try:
+            version = active_version(self.settings)
+            if version is None:
+                self.model = None
+            elif self.model is None or self.model.version != version:
+                self.model = load(self.settings, version)
+            self.error = None
+        except (OSError, ValueError, KeyError, RegistryError) as exc:
+            self.error = f"active model not loaded: {exc}"
+        return self.model
+
+
 def read_evaluation(settings: Settings, version: str) -> dict | None:
     path = version_dir(settings, version) / "evaluation.json"
     return json.loads(path.read_text()) if path.exists() else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -18,8 +20,10 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from backend.auth_policy import Role
-from backend.risk import registry
+from backend.risk import drift, registry
+from backend.risk.live import HOUR_MS, HourScore
 from backend.settings import Settings
+from backend.storage.risk_scores import RiskScoreStore
 
 pytestmark = pytest.mark.browser
 
@@ -27,6 +31,8 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ACTIVE, OTHER = "20260101T000000Z", "20260102T000000Z"
 GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden")
 MODEL = "Model (GBT)"
+# live monitoring: reference deciles at 0.1, 0.2, ... 0.9
+REFERENCE = drift.reference(np.arange(1000) / 1000)
 
 
 def _row(method: str, kind: str, threshold: float, **kw: object) -> dict:
@@ -76,7 +82,24 @@ def _evaluation() -> dict:
                 alerts_per_patient_day=1.0 + i) for i, b in enumerate(baselines)],
         "curves": {MODEL: model, **{b: _shifted(base, 0.1 * i) for b, i in
                                     zip(baselines, (0, 0, 1, 2, 3), strict=True)}},
+        "score_reference": {"population": "fixture", "monitor_only": REFERENCE.to_dict(),
+                            "with_labs": REFERENCE.to_dict()},
     }
+
+
+def _live_scores(db) -> None:
+    """Yesterday 200 scores spread like the reference (PSI 0, stable); today 120 scores
+    of 0.95, all in the top decile (PSI 8.3: drift)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = {1: int((today - timedelta(days=1)).timestamp() * 1000),
+             0: int(today.timestamp() * 1000)}
+    risks = {1: np.arange(0, 1, 0.005), 0: np.full(120, 0.95)}
+    scores = [HourScore(patient_id=f"b-p{i % 20}", hour=i // 20 + 1,
+                        hour_ts=start[ago] + (i // 20) * HOUR_MS, risk=float(r), threshold=0.45,
+                        above=bool(r >= 0.45), monitor_only=True, model_version=ACTIVE,
+                        n_readings=60, inputs={"hr": 80.0})
+              for ago in (1, 0) for i, r in enumerate(risks[ago])]
+    RiskScoreStore(db).write(scores, int(datetime.now(UTC).timestamp() * 1000))
 
 
 def _shifted(curves: dict, dx: float) -> dict:
@@ -128,6 +151,7 @@ def drawn_paths(driver, graph_id: str, css: str) -> list[str]:
 
 
 def test_physician_sees_every_plot_table_and_note(live_web, browser) -> None:
+    _live_scores(live_web.db)
     sign_in(browser, live_web, Role.PHYSICIAN)
     browser.get(live_web.url("/models"))
     for graph in GRAPHS:  # curves drawn as SVG paths, not just empty containers
@@ -173,8 +197,18 @@ def test_physician_sees_every_plot_table_and_note(live_web, browser) -> None:
     for text in ("Model (GBT)", "NEWS2 ≥ 5", "NEWS2 ≥ 7", "qSOFA ≥ 2", "SIRS ≥ 2",
                  "HR > 120 or SpO2 < 90", "0.0500"):
         assert text in tables, text
-    live = browser.find_element(By.ID, "models-live").text
-    assert "Not yet available: the stream job does not score yet" in live
+    # live monitoring: volume, distribution and PSI drawn, the drift warning in words
+    wait(browser, lambda d: "DRIFT" in d.find_element(By.ID, "models-live").text)
+    live = browser.find_element(By.ID, "models-live")
+    assert "PSI 8.28" in live.text and "notice-error" in live.get_attribute("class")
+    assert len(drawn_paths(browser, "models-live-volume", ".barlayer path")) == 10 + 6
+    assert len(drawn_paths(browser, "models-live-dist", ".barlayer path")) == 2 * 10
+    assert drawn_paths(browser, "models-live-psi", ".scatterlayer path.js-line")
+    psi_text = browser.find_element(By.ID, "models-live-psi").text
+    assert "stable" in psi_text and "DRIFT" in psi_text
+    assert "watch 0.10" in psi_text and "drift 0.25" in psi_text
+    assert f"Version {ACTIVE} (active)" in browser.find_element(
+        By.ID, "models-live-caption").text
     note = browser.find_element(By.ID, "models-data-note").text
     for text in ("PhysioNet", "Reyna", "2019", "Goldberger", "one hospital only"):
         assert text in note, text
@@ -213,3 +247,4 @@ def test_nurse_is_refused(live_web, browser) -> None:
     forbidden = wait(browser, EC.presence_of_element_located((By.ID, "forbidden")))
     assert "403" in forbidden.text
     assert not browser.find_elements(By.ID, "models-roc")
+    assert not browser.find_elements(By.ID, "models-live-psi")

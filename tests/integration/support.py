@@ -36,16 +36,20 @@ def wait_until(probe: Callable[[], T], *, timeout: float, interval: float = 0.5,
 class StreamJob:
     """``icu stream run`` in its own process group, so a test can kill it like a crash."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path,
+                 command: tuple[str, ...] = ("stream", "run"),
+                 ready_text: str = "vitals stream running") -> None:
         self.settings = settings
         self.log_path = log_path
+        self.command = command  # e.g. ("stream", "risk") for the risk query alone
+        self.ready_text = ready_text
         self.proc: subprocess.Popen | None = None
 
     def start(self, ready_timeout: float = 180) -> None:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "stream", "run"], cwd=REPO, env=env,
+            [sys.executable, "-m", "ops.cli", *self.command], cwd=REPO, env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_until(lambda: self._running(), timeout=ready_timeout, what="stream job start")
@@ -54,7 +58,7 @@ class StreamJob:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"stream job exited {self.proc.returncode}:\n{self.tail()}")
-        return "vitals stream running" in self.log_path.read_text(errors="replace")
+        return self.ready_text in self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL the whole process tree: no shutdown hook, no final commit."""

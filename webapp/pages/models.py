@@ -9,21 +9,29 @@ layout carries no data: everything arrives through callbacks tagged ``"models"``
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dash import Input, Output, dcc, html
 
-from backend.risk import registry
+from backend.risk import drift, registry
+from backend.storage.risk_scores import RiskScoreStore, days_back
+from webapp import models_live_view as lv
 from webapp import models_view as mv
-from webapp.security import current_settings, register_page, secure_callback
+from webapp.security import current_db, current_settings, register_page, secure_callback
 
 register_page(__name__, "models")
+log = logging.getLogger(__name__)
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden")
+LIVE_GRAPHS = ("models-live-volume", "models-live-dist", "models-live-psi")
+LIVE_DAYS = 7
+LIVE_REFRESH_MS = 60_000
 
 
 def _card(title: str, *children: Any, **kwargs: Any) -> html.Section:
@@ -105,17 +113,24 @@ def layout(**_query: str) -> html.Div:
                             type="dot"),
             ),
             _card(
-                "Live monitoring of the active model",
-                html.Div(
-                    id="models-live", className="notice notice-info",
-                    children=[
-                        html.Strong("Not yet available: the stream job does not score yet. "),
-                        "Scoring volume, score distribution drift (PSI against the test "
-                        "patients) and live alert rates will appear here once the stream "
-                        "job scores patients with the active model. Nothing is shown "
-                        "rather than made-up numbers.",
-                    ],
-                ),
+                "Live monitoring",
+                dcc.Interval(id="models-live-refresh", interval=LIVE_REFRESH_MS),
+                html.P(id="models-live-caption", className="muted small"),
+                html.Div(id="models-live", role="status", className="notice notice-info",
+                         children="Loading the live scores…"),
+                _graph("models-live-volume"),
+                html.Div(className="models-grid", children=[_graph("models-live-dist"),
+                                                            _graph("models-live-psi")]),
+                html.P([
+                    "The stream job scores every patient each hour with the active model "
+                    "(no labs on the stream, so the labs-hidden threshold applies). Drift: "
+                    "the population stability index (PSI) of each day's scores against "
+                    "the model's scores on its held-out test patients, on their decile "
+                    f"bins. Below {drift.WATCH:.2f} stable; {drift.WATCH:.2f}–"
+                    f"{drift.DRIFT:.2f} watch; {drift.DRIFT:.2f} or more drift (the "
+                    "measured performance may no longer hold). A day with fewer than "
+                    f"{drift.MIN_SCORES} scores gets no PSI. Last {LIVE_DAYS} days."],
+                    className="muted small"),
             ),
             _card(
                 "Data and limits",
@@ -295,6 +310,60 @@ def show_operating_point(index: int | None, version: str | None) -> tuple[Any, A
         id="models-threshold-summary")
     current = {**patient, "alerts_per_patient_day": burden}
     return [summary, html.Div(blocks, className="models-grid")], mv.burden_figure(ev, current)
+
+
+_STORES: dict[int, RiskScoreStore] = {}
+
+
+def _scores(version: str) -> list[dict]:
+    db = current_db()
+    store = _STORES.get(id(db))
+    if store is None:
+        store = _STORES[id(db)] = RiskScoreStore(db)
+    return store.for_model(version, days_back(LIVE_DAYS))
+
+
+@secure_callback(
+    "models",
+    Output("models-live", "children"),
+    Output("models-live", "className"),
+    Output("models-live-caption", "children"),
+    Output("models-live-volume", "figure"),
+    Output("models-live-dist", "figure"),
+    Output("models-live-psi", "figure"),
+    Input("models-version", "value"),
+    Input("models-live-refresh", "n_intervals"),
+)
+def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
+    empty = _empty_figure("No live scores")
+    if not version:
+        return "No model version.", "notice notice-info", "", empty, empty, empty
+    active = registry.active_version(current_settings())
+    caption = (f"Version {version} ({'active' if version == active else 'not active'}), "
+               f"scores of the last {LIVE_DAYS} days (UTC); refreshed every "
+               f"{LIVE_REFRESH_MS // 1000} s.")
+    ev = _evaluation(version)
+    reference = (ev or {}).get("score_reference")
+    if not reference:
+        return (f"No reference distribution for version {version}: run `icu model evaluate "
+                f"{version}` to store it.", "notice notice-info", caption, empty, empty,
+                empty)
+    try:
+        rows = _scores(version)
+    except Exception:  # Cassandra unreachable: say so; the next refresh retries
+        log.exception("live risk scores could not be read")
+        now = datetime.now(UTC).strftime("%H:%M:%S")
+        return (f"DATA DELAYED: the live scores could not be read at {now} UTC; retrying "
+                "every minute.", "notice notice-error", caption, empty, empty, empty)
+    if not rows:
+        return (f"No live scores of version {version} in the last {LIVE_DAYS} days: the "
+                "stream job has not scored with it (is `icu stream run` running, and is "
+                "it the active version?).", "notice notice-info", caption, empty, empty,
+                empty)
+    summary = lv.summarize(rows, reference)
+    level, text = lv.status_text(summary)
+    return (text, f"notice notice-{level}", caption, lv.volume_figure(summary),
+            lv.distribution_figure(summary), lv.psi_figure(summary))
 
 
 def _confusion_block(op: dict, unit: str, positive: str, block_id: str) -> html.Div:

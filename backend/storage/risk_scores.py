@@ -1,0 +1,73 @@
+"""Live risk scores (migration 0600_risk_scores): per patient, and per model version and
+day for monitoring. Writes are idempotent upserts keyed by the hour scored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from backend.risk.live import HourScore
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def day_of(ms: int) -> date:
+    return _dt(ms).date()
+
+
+def days_back(n: int, today: date | None = None) -> list[date]:
+    """The last ``n`` UTC days, oldest first, ending today."""
+    today = today or datetime.now(UTC).date()
+    return [today - timedelta(days=k) for k in range(n - 1, -1, -1)]
+
+
+class RiskScoreStore:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._by_patient = session.prepare(
+            "INSERT INTO risk_scores_by_patient (patient_id, hour_ts, hour, risk, threshold,"
+            " above, monitor_only, model_version, n_readings, inputs, scored_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self._by_model_day = session.prepare(
+            "INSERT INTO risk_scores_by_model_day (model_version, day, hour_ts, patient_id,"
+            " risk, above, monitor_only, scored_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        self._for_patient = session.prepare(
+            "SELECT * FROM risk_scores_by_patient WHERE patient_id = ? AND hour_ts >= ?"
+            " AND hour_ts < ?")
+        self._for_model_day = session.prepare(
+            "SELECT hour_ts, patient_id, risk, above, monitor_only"
+            " FROM risk_scores_by_model_day WHERE model_version = ? AND day = ?")
+
+    def write(self, scores: Sequence[HourScore], scored_ms: int) -> None:
+        """Store scores (both tables); raises if any write fails, so the batch is retried."""
+        if not scores:
+            return
+        scored = _dt(scored_ms)
+        rows_p = [(s.patient_id, _dt(s.hour_ts), s.hour, s.risk, s.threshold, s.above,
+                   s.monitor_only, s.model_version, s.n_readings, s.inputs, scored)
+                  for s in scores]
+        rows_m = [(s.model_version, day_of(s.hour_ts), _dt(s.hour_ts), s.patient_id, s.risk,
+                   s.above, s.monitor_only, scored) for s in scores]
+        for stmt, rows in ((self._by_patient, rows_p), (self._by_model_day, rows_m)):
+            for ok, result in execute_concurrent_with_args(self.session, stmt, rows,
+                                                           concurrency=32,
+                                                           raise_on_first_error=True):
+                if not ok:  # pragma: no cover - raise_on_first_error raises first
+                    raise result
+
+    def for_patient(self, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
+        """Scores of hours starting in ``[start_ms, end_ms)``, newest first."""
+        return list(self.session.execute(self._for_patient,
+                                         (patient_id, _dt(start_ms), _dt(end_ms))))
+
+    def for_model(self, version: str, days: Iterable[date]) -> list[dict]:
+        """Every score of ``version`` for the given days, in day order."""
+        out: list[dict] = []
+        for d in days:
+            out.extend(self.session.execute(self._for_model_day, (version, d)))
+        return out

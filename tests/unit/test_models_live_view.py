@@ -1,0 +1,65 @@
+"""Live-monitoring figures and status of the models page (webapp.models_live_view) on
+hand-made scores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from backend.risk import drift
+from webapp import models_live_view as lv
+
+REF = drift.reference(np.arange(1000) / 1000)
+SCORE_REFERENCE = {"monitor_only": REF.to_dict(),
+                   "with_labs": drift.Reference((0.5,), (0.5, 0.5), 10).to_dict()}
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def rows(day: datetime, risks, patients: int = 10) -> list[dict]:
+    return [{"hour_ts": (day + timedelta(hours=i % 24)).replace(tzinfo=None),
+             "patient_id": f"p{i % patients}", "risk": float(r), "monitor_only": True}
+            for i, r in enumerate(risks)]
+
+
+def test_stable_day_then_drifting_day() -> None:
+    same = rows(DAY1, np.arange(0, 1, 0.005))  # 200 scores spread like the reference
+    high = rows(DAY1 + timedelta(days=1), np.full(100, 0.97))
+    s = lv.summarize(same + high, SCORE_REFERENCE)
+    assert s.reference_kind == "monitor_only" and s.n_scores == 300 and s.n_patients == 10
+    assert [(d.day.day, d.n, d.status) for d in s.days] == [
+        (1, 200, drift.Stability.STABLE), (2, 100, drift.Stability.DRIFT)]
+    assert s.days[0].psi == pytest.approx(0.0, abs=1e-9)
+    assert s.latest is s.days[1]
+    # 24 distinct hours on each of 2 days, naive Cassandra datetimes read as UTC
+    assert len(s.volume) == 48 and sum(s.volume.values()) == 300
+    assert next(iter(s.volume)).tzinfo is UTC
+    assert sum(s.live_shares) == pytest.approx(1.0)
+    level, text = lv.status_text(s)
+    assert level == "error" and text.startswith("⚠ DRIFT: PSI") and "2026-03-02" in text
+
+
+def test_too_few_scores_gives_no_psi() -> None:
+    s = lv.summarize(rows(DAY1, [0.1] * 10), SCORE_REFERENCE)
+    assert s.latest is None and s.days[0].status is drift.Stability.TOO_FEW
+    level, text = lv.status_text(s)
+    assert level == "info" and "too few" in text
+
+
+def test_reference_follows_labs_of_the_live_scores() -> None:
+    with_labs = [{**r, "monitor_only": False} for r in rows(DAY1, [0.2] * 60)]
+    assert lv.summarize(with_labs, SCORE_REFERENCE).reference_kind == "with_labs"
+
+
+def test_figures_have_their_traces() -> None:
+    s = lv.summarize(rows(DAY1, np.arange(0, 1, 0.01)) + rows(DAY1 + timedelta(days=1),
+                                                             [0.5] * 10), SCORE_REFERENCE)
+    assert lv.bin_labels(REF)[0].startswith("< 0.1") and len(lv.bin_labels(REF)) == 10
+    assert len(lv.volume_figure(s).data) == 1
+    dist = lv.distribution_figure(s)
+    assert [t.name for t in dist.data] == ["reference (test patients)", "live (this window)"]
+    assert dist.data[0].marker.pattern.shape == "/"  # not by colour alone
+    psi = lv.psi_figure(s)
+    assert [t.name for t in psi.data] == ["PSI per day", "fewer than 50 scores"]
+    assert list(psi.data[0].text) == ["stable"]
