@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent
 
+from backend.storage.alerts import AlertStore
 from backend.storage.minutes import MinuteStore
+from backend.storage.readings import ReadingStore
 from backend.timeline import (
     DEFAULT_MAX_POINTS,
     Resolution,
@@ -77,3 +81,68 @@ def load_timeline_naive(session: Session, patient_id: str, start_ms: int, end_ms
     return Timeline(patient_id, start_ms, end_ms, "raw", len(rows),
                     reduce_to_width(series_from_raw(rows), start_ms, end_ms, max_points),
                     read_ms)
+
+
+def newest_reading_ms(session: Session, patient_id: str, now_ms: int) -> int | None:
+    return minute_store(session).newest_ts(patient_id, now_ms)
+
+
+def window_end(newest_ms: int | None, now_ms: int) -> int:
+    """Where the presets end: now while the patient is being monitored, otherwise just
+    after the newest reading (a discharged or replayed stay still opens on its data)."""
+    if newest_ms is None or now_ms - newest_ms <= 5 * 60_000:
+        return now_ms
+    return newest_ms + 60_000
+
+
+def _ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHistory:
+    alert_id: str
+    rule: str
+    priority: str
+    message: str
+    detected_ms: int
+    onset_ms: int | None
+    status: str
+    status_by: str | None
+    status_ms: int | None
+    cleared_ms: int | None
+
+
+def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int,
+                   limit: int = 500) -> list[AlertHistory]:
+    """The patient's alerts raised in ``[start, end)`` with their lifecycle (status, who
+    acknowledged and when, when the condition ended), oldest first."""
+    index = [r for r in AlertStore(session).for_patient(patient_id, limit)
+             if start_ms <= (_ms(r["detected_ts"]) or 0) < end_ms]
+    stmt = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
+    results = execute_concurrent(session, [(stmt, (r["alert_id"],)) for r in index],
+                                 concurrency=32, raise_on_first_error=True,
+                                 results_generator=False)
+    out = []
+    for r, (_ok, result) in zip(index, results, strict=True):
+        a = result.one() or {}
+        out.append(AlertHistory(
+            r["alert_id"], r["rule"], r["priority"], r["message"] or "",
+            _ms(r["detected_ts"]) or 0, _ms(r.get("onset_ts")),
+            a.get("status") or "raised", a.get("status_by"), _ms(a.get("status_ts")),
+            _ms(a.get("cleared_ts") or r.get("cleared_ts")),
+        ))
+    out.sort(key=lambda h: h.detected_ms)
+    return out
+
+
+def current_state(session: Session, ward: str, bed: str, patient_id: str) -> dict | None:
+    """The bed's latest row (NEWS2, time of the last reading), if it is this patient's."""
+    for row in ReadingStore(session).latest_for_ward(ward):
+        if row["bed"] == bed and row["patient_id"] == patient_id:
+            return row
+    return None

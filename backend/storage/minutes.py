@@ -47,6 +47,10 @@ class MinuteStore:
             " AND ts >= ? AND ts < ?"
         )
         self._raw.fetch_size = 5000
+        self._newest = session.prepare(
+            "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " ORDER BY ts DESC LIMIT 1"
+        )
 
     def write(self, readings: Iterable[ValidatedReading]) -> int:
         """Upsert the per-minute parts of one batch of readings; returns the row count."""
@@ -84,3 +88,13 @@ class MinuteStore:
             for r in self._per_day(self._range, patient_id, start_ms, end_ms)
         ]
         return merge_parts(rows)
+
+    def newest_ts(self, patient_id: str, now_ms: int, days_back: int = 7) -> int | None:
+        """The time of the patient's newest reading within ``days_back`` days, in ms."""
+        day = day_of(now_ms)
+        for _ in range(days_back + 1):
+            row = self.session.execute(self._newest, (patient_id, day)).one()
+            if row is not None:
+                return _ms(row["ts"])
+            day -= timedelta(days=1)
+        return None
