@@ -24,7 +24,9 @@ from backend.patient_record import (
 )
 from backend.storage import census
 from backend.storage.readings import ReadingStore
+from backend.storage.waveforms import WaveformStore
 from backend.timeline import HOUR_MS, PRESETS_MS, check_window
+from webapp.patient.ecg import ecg_figure
 from webapp.patient.figure import iso, timeline_figure
 from webapp.patient.parts import (
     ALERT_COLUMNS,
@@ -40,6 +42,7 @@ from webapp.security import current_db, register_page, secure_callback
 
 register_page(__name__, "patient")
 
+ECG_SECONDS = 10.0  # one strip: 250 mm of paper
 EXPORT_MAX_MS = HOUR_MS  # ~25,000 Observations; a longer range is refused with a message
 PRESET_OPTIONS = [{"label": k.replace("h", " h"), "value": k} for k in PRESETS_MS] + [
     {"label": "custom", "value": "custom"}]
@@ -109,6 +112,7 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
                                                  "color": "inherit"},
                                      style_header={"fontWeight": "bold"}),
             ]),
+            _ecg_section(db, patient_id),
             html.Section(className="card", children=[
                 html.H2("Clinical notes"),
                 *(_note_form() if can_write else [html.P(
@@ -118,6 +122,42 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
             ]),
         ],
     )
+
+
+def _ecg_sources(db, patient_id: str) -> dict[str, list]:
+    """Recorded waveforms of the patient: source -> its channels (in stored order)."""
+    out: dict[str, list] = {}
+    for ch in sorted(WaveformStore(db).channels(patient_id), key=lambda c: c.channel):
+        out.setdefault(ch.source or "monitor", []).append(ch)
+    return out
+
+
+def _ecg_section(db, patient_id: str) -> html.Section:
+    sources = _ecg_sources(db, patient_id)
+    if not sources:
+        return html.Section(className="card", children=[
+            html.H2("ECG strip"),
+            html.P("No waveform recorded for this patient.", className="muted",
+                   id="patient-ecg-none")])
+    options = [{"label": f"{src} ({', '.join(c.channel for c in chs)})", "value": src}
+               for src, chs in sources.items()]
+    return html.Section(className="card", children=[
+        html.H2("ECG strip"),
+        html.Div(className="pt-ecg-controls", children=[
+            dcc.Dropdown(id="patient-ecg-source", options=options,
+                         value=options[0]["value"], clearable=False,
+                         style={"minWidth": "24rem"}),
+            html.Button("◀ 10 s", id="patient-ecg-prev", n_clicks=0, className="button"),
+            html.Button("10 s ▶", id="patient-ecg-next", n_clicks=0, className="button"),
+            html.Button("Go to alarm", id="patient-ecg-alarm", n_clicks=0,
+                        className="button"),
+            html.Span(id="patient-ecg-msg", className="form-message", role="status"),
+        ]),
+        dcc.Store(id="patient-ecg-at", data=0.0),
+        html.Div(dcc.Graph(id="patient-ecg", config={"displayModeBar": False,
+                                                     "responsive": False}),
+                 style={"overflowX": "auto"}),
+    ])
 
 
 def _note_form() -> list:
@@ -233,3 +273,56 @@ def export_fhir(n_clicks, patient_id, current):
     return (dict(content=json.dumps(bundle), filename=name.replace(":", ""),
                  type="application/fhir+json"),
             f"Exported {len(bundle['entry'])} observations.")
+
+
+@secure_callback(
+    "patient",
+    Output("patient-ecg", "figure"), Output("patient-ecg-at", "data"),
+    Output("patient-ecg-msg", "children"),
+    Input("patient-ecg-source", "value"), Input("patient-ecg-prev", "n_clicks"),
+    Input("patient-ecg-next", "n_clicks"), Input("patient-ecg-alarm", "n_clicks"),
+    State("patient-ecg-at", "data"), State("patient-id", "data"),
+)
+def draw_ecg(source, _prev, _next, _alarm, at, patient_id):
+    if not patient_id or not source:
+        return no_update, no_update, ""
+    db = current_db()
+    channels = _ecg_sources(db, patient_id).get(source)
+    if not channels:
+        return no_update, no_update, "This waveform is no longer available."
+    store = WaveformStore(db)
+    t0 = min(c.first_ts for c in channels)
+    at = float(at or 0.0)
+    trigger = ctx.triggered_id
+    msg = ""
+    if trigger == "patient-ecg-source":
+        at = 0.0
+    elif trigger == "patient-ecg-prev":
+        at = max(0.0, at - ECG_SECONDS)
+    elif trigger == "patient-ecg-next":
+        at += ECG_SECONDS
+    elif trigger == "patient-ecg-alarm":
+        alarm_s = _first_alarm_s(store, patient_id, channels[0].channel, t0)
+        if alarm_s is None:
+            msg = "This recording has no bedside alarm."
+        else:
+            at = max(0.0, alarm_s - ECG_SECONDS * 0.6)
+    start_ms = t0 + int(at * 1000)
+    data = {c.channel: (c.units, store.between(patient_id, c.channel, start_ms,
+                                               start_ms + int(ECG_SECONDS * 1000)))
+            for c in channels}
+    # ECG leads first, then the rest (pleth)
+    data = dict(sorted(data.items(), key=lambda kv: kv[1][0].lower() != "mv"))
+    fig = ecg_figure(data, t0, at, ECG_SECONDS,
+                     title=f"{source} · {at:.0f}-{at + ECG_SECONDS:.0f} s")
+    return fig, at, msg
+
+
+def _first_alarm_s(store: WaveformStore, patient_id: str, channel: str,
+                   t0: int) -> float | None:
+    """Seconds from the recording's start to its first alarm annotation (first hour)."""
+    for c in store.between(patient_id, channel, t0, t0 + HOUR_MS):
+        for off, sym in zip(c.ann_offsets, c.ann_symbols, strict=True):
+            if sym.startswith("alarm"):
+                return (c.start_ts - t0) / 1000 + off / c.fs
+    return None
