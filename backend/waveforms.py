@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 MAX_CHUNK_SAMPLES = 10_000  # 10 s at 1 kHz: a chunk is a second or so, never a record
 MAX_FS = 2_000.0
@@ -54,5 +54,8 @@ def parse_chunk(data: bytes | str) -> WaveformChunk:
     """A chunk from its JSON, or ``WaveformError`` naming what is wrong."""
     try:
         return WaveformChunk.model_validate_json(data)
-    except ValueError as exc:
-        raise WaveformError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'chunk'}: {e['msg']}"
+            for e in exc.errors()[:3])
+        raise WaveformError(problems) from None
