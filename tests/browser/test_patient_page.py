@@ -41,6 +41,7 @@ from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
 from devices.generator import GeneratorConfig, generate, plan_patients
+from devices.waveform_replay import chunks, load, publish
 from tests.integration.support import StreamJob, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -152,6 +153,13 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
 
     job = StreamJob(settings, tmp / "stream.log")
     monitor = Monitor(settings, cfg)
+    # the waveform sink (``icu stream waveforms``) and two recordings for the patient
+    wave_log = tmp / "waveforms.log"
+    with open(wave_log, "wb") as log:
+        wave_sink = subprocess.Popen([sys.executable, "-m", "ops.cli", "stream", "waveforms"],
+                                     cwd=REPO, env={**os.environ, **settings.to_env()},
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
     web_log = tmp / "web.log"
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     with open(web_log, "wb") as log:
@@ -178,8 +186,22 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
                    what="an alert of the deterioration")
         wait_until(lambda: requests.get(system.url("/login"), timeout=2).status_code == 200,
                    timeout=90, what="the web app")
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+        now = int(time.time() * 1000)
+        sent = 0
+        for record, seconds in (("alarms2015/a103l", None), ("mitdb/100", 60)):
+            rec = load(settings.data_dir, record, seconds)
+            sent += publish(producer, settings.kafka.topic_waveforms,
+                            chunks(rec, plan.patient_id, now - 400_000))
+        producer.close()
+        wait_until(lambda: db.execute(
+            "SELECT count(*) AS n FROM waveforms_by_patient_hour WHERE patient_id = %s"
+            " ALLOW FILTERING", (plan.patient_id,)).one()["n"] >= sent, timeout=120,
+            what="the waveform chunks to be stored")
         yield system
     finally:
+        os.killpg(wave_sink.pid, 15)
+        wave_sink.wait(20)
         monitor.stop()
         job.stop()
         os.killpg(web.pid, 15)
@@ -310,3 +332,29 @@ def test_nurse_reads_notes_but_cannot_add_one(system: PatientSystem, browser) ->
                         "X-CSRFToken": p.cookies.get("_csrf_token") or ""}, timeout=30)
     assert r.status_code == 200, r.text[:300]
     assert "Note saved" in r.text
+
+
+def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
+                                                         browser) -> None:
+    """a103l on ECG paper: at the bedside alarm the ECG is flat, the pleth keeps pulsing."""
+    browser.set_window_size(1920, 1080)
+    sign_in(browser, system, Role.PHYSICIAN)
+    browser.get(system.url(f"/patient/{system.patient_id}"))
+    wait(browser, EC.presence_of_element_located((By.ID, "patient-ecg-source")))
+    assert "alarms2015/a103l (II, PLETH, V)" in browser.find_element(
+        By.ID, "patient-ecg-source").text
+    browser.find_element(By.ID, "patient-ecg-alarm").click()
+    wait(browser, lambda d: any("bedside alarm: Asystole (False alarm)" in e.text
+                                for e in d.find_elements(By.CSS_SELECTOR,
+                                                         "#patient-ecg .annotation-text")), 30)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#patient-ecg .ytitle")
+    assert [r.text for r in rows] == ["II (mV)", "V (mV)", "PLETH (NU)"]
+    browser.execute_script("document.getElementById('patient-ecg').scrollIntoView();")
+    time.sleep(0.5)
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        browser.save_screenshot(str(SCREENSHOTS / "patient-ecg-a103l.png"))
+    # MIT-BIH 100 with its beat annotations (N, A) on the strip
+    browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source").click()
+    browser.find_element(By.XPATH, "//*[contains(text(), 'mitdb/100')]").click()
+    wait(browser, lambda d: sum(e.text == "N" for e in d.find_elements(
+        By.CSS_SELECTOR, "#patient-ecg .annotation-text")) >= 8, 30)
