@@ -89,7 +89,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
     domains = _domains(len(ROWS))
     fg, grid = ("#e5e7eb", "#374151") if dark else ("#111827", "#d1d5db")
     layout: dict = {
-        "height": 900, "margin": {"l": 70, "r": 20, "t": 10, "b": 40},
+        "height": 900, "margin": {"l": 70, "r": 20, "t": 28, "b": 40},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
         "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "x",
         "uirevision": f"{start_ms}-{end_ms}",
@@ -162,7 +162,8 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                else "per-minute minimum and maximum")
     layout.setdefault("annotations", []).append({
         "text": f"{caption}, reduced to screen width (extremes kept)", "xref": "paper",
-        "yref": "paper", "x": 1, "y": -0.045, "xanchor": "right", "showarrow": False,
+        "yref": "paper", "x": 1, "y": 1, "xanchor": "right", "yanchor": "bottom",
+        "showarrow": False,
         "font": {"size": 11},
     })
     return {"data": traces, "layout": layout}
