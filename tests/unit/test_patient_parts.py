@@ -75,3 +75,13 @@ def test_note_text_is_checked() -> None:
         clean_body("x" * (MAX_NOTE_CHARS + 1))
     with pytest.raises(NoteError, match="control"):
         clean_body("a\x00b")
+
+
+def test_freshness_says_data_delayed_in_words() -> None:
+    from webapp.patient.parts import freshness_text
+
+    assert freshness_text(T0 - 5_000, T0)[0].startswith("Last reading")
+    text, css = freshness_text(T0 - 5 * 60_000, T0)
+    assert text.startswith("DATA DELAYED: no reading for 5 min") and "pt-delayed" in css
+    assert freshness_text(T0 - 3 * 86_400_000, T0)[0].startswith("Not monitored now")
+    assert freshness_text(None, T0)[0] == "No readings in the last 7 days"

@@ -32,6 +32,7 @@ from webapp.patient.parts import (
     ALERT_COLUMNS,
     alert_marks,
     alert_rows,
+    freshness_text,
     header,
     note_marks,
     notes_list,
@@ -42,6 +43,7 @@ from webapp.security import current_db, register_page, secure_callback
 
 register_page(__name__, "patient")
 
+REFRESH_MS = 15_000  # a live patient's preset window slides, and freshness is re-checked
 ECG_SECONDS = 10.0  # one strip: 250 mm of paper
 EXPORT_MAX_MS = HOUR_MS  # ~25,000 Observations; a longer range is refused with a message
 PRESET_OPTIONS = [{"label": k.replace("h", " h"), "value": k} for k in PRESETS_MS] + [
@@ -74,6 +76,9 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
         children=[
             dcc.Store(id="patient-id", data=patient_id),
             dcc.Store(id="patient-anchor", data=end),
+            # live: the presets follow the clock (refreshed every REFRESH_MS)
+            dcc.Store(id="patient-live", data=end == now_ms),
+            dcc.Interval(id="patient-refresh", interval=REFRESH_MS),
             dcc.Store(id="patient-range", data={"start": end - 8 * HOUR_MS, "end": end}),
             dcc.Store(id="patient-notes-version", data=0),
             header(patient_id, admission, state, now_ms, newest),
@@ -197,27 +202,37 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
     "patient",
     Output("patient-timeline", "figure"), Output("patient-range", "data"),
     Output("patient-range-msg", "children"), Output("patient-alerts-table", "data"),
-    Output("patient-notes", "children"),
+    Output("patient-notes", "children"), Output("patient-anchor", "data"),
     Input("patient-range-preset", "value"), Input("patient-range-apply", "n_clicks"),
     Input("patient-timeline", "relayoutData"), Input("patient-alerts-table", "active_cell"),
-    Input("patient-notes-version", "data"),
+    Input("patient-notes-version", "data"), Input("patient-refresh", "n_intervals"),
     State("patient-from", "value"), State("patient-to", "value"),
     State("patient-anchor", "data"), State("patient-id", "data"),
     State("patient-range", "data"), State("patient-alerts-table", "data"),
+    State("patient-live", "data"),
 )
-def draw_timeline(preset, _apply, relayout, active, _notes_version, from_text, to_text,
-                  anchor, patient_id, current, table_rows):
+def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_text, to_text,
+                  anchor, patient_id, current, table_rows, live):
+    keep = (no_update,) * 6
     if not patient_id or not anchor:
-        return no_update, no_update, "", no_update, no_update
+        return keep
+    trigger = ctx.triggered_id
+    if trigger == "patient-refresh":
+        # only a live patient on a preset window slides; a zoom or custom range stays put
+        if not live or preset not in PRESETS_MS or not current \
+                or current.get("end") != anchor:
+            return keep
+        anchor = int(time.time() * 1000)
+        trigger = "patient-range-preset"
     try:
-        window = _range_from_inputs(ctx.triggered_id, preset, anchor, from_text, to_text,
+        window = _range_from_inputs(trigger, preset, anchor, from_text, to_text,
                                     relayout, active, table_rows, current)
         if window is None:  # a relayout that was not a zoom (e.g. hover mode)
-            return no_update, no_update, no_update, no_update, no_update
+            return keep
         start, end = window
         check_window(start, end)
     except ValueError as exc:
-        return no_update, no_update, str(exc), no_update, no_update
+        return (no_update, no_update, str(exc), no_update, no_update, no_update)
     db = current_db()
     timeline = load_timeline(db, patient_id, start, end)
     alerts = alerts_between(db, patient_id, start, end)
@@ -227,7 +242,23 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, from_text, t
                           note_marks(in_window), resolution=timeline.resolution)
     msg = (f"{iso(start)} – {iso(end)} UTC · {len(alerts)} alert(s) · "
            f"{'raw readings' if timeline.resolution == 'raw' else 'per-minute extremes'}")
-    return (fig, {"start": start, "end": end}, msg, alert_rows(alerts), notes_list(notes))
+    return (fig, {"start": start, "end": end}, msg, alert_rows(alerts), notes_list(notes),
+            anchor)
+
+
+@secure_callback(
+    "patient",
+    Output("patient-freshness", "children"), Output("patient-freshness", "className"),
+    Input("patient-refresh", "n_intervals"), State("patient-id", "data"),
+    prevent_initial_call=True,
+)
+def freshness(_tick, patient_id):
+    """The newest reading's age, and DATA DELAYED (not only a colour) when it is old."""
+    if not patient_id:
+        return no_update, no_update
+    now = int(time.time() * 1000)
+    newest = newest_reading_ms(current_db(), patient_id, now)
+    return freshness_text(newest, now)
 
 
 @secure_callback(

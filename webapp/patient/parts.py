@@ -74,14 +74,7 @@ def header(patient_id: str, admission: Admission | None, state: dict | None,
     # The sepsis model is trained and registered (issue 2) but not yet scored live: no
     # table of live risk scores exists, so the header says so instead of showing a number.
     facts.append(("Risk score", "not scored live yet"))
-    if newest_ms is None:
-        facts.append(("Last reading", "none in the last 7 days"))
-    else:
-        age_s = max(0, (now_ms - newest_ms) // 1000)
-        facts.append(("Last reading", f"{clock(newest_ms)} UTC"
-                      + (f" ({age_s // 60} min ago)" if age_s >= 120 else "")))
-    delayed = newest_ms is not None and admission is not None and \
-        now_ms - newest_ms > 60_000 and now_ms - newest_ms < 24 * 3_600_000
+    text, css = freshness_text(newest_ms, now_ms)
     return html.Div(
         className="pt-header card",
         children=[
@@ -90,10 +83,29 @@ def header(patient_id: str, admission: Admission | None, state: dict | None,
                                className="pt-label")], id="patient-title"),
             html.Dl([item for k, v in facts for item in (html.Dt(k), html.Dd(v))],
                     className="pt-facts", id="patient-facts"),
-            html.Div("DATA DELAYED: no reading for over a minute", className="pt-delayed",
-                     id="patient-delayed") if delayed else None,
+            html.Div(text, className=css, id="patient-freshness", role="status"),
         ],
     )
+
+
+DELAYED_AFTER_MS = 60_000
+NOT_MONITORED_AFTER_MS = 24 * 3_600_000
+
+
+def freshness_text(newest_ms: int | None, now_ms: int) -> tuple[str, str]:
+    """What the header says about the newest reading, and its CSS class. A gap of over
+    a minute (but under a day: then the patient is simply not monitored) is DATA
+    DELAYED, in words, not only in colour."""
+    if newest_ms is None:
+        return "No readings in the last 7 days", "pt-fresh pt-fresh--none"
+    age = max(0, now_ms - newest_ms)
+    when = f"Last reading {clock(newest_ms)} UTC"
+    if age <= DELAYED_AFTER_MS:
+        return when, "pt-fresh"
+    if age < NOT_MONITORED_AFTER_MS:
+        return (f"DATA DELAYED: no reading for {age // 60_000} min ({when})",
+                "pt-fresh pt-delayed")
+    return f"Not monitored now ({when})", "pt-fresh pt-fresh--none"
 
 
 def lifecycle(a: AlertHistory) -> str:
