@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -275,14 +276,32 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     assert not browser.find_elements(By.CSS_SELECTOR, "#patient-notes b")
     wait(browser, lambda d: any(e.text == "note" for e in d.find_elements(
         By.CSS_SELECTOR, "#patient-timeline g.textpoint text")), 30)
-    events = audit.search(system.db, *(2 * [__import__("datetime").date.today()]),
-                          patient_id=system.patient_id)
+    today = datetime.now(UTC).date()
+    events = audit.search(system.db, today, today, patient_id=system.patient_id)
     actions = {e.action for e in events}
     assert {audit.PATIENT_VIEWED, NOTE_ADDED} <= actions
 
-    # back to 8 h around the deterioration for the screenshot
-    browser.find_element(By.CSS_SELECTOR, '#patient-range-preset input[value="8h"]').click()
-    wait(browser, lambda d: "per-minute extremes" in range_message(d), 30)
+    # a custom range: the whole stay so far, for the screenshot of the deterioration
+    first = datetime.fromtimestamp(time.time() - BACKFILL_S - 60, tz=UTC)
+    last = datetime.fromtimestamp(time.time() + 120, tz=UTC)
+    for field_id, value in (("patient-from", first), ("patient-to", last)):
+        box = browser.find_element(By.ID, field_id)
+        box.clear()
+        box.send_keys(value.strftime("%Y-%m-%d %H:%M"))
+    browser.find_element(By.ID, "patient-range-apply").click()
+    wait(browser, lambda d: first.strftime("%Y-%m-%d %H:%M") in range_message(d), 30)
+    wait(browser, lambda d: alert_marker_labels(d), 30)
+    # a bad custom range is refused with a message, the timeline stays as it was
+    box = browser.find_element(By.ID, "patient-to")
+    box.clear()
+    box.send_keys("tomorrow")
+    browser.find_element(By.ID, "patient-range-apply").click()
+    wait(browser, lambda d: "is not a date" in range_message(d), 30)
+    box.clear()
+    box.send_keys(last.strftime("%Y-%m-%d %H:%M"))
+    browser.find_element(By.ID, "patient-range-apply").click()
+    wait(browser, lambda d: first.strftime("%Y-%m-%d %H:%M") in range_message(d), 30)
+    browser.execute_script("window.scrollTo(0, 0);")
     time.sleep(1.0)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -217,12 +217,16 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
     if not patient_id or not anchor:
         return keep
     trigger = ctx.triggered_id
+    sliding = (live and preset in PRESETS_MS and current
+               and current.get("end") == anchor)
     if trigger == "patient-refresh":
         # only a live patient on a preset window slides; a zoom or custom range stays put
-        if not live or preset not in PRESETS_MS or not current \
-                or current.get("end") != anchor:
+        if not sliding:
             return keep
         anchor = int(time.time() * 1000)
+        trigger = "patient-range-preset"
+    elif trigger == "patient-notes-version" and sliding:
+        anchor = int(time.time() * 1000)  # so the note just written is in the window
         trigger = "patient-range-preset"
     try:
         window = _range_from_inputs(trigger, preset, anchor, from_text, to_text,
