@@ -116,13 +116,20 @@ class AlertHistory:
     status_ms: int | None
     cleared_ms: int | None
 
+    @property
+    def at_ms(self) -> int:
+        """When the condition began (its onset), or when it was detected."""
+        return self.onset_ms if self.onset_ms is not None else self.detected_ms
+
 
 def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int,
                    limit: int = 500) -> list[AlertHistory]:
     """The patient's alerts raised in ``[start, end)`` with their lifecycle (status, who
     acknowledged and when, when the condition ended), oldest first."""
+    # placed at the onset of the condition (device time): a reading replayed late is
+    # detected late, but the physician needs to see when the patient changed
     index = [r for r in AlertStore(session).for_patient(patient_id, limit)
-             if start_ms <= (_ms(r["detected_ts"]) or 0) < end_ms]
+             if start_ms <= (_ms(r.get("onset_ts")) or _ms(r["detected_ts"]) or 0) < end_ms]
     stmt = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
     results = execute_concurrent(session, [(stmt, (r["alert_id"],)) for r in index],
                                  concurrency=32, raise_on_first_error=True,
@@ -136,7 +143,7 @@ def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int
             a.get("status") or "raised", a.get("status_by"), _ms(a.get("status_ts")),
             _ms(a.get("cleared_ts") or r.get("cleared_ts")),
         ))
-    out.sort(key=lambda h: h.detected_ms)
+    out.sort(key=lambda h: h.at_ms)
     return out
 
 

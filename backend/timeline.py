@@ -160,26 +160,31 @@ def series_from_raw(rows: Sequence[Mapping], params: Sequence[str] = PARAMS) -> 
     return out
 
 
+MIN_SUFFIX = ":min"
+
+
 def series_from_minutes(minutes: Sequence[MinuteExtremes],
                         params: Sequence[str] = PARAMS) -> dict[str, Series]:
-    """Each minute as two points at its middle: its minimum, then its maximum (drawn as
-    a vertical stroke: the range the parameter covered in that minute)."""
+    """Per parameter two series at each minute's middle: ``name`` the minute maxima and
+    ``name + MIN_SUFFIX`` the minute minima (drawn as a band between the two)."""
     out = {}
     for name in params:
         ts: list[int] = []
-        values: list[float] = []
+        lows: list[float] = []
+        highs: list[float] = []
         for m in minutes:
-            lo, hi = m.mins.get(name), m.maxs.get(name)
+            lo = m.mins.get(name)
             if lo is None:
                 continue
-            mid = m.minute + MINUTE_MS // 2
-            ts.append(mid)
-            values.append(lo)
-            if hi != lo:
-                ts.append(mid)
-                values.append(hi)
-        out[name] = Series(np.asarray(ts, np.int64), np.asarray(values, np.float64)) \
-            if ts else _empty()
+            ts.append(m.minute + MINUTE_MS // 2)
+            lows.append(lo)
+            highs.append(m.maxs.get(name, lo))
+        if not ts:
+            out[name], out[name + MIN_SUFFIX] = _empty(), _empty()
+            continue
+        t = np.asarray(ts, np.int64)
+        out[name] = Series(t, np.asarray(highs, np.float64))
+        out[name + MIN_SUFFIX] = Series(t.copy(), np.asarray(lows, np.float64))
     return out
 
 
@@ -206,7 +211,7 @@ def check_window(start_ms: int, end_ms: int) -> None:
 
 
 __all__ = [
-    "DEFAULT_MAX_POINTS", "HOUR_MS", "MINUTE_MS", "NEWS2", "PARAMS", "PRESETS_MS",
+    "DEFAULT_MAX_POINTS", "HOUR_MS", "MINUTE_MS", "MIN_SUFFIX", "NEWS2", "PARAMS", "PRESETS_MS",
     "RAW_MAX_WINDOW_MS", "MinuteExtremes", "MinutePart", "Series", "check_window",
     "merge_parts", "minute_parts", "reduce_to_width", "resolution_for_window",
     "series_from_minutes", "series_from_raw",

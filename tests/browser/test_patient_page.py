@@ -366,7 +366,9 @@ def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
     wait(browser, lambda d: any("bedside alarm: Asystole (False alarm)" in e.text
                                 for e in d.find_elements(By.CSS_SELECTOR,
                                                          "#patient-ecg .annotation-text")), 30)
-    rows = browser.find_elements(By.CSS_SELECTOR, "#patient-ecg .ytitle")
+    rows = browser.find_elements(By.CSS_SELECTOR,
+                                 "#patient-ecg .ytitle, #patient-ecg .y2title, "
+                                 "#patient-ecg .y3title")
     assert [r.text for r in rows] == ["II (mV)", "V (mV)", "PLETH (NU)"]
     browser.execute_script("document.getElementById('patient-ecg').scrollIntoView();")
     time.sleep(0.5)

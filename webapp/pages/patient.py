@@ -88,9 +88,11 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
                                    value="8h", inline=True, className="pt-presets"),
                     html.Label(["from (UTC) ", dcc.Input(
                         id="patient-from", type="text", debounce=True,
+                        style={"width": "11rem"},
                         placeholder="YYYY-MM-DD HH:MM", value=iso(end - 8 * HOUR_MS)[:16])]),
                     html.Label(["to ", dcc.Input(
                         id="patient-to", type="text", debounce=True,
+                        style={"width": "11rem"},
                         placeholder="YYYY-MM-DD HH:MM", value=iso(end)[:16])]),
                     html.Button("Show range", id="patient-range-apply", n_clicks=0,
                                 className="button"),
@@ -192,7 +194,7 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
     if trigger == "patient-alerts-table" and active and rows:
         row = rows[active["row"]] if active["row"] < len(rows) else None
         if row:
-            return row["detected_ms"] - 30 * 60_000, row["detected_ms"] + 30 * 60_000
+            return row["at_ms"] - 30 * 60_000, row["at_ms"] + 30 * 60_000
     if current:
         return current["start"], current["end"]
     return anchor - 8 * HOUR_MS, anchor
@@ -203,6 +205,8 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
     Output("patient-timeline", "figure"), Output("patient-range", "data"),
     Output("patient-range-msg", "children"), Output("patient-alerts-table", "data"),
     Output("patient-notes", "children"), Output("patient-anchor", "data"),
+    Output("patient-range-preset", "value"), Output("patient-from", "value"),
+    Output("patient-to", "value"),
     Input("patient-range-preset", "value"), Input("patient-range-apply", "n_clicks"),
     Input("patient-timeline", "relayoutData"), Input("patient-alerts-table", "active_cell"),
     Input("patient-notes-version", "data"), Input("patient-refresh", "n_intervals"),
@@ -213,7 +217,7 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
 )
 def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_text, to_text,
                   anchor, patient_id, current, table_rows, live):
-    keep = (no_update,) * 6
+    keep = (no_update,) * 9
     if not patient_id or not anchor:
         return keep
     trigger = ctx.triggered_id
@@ -236,7 +240,7 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
         start, end = window
         check_window(start, end)
     except ValueError as exc:
-        return (no_update, no_update, str(exc), no_update, no_update, no_update)
+        return (no_update, no_update, str(exc), *(no_update,) * 6)
     db = current_db()
     timeline = load_timeline(db, patient_id, start, end)
     alerts = alerts_between(db, patient_id, start, end)
@@ -246,8 +250,10 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
                           note_marks(in_window), resolution=timeline.resolution)
     msg = (f"{iso(start)} – {iso(end)} UTC · {len(alerts)} alert(s) · "
            f"{'raw readings' if timeline.resolution == 'raw' else 'per-minute extremes'}")
+    # a window that is not a preset's shows "custom", with its ends in the two fields
+    is_preset = end == anchor and any(end - start == ms for ms in PRESETS_MS.values())
     return (fig, {"start": start, "end": end}, msg, alert_rows(alerts), notes_list(notes),
-            anchor)
+            anchor, no_update if is_preset else "custom", iso(start)[:16], iso(end)[:16])
 
 
 @secure_callback(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from backend.timeline import Series
+from backend.timeline import MIN_SUFFIX, Series
 
 ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("HR /min", "hr", ("hr",)),
@@ -30,8 +30,10 @@ ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 LABELS = {"hr": "HR", "spo2": "SpO₂", "rr": "RR", "sbp": "Systolic", "dbp": "Diastolic",
           "map": "Mean", "temp": "Temp", "news2": "NEWS2"}
-COLOURS = {"hr": "#4ade80", "spo2": "#38bdf8", "rr": "#facc15", "sbp": "#f87171",
-           "dbp": "#fb923c", "map": "#e879f9", "temp": "#a3e635", "news2": "#e5e7eb"}
+# Readable on the light and the dark theme (the dark theme re-colours text and grid
+# through assets/patient.css: plotly writes inline styles, CSS !important wins).
+COLOURS = {"hr": "#16a34a", "spo2": "#0284c7", "rr": "#ca8a04", "sbp": "#dc2626",
+           "dbp": "#ea580c", "map": "#c026d3", "temp": "#65a30d", "news2": "#7c3aed"}
 DASH = {"sbp": "solid", "dbp": "dot", "map": "dash"}
 PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
                  "medium": ("diamond", "M", "#f59e0b"),
@@ -85,9 +87,9 @@ def _domains(n_rows: int) -> list[tuple[float, float]]:
 
 def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                     alerts: Sequence[AlertMark] = (), notes: Sequence[NoteMark] = (),
-                    *, resolution: str = "raw", dark: bool = True) -> dict:
+                    *, resolution: str = "raw", dark: bool = False) -> dict:
     domains = _domains(len(ROWS))
-    fg, grid = ("#e5e7eb", "#374151") if dark else ("#111827", "#d1d5db")
+    fg, grid = ("#e5e7eb", "#374151") if dark else ("#1f2937", "#d1d5db")
     layout: dict = {
         "height": 900, "margin": {"l": 70, "r": 20, "t": 28, "b": 40},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
@@ -109,14 +111,25 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
             s = series.get(p)
             if s is None or len(s) == 0:
                 continue
+            low = series.get(p + MIN_SUFFIX)
+            line = {"color": COLOURS[p], "width": 1.5, "dash": DASH.get(p, "solid"),
+                    "shape": "hv" if p == "news2" else "linear"}
             traces.append({
                 "type": "scattergl" if len(s) > 2000 else "scatter", "mode": "lines",
                 "name": LABELS[p], "x": _iso_array(s.ts), "y": _values(s.values),
-                "xaxis": "x", "yaxis": f"y{i}", "connectgaps": False,
-                "line": {"color": COLOURS[p], "width": 1.5, "dash": DASH.get(p, "solid"),
-                         "shape": "hv" if p == "news2" else "linear"},
-                "hovertemplate": f"{LABELS[p]} %{{y}}<extra></extra>",
+                "xaxis": "x", "yaxis": f"y{i}", "connectgaps": False, "line": line,
+                "hovertemplate": f"{LABELS[p]}{' max' if low is not None else ''} "
+                                 f"%{{y}}<extra></extra>",
             })
+            if low is not None and len(low):
+                # the minute minima, filled up to the maxima: the band the value covered
+                traces.append({
+                    "type": "scatter", "mode": "lines", "name": LABELS[p] + " min",
+                    "x": _iso_array(low.ts), "y": _values(low.values), "xaxis": "x",
+                    "yaxis": f"y{i}", "connectgaps": False, "fill": "tonexty",
+                    "fillcolor": COLOURS[p] + "55", "line": {**line, "width": 1},
+                    "hovertemplate": f"{LABELS[p]} min %{{y}}<extra></extra>",
+                })
     if not traces:
         layout["annotations"] = [{
             "text": "No readings in this range", "xref": "paper", "yref": "paper",

@@ -109,7 +109,7 @@ def freshness_text(newest_ms: int | None, now_ms: int) -> tuple[str, str]:
 
 
 def lifecycle(a: AlertHistory) -> str:
-    parts = [f"raised {clock(a.detected_ms)}"]
+    parts = [f"onset {clock(a.at_ms)}", f"raised {clock(a.detected_ms)}"]
     if a.status == "acknowledged" or a.status_by:
         parts.append(f"acknowledged by {a.status_by or '?'} {clock(a.status_ms)}")
     if a.cleared_ms:
@@ -120,21 +120,23 @@ def lifecycle(a: AlertHistory) -> str:
 
 
 def alert_marks(alerts: Sequence[AlertHistory]) -> list[AlertMark]:
-    return [AlertMark(i, a.alert_id, a.detected_ms, a.priority, a.rule, a.message,
+    return [AlertMark(i, a.alert_id, a.at_ms, a.priority, a.rule, a.message,
                       lifecycle(a)) for i, a in enumerate(alerts, start=1)]
 
 
 def alert_rows(alerts: Sequence[AlertHistory]) -> list[dict]:
-    return [{"n": f"#{i}", "raised": clock(a.detected_ms), "priority": a.priority.upper(),
+    return [{"n": f"#{i}", "onset": clock(a.at_ms), "raised": clock(a.detected_ms),
+             "priority": a.priority.upper(),
              "rule": a.rule, "message": a.message, "status": a.status,
              "by": a.status_by or "", "acknowledged": clock(a.status_ms)
              if a.status_by else "", "resolved": clock(a.cleared_ms) if a.cleared_ms else "",
-             "detected_ms": a.detected_ms}
+             "at_ms": a.at_ms}
             for i, a in enumerate(alerts, start=1)]
 
 
 ALERT_COLUMNS = [{"name": n, "id": i} for n, i in (
-    ("#", "n"), ("Raised (UTC)", "raised"), ("Priority", "priority"), ("Rule", "rule"),
+    ("#", "n"), ("Onset (UTC)", "onset"), ("Raised", "raised"), ("Priority", "priority"),
+    ("Rule", "rule"),
     ("Message", "message"), ("Status", "status"), ("Acknowledged by", "by"),
     ("at", "acknowledged"), ("Resolved", "resolved"))]
 
