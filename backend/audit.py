@@ -36,11 +36,15 @@ USER_ENABLED = "user.enabled"
 USER_PASSWORD_SET = "user.password_set"
 DEMO_USERS_RESET = "user.demo_reset"
 PATIENT_VIEWED = "patient.viewed"
+# issue 5 (patient drill-down)
+NOTE_ADDED = "note.added"
+PATIENT_EXPORTED = "patient.exported"  # a FHIR Bundle of the patient's readings downloaded
+WAVEFORM_VIEWED = "waveform.viewed"
 
 ACTIONS = (
     LOGIN_SUCCESS, LOGIN_FAILURE, LOGIN_LOCKED, LOGOUT, SESSION_EXPIRED, ACCESS_DENIED,
     USER_CREATED, USER_DISABLED, USER_ENABLED, USER_PASSWORD_SET, DEMO_USERS_RESET,
-    PATIENT_VIEWED,
+    PATIENT_VIEWED, NOTE_ADDED, PATIENT_EXPORTED, WAVEFORM_VIEWED,
 )
 
 PATIENT = "patient"  # target_type whose events are also indexed by patient

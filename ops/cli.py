@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "users": "backend.users_cli:cli",
     "web": "webapp.cli:cli",
     "demo": "ops.demo:cli",
+    "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay
 }
 
 

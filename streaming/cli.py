@@ -86,3 +86,21 @@ def _serve(spark, queries: list, closers: list) -> None:
         for close in closers:
             close()
         spark.stop()
+
+
+@cli.command("waveforms")
+def waveforms() -> None:
+    """Store the waveform chunks of ``waveforms.raw`` in Cassandra until interrupted."""
+    from streaming.waveform_sink import WaveformSink
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sink = WaveformSink(get_settings())
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    click.echo("waveform sink running")
+    try:
+        sink.run(lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.close()
