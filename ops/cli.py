@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, str] = {
     "users": "backend.users_cli:cli",
     "web": "webapp.cli:cli",
     "demo": "ops.demo:cli",
+    "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
+    "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
 }
 
 

@@ -103,9 +103,10 @@ def test_the_full_walk_is_stored_with_history_and_audit(sessions) -> None:
     assert abs(row["silenced_until"].replace(tzinfo=UTC) - (t + timedelta(minutes=5))) \
         < timedelta(seconds=1)
     assert not lc.silence("lc-1", "j.doe", "alerts_page", 5, "again").ok
-    with pytest.raises(ValueError):
-        lc.escalate("lc-1", 1, "charge_nurse", now=t)  # \ the manager's moves are the
-    assert lc.unsilence("lc-1", now=t + timedelta(minutes=5)).status == "raised"  # system's
+    assert not lc.escalate("lc-1", 1, "charge_nurse", now=t).ok  # silenced: paused
+    with pytest.raises(ValueError, match="alert manager only"):  # not a person's move
+        lc._transition("lc-1", "unsilence", "n.kim", "alerts_page", None, t)
+    assert lc.unsilence("lc-1", now=t + timedelta(minutes=5)).status == "raised"
     assert lc.get("lc-1")["silenced_until"] is None
     e1 = lc.escalate("lc-1", 1, "charge_nurse", now=t + timedelta(minutes=6))
     assert e1.ok and e1.event.status == "escalated"
