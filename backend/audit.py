@@ -47,6 +47,19 @@ ACTIONS = (
     PATIENT_VIEWED, NOTE_ADDED, PATIENT_EXPORTED, WAVEFORM_VIEWED,
 )
 
+# Alert lifecycle (backend/alerting/lifecycle.py); "alert.acknowledged" is written by
+# backend.storage.alerts.AlertStore.acknowledge.
+ALERT_ACKNOWLEDGED = "alert.acknowledged"
+ALERT_SILENCED = "alert.silenced"
+ALERT_UNSILENCED = "alert.unsilenced"
+ALERT_RESOLVED = "alert.resolved"
+ALERT_AUTO_RESOLVED = "alert.auto_resolved"
+ALERT_ESCALATED = "alert.escalated"
+ACTIONS = (
+    *ACTIONS, ALERT_ACKNOWLEDGED, ALERT_SILENCED, ALERT_UNSILENCED, ALERT_RESOLVED,
+    ALERT_AUTO_RESOLVED, ALERT_ESCALATED,
+)
+
 PATIENT = "patient"  # target_type whose events are also indexed by patient
 
 MAX_DETAIL = 2000

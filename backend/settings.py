@@ -104,6 +104,43 @@ class SmtpSettings(BaseModel):
     timeout_seconds: float = 10.0
 
 
+class AlertManagerSettings(BaseModel):
+    """The alert lifecycle and the alert manager (issue 4; backend/alerting/)."""
+
+    # Escalation per priority: minutes after the alert was raised, still unacknowledged,
+    # at which it escalates one more step along ``chain`` (cumulative, from the raise):
+    # high [2, 5] = charge nurse after 2 min, physician after 5 min. Empty: no escalation.
+    escalation_minutes: dict[str, list[float]] = {
+        "high": [2.0, 5.0], "medium": [5.0, 15.0], "low": [],
+    }
+    # Who is notified at each level: level 0 (the raise) the nurses, then up the chain.
+    chain: list[str] = ["nurse", "charge_nurse", "physician"]
+    # E-mail addresses per role (ward distribution lists).
+    recipients: dict[str, list[str]] = {
+        "nurse": ["icu-nurses@localhost"],
+        "charge_nurse": ["icu-charge-nurse@localhost"],
+        "physician": ["icu-physicians@localhost"],
+    }
+    # Priorities whose raise is e-mailed to level 0 (escalations are always e-mailed).
+    email_on_raise: list[str] = ["high"]
+    # A silence lasts at most this long (the user chooses up to it, with a reason).
+    silence_max_minutes: float = 30.0
+    # An acknowledged / escalated / silenced alert whose condition has been clear this
+    # long is resolved by the system ("auto_resolved").
+    auto_resolve_after_seconds: float = 300.0
+    tick_seconds: float = 1.0
+    consumer_group: str = "icu-alert-manager"
+    # The signed acknowledgement link in e-mails expires after this many minutes.
+    ack_link_max_age_minutes: float = 60.0
+    # Patient names in e-mail: off (ward, bed, alert, values, time only).
+    email_include_name: bool = False
+    # Failed sends are retried with exponential backoff: base * 2**(attempt-1), capped.
+    email_retry_base_seconds: float = 5.0
+    email_retry_max_seconds: float = 300.0
+    # A claimed message not marked sent after this long is retried (its sender died).
+    email_claim_seconds: float = 60.0
+
+
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8050
@@ -133,6 +170,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
+    alert_manager: AlertManagerSettings = AlertManagerSettings()
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``ICU_*`` environment variables, for child processes."""

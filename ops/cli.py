@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, str] = {
     "web": "webapp.cli:cli",
     "demo": "ops.demo:cli",
     "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay
+    "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
+    "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
 }
 
 
