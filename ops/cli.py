@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "users": "backend.users_cli:cli",
     "web": "webapp.cli:cli",
     "demo": "ops.demo:cli",
+    "population": "streaming.population_cli:cli",
 }
 
 
