@@ -87,3 +87,37 @@ def aggregate(since: date | None, until: date | None, force: bool, every: float 
     finally:
         spark.stop()
         session.cluster.shutdown()
+
+
+@cli.command("seed-history")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+@click.option("--wards", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--beds-per-ward", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--catchment", default=None, help="home counties 'FIPS=weight,...' "
+              "(default: settings.population.catchment, else Boston)")
+@click.option("--surge-county", default="25009", show_default=True,
+              help="county with an injected admissions surge ('' for none)")
+def seed_history(days: int, wards: int, beds_per_ward: int, seed: int, catchment: str | None,
+                 surge_county: str) -> None:
+    """Write a seeded simulated history (admissions, alerts) for demos and benchmarks."""
+    from backend.storage.cassandra import connect
+    from devices.history import HistorySpec, end_of_today, generate, write
+    from devices.regions import Catchment
+
+    settings = get_settings()
+    try:
+        area = Catchment.parse(catchment or settings.population.catchment)
+        area.check_known(settings.data_dir)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--catchment") from exc
+    spec = HistorySpec(days=days, wards=wards, beds_per_ward=beds_per_ward, seed=seed,
+                       surge_county=surge_county or None)
+    stays, alerts = generate(spec, end_of_today(), area)
+    session = connect(settings.cassandra, wait_seconds=60)
+    try:
+        write(session, stays, alerts)
+    finally:
+        session.cluster.shutdown()
+    click.echo(f"wrote {len(stays)} stays and {len(alerts)} alerts over {days} days "
+               f"({wards} wards x {beds_per_ward} beds)")
