@@ -175,6 +175,12 @@ def ward_table(ward_totals: dict[str, dict], threshold: int) -> list[dict]:
     return out
 
 
+def _cell(v: float | None) -> str:
+    if v is None:
+        return ""
+    return str(int(v)) if float(v).is_integer() else f"{v:.3f}"
+
+
 def csv_text(region_totals: dict[str, dict], names: dict[str, str], threshold: int,
              start: date, end: date) -> str:
     """The current view as CSV: one row per region, suppressed cells empty with a flag."""
@@ -186,6 +192,6 @@ def csv_text(region_totals: dict[str, dict], names: dict[str, str], threshold: i
     for region in sorted(region_totals):
         vals = [value(region_totals[region], k, threshold) for k in keys]
         w.writerow([start.isoformat(), end.isoformat(), region, names.get(region, region),
-                    *("" if v is None else round(v, 3) for v, _ in vals),
+                    *(_cell(v) for v, _ in vals),
                     *(text for _, text in vals)])
     return buf.getvalue()
