@@ -151,6 +151,34 @@ class WebSettings(BaseModel):
     lockout_minutes: int = 15
 
 
+class PopulationSettings(BaseModel):
+    """Population analytics (issue 7): catchment, disclosure control, surge detection."""
+
+    # Counties the hospital admits from, "FIPS=weight,..." as devices.regions.Catchment
+    # parses it ("" = the default Boston catchment). The map zooms to these counties.
+    catchment: str = ""
+    # Counts from 1 to suppress_below - 1 are shown as "<N" (and rates built on them
+    # hidden), so nobody can be singled out. 11 follows the CMS cell-size rule.
+    suppress_below: int = Field(default=11, ge=1)
+    # Rules counted as "NEWS2 high-risk episodes" and as "sepsis-risk alerts".
+    news2_high_rules: list[str] = ["news2_high"]
+    sepsis_rules: list[str] = ["qsofa_positive", "sepsis_risk"]
+    # Beds per ward for occupancy; a ward not listed counts the distinct beds it used.
+    ward_beds: dict[str, int] = {}
+    # A day is recomputed until it has been over for this long (late acknowledgements,
+    # back-dated discharges), then it is final and incremental runs skip it.
+    final_after_hours: float = 24.0
+    # Surge detection (backend.population.surge): one-sided CUSUM on daily counts against
+    # the mean and SD of the preceding baseline_days (excluding the guard_days before).
+    surge_baseline_days: int = Field(default=28, ge=7)
+    surge_guard_days: int = Field(default=0, ge=0)
+    surge_k: float = 0.5  # allowance, in baseline SDs
+    surge_h: float = 5.0  # decision threshold, in baseline SDs
+    surge_min_sd: float = 1.0  # SD floor: Poisson-like counts near 0 have SD ~ 1
+    # `icu population aggregate --every` default period (scheduled runs).
+    schedule_minutes: float = 60.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ICU_", env_nested_delimiter="__", extra="ignore"
@@ -171,6 +199,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
     alert_manager: AlertManagerSettings = AlertManagerSettings()
+    population: PopulationSettings = PopulationSettings()
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``ICU_*`` environment variables, for child processes."""

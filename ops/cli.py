@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay
     "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
     "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
+    "population": "streaming.population_cli:cli",
 }
 
 
