@@ -240,7 +240,9 @@ def main() -> None:
         job.start(ready_timeout=300)
         t_ready = time.monotonic() - t0
         store = RiskScoreStore(db)
-        days = days_back(args.days + 2)
+        # long stays start before the last --days days: count every day of every stay
+        first = min(a.admitted_ts for a in admissions)
+        days = days_back((int(time.time() * 1000) - first) // (24 * HOUR_MS) + 2)
         rows: list[dict] = []
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
