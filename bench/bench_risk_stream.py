@@ -240,7 +240,9 @@ def main() -> None:
         job.start(ready_timeout=300)
         t_ready = time.monotonic() - t0
         store = RiskScoreStore(db)
-        days = days_back(args.days + 2)
+        # long stays start before the last --days days: count every day of every stay
+        first = min(a.admitted_ts for a in admissions)
+        days = days_back((int(time.time() * 1000) - first) // (24 * HOUR_MS) + 2)
         rows: list[dict] = []
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
@@ -264,6 +266,11 @@ def main() -> None:
         print(f"offline baseline: {expected / offline_s:,.0f} scores/s; live/offline "
               f"throughput ratio {live_rate / (expected / offline_s):.3f}")
         print(f"largest |live - offline| risk difference: {max(diffs) if diffs else 'n/a'}")
+        raised = sum(1 for a in admissions for r in db.execute(
+            "SELECT rule FROM alerts_by_patient WHERE patient_id = %s", (a.patient_id,))
+            if r["rule"] == "sepsis_risk")
+        print(f"risk alerts raised (2-hour persistence): {raised} in {expected / 24:.0f} "
+              f"patient-days = {raised / (expected / 24):.2f} per patient-day")
         job.stop()
         job = None
         if args.screenshot:

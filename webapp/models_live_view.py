@@ -102,11 +102,18 @@ def status_text(s: LiveSummary) -> tuple[str, str]:
 
 
 def bin_labels(ref: drift.Reference) -> list[str]:
+    """One label per bin, with as many decimals as it takes to tell them apart (risks of
+    neighbouring deciles can differ in the fourth decimal)."""
     e = list(ref.edges)
     if not e:
         return ["all"]
-    return ([f"< {e[0]:.3f}"] + [f"{a:.3f}–{b:.3f}" for a, b in pairwise(e)]
-            + [f"≥ {e[-1]:.3f}"])
+    for digits in range(3, 8):
+        labels = ([f"< {e[0]:.{digits}f}"]
+                  + [f"{a:.{digits}f}–{b:.{digits}f}" for a, b in pairwise(e)]
+                  + [f"≥ {e[-1]:.{digits}f}"])
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def volume_figure(s: LiveSummary) -> go.Figure:
@@ -135,7 +142,8 @@ def distribution_figure(s: LiveSummary) -> go.Figure:
     fig = _layout(fig, f"Score distribution, live vs reference ({kind}; reference deciles)",
                   "Risk bin", "Share of scores", yaxis={"tickformat": ".0%",
                                                        "rangemode": "tozero"})
-    fig.update_layout(barmode="group", height=420)
+    # rotated bin labels need the room the legend takes by default
+    fig.update_layout(barmode="group", height=460, legend={"y": -0.38})
     return fig
 
 

@@ -63,3 +63,11 @@ def test_figures_have_their_traces() -> None:
     psi = lv.psi_figure(s)
     assert [t.name for t in psi.data] == ["PSI per day", "fewer than 50 scores"]
     assert list(psi.data[0].text) == ["stable"]
+
+
+def test_bin_labels_are_distinct_for_close_deciles() -> None:
+    # the real reference's lower deciles differ in the fourth decimal
+    ref = drift.Reference((0.01594, 0.01637, 0.01673, 0.01693, 0.01746), (0.2,) * 6, 100)
+    labels = lv.bin_labels(ref)
+    assert len(set(labels)) == 6
+    assert labels[:2] == ["< 0.0159", "0.0159–0.0164"]
