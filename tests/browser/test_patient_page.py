@@ -219,6 +219,12 @@ def wait(driver, condition, timeout: float = 30):
     return WebDriverWait(driver, timeout).until(condition)
 
 
+def full_hd(driver) -> None:
+    """A 1920x1080 viewport (a window of that size leaves less for the page)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+
+
 def sign_in(driver, system: PatientSystem, role: Role) -> None:
     name, password = system.users[role]
     driver.get(system.url("/login"))
@@ -240,7 +246,7 @@ def alert_marker_labels(driver) -> list[str]:
 
 def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_a_note(
         system: PatientSystem, browser) -> None:
-    browser.set_window_size(1920, 1080)
+    full_hd(browser)
     sign_in(browser, system, Role.PHYSICIAN)
     browser.get(system.url(f"/ward?ward={system.ward}"))
     link = wait(browser, EC.element_to_be_clickable(
@@ -356,7 +362,7 @@ def test_nurse_reads_notes_but_cannot_add_one(system: PatientSystem, browser) ->
 def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
                                                          browser) -> None:
     """a103l on ECG paper: at the bedside alarm the ECG is flat, the pleth keeps pulsing."""
-    browser.set_window_size(1920, 1080)
+    full_hd(browser)
     sign_in(browser, system, Role.PHYSICIAN)
     browser.get(system.url(f"/patient/{system.patient_id}"))
     wait(browser, EC.presence_of_element_located((By.ID, "patient-ecg-source")))
@@ -375,7 +381,11 @@ def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         browser.save_screenshot(str(SCREENSHOTS / "patient-ecg-a103l.png"))
     # MIT-BIH 100 with its beat annotations (N, A) on the strip
-    browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source").click()
-    browser.find_element(By.XPATH, "//*[contains(text(), 'mitdb/100')]").click()
+    source = browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", source)
+    source.click()
+    option = wait(browser, EC.element_to_be_clickable(
+        (By.XPATH, "//*[@role='option'][contains(., 'mitdb/100')]")))
+    option.click()
     wait(browser, lambda d: sum(e.text == "N" for e in d.find_elements(
         By.CSS_SELECTOR, "#patient-ecg .annotation-text")) >= 8, 30)
