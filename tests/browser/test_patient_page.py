@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from kafka import KafkaProducer
@@ -425,12 +426,15 @@ def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSyste
     assert download["filename"].endswith(".fhir.json")
     bundle = parse_bundle(download["content"])  # validates against FHIR R4(B)
     stored = ReadingStore(system.db).between(system.patient_id, start, end)
+    # the columns are float32: the export writes the shortest decimal of that float32,
+    # so the values are compared as float32 (what storing them again would give)
     expected = {(round(row["ts"].replace(tzinfo=UTC).timestamp() * 1000), v.value):
-                row[v.value] for row in stored for v in Vital if row.get(v.value) is not None}
+                np.float32(row[v.value])
+                for row in stored for v in Vital if row.get(v.value) is not None}
     assert len(bundle.entry) >= len(expected) > 500
     adm = census.get(system.db, system.patient_id)
     back = bundle_to_device_readings(download["content"], census={adm.patient_id: adm})
-    got = {(d.ts, k.value if hasattr(k, "value") else k): v
+    got = {(d.ts, k.value if hasattr(k, "value") else k): np.float32(v)
            for d in back for k, v in d.vitals.items() if v not in (None, 0)}
     assert got == expected
     today = datetime.now(UTC).date()
