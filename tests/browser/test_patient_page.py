@@ -377,7 +377,10 @@ def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
                                  "#patient-ecg .ytitle, #patient-ecg .y2title, "
                                  "#patient-ecg .y3title")
     assert [r.text for r in rows] == ["II (mV)", "V (mV)", "PLETH (NU)"]
-    browser.execute_script("document.getElementById('patient-ecg').scrollIntoView();")
+    # the strip's card at the top of the screen, below the sticky navigation bar
+    browser.execute_script(
+        "const card = document.getElementById('patient-ecg-source').closest('section');"
+        "window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 50);")
     time.sleep(0.5)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         browser.save_screenshot(str(SCREENSHOTS / "patient-ecg-a103l.png"))

@@ -165,7 +165,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
             "type": "scatter", "mode": "markers+text", "name": "notes",
             "x": [iso(n.ts_ms) for n in notes], "y": [0.1] * len(notes),
             "xaxis": "x", "yaxis": "y", "text": ["note"] * len(notes),
-            "textposition": "middle right",
+            "textposition": "middle left",
             # hover text is plotly-rendered, which strips tags; escape anyway
             "hovertext": [f"{_escape(n.author)}: {_escape(n.excerpt)}" for n in notes],
             "hoverinfo": "text",
