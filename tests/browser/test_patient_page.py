@@ -274,6 +274,18 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
         from webapp.patient.parts import parse_when
         assert parse_when(end) - parse_when(start) == hours * 3_600_000
 
+    # zooming in (as a drag on the chart does) re-fetches at the finer resolution
+    browser.execute_script(
+        "const gd = document.querySelector('#patient-timeline .js-plotly-plot');"
+        "const end = new Date(Date.now() - 5 * 60000), start = new Date(end - 30 * 60000);"
+        "const f = d => d.toISOString().replace('T', ' ').slice(0, 19);"
+        "Plotly.relayout(gd, {'xaxis.range[0]': f(start), 'xaxis.range[1]': f(end)});")
+    wait(browser, lambda d: "raw readings" in range_message(d), 30)
+    assert browser.find_element(
+        By.CSS_SELECTOR, '#patient-range-preset input[value="custom"]').is_selected()
+    browser.find_element(By.CSS_SELECTOR, '#patient-range-preset input[value="24h"]').click()
+    wait(browser, lambda d: "per-minute extremes" in range_message(d), 30)
+
     # a note, with markup in it: stored, listed as text, drawn on the timeline, audited
     note = f"Sepsis suspected <b>start</b> fluids {uuid.uuid4().hex[:6]}"
     browser.find_element(By.ID, "patient-note").send_keys(note)
