@@ -42,6 +42,7 @@ class Timeline:
 
 
 _stores: dict[int, MinuteStore] = {}
+_alert_by_id: dict[int, object] = {}  # prepared statement per session
 
 
 def minute_store(session: Session) -> MinuteStore:
@@ -130,7 +131,10 @@ def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int
     # detected late, but the physician needs to see when the patient changed
     index = [r for r in AlertStore(session).for_patient(patient_id, limit)
              if start_ms <= (_ms(r.get("onset_ts")) or _ms(r["detected_ts"]) or 0) < end_ms]
-    stmt = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
+    stmt = _alert_by_id.get(id(session))
+    if stmt is None:
+        stmt = _alert_by_id[id(session)] = session.prepare(
+            "SELECT * FROM alerts WHERE alert_id = ?")
     results = execute_concurrent(session, [(stmt, (r["alert_id"],)) for r in index],
                                  concurrency=32, raise_on_first_error=True,
                                  results_generator=False)

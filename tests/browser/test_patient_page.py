@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from kafka import KafkaProducer
@@ -219,6 +220,12 @@ def wait(driver, condition, timeout: float = 30):
     return WebDriverWait(driver, timeout).until(condition)
 
 
+def full_hd(driver) -> None:
+    """A 1920x1080 viewport (a window of that size leaves less for the page)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+
+
 def sign_in(driver, system: PatientSystem, role: Role) -> None:
     name, password = system.users[role]
     driver.get(system.url("/login"))
@@ -240,7 +247,7 @@ def alert_marker_labels(driver) -> list[str]:
 
 def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_a_note(
         system: PatientSystem, browser) -> None:
-    browser.set_window_size(1920, 1080)
+    full_hd(browser)
     sign_in(browser, system, Role.PHYSICIAN)
     browser.get(system.url(f"/ward?ward={system.ward}"))
     link = wait(browser, EC.element_to_be_clickable(
@@ -266,6 +273,18 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
         start, end = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", range_message(browser))
         from webapp.patient.parts import parse_when
         assert parse_when(end) - parse_when(start) == hours * 3_600_000
+
+    # zooming in (as a drag on the chart does) re-fetches at the finer resolution
+    browser.execute_script(
+        "const gd = document.querySelector('#patient-timeline .js-plotly-plot');"
+        "const end = new Date(Date.now() - 5 * 60000), start = new Date(end - 30 * 60000);"
+        "const f = d => d.toISOString().replace('T', ' ').slice(0, 19);"
+        "Plotly.relayout(gd, {'xaxis.range[0]': f(start), 'xaxis.range[1]': f(end)});")
+    wait(browser, lambda d: "raw readings" in range_message(d), 30)
+    assert browser.find_element(
+        By.CSS_SELECTOR, '#patient-range-preset input[value="custom"]').is_selected()
+    browser.find_element(By.CSS_SELECTOR, '#patient-range-preset input[value="24h"]').click()
+    wait(browser, lambda d: "per-minute extremes" in range_message(d), 30)
 
     # a note, with markup in it: stored, listed as text, drawn on the timeline, audited
     note = f"Sepsis suspected <b>start</b> fluids {uuid.uuid4().hex[:6]}"
@@ -356,7 +375,7 @@ def test_nurse_reads_notes_but_cannot_add_one(system: PatientSystem, browser) ->
 def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
                                                          browser) -> None:
     """a103l on ECG paper: at the bedside alarm the ECG is flat, the pleth keeps pulsing."""
-    browser.set_window_size(1920, 1080)
+    full_hd(browser)
     sign_in(browser, system, Role.PHYSICIAN)
     browser.get(system.url(f"/patient/{system.patient_id}"))
     wait(browser, EC.presence_of_element_located((By.ID, "patient-ecg-source")))
@@ -370,12 +389,70 @@ def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
                                  "#patient-ecg .ytitle, #patient-ecg .y2title, "
                                  "#patient-ecg .y3title")
     assert [r.text for r in rows] == ["II (mV)", "V (mV)", "PLETH (NU)"]
-    browser.execute_script("document.getElementById('patient-ecg').scrollIntoView();")
+    # the strip's card at the top of the screen, below the sticky navigation bar
+    browser.execute_script(
+        "const card = document.getElementById('patient-ecg-source').closest('section');"
+        "window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 50);")
     time.sleep(0.5)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         browser.save_screenshot(str(SCREENSHOTS / "patient-ecg-a103l.png"))
     # MIT-BIH 100 with its beat annotations (N, A) on the strip
-    browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source").click()
-    browser.find_element(By.XPATH, "//*[contains(text(), 'mitdb/100')]").click()
+    source = browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", source)
+    source.click()
+    option = wait(browser, EC.element_to_be_clickable(
+        (By.XPATH, "//*[@role='option'][contains(., 'mitdb/100')]")))
+    option.click()
     wait(browser, lambda d: sum(e.text == "N" for e in d.find_elements(
         By.CSS_SELECTOR, "#patient-ecg .annotation-text")) >= 8, 30)
+
+
+def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSystem) -> None:
+    """The page's "Download FHIR Bundle" answer for the last 10 minutes: a valid R4
+    Bundle (fhir.resources), whose Observations convert back to exactly the stored
+    readings; and the export is in the audit log."""
+    from dash._utils import split_callback_id
+
+    from backend.fhir import bundle_to_device_readings, parse_bundle
+    from backend.storage.readings import ReadingStore
+    from backend.vitals import Vital
+
+    s = system.http_login(Role.PHYSICIAN)
+    s.get(system.url(f"/patient/{system.patient_id}"), timeout=10)
+    deps = {d["output"]: d for d in s.get(system.url("/_dash-dependencies"),
+                                          timeout=10).json()}
+    output = next(k for k in deps if "patient-fhir-download.data" in k)
+    end = int(time.time() * 1000) - 30_000
+    start = end - 600_000
+    values = {"patient-fhir": 1, "patient-id": system.patient_id,
+              "patient-range": {"start": start, "end": end}}
+    dep = deps[output]
+    body = {"output": output, "outputs": split_callback_id(output),
+            "inputs": [{"id": i["id"], "property": i["property"],
+                        "value": values.get(i["id"])} for i in dep["inputs"]],
+            "state": [{"id": i["id"], "property": i["property"],
+                       "value": values.get(i["id"])} for i in dep.get("state", [])],
+            "changedPropIds": ["patient-fhir.n_clicks"]}
+    r = s.post(system.url("/_dash-update-component"), data=json.dumps(body),
+               headers={"Content-Type": "application/json",
+                        "X-CSRFToken": s.cookies.get("_csrf_token") or ""}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    download = r.json()["response"]["patient-fhir-download"]["data"]
+    assert download["filename"].endswith(".fhir.json")
+    bundle = parse_bundle(download["content"])  # validates against FHIR R4(B)
+    stored = ReadingStore(system.db).between(system.patient_id, start, end)
+    # the columns are float32: the export writes the shortest decimal of that float32,
+    # so the values are compared as float32 (what storing them again would give)
+    expected = {(round(row["ts"].replace(tzinfo=UTC).timestamp() * 1000), v.value):
+                np.float32(row[v.value])
+                for row in stored for v in Vital if row.get(v.value) is not None}
+    assert len(bundle.entry) >= len(expected) > 500
+    adm = census.get(system.db, system.patient_id)
+    back = bundle_to_device_readings(download["content"], census={adm.patient_id: adm})
+    got = {(d.ts, k.value if hasattr(k, "value") else k): np.float32(v)
+           for d in back for k, v in d.vitals.items() if v not in (None, 0)}
+    assert got == expected
+    today = datetime.now(UTC).date()
+    exports = audit.search(system.db, today, today, patient_id=system.patient_id,
+                           action=audit.PATIENT_EXPORTED)
+    assert exports and exports[0].actor == system.users[Role.PHYSICIAN][0]

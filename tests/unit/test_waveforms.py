@@ -62,7 +62,9 @@ def test_ecg_paper_is_25_mm_per_s_and_10_mm_per_mv() -> None:
     chunk = StoredChunk("II", 0, fs, "mV", "x", np.sin(t * 6) * 1.2, [250], ["N"])
     fig = ecg_figure({"II": ("mV", [chunk])}, 0, 0.0, 10.0)
     lay = fig["layout"]
-    assert lay["xaxis"]["dtick"] == 0.2 and lay["xaxis"]["minor"]["dtick"] == 0.04
+    assert np.allclose(np.diff(lay["xaxis"]["tickvals"]), 0.2)
+    assert lay["xaxis"]["minor"]["dtick"] == 0.04
+    assert [t for t in lay["xaxis"]["ticktext"] if t][:3] == ["0 s", "1 s", "2 s"]
     assert lay["yaxis"]["dtick"] == 0.5 and lay["yaxis"]["minor"]["dtick"] == 0.1
     px_per_mm_x = PLOT_WIDTH_PX / (10 * MM_PER_S)
     lo, hi = lay["yaxis"]["range"]

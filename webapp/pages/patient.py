@@ -105,7 +105,7 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
                 html.Div(id="patient-fhir-msg", className="form-message", role="status"),
                 dcc.Loading(dcc.Graph(id="patient-timeline",
                                       config={"displaylogo": False, "scrollZoom": False},
-                                      figure={"data": [], "layout": {"height": 900}}),
+                                      figure={"data": [], "layout": {"height": 760}}),
                             type="default"),
             ]),
             html.Section(className="card", children=[

@@ -19,7 +19,7 @@ from backend.storage.waveforms import StoredChunk
 
 MM_PER_S = 25.0
 MM_PER_MV = 10.0
-PLOT_WIDTH_PX = 1700
+PLOT_WIDTH_PX = 1600
 MARGIN = {"l": 60, "r": 20, "t": 30, "b": 45}
 PAPER, MINOR, MAJOR, TRACE = "#fff7f7", "#f6c9c9", "#e08a8a", "#111111"
 PLETH_ROW_MM = 25.0
@@ -77,8 +77,13 @@ def ecg_figure(channels: Mapping[str, tuple[str, Sequence[StoredChunk]]], t0_ms:
         "margin": MARGIN, "paper_bgcolor": PAPER, "plot_bgcolor": PAPER,
         "font": {"color": "#222", "size": 13}, "showlegend": False,
         "title": {"text": title, "x": 0.01, "font": {"size": 14}},
-        "xaxis": {"range": [start_s, end_s], "dtick": 0.2, "gridcolor": MAJOR,
-                  "gridwidth": 1, "tickformat": ".1f", "ticksuffix": " s",
+        # large squares every 0.2 s, labelled once a second only (legible at 25 mm/s)
+        "xaxis": {"range": [start_s, end_s], "tickmode": "array",
+                  "tickvals": [round(t, 2) for t in np.arange(
+                      math.ceil(start_s / 0.2) * 0.2, end_s + 1e-9, 0.2)],
+                  "ticktext": [f"{t:.0f} s" if abs(t - round(t)) < 1e-6 else "" for t in
+                               np.arange(math.ceil(start_s / 0.2) * 0.2, end_s + 1e-9, 0.2)],
+                  "gridcolor": MAJOR, "gridwidth": 1,
                   "showticklabels": True, "zeroline": False, "fixedrange": True,
                   "minor": {"dtick": 0.04, "gridcolor": MINOR, "showgrid": True},
                   "anchor": f"y{len(rows) if len(rows) > 1 else ''}",

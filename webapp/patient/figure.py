@@ -91,7 +91,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
     domains = _domains(len(ROWS))
     fg, grid = ("#e5e7eb", "#374151") if dark else ("#1f2937", "#d1d5db")
     layout: dict = {
-        "height": 900, "margin": {"l": 70, "r": 20, "t": 28, "b": 40},
+        "height": 760, "margin": {"l": 70, "r": 20, "t": 28, "b": 40},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
         "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "x",
         "uirevision": f"{start_ms}-{end_ms}",
@@ -165,7 +165,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
             "type": "scatter", "mode": "markers+text", "name": "notes",
             "x": [iso(n.ts_ms) for n in notes], "y": [0.1] * len(notes),
             "xaxis": "x", "yaxis": "y", "text": ["note"] * len(notes),
-            "textposition": "middle right",
+            "textposition": "middle left",
             # hover text is plotly-rendered, which strips tags; escape anyway
             "hovertext": [f"{_escape(n.author)}: {_escape(n.excerpt)}" for n in notes],
             "hoverinfo": "text",
@@ -175,7 +175,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                else "per-minute minimum and maximum")
     layout.setdefault("annotations", []).append({
         "text": f"{caption}, reduced to screen width (extremes kept)", "xref": "paper",
-        "yref": "paper", "x": 1, "y": 1, "xanchor": "right", "yanchor": "bottom",
+        "yref": "paper", "x": 0, "y": 1, "xanchor": "left", "yanchor": "bottom",
         "showarrow": False,
         "font": {"size": 11},
     })
