@@ -264,7 +264,7 @@ def render_vitals(s: BedSnapshot) -> list:
         [
             html.Span(s.bed, className="wt-bed"),
             # issue 5: the patient's label opens the drill-down page
-            dcc.Link(s.label or s.patient_id, href=f"/patient/{quote(s.patient_id, safe='')}",
+            dcc.Link(s.label or "patient ›", href=f"/patient/{quote(s.patient_id, safe='')}",
                      className="wt-pt wt-pt-link", title=s.label or "")
             if s.patient_id else html.Span(s.label or "", className="wt-pt",
                                            title=s.label or ""),
