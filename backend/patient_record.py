@@ -12,14 +12,17 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 
 from backend.storage.alerts import AlertStore
 from backend.storage.minutes import MinuteStore
 from backend.storage.readings import ReadingStore
+from backend.storage.risk_scores import RiskScoreStore
 from backend.timeline import (
     DEFAULT_MAX_POINTS,
+    HOUR_MS,
     Resolution,
     Series,
     check_window,
@@ -82,6 +85,48 @@ def load_timeline_naive(session: Session, patient_id: str, start_ms: int, end_ms
     return Timeline(patient_id, start_ms, end_ms, "raw", len(rows),
                     reduce_to_width(series_from_raw(rows), start_ms, end_ms, max_points),
                     read_ms)
+
+
+_risk_stores: dict[int, RiskScoreStore] = {}
+
+
+def _risk_store(session: Session) -> RiskScoreStore:
+    store = _risk_stores.get(id(session))
+    if store is None or store.session is not session:
+        store = _risk_stores[id(session)] = RiskScoreStore(session)
+    return store
+
+
+@dataclass(frozen=True, slots=True)
+class RiskNow:
+    risk: float
+    threshold: float
+    above: bool
+    hour_ms: int
+    model_version: str
+
+
+def risk_series(session: Session, patient_id: str, start_ms: int, end_ms: int) -> Series:
+    """The live sepsis-risk scores (one per patient-hour, ``streaming.risk_job``) whose
+    hour starts in the window, oldest first."""
+    rows = sorted(_risk_store(session).for_patient(patient_id, start_ms - HOUR_MS, end_ms),
+                  key=lambda r: r["hour_ts"])
+    ts = np.array([_ms(r["hour_ts"]) for r in rows], dtype=np.int64)
+    values = np.array([np.nan if r["risk"] is None else r["risk"] for r in rows],
+                      dtype=np.float64)
+    return Series(ts, values)
+
+
+def latest_risk(session: Session, patient_id: str, now_ms: int,
+                lookback_ms: int = 24 * HOUR_MS) -> RiskNow | None:
+    """The newest live risk score of the last ``lookback_ms``, if the patient has one."""
+    rows = _risk_store(session).for_patient(patient_id, now_ms - lookback_ms, now_ms + 1)
+    newest = max(rows, key=lambda r: r["hour_ts"], default=None)
+    if newest is None or newest["risk"] is None:
+        return None
+    return RiskNow(risk=float(newest["risk"]), threshold=float(newest["threshold"]),
+                   above=bool(newest["above"]), hour_ms=_ms(newest["hour_ts"]) or 0,
+                   model_version=str(newest["model_version"]))
 
 
 def newest_reading_ms(session: Session, patient_id: str, now_ms: int) -> int | None:

@@ -85,3 +85,24 @@ def test_freshness_says_data_delayed_in_words() -> None:
     assert text.startswith("DATA DELAYED: no reading for 5 min") and "pt-delayed" in css
     assert freshness_text(T0 - 3 * 86_400_000, T0)[0].startswith("Not monitored now")
     assert freshness_text(None, T0)[0] == "No readings in the last 7 days"
+
+
+def test_the_risk_score_says_above_or_below_its_threshold_in_words() -> None:
+    from backend.patient_record import RiskNow
+    from webapp.patient.parts import risk_text
+
+    assert "no live score" in risk_text(None)
+    above = risk_text(RiskNow(0.61, 0.42, True, T0, "v3"))
+    assert above.startswith("0.61 (ABOVE threshold 0.42")
+    assert "below threshold 0.42" in risk_text(RiskNow(0.12, 0.42, False, T0, "v3"))
+
+
+def test_the_hourly_risk_has_its_own_stepped_row_on_the_shared_time_axis() -> None:
+    hours = np.array([T0, T0 + 3_600_000], dtype=np.int64)
+    fig = timeline_figure({"risk": Series(hours, np.array([0.2, 0.5]))},
+                          T0, T0 + 7_200_000)
+    (risk,) = [t for t in fig["data"] if t["name"] == "Risk"]
+    assert risk["y"] == [0.2, 0.5] and risk["line"]["shape"] == "hv"
+    last_row = max(int(k[5:]) for k in fig["layout"] if k.startswith("yaxis") and k[5:])
+    assert fig["layout"]["xaxis"]["anchor"] == f"y{last_row}"
+    assert fig["layout"][f"yaxis{last_row}"]["title"]["text"] == "Sepsis risk"

@@ -18,8 +18,10 @@ from backend.notes import NoteError, add_note, notes_for
 from backend.patient_record import (
     alerts_between,
     current_state,
+    latest_risk,
     load_timeline,
     newest_reading_ms,
+    risk_series,
     window_end,
 )
 from backend.storage import census
@@ -81,7 +83,8 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
             dcc.Interval(id="patient-refresh", interval=REFRESH_MS),
             dcc.Store(id="patient-range", data={"start": end - 8 * HOUR_MS, "end": end}),
             dcc.Store(id="patient-notes-version", data=0),
-            header(patient_id, admission, state, now_ms, newest),
+            header(patient_id, admission, state, now_ms, newest,
+                   latest_risk(db, patient_id, now_ms)),
             html.Section(className="card pt-timeline-card", children=[
                 html.Div(className="pt-controls", children=[
                     dcc.RadioItems(id="patient-range-preset", options=PRESET_OPTIONS,
@@ -246,7 +249,8 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
     alerts = alerts_between(db, patient_id, start, end)
     notes = notes_for(db, patient_id)
     in_window = [n for n in notes if start <= n.ts_ms < end]
-    fig = timeline_figure(timeline.series, start, end, alert_marks(alerts),
+    series = {**timeline.series, "risk": risk_series(db, patient_id, start, end)}
+    fig = timeline_figure(series, start, end, alert_marks(alerts),
                           note_marks(in_window), resolution=timeline.resolution)
     msg = (f"{iso(start)} – {iso(end)} UTC · {len(alerts)} alert(s) · "
            f"{'raw readings' if timeline.resolution == 'raw' else 'per-minute extremes'}")

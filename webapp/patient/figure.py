@@ -27,13 +27,18 @@ ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("BP mmHg", "bp", ("sbp", "dbp", "map")),
     ("Temp °C", "temp", ("temp",)),
     ("NEWS2", "news2", ("news2",)),
+    ("Sepsis risk", "risk", ("risk",)),
 )
 LABELS = {"hr": "HR", "spo2": "SpO₂", "rr": "RR", "sbp": "Systolic", "dbp": "Diastolic",
-          "map": "Mean", "temp": "Temp", "news2": "NEWS2"}
+          "map": "Mean", "temp": "Temp", "news2": "NEWS2",
+          "risk": "Risk"}
 # Readable on the light and the dark theme (the dark theme re-colours text and grid
 # through assets/patient.css: plotly writes inline styles, CSS !important wins).
 COLOURS = {"hr": "#16a34a", "spo2": "#0284c7", "rr": "#ca8a04", "sbp": "#dc2626",
-           "dbp": "#ea580c", "map": "#c026d3", "temp": "#65a30d", "news2": "#7c3aed"}
+           "dbp": "#ea580c", "map": "#c026d3", "temp": "#65a30d", "news2": "#7c3aed",
+           "risk": "#be185d"}
+# Step lines: the value holds until the next one (a score per reading, a risk per hour).
+STEPPED = frozenset({"news2", "risk"})
 DASH = {"sbp": "solid", "dbp": "dot", "map": "dash"}
 PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
                  "medium": ("diamond", "M", "#f59e0b"),
@@ -96,7 +101,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
         "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "x",
         "uirevision": f"{start_ms}-{end_ms}",
         "xaxis": {"type": "date", "range": [iso(start_ms), iso(end_ms)], "gridcolor": grid,
-                  "anchor": "y7", "title": {"text": "time (UTC)"}},
+                  "anchor": f"y{len(ROWS) + 1}", "title": {"text": "time (UTC)"}},
         "yaxis": {"domain": list(domains[0]), "range": [0, 1], "showticklabels": False,
                   "fixedrange": True, "showgrid": False, "zeroline": False,
                   "title": {"text": "Events"}},
@@ -113,7 +118,7 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                 continue
             low = series.get(p + MIN_SUFFIX)
             line = {"color": COLOURS[p], "width": 1.5, "dash": DASH.get(p, "solid"),
-                    "shape": "hv" if p == "news2" else "linear"}
+                    "shape": "hv" if p in STEPPED else "linear"}
             traces.append({
                 "type": "scattergl" if len(s) > 2000 else "scatter", "mode": "lines",
                 "name": LABELS[p], "x": _iso_array(s.ts), "y": _values(s.values),

@@ -11,7 +11,7 @@ from dash import html
 
 from backend.census import Admission
 from backend.notes import Note
-from backend.patient_record import AlertHistory
+from backend.patient_record import AlertHistory, RiskNow
 from webapp.patient.figure import AlertMark, NoteMark
 
 SEX = {"F": "female", "M": "male", "U": "unknown sex"}
@@ -59,8 +59,17 @@ def zoom_range(relayout: Mapping | None) -> tuple[int, int] | bool | None:
     return parse_when(ends["0"]), parse_when(ends["1"])
 
 
+def risk_text(risk: RiskNow | None) -> str:
+    """The header's risk fact: the newest hourly score against its model's threshold,
+    in words as well as numbers (above / below)."""
+    if risk is None:
+        return "no live score in the last 24 h"
+    side = "ABOVE" if risk.above else "below"
+    return f"{risk.risk:.2f} ({side} threshold {risk.threshold:.2f}, model {risk.model_version})"
+
+
 def header(patient_id: str, admission: Admission | None, state: dict | None,
-           now_ms: int, newest_ms: int | None) -> html.Div:
+           now_ms: int, newest_ms: int | None, risk: RiskNow | None = None) -> html.Div:
     facts = []
     if admission is not None:
         facts += [("Ward", admission.ward), ("Bed", admission.bed)]
@@ -71,9 +80,7 @@ def header(patient_id: str, admission: Admission | None, state: dict | None,
     news2 = state.get("news2") if state else None
     band = (state.get("news2_band") or "") if state else ""
     facts.append(("NEWS2", f"{news2} ({band})" if news2 is not None else "-"))
-    # The sepsis model is trained and registered (issue 2) but not yet scored live: no
-    # table of live risk scores exists, so the header says so instead of showing a number.
-    facts.append(("Risk score", "not scored live yet"))
+    facts.append(("Sepsis risk", risk_text(risk)))
     text, css = freshness_text(newest_ms, now_ms)
     return html.Div(
         className="pt-header card",
