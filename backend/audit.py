@@ -36,11 +36,28 @@ USER_ENABLED = "user.enabled"
 USER_PASSWORD_SET = "user.password_set"
 DEMO_USERS_RESET = "user.demo_reset"
 PATIENT_VIEWED = "patient.viewed"
+# issue 5 (patient drill-down)
+NOTE_ADDED = "note.added"
+PATIENT_EXPORTED = "patient.exported"  # a FHIR Bundle of the patient's readings downloaded
+WAVEFORM_VIEWED = "waveform.viewed"
 
 ACTIONS = (
     LOGIN_SUCCESS, LOGIN_FAILURE, LOGIN_LOCKED, LOGOUT, SESSION_EXPIRED, ACCESS_DENIED,
     USER_CREATED, USER_DISABLED, USER_ENABLED, USER_PASSWORD_SET, DEMO_USERS_RESET,
-    PATIENT_VIEWED,
+    PATIENT_VIEWED, NOTE_ADDED, PATIENT_EXPORTED, WAVEFORM_VIEWED,
+)
+
+# Alert lifecycle (backend/alerting/lifecycle.py); "alert.acknowledged" is written by
+# backend.storage.alerts.AlertStore.acknowledge.
+ALERT_ACKNOWLEDGED = "alert.acknowledged"
+ALERT_SILENCED = "alert.silenced"
+ALERT_UNSILENCED = "alert.unsilenced"
+ALERT_RESOLVED = "alert.resolved"
+ALERT_AUTO_RESOLVED = "alert.auto_resolved"
+ALERT_ESCALATED = "alert.escalated"
+ACTIONS = (
+    *ACTIONS, ALERT_ACKNOWLEDGED, ALERT_SILENCED, ALERT_UNSILENCED, ALERT_RESOLVED,
+    ALERT_AUTO_RESOLVED, ALERT_ESCALATED,
 )
 
 PATIENT = "patient"  # target_type whose events are also indexed by patient

@@ -50,6 +50,10 @@ class SparkSettings(BaseModel):
     trigger_seconds: float = 0.0  # 0 = start the next micro-batch as soon as one ends
     max_offsets_per_trigger: int = 50_000
     shuffle_partitions: int = 2
+    # Patients share per-micro-batch state calls in this many buckets (hash of the
+    # patient key). Fewer buckets, less per-call overhead; more, more parallelism.
+    # Changing it starts a new checkpoint (streaming.vitals_job.checkpoint_location).
+    state_buckets: int = Field(default=8, ge=1, le=4096)
     jars_dir: Path = Path.home() / ".cache" / "icu-monitor" / "jars"
 
 
@@ -100,6 +104,43 @@ class SmtpSettings(BaseModel):
     timeout_seconds: float = 10.0
 
 
+class AlertManagerSettings(BaseModel):
+    """The alert lifecycle and the alert manager (issue 4; backend/alerting/)."""
+
+    # Escalation per priority: minutes after the alert was raised, still unacknowledged,
+    # at which it escalates one more step along ``chain`` (cumulative, from the raise):
+    # high [2, 5] = charge nurse after 2 min, physician after 5 min. Empty: no escalation.
+    escalation_minutes: dict[str, list[float]] = {
+        "high": [2.0, 5.0], "medium": [5.0, 15.0], "low": [],
+    }
+    # Who is notified at each level: level 0 (the raise) the nurses, then up the chain.
+    chain: list[str] = ["nurse", "charge_nurse", "physician"]
+    # E-mail addresses per role (ward distribution lists).
+    recipients: dict[str, list[str]] = {
+        "nurse": ["icu-nurses@localhost"],
+        "charge_nurse": ["icu-charge-nurse@localhost"],
+        "physician": ["icu-physicians@localhost"],
+    }
+    # Priorities whose raise is e-mailed to level 0 (escalations are always e-mailed).
+    email_on_raise: list[str] = ["high"]
+    # A silence lasts at most this long (the user chooses up to it, with a reason).
+    silence_max_minutes: float = 30.0
+    # An acknowledged / escalated / silenced alert whose condition has been clear this
+    # long is resolved by the system ("auto_resolved").
+    auto_resolve_after_seconds: float = 300.0
+    tick_seconds: float = 1.0
+    consumer_group: str = "icu-alert-manager"
+    # The signed acknowledgement link in e-mails expires after this many minutes.
+    ack_link_max_age_minutes: float = 60.0
+    # Patient names in e-mail: off (ward, bed, alert, values, time only).
+    email_include_name: bool = False
+    # Failed sends are retried with exponential backoff: base * 2**(attempt-1), capped.
+    email_retry_base_seconds: float = 5.0
+    email_retry_max_seconds: float = 300.0
+    # A claimed message not marked sent after this long is retried (its sender died).
+    email_claim_seconds: float = 60.0
+
+
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8050
@@ -108,6 +149,34 @@ class WebSettings(BaseModel):
     secure_cookies: bool = False  # True behind TLS in production
     max_failed_logins: int = 5
     lockout_minutes: int = 15
+
+
+class PopulationSettings(BaseModel):
+    """Population analytics (issue 7): catchment, disclosure control, surge detection."""
+
+    # Counties the hospital admits from, "FIPS=weight,..." as devices.regions.Catchment
+    # parses it ("" = the default Boston catchment). The map zooms to these counties.
+    catchment: str = ""
+    # Counts from 1 to suppress_below - 1 are shown as "<N" (and rates built on them
+    # hidden), so nobody can be singled out. 11 follows the CMS cell-size rule.
+    suppress_below: int = Field(default=11, ge=1)
+    # Rules counted as "NEWS2 high-risk episodes" and as "sepsis-risk alerts".
+    news2_high_rules: list[str] = ["news2_high"]
+    sepsis_rules: list[str] = ["qsofa_positive", "sepsis_risk"]
+    # Beds per ward for occupancy; a ward not listed counts the distinct beds it used.
+    ward_beds: dict[str, int] = {}
+    # A day is recomputed until it has been over for this long (late acknowledgements,
+    # back-dated discharges), then it is final and incremental runs skip it.
+    final_after_hours: float = 24.0
+    # Surge detection (backend.population.surge): one-sided CUSUM on daily counts against
+    # the mean and SD of the preceding baseline_days (excluding the guard_days before).
+    surge_baseline_days: int = Field(default=28, ge=7)
+    surge_guard_days: int = Field(default=0, ge=0)
+    surge_k: float = 0.5  # allowance, in baseline SDs
+    surge_h: float = 5.0  # decision threshold, in baseline SDs
+    surge_min_sd: float = 1.0  # SD floor: Poisson-like counts near 0 have SD ~ 1
+    # `icu population aggregate --every` default period (scheduled runs).
+    schedule_minutes: float = 60.0
 
 
 class Settings(BaseSettings):
@@ -129,6 +198,8 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
+    alert_manager: AlertManagerSettings = AlertManagerSettings()
+    population: PopulationSettings = PopulationSettings()
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``ICU_*`` environment variables, for child processes."""

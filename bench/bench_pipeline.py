@@ -619,7 +619,9 @@ def batch_timeline(job: Job) -> dict[int, dict]:
     (``batchTimestampMs`` of ``offsets/N``), when it called the sink (py4j callback, in
     batch order), when the sink finished (its log line) and when Spark committed it
     (mtime of ``commits/N``). Seconds since the epoch."""
-    ckpt = job.settings.spark.checkpoint_dir
+    from streaming.vitals_job import checkpoint_location
+
+    ckpt = checkpoint_location(job.settings)
     out: dict[int, dict] = {}
     offsets = ckpt / "offsets"
     if not offsets.exists():

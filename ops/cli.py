@@ -17,6 +17,10 @@ SUBCOMMANDS: dict[str, str] = {
     "users": "backend.users_cli:cli",
     "web": "webapp.cli:cli",
     "demo": "ops.demo:cli",
+    "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay
+    "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
+    "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
+    "population": "streaming.population_cli:cli",
 }
 
 

@@ -82,6 +82,13 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
                                         "--wards", str(wards), "--rate", "1"], env, log_dir),
         "web": _spawn("web", ["web", "run"], env, log_dir),
     }
+    # issue 5: the waveform sink, and recorded ECG/pleth for the first two generated
+    # patients (one-shot replays: they exit after sending, so they are not watched)
+    children["waveforms"] = _spawn("waveforms", ["stream", "waveforms"], env, log_dir)
+    for i, record in enumerate(("alarms2015/a103l", "mitdb/100"), start=1):
+        _spawn(f"waveform-replay-{i}", ["waveforms", "replay", "--record", record,
+                                        "--patient", f"sim-0-{i:04d}", "--seconds", "330"],
+               env, log_dir)
 
     click.echo("")
     click.echo(f"ICU Monitor is starting at {settings.web.public_url}")

@@ -31,7 +31,7 @@ def _settings(master: str | None) -> Settings:
 def run(master: str | None, risk: bool) -> None:
     """Run the vitals job (and the risk query) until interrupted."""
     from streaming.session import spark_session
-    from streaming.vitals_job import start_vitals_query
+    from streaming.vitals_job import checkpoint_location, start_vitals_query
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(master)
@@ -39,7 +39,7 @@ def run(master: str | None, risk: bool) -> None:
     spark.sparkContext.setLogLevel("WARN")
     query, sink = start_vitals_query(spark, settings)
     click.echo(f"vitals stream running (master {settings.spark.master}, "
-               f"checkpoint {settings.spark.checkpoint_dir})")
+               f"checkpoint {checkpoint_location(settings)})")
     closers = [sink.close]
     queries = [query]
     if risk:
@@ -86,3 +86,21 @@ def _serve(spark, queries: list, closers: list) -> None:
         for close in closers:
             close()
         spark.stop()
+
+
+@cli.command("waveforms")
+def waveforms() -> None:
+    """Store the waveform chunks of ``waveforms.raw`` in Cassandra until interrupted."""
+    from streaming.waveform_sink import WaveformSink
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sink = WaveformSink(get_settings())
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    click.echo("waveform sink running")
+    try:
+        sink.run(lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.close()

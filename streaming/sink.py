@@ -19,6 +19,7 @@ from backend.messages import AlertEvent, DeadLetter, ValidatedReading
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
+from backend.storage.minutes import MinuteStore
 from backend.storage.raw import DeadLetterRow, RawMessage, RawStore
 from backend.storage.readings import ReadingStore
 from streaming.kafka_io import TransactionalPublisher
@@ -31,6 +32,7 @@ class VitalsSink:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)
         self.readings = ReadingStore(self.session)
+        self.minutes = MinuteStore(self.session)  # per-minute extremes for long timelines
         self.alerts = AlertStore(self.session)
         self.raw = RawStore(self.session)
         self.publisher = TransactionalPublisher(settings.kafka, name)
@@ -58,6 +60,7 @@ class VitalsSink:
                     for p in rows.loc[kind == "reading", "payload"]]
         self.readings.write(readings)
         self.readings.write_latest(readings)
+        self.minutes.write(readings)  # idempotent upserts keyed by the batch's minute parts
 
         rejected = rows[kind.isin(["reject", "field_reject"])]
         dead_rows, dead_msgs = [], []

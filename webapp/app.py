@@ -115,6 +115,9 @@ def create_app(settings: Settings, db: Session | None = None, *,
     app.layout = layout.shell
     layout.register_shell_callbacks(app)
     auth.init_auth(server, ctx)
+    from webapp.email_ack import init_email_ack  # issue 4: acknowledge from an e-mail link
+
+    init_email_ack(server, ctx)
 
     # Warm-up: run Dash's first-request setup now (callbacks, Pages router) so the
     # callback map is complete and checked before the first real request.

@@ -173,8 +173,18 @@ def _json(status: int, message: str) -> Response:
                     mimetype="application/json")
 
 
+# A Flask view with this attribute set answers browsers with HTML pages (e.g. the e-mail
+# acknowledgement link): not signed in -> the sign-in page and back, wrong role -> 403 page.
+HTML_ROUTE_ATTR = "__icu_html_route__"
+
+
 def _wants_page() -> bool:
-    return request.method == "GET" and request.endpoint in {"/", "/<path:path>"}
+    if request.method != "GET":
+        return False
+    if request.endpoint in {"/", "/<path:path>"}:
+        return True
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, HTML_ROUTE_ATTR, False))
 
 
 def _login_redirect(expired: bool) -> Response:

@@ -492,6 +492,14 @@ def process(
     return st, out
 
 
+def stale_due_ms(state: PatientState, cfg: AlertingSettings) -> int | None:
+    """Wall time (ms) at which ``on_timeout`` would raise ``stale_signal`` for this
+    state, or ``None`` if it would not (nothing accepted yet, or already stale)."""
+    if state.last_wall_ms is None or _STALE in state.active:
+        return None
+    return state.last_wall_ms + int(cfg.stale_after_seconds * 1000)
+
+
 def on_timeout(
     state: PatientState, *, admission: Admission | None, now_ms: int, cfg: AlertingSettings
 ) -> tuple[PatientState, list[AlertChange]]:

@@ -21,6 +21,7 @@ from cassandra.cluster import Session
 
 from backend import audit
 from backend.messages import AlertEvent, AlertLifecycle
+from backend.storage import alert_history
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ ACTIVE = (RAISED, ACKNOWLEDGED, "escalated", "silenced")
 # Statuses an acknowledgement acts on: somebody still has to respond ("silenced" only
 # paused the sound).
 ACKNOWLEDGEABLE = (RAISED, "escalated", "silenced")
-ALERT_ACKNOWLEDGED = "alert.acknowledged"  # audit action
+ALERT_ACKNOWLEDGED = audit.ALERT_ACKNOWLEDGED
 AUDIT_TARGET = "alert"
 
 
@@ -142,7 +143,22 @@ class AlertStore:
         )).one()["[applied]"]
         alert = self.get(e.alert_id)
         self._write_indexes(alert)
+        if applied:
+            self._history(alert_history.Step(e.alert_id, _dt(e.detected_ts), "raise", None,
+                                             RAISED, "system", "pipeline",
+                                             detail=f"{e.priority.value} {e.rule}"))
         return bool(applied)
+
+    def _history(self, step: alert_history.Step) -> str | None:
+        """Append a history step; a failure is logged and returned, never raised (the
+        transition it describes is already stored)."""
+        try:
+            alert_history.append(self.session, step)
+        except Exception as exc:
+            log.exception("alert %s: writing its history step %s failed", step.alert_id,
+                          step.action)
+            return f"history: {exc!r}"
+        return None
 
     def clear_alert(self, e: AlertEvent) -> None:
         """The condition ended. An alert nobody acted on becomes ``cleared``; one that was
@@ -152,6 +168,10 @@ class AlertStore:
         ).one()
         if not row["[applied]"]:
             self.session.execute(self._cleared_ts, (_dt(e.reading_ts), e.alert_id))
+        else:
+            self._history(alert_history.Step(e.alert_id, _dt(e.detected_ts), "clear", RAISED,
+                                             CLEARED, "system", "pipeline",
+                                             detail="condition ended before anyone acted"))
         alert = self.get(e.alert_id)
         if alert is not None:
             self._write_indexes(alert)
@@ -197,6 +217,10 @@ class AlertStore:
             log.exception("alert %s acknowledged by %s, but the audit write failed",
                           alert_id, user)
             problems.append(f"audit: {exc!r}")
+        problem = self._history(alert_history.Step(
+            alert_id, at, "acknowledge", None, ACKNOWLEDGED, user, via, comment))
+        if problem:
+            problems.append(problem)
         event = AlertLifecycle(
             alert_id=alert_id, status=ACKNOWLEDGED, by=user, at=_ms(at), via=via,
             patient_id=patient, ward=(alert or {}).get("ward"), bed=(alert or {}).get("bed"),

@@ -32,6 +32,7 @@ _DAY = 86_400
 # Tables whose default TTL follows the retention settings: table -> settings attribute.
 RETENTION: dict[str, str] = {
     "readings_by_patient_day": "readings_ttl_days",
+    "readings_by_patient_minute": "readings_ttl_days",  # issue 5: follows the readings
     "raw_messages": "raw_ttl_days",
     "deadletters_by_day": "raw_ttl_days",
 }

@@ -1,29 +1,248 @@
-"""Alert inbox of the clinical roles (placeholder)."""
+"""Alert inbox of the clinical roles: ``/alerts``.
+
+Filters (ward, status, priority, time window) -> the list (newest first, refreshed every
+5 s); "Details" opens one alert: its summary, the full history (who, when, how, comment)
+and the actions acknowledge / silence (minutes + reason) / resolve, which go through
+``backend.alerting.lifecycle`` (one lightweight transaction each, history, audit) and are
+then published on the lifecycle topic so every screen updates. Bad input and refused
+moves ("Already acknowledged by ...") are shown next to the buttons.
+
+Permissions (``backend.auth_policy``): "alerts" to see, "alerts.acknowledge" to act.
+Priority is shown as text and shape as well as colour (▲ high, ◆ medium, ● low).
+Element ids start with ``alerts-``.
+"""
 
 from __future__ import annotations
 
-from dash import Input, Output, dcc, html
+import logging
+from datetime import UTC, datetime
 
-from webapp.security import register_page, secure_callback
+import dash
+from dash import ALL, Input, Output, State, dcc, html
+from flask_login import current_user
+
+from backend.alerting import inbox
+from backend.alerting.lifecycle import ACTIVE, ALERTS_PAGE, STATUSES, Lifecycle
+from backend.storage import census
+from backend.storage.alerts import clock_text
+from webapp.security import current_db, current_settings, register_page, secure_callback
+
+log = logging.getLogger(__name__)
 
 register_page(__name__, "alerts")
 
-FILTERS = {"active": "Active", "mine": "Assigned to me", "all": "All of today"}
+PRIORITIES = {"high": "▲ High", "medium": "◆ Medium", "low": "● Low"}
+STATUS_TEXT = {"raised": "Raised", "escalated": "Escalated", "silenced": "Silenced",
+               "acknowledged": "Acknowledged", "resolved": "Resolved",
+               "auto_resolved": "Auto-resolved", "cleared": "Ended by itself"}
+WINDOWS = {"1": "Last hour", "8": "Last 8 hours", "24": "Last 24 hours", "72": "Last 3 days",
+           "168": "Last 7 days"}
+VIA_TEXT = {"ward_screen": "ward screen", "alerts_page": "alerts page",
+            "email_link": "e-mail link", "system": "system", "pipeline": "pipeline"}
 
 
-def layout(**_query: str) -> html.Div:
-    return html.Div(
-        className="page page-alerts",
-        children=[
-            html.H1("Alerts"),
-            dcc.RadioItems(id="alerts-filter", value="active", inline=True,
-                           options=[{"label": v, "value": k} for k, v in FILTERS.items()]),
-            html.Div(id="alerts-list", className="muted"),
-        ],
-    )
+def _wards() -> list[str]:
+    try:
+        return census.wards(current_db())
+    except Exception as exc:
+        log.warning("alert inbox: reading the wards failed: %s", exc)
+        return []
 
 
-@secure_callback("alerts", Output("alerts-list", "children"), Input("alerts-filter", "value"))
-def list_alerts(which: str | None) -> str:
-    label = FILTERS.get(which or "active", FILTERS["active"])
-    return f"{label}: the alert inbox is not connected yet."
+def layout(ward: str | None = None, **_query: str) -> html.Div:
+    wards = _wards()
+    return html.Div(className="page page-alerts", children=[
+        html.H1("Alerts"),
+        html.Div(className="alerts-filters", children=[
+            html.Label(["Ward", dcc.Dropdown(id="alerts-ward", multi=True,
+                                             value=[ward] if ward in wards else [],
+                                             options=wards, placeholder="All wards")]),
+            html.Label(["Status", dcc.Checklist(
+                id="alerts-status", inline=True, value=sorted(ACTIVE),
+                options=[{"label": STATUS_TEXT[s], "value": s} for s in STATUSES])]),
+            html.Label(["Priority", dcc.Checklist(
+                id="alerts-priority", inline=True, value=list(PRIORITIES),
+                options=[{"label": v, "value": k} for k, v in PRIORITIES.items()])]),
+            html.Label(["Time", dcc.Dropdown(id="alerts-window", value="24", clearable=False,
+                                             options=[{"label": v, "value": k}
+                                                      for k, v in WINDOWS.items()])]),
+        ]),
+        dcc.Interval(id="alerts-refresh", interval=5_000),
+        dcc.Store(id="alerts-selected"),
+        dcc.Store(id="alerts-changed", data=0),
+        html.Div(className="alerts-body", children=[
+            html.Div(id="alerts-list", className="alerts-list"),
+            html.Aside(className="alerts-detail-pane", children=[
+                html.Div(id="alerts-detail",
+                         children=html.P("Choose an alert to see its history.",
+                                         className="muted")),
+                html.Div(id="alerts-actions", className="alerts-actions", hidden=True,
+                         children=[
+                    html.H3("Act on this alert"),
+                    dcc.Input(id="alerts-comment", type="text", maxLength=500,
+                              placeholder="Comment (optional)", className="alerts-input"),
+                    html.Div(className="alerts-buttons", children=[
+                        html.Button("Acknowledge", id="alerts-ack", n_clicks=0,
+                                    className="button button-primary"),
+                        html.Button("Resolve", id="alerts-resolve", n_clicks=0,
+                                    className="button"),
+                    ]),
+                    html.Div(className="alerts-silence", children=[
+                        dcc.Input(id="alerts-silence-minutes", type="text",
+                                  placeholder="Minutes", className="alerts-input short"),
+                        dcc.Input(id="alerts-silence-reason", type="text", maxLength=500,
+                                  placeholder="Reason for silencing (required)",
+                                  className="alerts-input"),
+                        html.Button("Silence", id="alerts-silence", n_clicks=0,
+                                    className="button"),
+                    ]),
+                    html.Div(id="alerts-action-msg", role="status"),
+                ]),
+            ]),
+        ]),
+    ])
+
+
+def _status_cell(r: dict) -> html.Span:
+    status = r.get("status") or "raised"
+    return html.Span(STATUS_TEXT.get(status, status), className=f"alert-status st-{status}")
+
+
+def _row(r: dict, selected: str | None) -> html.Tr:
+    p = r.get("priority") or "low"
+    return html.Tr(className="alerts-row" + (" selected" if r["alert_id"] == selected else ""),
+                   children=[
+        html.Td(html.Span(PRIORITIES.get(p, p), className=f"prio prio-{p}")),
+        html.Td(r.get("ward")), html.Td(r.get("bed")),
+        html.Td(r.get("message")),
+        html.Td(clock_text(r.get("detected_ts"))),
+        html.Td(_status_cell(r)),
+        html.Td(html.Button("Details", id={"type": "alerts-open", "alert": r["alert_id"]},
+                            n_clicks=0, className="button button-quiet")),
+    ])
+
+
+@secure_callback(
+    "alerts", Output("alerts-list", "children"),
+    Input("alerts-ward", "value"), Input("alerts-status", "value"),
+    Input("alerts-priority", "value"), Input("alerts-window", "value"),
+    Input("alerts-refresh", "n_intervals"), Input("alerts-changed", "data"),
+    State("alerts-selected", "data"),
+)
+def list_alerts(wards, statuses, priorities, window, _n, _changed, selected):
+    try:
+        f = inbox.InboxFilter.parse(wards, statuses, priorities, window, _wards())
+    except ValueError as exc:
+        return html.Div(str(exc), className="notice notice-error", id="alerts-filter-error")
+    try:
+        rows = inbox.query(current_db(), f)
+    except Exception:
+        log.exception("alert inbox query failed")
+        return html.Div("Data delayed: the alert list could not be read. Retrying...",
+                        className="notice notice-error", id="alerts-delayed")
+    if not rows:
+        return html.P("No alerts match these filters.", className="muted", id="alerts-empty")
+    return html.Table(className="alerts-table", children=[
+        html.Thead(html.Tr([html.Th(h) for h in
+                            ("Priority", "Ward", "Bed", "Alert", "Raised", "Status", "")])),
+        html.Tbody([_row(r, selected) for r in rows]),
+    ])
+
+
+@secure_callback("alerts", Output("alerts-selected", "data"),
+                 Input({"type": "alerts-open", "alert": ALL}, "n_clicks"),
+                 prevent_initial_call=True)
+def select_alert(clicks):
+    trigger = dash.ctx.triggered_id
+    if not trigger or not any(clicks or []):
+        return dash.no_update
+    return trigger["alert"]
+
+
+def _history_table(steps) -> html.Table:
+    return html.Table(className="alerts-history", id="alerts-history", children=[
+        html.Thead(html.Tr([html.Th(h) for h in ("Time", "Step", "Who", "How", "Comment")])),
+        html.Tbody([html.Tr([
+            html.Td(clock_text(s.ts)),
+            html.Td(STATUS_TEXT.get(s.to_status, s.to_status)
+                    + (f" ({s.detail})" if s.detail and s.action != "raise" else "")),
+            html.Td(s.actor), html.Td(VIA_TEXT.get(s.via, s.via)), html.Td(s.comment or ""),
+        ]) for s in steps]),
+    ])
+
+
+@secure_callback("alerts", Output("alerts-detail", "children"),
+                 Output("alerts-actions", "hidden"),
+                 Input("alerts-selected", "data"), Input("alerts-changed", "data"),
+                 Input("alerts-refresh", "n_intervals"))
+def show_alert(alert_id, _changed, _n):
+    if not alert_id:
+        return html.P("Choose an alert to see its history.", className="muted"), True
+    lc = Lifecycle(current_db(), current_settings().alert_manager)
+    row = lc.get(alert_id)
+    if row is None:
+        return html.P("This alert is not known.", className="notice notice-error"), True
+    status = row.get("status") or "raised"
+    by = f" by {row['status_by']}" if row.get("status_by") else ""
+    silence = ""
+    if status == "silenced":
+        silence = f" until {clock_text(row.get('silenced_until'))}: {row.get('silence_reason')}"
+    vals = ", ".join(f"{k} {v:g}" for k, v in sorted((row.get("vals") or {}).items()))
+    p = row.get("priority") or "low"
+    return html.Div([
+        html.H2([html.Span(PRIORITIES.get(p, p), className=f"prio prio-{p}"), " ",
+                 row.get("message")]),
+        html.P(f"{row.get('ward')} bed {row.get('bed')} · patient {row.get('patient_id')}"
+               f" · raised {clock_text(row.get('detected_ts'))} · {vals}"),
+        html.P([_status_cell(row), f"{by} at {clock_text(row.get('status_ts'))}{silence}"],
+               id="alerts-detail-status"),
+        html.H3("History"),
+        _history_table(lc.history(alert_id)),
+    ]), status not in ACTIVE
+
+
+def _msg(text: str, ok: bool) -> html.Div:
+    return html.Div(text, className="notice " + ("notice-info" if ok else "notice-error"),
+                    id="alerts-action-result")
+
+
+@secure_callback(
+    "alerts.acknowledge",
+    Output("alerts-action-msg", "children"), Output("alerts-changed", "data"),
+    Input("alerts-ack", "n_clicks"), Input("alerts-resolve", "n_clicks"),
+    Input("alerts-silence", "n_clicks"),
+    State("alerts-selected", "data"), State("alerts-comment", "value"),
+    State("alerts-silence-minutes", "value"), State("alerts-silence-reason", "value"),
+    State("alerts-changed", "data"),
+    prevent_initial_call=True,
+)
+def act(_ack, _resolve, _silence, alert_id, comment, minutes, reason, changed):
+    action = dash.ctx.triggered_id
+    if not alert_id:
+        return _msg("Choose an alert first.", False), dash.no_update
+    user = current_user.username
+    lc = Lifecycle(current_db(), current_settings().alert_manager)
+    now = datetime.now(UTC)
+    try:
+        if action == "alerts-ack":
+            result = lc.acknowledge(alert_id, user, ALERTS_PAGE, comment, now=now)
+        elif action == "alerts-resolve":
+            result = lc.resolve(alert_id, user, ALERTS_PAGE, comment, now=now)
+        elif action == "alerts-silence":
+            result = lc.silence(alert_id, user, ALERTS_PAGE, minutes, reason, now=now)
+        else:
+            return dash.no_update, dash.no_update
+    except ValueError as exc:  # bad input: nothing changed
+        return _msg(str(exc), False), dash.no_update
+    except Exception:
+        log.exception("alert %s: %s failed", alert_id, action)
+        return _msg("The alert could not be changed: please try again.", False), dash.no_update
+    if result.ok and result.event is not None:
+        try:
+            from webapp.live import lifecycle_publisher
+
+            lifecycle_publisher(current_settings()).publish(result.event)
+        except Exception:
+            log.exception("alert %s changed, but publishing the lifecycle event failed",
+                          alert_id)
+    return _msg(result.message, result.ok), (changed or 0) + 1

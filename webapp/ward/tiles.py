@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from urllib.parse import quote
 
-from dash import html
+from dash import dcc, html
 
 from backend.alerting.rules import STALE_RULE
 from backend.messages import Priority
@@ -263,7 +263,11 @@ def render_vitals(s: BedSnapshot) -> list:
     head = html.Div(
         [
             html.Span(s.bed, className="wt-bed"),
-            html.Span(s.label or "", className="wt-pt", title=s.label or ""),
+            # issue 5: the patient's label opens the drill-down page
+            dcc.Link(s.label or s.patient_id, href=f"/patient/{quote(s.patient_id, safe='')}",
+                     className="wt-pt wt-pt-link", title=s.label or "")
+            if s.patient_id else html.Span(s.label or "", className="wt-pt",
+                                           title=s.label or ""),
             _news2_badge(s),
         ],
         className="wt-head",

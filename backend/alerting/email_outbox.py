@@ -1,0 +1,313 @@
+"""Alert e-mail: what a message says, the signed acknowledgement link, and a durable
+outbox in Cassandra that delivers every message exactly once.
+
+Delivery protocol (``email_outbox`` + ``email_outbox_pending``):
+
+1. ``enqueue``: ``INSERT ... IF NOT EXISTS`` under an idempotency key (``msg_id``, e.g.
+   ``<alert>:L1`` for the level-1 escalation of an alert): enqueueing twice (a replayed
+   Kafka message, a restarted manager) stores one message.
+2. ``deliver_due``: for each pending message whose retry time has come, *claim* it with a
+   lightweight transaction conditional on the state just read (status, claim), so two
+   senders never both send it; send it over SMTP; then mark it ``sent`` (LWT on the
+   claim) and drop it from the pending list. A failed send schedules the next attempt
+   with exponential backoff (``email_retry_base_seconds * 2**(attempts-1)``, capped) and
+   keeps the message: nothing is lost while SMTP is down.
+3. A claim that was never marked sent (its sender died) is retried after
+   ``email_claim_seconds``. The only window for a duplicate is a crash between the SMTP
+   server accepting a message and the ``sent`` write; the message carries its key as
+   ``Message-ID`` so receiving systems can drop such a duplicate.
+
+Content: ward, bed, alert, values, time - no patient name unless
+``alert_manager.email_include_name`` - and a signed, expiring, single-use link to
+acknowledge (``AckLinks``; single use is enforced when the link is followed, in
+``alert_ack_links``).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from cassandra.cluster import Session
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from backend.settings import AlertManagerSettings, Settings, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+SHARD = 0
+ACK_PATH = "/alerts/ack/"
+_SALT = "icu-alert-ack-link"
+
+
+# --- the acknowledgement link ---------------------------------------------------------------
+class LinkInvalid(ValueError):
+    """Not a link this system signed (or altered)."""
+
+
+class LinkExpired(ValueError):
+    """A genuine link, past its maximum age."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClaim:
+    alert_id: str
+    link_id: str
+
+
+class AckLinks:
+    """Signed, expiring acknowledgement tokens (``itsdangerous``). ``clock`` (seconds since
+    the epoch) replaces the time used for signing and checking, in tests."""
+
+    def __init__(self, secret: str, max_age_seconds: float,
+                 clock: Callable[[], float] | None = None) -> None:
+        if not secret:
+            raise ValueError("a secret key is required to sign acknowledgement links")
+        self.max_age = max_age_seconds
+        signer = TimestampSigner
+        if clock is not None:
+            signer = type("ClockSigner", (TimestampSigner,),
+                          {"get_timestamp": lambda self: int(clock())})
+        self._s = URLSafeTimedSerializer(secret, salt=_SALT, signer=signer)
+
+    def make(self, alert_id: str) -> str:
+        return self._s.dumps({"a": alert_id, "l": uuid.uuid4().hex})
+
+    def check(self, token: str) -> LinkClaim:
+        try:
+            data = self._s.loads(token, max_age=self.max_age)
+        except SignatureExpired:
+            raise LinkExpired("this acknowledgement link has expired") from None
+        except BadSignature:
+            raise LinkInvalid("this is not a valid acknowledgement link") from None
+        if not isinstance(data, dict) or not isinstance(data.get("a"), str) \
+                or not isinstance(data.get("l"), str):
+            raise LinkInvalid("this is not a valid acknowledgement link")
+        return LinkClaim(data["a"], data["l"])
+
+
+def links_from_settings(settings: Settings, clock: Callable[[], float] | None = None
+                        ) -> AckLinks:
+    return AckLinks(settings.secret_key.get_secret_value(),
+                    settings.alert_manager.ack_link_max_age_minutes * 60, clock)
+
+
+def ack_url(settings: Settings, token: str) -> str:
+    return settings.web.public_url.rstrip("/") + ACK_PATH + token
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUse:
+    first: bool  # this call used the link
+    used_by: str | None
+    used_ts: datetime | None
+
+
+def use_link(session: Session, claim: LinkClaim, user: str, now: datetime) -> LinkUse:
+    """Record that ``user`` follows the link; only the first use counts."""
+    row = session.execute(
+        "INSERT INTO alert_ack_links (link_id, alert_id, used_by, used_ts) VALUES (%s, %s, %s, %s)"
+        " IF NOT EXISTS", (claim.link_id, claim.alert_id, user, now)).one()
+    if row["[applied]"]:
+        return LinkUse(True, user, now)
+    used = row.get("used_ts")
+    return LinkUse(False, row.get("used_by"),
+                   used.replace(tzinfo=UTC) if used and used.tzinfo is None else used)
+
+
+# --- the message ------------------------------------------------------------------------------
+ROLE_TEXT = {"nurse": "nurses", "charge_nurse": "charge nurse", "physician": "physician"}
+
+
+def _fmt_value(v: Any) -> str:
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
+            policy: AlertManagerSettings, patient_name: str | None = None
+            ) -> tuple[str, str]:
+    """(subject, plain-text body) of the e-mail about ``alert`` at escalation ``level``.
+    Minimal patient information: ward, bed, alert, values, time; the name only when
+    ``policy.email_include_name``."""
+    priority = str(alert.get("priority") or "").upper()
+    ward, bed = alert.get("ward"), alert.get("bed")
+    detected = alert.get("detected_ts")
+    if isinstance(detected, datetime):
+        detected = detected if detected.tzinfo else detected.replace(tzinfo=UTC)
+        when = detected.strftime("%Y-%m-%d %H:%M:%S UTC")
+    else:
+        when = "unknown"
+    head = f"ESCALATED (level {level}) " if level else ""
+    subject = f"[ICU {priority}] {head}{ward} bed {bed}: {alert.get('rule')}"
+    values = ", ".join(f"{k} {_fmt_value(v)}" for k, v in sorted((alert.get("vals") or {}).items()))
+    escalated = f" - escalated to the {ROLE_TEXT.get(role, role)}" if level else ""
+    lines = [
+        f"{priority} priority alarm{escalated}",
+        "",
+        f"Ward:   {ward}",
+        f"Bed:    {bed}",
+    ]
+    if policy.email_include_name and patient_name:
+        lines.append(f"Patient: {patient_name}")
+    lines += [
+        f"Alert:  {alert.get('message')} ({alert.get('rule')})",
+        f"Values: {values or '-'}",
+        f"Raised: {when}",
+        "",
+        "Acknowledge (sign-in required, single use, expires in "
+        f"{policy.ack_link_max_age_minutes:g} minutes):",
+        link,
+        "",
+        "Sent to the " + ROLE_TEXT.get(role, role) + " by the ICU alert manager.",
+    ]
+    return subject, "\n".join(lines) + "\n"
+
+
+def backoff_seconds(attempts: int, policy: AlertManagerSettings) -> float:
+    """Wait before attempt ``attempts + 1`` after ``attempts`` failures."""
+    if attempts <= 0:
+        return 0.0
+    return min(policy.email_retry_base_seconds * 2 ** (attempts - 1),
+               policy.email_retry_max_seconds)
+
+
+# --- sending ----------------------------------------------------------------------------------
+def smtp_send(cfg: SmtpSettings, message: EmailMessage) -> None:
+    """One message over SMTP as configured (implicit TLS, STARTTLS, auth)."""
+    context = ssl.create_default_context()
+    if cfg.tls:
+        client: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_seconds,
+                                                context=context)
+    else:
+        client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
+    with client:
+        if cfg.starttls and not cfg.tls:
+            client.starttls(context=context)
+        if cfg.username and cfg.password:
+            client.login(cfg.username, cfg.password.get_secret_value())
+        client.send_message(message)
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+
+class Outbox:
+    def __init__(self, session: Session, settings: Settings,
+                 sender: Callable[[EmailMessage], None] | None = None,
+                 owner: str | None = None) -> None:
+        self.session = session
+        self.settings = settings
+        self.policy = settings.alert_manager
+        self.sender = sender or (lambda m: smtp_send(settings.smtp, m))
+        self.owner = owner or uuid.uuid4().hex
+        p = session.prepare
+        self._insert = p(
+            "INSERT INTO email_outbox (msg_id, alert_id, recipients, subject, body, created_ts,"
+            " status, attempts) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0) IF NOT EXISTS")
+        self._pend = p("INSERT INTO email_outbox_pending (shard, msg_id) VALUES (?, ?)")
+        self._unpend = p("DELETE FROM email_outbox_pending WHERE shard = ? AND msg_id = ?")
+        self._pending = p("SELECT msg_id FROM email_outbox_pending WHERE shard = ?")
+        self._get = p("SELECT * FROM email_outbox WHERE msg_id = ?")
+        self._claim = p(
+            "UPDATE email_outbox SET status = 'sending', claimed_by = ?, claimed_until = ?"
+            " WHERE msg_id = ? IF status = ? AND claimed_until = ?")
+        self._sent = p("UPDATE email_outbox SET status = 'sent', sent_ts = ?, claimed_until = null"
+                       " WHERE msg_id = ? IF claimed_by = ?")
+        self._failed = p(
+            "UPDATE email_outbox SET status = 'pending', attempts = ?, next_attempt_ts = ?,"
+            " last_error = ?, claimed_until = null WHERE msg_id = ? IF claimed_by = ?")
+
+    def enqueue(self, msg_id: str, alert_id: str, recipients: list[str], subject: str,
+                body: str, now: datetime) -> bool:
+        """Store a message to send; ``False`` when one with this key exists already.
+        The pending-list row is written first: a crash in between leaves a pending
+        entry without a message (dropped on delivery), never a message nobody sends."""
+        if not recipients:
+            log.warning("alert %s: no e-mail recipients configured for %s", alert_id, msg_id)
+            return False
+        self.session.execute(self._pend, (SHARD, msg_id))
+        applied = self.session.execute(self._insert, (
+            msg_id, alert_id, list(recipients), subject, body, now)).one()["[applied]"]
+        return bool(applied)
+
+    def get(self, msg_id: str) -> dict | None:
+        return self.session.execute(self._get, (msg_id,)).one()
+
+    def pending_ids(self) -> list[str]:
+        return [r["msg_id"] for r in self.session.execute(self._pending, (SHARD,))]
+
+    def _message(self, row: Mapping[str, Any], now: datetime) -> EmailMessage:
+        m = EmailMessage()
+        m["From"] = self.settings.smtp.sender
+        m["To"] = ", ".join(row["recipients"] or [])
+        m["Subject"] = row["subject"]
+        m["Date"] = format_datetime(now)
+        # The idempotency key as Message-ID: a receiver can drop a duplicate.
+        m["Message-ID"] = make_msgid(idstring=row["msg_id"].replace(":", "."),
+                                     domain="icu-monitor")
+        m["X-ICU-Message-Key"] = row["msg_id"]
+        m.set_content(row["body"])
+        return m
+
+    def deliver_due(self, now: datetime) -> DeliveryStats:
+        stats = DeliveryStats()
+        for msg_id in self.pending_ids():
+            row = self.get(msg_id)
+            if row is None:  # see enqueue: a pending entry whose insert never happened
+                self.session.execute(self._unpend, (SHARD, msg_id))
+                continue
+            if row["status"] == SENT:
+                self.session.execute(self._unpend, (SHARD, msg_id))
+                continue
+            nxt = _aware(row.get("next_attempt_ts"))
+            claimed = _aware(row.get("claimed_until"))
+            if (nxt and nxt > now) or (row["status"] == SENDING and claimed and claimed > now):
+                stats.waiting += 1
+                continue
+            until = now + timedelta(seconds=self.policy.email_claim_seconds)
+            got = self.session.execute(self._claim, (
+                self.owner, until, msg_id, row["status"], row.get("claimed_until"))).one()
+            if not got["[applied]"]:
+                stats.waiting += 1  # another sender has it
+                continue
+            try:
+                self.sender(self._message(row, now))
+            except Exception as exc:
+                attempts = (row.get("attempts") or 0) + 1
+                wait = backoff_seconds(attempts, self.policy)
+                log.warning("e-mail %s: attempt %d failed (%s); next in %.0f s", msg_id,
+                            attempts, type(exc).__name__, wait)
+                self.session.execute(self._failed, (
+                    attempts, now + timedelta(seconds=wait), repr(exc)[:500], msg_id,
+                    self.owner))
+                stats.failed += 1
+                continue
+            self.session.execute(self._sent, (now, msg_id, self.owner))
+            self.session.execute(self._unpend, (SHARD, msg_id))
+            stats.sent += 1
+            log.info("e-mail %s sent", msg_id)
+        return stats
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,71 @@
+"""The alert inbox's query: alerts of some wards in a time window, filtered by status
+and priority, newest first, with their current status (``alerts_by_ward_day`` carries a
+copy of the status, refreshed on every lifecycle move)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cassandra.cluster import Session
+
+WINDOWS_HOURS = {"1": 1, "8": 8, "24": 24, "72": 72, "168": 168}
+MAX_ROWS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFilter:
+    wards: tuple[str, ...]
+    statuses: frozenset[str]
+    priorities: frozenset[str]
+    hours: int
+
+    @classmethod
+    def parse(cls, wards: Iterable[str] | str | None, statuses: Iterable[str] | None,
+              priorities: Iterable[str] | None, hours: str | int | None,
+              known_wards: Iterable[str]) -> InboxFilter:
+        """From the page's controls; ``ValueError`` (message for the screen) when a value
+        is not one the page offers."""
+        known = list(known_wards)
+        if isinstance(wards, str):
+            wards = [wards]
+        chosen = tuple(w for w in (wards or []) if w)
+        unknown = [w for w in chosen if w not in known]
+        if unknown:
+            raise ValueError(f"Unknown ward: {', '.join(unknown)}")
+        key = str(hours) if hours is not None else ""
+        if key not in WINDOWS_HOURS:
+            raise ValueError("Choose a time window.")
+        return cls(chosen or tuple(known), frozenset(statuses or ()),
+                   frozenset(priorities or ()), WINDOWS_HOURS[key])
+
+    def keeps(self, row: dict) -> bool:
+        return (not self.statuses or row.get("status") in self.statuses) and \
+            (not self.priorities or row.get("priority") in self.priorities)
+
+
+def days_between(start: datetime, end: datetime) -> list:
+    """UTC days from ``end`` back to ``start`` (newest first)."""
+    d, first = end.astimezone(UTC).date(), start.astimezone(UTC).date()
+    out = []
+    while d >= first:
+        out.append(d)
+        d -= timedelta(days=1)
+    return out
+
+
+def query(session: Session, f: InboxFilter, now: datetime | None = None,
+          limit: int = MAX_ROWS) -> list[dict]:
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=f.hours)
+    stmt = session.prepare("SELECT * FROM alerts_by_ward_day WHERE ward = ? AND day = ?"
+                           " AND detected_ts >= ?")
+    rows: list[dict] = []
+    for ward in f.wards:
+        for day in days_between(since, now):
+            for r in session.execute(stmt, (ward, day, since)):
+                if f.keeps(r):
+                    rows.append(dict(r))
+    rows.sort(key=lambda r: r["detected_ts"], reverse=True)
+    return rows[:limit]

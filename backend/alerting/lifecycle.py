@@ -1,0 +1,350 @@
+"""The alert lifecycle: which status an alert may move to, and moving it.
+
+Statuses::
+
+    raised ──acknowledge──▶ acknowledged ──resolve──▶ resolved
+      │  ▲                      ▲    │
+      │  └─unsilence─ silenced ─┘    └─(condition clear for a while)─▶ auto_resolved
+      │                 ▲  acknowledge
+      ├──silence────────┘
+      └──escalate──▶ escalated (level 1, 2, ...; escalate again, silence, acknowledge)
+    raised ──(condition ended before anyone acted; the stream job)──▶ cleared
+
+THE transition table is :data:`TRANSITIONS` (action -> the statuses it acts on, the
+status it leads to). Every move is one Cassandra lightweight transaction on the
+``alerts`` row, conditional on the status (and escalation level) the move was decided
+from: of two concurrent moves exactly one is applied, and the other is told what
+happened instead and by whom. After the move: the indexes, one ``alert_history`` step
+(who, when, how, comment), one audit event, and the ``AlertLifecycle`` message the caller
+publishes so every screen updates.
+
+"How" (``via``) is one of :data:`CHANNELS`. Acknowledging is
+``backend.storage.alerts.AlertStore.acknowledge`` (the ward screen's path since issue 3),
+so there is one acknowledgement, whatever the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
+
+from backend import audit
+from backend.messages import AlertLifecycle
+from backend.settings import AlertManagerSettings
+from backend.storage import alert_history
+from backend.storage.alerts import AckResult, AlertStore, clock_text, refusal
+
+log = logging.getLogger(__name__)
+
+RAISED = "raised"
+ESCALATED = "escalated"
+SILENCED = "silenced"
+ACKNOWLEDGED = "acknowledged"
+RESOLVED = "resolved"
+AUTO_RESOLVED = "auto_resolved"
+CLEARED = "cleared"
+ACTIVE = frozenset({RAISED, ESCALATED, SILENCED, ACKNOWLEDGED})
+ENDED = frozenset({RESOLVED, AUTO_RESOLVED, CLEARED})
+STATUSES = (RAISED, ESCALATED, SILENCED, ACKNOWLEDGED, RESOLVED, AUTO_RESOLVED, CLEARED)
+
+# How a person (or the system) acted.
+WARD_SCREEN = "ward_screen"
+ALERTS_PAGE = "alerts_page"
+EMAIL_LINK = "email_link"
+SYSTEM = "system"
+CHANNELS = (WARD_SCREEN, ALERTS_PAGE, EMAIL_LINK, SYSTEM)
+SYSTEM_ACTOR = "system"
+
+UNSILENCE_TO = "(raised or escalated)"  # unsilence returns to where the alert was
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    sources: frozenset[str]
+    target: str
+    audit_action: str
+    by_system_only: bool = False
+
+
+TRANSITIONS: Mapping[str, Transition] = {
+    "acknowledge": Transition(frozenset({RAISED, ESCALATED, SILENCED}), ACKNOWLEDGED,
+                              audit.ALERT_ACKNOWLEDGED),
+    "silence": Transition(frozenset({RAISED, ESCALATED}), SILENCED, audit.ALERT_SILENCED),
+    "unsilence": Transition(frozenset({SILENCED}), UNSILENCE_TO, audit.ALERT_UNSILENCED,
+                            by_system_only=True),
+    "escalate": Transition(frozenset({RAISED, ESCALATED}), ESCALATED, audit.ALERT_ESCALATED,
+                           by_system_only=True),
+    "resolve": Transition(frozenset({RAISED, ESCALATED, SILENCED, ACKNOWLEDGED}), RESOLVED,
+                          audit.ALERT_RESOLVED),
+    "auto_resolve": Transition(frozenset({RAISED, ESCALATED, SILENCED, ACKNOWLEDGED}),
+                               AUTO_RESOLVED, audit.ALERT_AUTO_RESOLVED, by_system_only=True),
+}
+
+_VERB = {"acknowledge": "acknowledged", "silence": "silenced", "resolve": "resolved",
+         "escalate": "escalated", "unsilence": "unsilenced", "auto_resolve": "resolved"}
+
+
+def target_status(action: str, row: Mapping[str, Any]) -> str:
+    t = TRANSITIONS[action]
+    if t.target == UNSILENCE_TO:
+        return ESCALATED if (row.get("escalation_level") or 0) > 0 else RAISED
+    return t.target
+
+
+def refusal_reason(action: str, row: Mapping[str, Any] | None) -> str | None:
+    """Why ``action`` cannot act on an alert in ``row``'s state (``None``: it can)."""
+    if action not in TRANSITIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if row is None or row.get("status") is None:
+        return "This alarm is not known (yet): please try again in a moment."
+    status = row["status"]
+    if status in TRANSITIONS[action].sources:
+        return None
+    by, at = row.get("status_by"), row.get("status_ts")
+    who = f" by {by}" if by and by != SYSTEM_ACTOR else ""
+    if status == CLEARED:
+        return f"This alarm already ended at {clock_text(row.get('cleared_ts') or at)}"
+    if status in ENDED:
+        return f"Already {status.replace('_', '-')}{who} at {clock_text(at)}"
+    if action == "silence" and status == SILENCED:
+        return (f"Already silenced{who} until {clock_text(row.get('silenced_until'))}")
+    if action == "silence" and status == ACKNOWLEDGED:
+        return f"Already acknowledged{who} at {clock_text(at)}: there is nothing to silence"
+    return f"Already {status}{who} at {clock_text(at)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRequest:
+    minutes: float
+    reason: str
+
+
+def parse_silence(minutes: Any, reason: Any, max_minutes: float) -> SilenceRequest:
+    """A silence as typed in a form; ``ValueError`` with a message for the screen."""
+    try:
+        value = float(minutes)
+    except (TypeError, ValueError):
+        raise ValueError("Silence for how many minutes? Enter a number.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("The silence must last more than 0 minutes.")
+    if value > max_minutes:
+        raise ValueError(f"A silence lasts at most {max_minutes:g} minutes.")
+    text = reason.strip() if isinstance(reason, str) else ""
+    if len(text) < 3:
+        raise ValueError("A silence needs a reason (at least 3 characters).")
+    if len(text) > alert_history.MAX_COMMENT:
+        raise ValueError(f"The reason is too long (at most {alert_history.MAX_COMMENT} "
+                         "characters).")
+    return SilenceRequest(value, text)
+
+
+# --- what is due (the alert manager's decisions; pure) -----------------------------------
+@dataclass(frozen=True, slots=True)
+class Due:
+    action: str  # "escalate", "unsilence", "auto_resolve", or "close" (drop from the work list)
+    level: int = 0  # escalate: the level reached
+    role: str | None = None  # escalate: the role notified
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def escalation_step(priority: str, level: int, policy: AlertManagerSettings
+                    ) -> tuple[float, str] | None:
+    """(minutes after the raise, role) of the step after ``level``; ``None``: no more."""
+    minutes: Sequence[float] = policy.escalation_minutes.get(priority, [])
+    nxt = level + 1
+    if level >= len(minutes) or nxt >= len(policy.chain):
+        return None
+    return minutes[level], policy.chain[nxt]
+
+
+def due(row: Mapping[str, Any], now: datetime, policy: AlertManagerSettings) -> Due | None:
+    """What the manager has to do about the alert in ``row`` at ``now``, if anything.
+
+    - an ended alert: ``close`` (it needs nothing more);
+    - its condition has been clear for ``auto_resolve_after_seconds``: ``auto_resolve``;
+    - a silence that has run out: ``unsilence`` (escalation is paused while silenced);
+    - raised / escalated and unacknowledged past the next step of its priority's
+      escalation: ``escalate`` to the next level and role.
+    """
+    status = row.get("status")
+    if status is None or status in ENDED:
+        return Due("close")
+    cleared = _aware(row.get("cleared_ts"))
+    if cleared is not None and now - cleared >= timedelta(
+            seconds=policy.auto_resolve_after_seconds):
+        return Due("auto_resolve")
+    if status == SILENCED:
+        until = _aware(row.get("silenced_until"))
+        if until is None or now >= until:
+            return Due("unsilence")
+        return None
+    if status in (RAISED, ESCALATED):
+        level = row.get("escalation_level") or 0
+        step = escalation_step(str(row.get("priority")), level, policy)
+        detected = _aware(row.get("detected_ts"))
+        if step and detected is not None and now >= detected + timedelta(minutes=step[0]):
+            return Due("escalate", level + 1, step[1])
+    return None
+
+
+# --- moving an alert (Cassandra) -----------------------------------------------------------
+def _ms(value: datetime) -> int:
+    return round(value.timestamp() * 1000)
+
+
+def _now_ms_precision(now: datetime | None) -> datetime:
+    at = now or datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+class Lifecycle:
+    """Moves alerts through :data:`TRANSITIONS` on Cassandra. Thread-safe (the driver's
+    session is); one per process is enough."""
+
+    def __init__(self, session: Session, policy: AlertManagerSettings | None = None,
+                 store: AlertStore | None = None) -> None:
+        self.session = session
+        self.policy = policy or AlertManagerSettings()
+        self.store = store or AlertStore(session)
+        self._serial = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
+        self._serial.consistency_level = ConsistencyLevel.SERIAL
+        self._move = session.prepare(
+            "UPDATE alerts SET status = ?, status_by = ?, status_ts = ?, escalation_level = ?,"
+            " silenced_until = ?, silence_reason = ?, resolved_ts = ?"
+            " WHERE alert_id = ? IF status = ? AND escalation_level = ?"
+        )
+
+    def get(self, alert_id: str) -> dict | None:
+        row = self.session.execute(self._serial, (alert_id,)).one()
+        return dict(row) if row else None
+
+    def history(self, alert_id: str) -> list[alert_history.Step]:
+        return alert_history.for_alert(self.session, alert_id)
+
+    # -- the people's actions --
+    def acknowledge(self, alert_id: str, user: str, via: str, comment: str | None = None,
+                    *, now: datetime | None = None) -> AckResult:
+        _check_channel(via)
+        return self.store.acknowledge(alert_id, user, via, comment, now=now)
+
+    def silence(self, alert_id: str, user: str, via: str, minutes: Any, reason: Any,
+                *, now: datetime | None = None) -> AckResult:
+        """Silence for ``minutes`` (at most ``silence_max_minutes``) with a ``reason``;
+        ``ValueError`` for bad input (nothing changed)."""
+        request = parse_silence(minutes, reason, self.policy.silence_max_minutes)
+        at = _now_ms_precision(now)
+        until = at + timedelta(minutes=request.minutes)
+        return self._transition(alert_id, "silence", user, via, request.reason, at,
+                                silenced_until=until, silence_reason=request.reason,
+                                detail=f"until {until.isoformat(timespec='seconds')}")
+
+    def resolve(self, alert_id: str, user: str, via: str, comment: str | None = None,
+                *, now: datetime | None = None) -> AckResult:
+        return self._transition(alert_id, "resolve", user, via, comment,
+                                _now_ms_precision(now))
+
+    # -- the system's (the alert manager) --
+    def escalate(self, alert_id: str, level: int, role: str, *,
+                 now: datetime | None = None) -> AckResult:
+        return self._transition(alert_id, "escalate", SYSTEM_ACTOR, SYSTEM, None,
+                                _now_ms_precision(now), level=level,
+                                detail=f"level {level}: notified {role}")
+
+    def unsilence(self, alert_id: str, *, now: datetime | None = None) -> AckResult:
+        return self._transition(alert_id, "unsilence", SYSTEM_ACTOR, SYSTEM, None,
+                                _now_ms_precision(now), detail="silence ended")
+
+    def auto_resolve(self, alert_id: str, *, now: datetime | None = None) -> AckResult:
+        return self._transition(
+            alert_id, "auto_resolve", SYSTEM_ACTOR, SYSTEM, None, _now_ms_precision(now),
+            detail=f"condition clear for {self.policy.auto_resolve_after_seconds:g} s")
+
+    def _transition(self, alert_id: str, action: str, actor: str, via: str,
+                    comment: str | None, at: datetime, *, level: int | None = None,
+                    silenced_until: datetime | None = None, silence_reason: str | None = None,
+                    detail: str | None = None) -> AckResult:
+        if not actor:
+            raise ValueError("who acts is required")
+        _check_channel(via)
+        if TRANSITIONS[action].by_system_only and actor != SYSTEM_ACTOR:
+            raise ValueError(f"{action} is done by the alert manager only")
+        row = self.get(alert_id)
+        reason = refusal_reason(action, row)
+        if reason is None and action == "escalate" and level != (row.get(
+                "escalation_level") or 0) + 1:
+            reason = f"Already escalated to level {row.get('escalation_level') or 0}"
+        if reason is not None:
+            return _refused(alert_id, reason, row)
+        source = row["status"]
+        target = target_status(action, row)
+        current_level = row.get("escalation_level")
+        new_level = level if level is not None else current_level
+        keep_silence = target == SILENCED
+        applied = self.session.execute(self._move, (
+            target, actor, at, new_level,
+            silenced_until if keep_silence else None,
+            silence_reason if keep_silence else None,
+            at if target in ENDED else None,
+            alert_id, source, current_level,
+        )).one()
+        if not applied["[applied]"]:
+            # Somebody else moved it first: say what it is now and who did it.
+            now_row = self.get(alert_id)
+            reason = refusal_reason(action, now_row) or "The alarm changed meanwhile: try again."
+            return _refused(alert_id, reason, now_row)
+
+        problems: list[str] = []
+        alert = None
+        try:
+            alert = self.get(alert_id)
+            self.store._write_indexes(alert)
+        except Exception as exc:
+            log.exception("alert %s %s, but refreshing its indexes failed", alert_id, action)
+            problems.append(f"indexes: {exc!r}")
+        problem = self.store._history(alert_history.Step(
+            alert_id, at, action, source, target, actor, via, comment, detail))
+        if problem:
+            problems.append(problem)
+        patient = row.get("patient_id")
+        text = "; ".join(x for x in (
+            f"patient {patient}" if patient else "",
+            f"{row.get('priority')} {row.get('rule')}",
+            f"{source} -> {target}", detail or "",
+            f"comment: {comment.strip()[:alert_history.MAX_COMMENT]}" if comment else "",
+        ) if x)
+        try:
+            audit.record(self.session, actor, TRANSITIONS[action].audit_action, "alert",
+                         alert_id, text, via, now=at)
+        except Exception as exc:
+            log.exception("alert %s %s, but the audit write failed", alert_id, action)
+            problems.append(f"audit: {exc!r}")
+        event = AlertLifecycle(alert_id=alert_id, status=target, by=actor, at=_ms(at), via=via,
+                               patient_id=patient, ward=row.get("ward"), bed=row.get("bed"))
+        verb = _VERB[action]
+        message = (f"Silenced by {actor} until {clock_text(silenced_until)}" if action == "silence"
+                   else f"{verb.capitalize()} by {actor} at {clock_text(at)}")
+        return AckResult(True, message, alert_id, target, actor, at, event, tuple(problems))
+
+
+def _refused(alert_id: str, reason: str, row: Mapping[str, Any] | None) -> AckResult:
+    if row is None:
+        return refusal(alert_id, None)
+    at = _aware(row.get("status_ts"))
+    return AckResult(False, reason, alert_id, row.get("status"), row.get("status_by"), at)
+
+
+def _check_channel(via: str) -> None:
+    if via not in CHANNELS:
+        raise ValueError(f"unknown channel {via!r} (one of {', '.join(CHANNELS)})")

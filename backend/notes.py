@@ -1,0 +1,78 @@
+"""Clinical notes on a patient's timeline: written by physicians, never edited, audited.
+
+A note is plain text. It is stored exactly as typed (after trimming) and the web app
+renders it as text, never as HTML or Markdown, so nothing typed into a note can inject
+markup or script into another clinician's screen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cassandra.cluster import Session
+from cassandra.util import datetime_from_uuid1, uuid_from_time
+
+from backend import audit
+
+MAX_NOTE_CHARS = 4000
+NOTE_ADDED = audit.NOTE_ADDED
+
+
+class NoteError(ValueError):
+    """A note that cannot be stored; the message is for the screen."""
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    note_id: uuid.UUID
+    patient_id: str
+    ts: datetime
+    author: str
+    author_role: str
+    body: str
+
+    @property
+    def ts_ms(self) -> int:
+        return round(self.ts.timestamp() * 1000)
+
+
+def clean_body(text: str | None) -> str:
+    """The note as it will be stored, or ``NoteError`` saying what is wrong."""
+    body = (text or "").replace("\r\n", "\n").strip()
+    if not body:
+        raise NoteError("Write the note first: it is empty.")
+    if len(body) > MAX_NOTE_CHARS:
+        raise NoteError(f"A note holds at most {MAX_NOTE_CHARS} characters "
+                        f"(this one has {len(body)}).")
+    if any(ord(c) < 32 and c not in "\n\t" for c in body):
+        raise NoteError("The note contains control characters; please retype it.")
+    return body
+
+
+def add_note(session: Session, patient_id: str, author: str, author_role: str,
+             text: str | None, *, now: datetime | None = None, via: str = "web") -> Note:
+    """Store a note and audit it (the audit detail names the note, not its text)."""
+    body = clean_body(text)
+    if not patient_id or not author:
+        raise NoteError("A note needs a patient and an author.")
+    ts = (now or datetime.now(UTC)).astimezone(UTC)
+    note_id = uuid_from_time(ts)
+    session.execute(
+        "INSERT INTO notes_by_patient (patient_id, note_id, author, author_role, body)"
+        " VALUES (%s, %s, %s, %s, %s)", (patient_id, note_id, author, author_role, body))
+    audit.record(session, author, NOTE_ADDED, audit.PATIENT, patient_id,
+                 f"note {note_id}", via, now=ts)
+    return Note(note_id, patient_id, datetime_from_uuid1(note_id).replace(tzinfo=UTC),
+                author, author_role, body)
+
+
+def notes_for(session: Session, patient_id: str, limit: int = 500) -> list[Note]:
+    """The patient's notes, newest first."""
+    rows = session.execute(
+        "SELECT note_id, author, author_role, body FROM notes_by_patient"
+        " WHERE patient_id = %s LIMIT %s", (patient_id, limit))
+    return [Note(r["note_id"], patient_id,
+                 datetime_from_uuid1(r["note_id"]).replace(tzinfo=UTC), r["author"],
+                 r["author_role"] or "", r["body"]) for r in rows]

@@ -1,0 +1,159 @@
+"""What the patient page shows, assembled from storage (no presentation here).
+
+:func:`load_timeline` is the one entry point of the timeline: it picks the resolution for
+the window (``backend.timeline``), reads only what that resolution needs and reduces it
+to the screen width. :func:`load_timeline_naive` is the obvious alternative (every raw
+row of the window, then the same reduction); it exists as the benchmark's baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent
+
+from backend.storage.alerts import AlertStore
+from backend.storage.minutes import MinuteStore
+from backend.storage.readings import ReadingStore
+from backend.timeline import (
+    DEFAULT_MAX_POINTS,
+    Resolution,
+    Series,
+    check_window,
+    reduce_to_width,
+    resolution_for_window,
+    series_from_minutes,
+    series_from_raw,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    patient_id: str
+    start_ms: int
+    end_ms: int
+    resolution: Resolution
+    source_rows: int  # rows read from Cassandra
+    series: dict[str, Series]
+    read_ms: float  # time spent reading (for the page's footnote and the benchmark)
+
+
+_stores: dict[int, MinuteStore] = {}
+_alert_by_id: dict[int, object] = {}  # prepared statement per session
+
+
+def minute_store(session: Session) -> MinuteStore:
+    """One set of prepared statements per session."""
+    store = _stores.get(id(session))
+    if store is None or store.session is not session:
+        store = _stores[id(session)] = MinuteStore(session)
+    return store
+
+
+def load_timeline(session: Session, patient_id: str, start_ms: int, end_ms: int,
+                  max_points: int = DEFAULT_MAX_POINTS) -> Timeline:
+    check_window(start_ms, end_ms)
+    store = minute_store(session)
+    started = time.perf_counter()
+    resolution = resolution_for_window(end_ms - start_ms)
+    if resolution == "raw":
+        rows = store.raw_between(patient_id, start_ms, end_ms)
+        series = series_from_raw(rows)
+        n = len(rows)
+    else:
+        minutes = store.between(patient_id, start_ms, end_ms)
+        series = series_from_minutes(minutes)
+        n = len(minutes)
+    read_ms = (time.perf_counter() - started) * 1000
+    return Timeline(patient_id, start_ms, end_ms, resolution, n,
+                    reduce_to_width(series, start_ms, end_ms, max_points), read_ms)
+
+
+def load_timeline_naive(session: Session, patient_id: str, start_ms: int, end_ms: int,
+                        max_points: int = DEFAULT_MAX_POINTS) -> Timeline:
+    """Baseline: every raw reading of the window, whatever its length."""
+    store = minute_store(session)
+    started = time.perf_counter()
+    rows = store.raw_between(patient_id, start_ms, end_ms)
+    read_ms = (time.perf_counter() - started) * 1000
+    return Timeline(patient_id, start_ms, end_ms, "raw", len(rows),
+                    reduce_to_width(series_from_raw(rows), start_ms, end_ms, max_points),
+                    read_ms)
+
+
+def newest_reading_ms(session: Session, patient_id: str, now_ms: int) -> int | None:
+    return minute_store(session).newest_ts(patient_id, now_ms)
+
+
+def window_end(newest_ms: int | None, now_ms: int) -> int:
+    """Where the presets end: now while the patient is being monitored, otherwise just
+    after the newest reading (a discharged or replayed stay still opens on its data)."""
+    if newest_ms is None or now_ms - newest_ms <= 5 * 60_000:
+        return now_ms
+    return newest_ms + 60_000
+
+
+def _ms(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHistory:
+    alert_id: str
+    rule: str
+    priority: str
+    message: str
+    detected_ms: int
+    onset_ms: int | None
+    status: str
+    status_by: str | None
+    status_ms: int | None
+    cleared_ms: int | None
+
+    @property
+    def at_ms(self) -> int:
+        """When the condition began (its onset), or when it was detected."""
+        return self.onset_ms if self.onset_ms is not None else self.detected_ms
+
+
+def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int,
+                   limit: int = 500) -> list[AlertHistory]:
+    """The patient's alerts raised in ``[start, end)`` with their lifecycle (status, who
+    acknowledged and when, when the condition ended), oldest first."""
+    # placed at the onset of the condition (device time): a reading replayed late is
+    # detected late, but the physician needs to see when the patient changed
+    index = [r for r in AlertStore(session).for_patient(patient_id, limit)
+             if start_ms <= (_ms(r.get("onset_ts")) or _ms(r["detected_ts"]) or 0) < end_ms]
+    stmt = _alert_by_id.get(id(session))
+    if stmt is None:
+        stmt = _alert_by_id[id(session)] = session.prepare(
+            "SELECT * FROM alerts WHERE alert_id = ?")
+    results = execute_concurrent(session, [(stmt, (r["alert_id"],)) for r in index],
+                                 concurrency=32, raise_on_first_error=True,
+                                 results_generator=False)
+    out = []
+    for r, (_ok, result) in zip(index, results, strict=True):
+        a = result.one() or {}
+        out.append(AlertHistory(
+            r["alert_id"], r["rule"], r["priority"], r["message"] or "",
+            _ms(r["detected_ts"]) or 0, _ms(r.get("onset_ts")),
+            a.get("status") or "raised", a.get("status_by"), _ms(a.get("status_ts")),
+            _ms(a.get("cleared_ts") or r.get("cleared_ts")),
+        ))
+    out.sort(key=lambda h: h.at_ms)
+    return out
+
+
+def current_state(session: Session, ward: str, bed: str, patient_id: str) -> dict | None:
+    """The bed's latest row (NEWS2, time of the last reading), if it is this patient's."""
+    for row in ReadingStore(session).latest_for_ward(ward):
+        if row["bed"] == bed and row["patient_id"] == patient_id:
+            return row
+    return None

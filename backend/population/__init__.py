@@ -1,0 +1,2 @@
+"""Population analytics: aggregates per home region and ward, surge detection,
+disclosure control and the public CDC reference layer (issue 7)."""

@@ -1,0 +1,458 @@
+"""The patient drill-down in the real app, fed by the real pipeline.
+
+A module fixture runs the Spark stream job, the web app and a generated patient with the
+``sepsis`` scenario (``devices.generator``): 2.5 h of its 1 Hz readings are sent at once
+(device time in the past, as a monitor reconnecting after an outage would), then it keeps
+sending in real time. The pipeline stores the readings and the per-minute extremes and
+raises the alerts of the deterioration; nothing is written to Cassandra by the test
+except the census, the users and one acknowledgement (through ``AlertStore``, as the ward
+screen does).
+
+``ICU_SAVE_SCREENSHOTS=1`` writes docs/screenshots/patient-deteriorating.png (1920x1080).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from kafka import KafkaProducer
+from pydantic import SecretStr
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from backend import audit
+from backend.auth_policy import Role
+from backend.notes import NOTE_ADDED
+from backend.settings import Settings
+from backend.storage import census
+from backend.storage.alerts import AlertStore
+from devices.generator import GeneratorConfig, generate, plan_patients
+from devices.waveform_replay import chunks, load, publish
+from tests.integration.support import StreamJob, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+BACKFILL_S = 2.5 * 3600
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Monitor(threading.Thread):
+    """Sends the generator's readings: the past at once, then each when its time comes."""
+
+    def __init__(self, settings: Settings, cfg: GeneratorConfig) -> None:
+        super().__init__(name="patient-monitor", daemon=True)
+        self.settings, self.cfg = settings, cfg
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
+                                      linger_ms=20)
+        self.stop_event = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        for pid, reading in generate(self.cfg):
+            while reading.ts > time.time() * 1000:
+                if self.stop_event.wait(0.2):
+                    return
+            if self.stop_event.is_set():
+                return
+            self.producer.send(self.settings.kafka.topic_raw, key=pid.encode(),
+                               value=reading.model_dump_json().encode())
+            self.sent += 1
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+        self.producer.close(timeout=5)
+
+
+@dataclass
+class PatientSystem:
+    base: str
+    settings: Settings
+    db: object
+    patient_id: str
+    ward: str
+    users: dict[Role, tuple[str, str]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def http_login(self, role: Role) -> requests.Session:
+        name, password = self.users[role]
+        s = requests.Session()
+        r = s.get(self.url("/login"), timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
+        r = s.post(self.url("/login"), data={"csrf_token": token, "username": name,
+                                             "password": password},
+                   allow_redirects=False, timeout=30)
+        assert r.status_code == 302, r.text[:300]
+        return s
+
+
+@pytest.fixture(scope="module")
+def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSystem]:
+    from backend.storage.cassandra import connect
+    from backend.storage.migrate import migrate
+    from backend.users import create_user
+    from ops.services import ensure_topics
+
+    tmp = tmp_path_factory.mktemp("patient-system")
+    suffix = uuid.uuid4().hex[:12]
+    kafka = services.kafka
+    topics = {name: f"{getattr(kafka, name)}.t{suffix}"
+              for name in type(kafka).model_fields if name.startswith("topic_")}
+    settings: Settings = services.model_copy(update={
+        "secret_key": SecretStr(secrets.token_urlsafe(48)),
+        "kafka": kafka.model_copy(update=topics),
+        "cassandra": services.cassandra.model_copy(update={"keyspace": f"icu_t_{suffix}"}),
+        "spark": services.spark.model_copy(update={"checkpoint_dir": tmp / "checkpoints",
+                                                   "trigger_seconds": 0.5}),
+        "web": services.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
+    })
+    _created.topics.extend(topics.values())
+    _created.keyspaces.append(settings.cassandra.keyspace)
+    ensure_topics(settings)
+    db = connect(settings.cassandra, keyspace=False, wait_seconds=60)
+    migrate(db, settings)
+    db.set_keyspace(settings.cassandra.keyspace)
+
+    start_ms = int(time.time() * 1000) - int(BACKFILL_S * 1000)
+    cfg = GeneratorConfig(start_ms=start_ms, patients=1, scenario_mix={"sepsis": 1},
+                          seed=5, onset_range_s=(3600.0, 3700.0), ward_prefix="ICU-P",
+                          id_prefix="pt5")
+    plan = plan_patients(cfg)[0]
+    census.admit(db, plan.admission(start_ms))
+    system = PatientSystem(f"http://127.0.0.1:{settings.web.port}", settings, db,
+                           plan.patient_id, plan.ward)
+    for role in (Role.NURSE, Role.PHYSICIAN):
+        name, pw = f"p-{role.value}", secrets.token_urlsafe(16)
+        create_user(db, name, pw, role, f"Patient {role.label}", actor="test", via="test")
+        system.users[role] = (name, pw)
+
+    job = StreamJob(settings, tmp / "stream.log")
+    monitor = Monitor(settings, cfg)
+    # the waveform sink (``icu stream waveforms``) and two recordings for the patient
+    wave_log = tmp / "waveforms.log"
+    with open(wave_log, "wb") as log:
+        wave_sink = subprocess.Popen([sys.executable, "-m", "ops.cli", "stream", "waveforms"],
+                                     cwd=REPO, env={**os.environ, **settings.to_env()},
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+    web_log = tmp / "web.log"
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    with open(web_log, "wb") as log:
+        web = subprocess.Popen([sys.executable, "-m", "ops.cli", "web", "run"], cwd=REPO,
+                               env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        job.start(ready_timeout=180)
+        monitor.start()
+        # the backfill is through when the newest stored reading is within a minute of now
+        store_newest = db.prepare(
+            "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " ORDER BY ts DESC LIMIT 1")
+
+        def caught_up() -> bool:
+            from datetime import UTC, datetime
+            row = db.execute(store_newest, (plan.patient_id,
+                                            datetime.now(UTC).date())).one()
+            return bool(row) and time.time() - row["ts"].replace(
+                tzinfo=UTC).timestamp() < 60
+
+        wait_until(caught_up, timeout=400, interval=2, what="the backfill to be stored")
+        wait_until(lambda: AlertStore(db).for_patient(plan.patient_id), timeout=60,
+                   what="an alert of the deterioration")
+        wait_until(lambda: requests.get(system.url("/login"), timeout=2).status_code == 200,
+                   timeout=90, what="the web app")
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+        now = int(time.time() * 1000)
+        sent = 0
+        for record, seconds in (("alarms2015/a103l", None), ("mitdb/100", 60)):
+            rec = load(settings.data_dir, record, seconds)
+            sent += publish(producer, settings.kafka.topic_waveforms,
+                            chunks(rec, plan.patient_id, now - 400_000))
+        producer.close()
+        wait_until(lambda: db.execute(
+            "SELECT count(*) AS n FROM waveforms_by_patient_hour WHERE patient_id = %s"
+            " ALLOW FILTERING", (plan.patient_id,)).one()["n"] >= sent, timeout=120,
+            what="the waveform chunks to be stored")
+        yield system
+    finally:
+        os.killpg(wave_sink.pid, 15)
+        wave_sink.wait(20)
+        monitor.stop()
+        job.stop()
+        os.killpg(web.pid, 15)
+        try:
+            web.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(web.pid, 9)
+        if os.environ.get("ICU_KEEP_TEST_DATA", "") in ("1", "true", "yes"):
+            print(f"web log: {web_log}\nstream log: {job.log_path}")
+        db.cluster.shutdown()
+
+
+def wait(driver, condition, timeout: float = 30):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def full_hd(driver) -> None:
+    """A 1920x1080 viewport (a window of that size leaves less for the page)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+
+
+def sign_in(driver, system: PatientSystem, role: Role) -> None:
+    name, password = system.users[role]
+    driver.get(system.url("/login"))
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")))
+
+
+def range_message(driver) -> str:
+    return driver.find_element(By.ID, "patient-range-msg").text
+
+
+def alert_marker_labels(driver) -> list[str]:
+    """The text labels of the alert markers plotly drew (``H #1`` ...)."""
+    return [e.text for e in driver.find_elements(
+        By.CSS_SELECTOR, "#patient-timeline g.textpoint text") if "#" in e.text]
+
+
+def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_a_note(
+        system: PatientSystem, browser) -> None:
+    full_hd(browser)
+    sign_in(browser, system, Role.PHYSICIAN)
+    browser.get(system.url(f"/ward?ward={system.ward}"))
+    link = wait(browser, EC.element_to_be_clickable(
+        (By.CSS_SELECTOR, f'a.wt-pt-link[href="/patient/{system.patient_id}"]')), 60)
+    link.click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-title"),
+                                                   system.patient_id))
+    # default 8 h: per-minute extremes; the deterioration's alerts are on the timeline
+    wait(browser, lambda d: "per-minute extremes" in range_message(d), 60)
+    wait(browser, lambda d: alert_marker_labels(d), 30)
+    labels = alert_marker_labels(browser)
+    assert all(re.fullmatch(r"[HML] #\d+", t) for t in labels), labels
+    rows = browser.find_elements(By.CSS_SELECTOR, "#patient-alerts-table tbody tr")
+    assert len(rows) >= 2  # header row + at least one alert, numbered like the markers
+    assert "#1" in rows[1].text
+
+    # 1 h: raw readings; 24 h: per-minute again. The range shown follows the preset.
+    for preset, resolution, hours in (("1h", "raw readings", 1), ("24h",
+                                                                  "per-minute extremes", 24)):
+        browser.find_element(By.CSS_SELECTOR,
+                             f'#patient-range-preset input[value="{preset}"]').click()
+        wait(browser, lambda d, r=resolution: r in range_message(d), 30)
+        start, end = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", range_message(browser))
+        from webapp.patient.parts import parse_when
+        assert parse_when(end) - parse_when(start) == hours * 3_600_000
+
+    # zooming in (as a drag on the chart does) re-fetches at the finer resolution
+    browser.execute_script(
+        "const gd = document.querySelector('#patient-timeline .js-plotly-plot');"
+        "const end = new Date(Date.now() - 5 * 60000), start = new Date(end - 30 * 60000);"
+        "const f = d => d.toISOString().replace('T', ' ').slice(0, 19);"
+        "Plotly.relayout(gd, {'xaxis.range[0]': f(start), 'xaxis.range[1]': f(end)});")
+    wait(browser, lambda d: "raw readings" in range_message(d), 30)
+    assert browser.find_element(
+        By.CSS_SELECTOR, '#patient-range-preset input[value="custom"]').is_selected()
+    browser.find_element(By.CSS_SELECTOR, '#patient-range-preset input[value="24h"]').click()
+    wait(browser, lambda d: "per-minute extremes" in range_message(d), 30)
+
+    # a note, with markup in it: stored, listed as text, drawn on the timeline, audited
+    note = f"Sepsis suspected <b>start</b> fluids {uuid.uuid4().hex[:6]}"
+    browser.find_element(By.ID, "patient-note").send_keys(note)
+    browser.find_element(By.ID, "patient-note-save").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-note-msg"), "Note saved"))
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-notes"), note))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#patient-notes b")
+    wait(browser, lambda d: any(e.text == "note" for e in d.find_elements(
+        By.CSS_SELECTOR, "#patient-timeline g.textpoint text")), 30)
+    today = datetime.now(UTC).date()
+    events = audit.search(system.db, today, today, patient_id=system.patient_id)
+    actions = {e.action for e in events}
+    assert {audit.PATIENT_VIEWED, NOTE_ADDED} <= actions
+
+    # a custom range: the whole stay so far, for the screenshot of the deterioration
+    first = datetime.fromtimestamp(time.time() - BACKFILL_S - 60, tz=UTC)
+    last = datetime.fromtimestamp(time.time() + 120, tz=UTC)
+    for field_id, value in (("patient-from", first), ("patient-to", last)):
+        box = browser.find_element(By.ID, field_id)
+        box.clear()
+        box.send_keys(value.strftime("%Y-%m-%d %H:%M"))
+    browser.find_element(By.ID, "patient-range-apply").click()
+    wait(browser, lambda d: first.strftime("%Y-%m-%d %H:%M") in range_message(d), 30)
+    wait(browser, lambda d: alert_marker_labels(d), 30)
+    # a bad custom range is refused with a message, the timeline stays as it was
+    box = browser.find_element(By.ID, "patient-to")
+    box.clear()
+    box.send_keys("tomorrow")
+    browser.find_element(By.ID, "patient-range-apply").click()
+    wait(browser, lambda d: "is not a date" in range_message(d), 30)
+    box.clear()
+    box.send_keys(last.strftime("%Y-%m-%d %H:%M"))
+    browser.find_element(By.ID, "patient-range-apply").click()
+    wait(browser, lambda d: first.strftime("%Y-%m-%d %H:%M") in range_message(d), 30)
+    browser.execute_script("window.scrollTo(0, 0);")
+    time.sleep(1.0)
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "patient-deteriorating.png"))
+
+
+def test_nurse_reads_notes_but_cannot_add_one(system: PatientSystem, browser) -> None:
+    sign_in(browser, system, Role.NURSE)
+    browser.get(system.url(f"/patient/{system.patient_id}"))
+    wait(browser, EC.presence_of_element_located((By.ID, "patient-notes-readonly")))
+    assert not browser.find_elements(By.ID, "patient-note")
+    assert not browser.find_elements(By.ID, "patient-note-save")
+
+    # the server refuses the note callback itself, whatever the page showed
+    s = system.http_login(Role.NURSE)
+    s.get(system.url(f"/patient/{system.patient_id}"), timeout=10)
+    deps = {d["output"]: d for d in s.get(system.url("/_dash-dependencies"),
+                                          timeout=10).json()}
+    output = next(k for k in deps if "patient-note-msg.children" in k)
+    dep = deps[output]
+    values = {"patient-note-save": 1, "patient-id": system.patient_id,
+              "patient-note": "nurse note", "patient-notes-version": 0}
+
+    def items(specs):
+        return [{"id": i["id"], "property": i["property"], "value": values.get(i["id"])}
+                for i in specs]
+
+    from dash._utils import split_callback_id
+    body = {"output": output, "outputs": split_callback_id(output),
+            "inputs": items(dep["inputs"]), "state": items(dep.get("state", [])),
+            "changedPropIds": ["patient-note-save.n_clicks"]}
+    r = s.post(system.url("/_dash-update-component"), data=json.dumps(body),
+               headers={"Content-Type": "application/json",
+                        "X-CSRFToken": s.cookies.get("_csrf_token") or ""}, timeout=30)
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    rows = system.db.execute("SELECT body FROM notes_by_patient WHERE patient_id = %s",
+                             (system.patient_id,))
+    assert "nurse note" not in {r["body"] for r in rows}
+
+    # the physician's same request goes through (the refusal is the role, not the body)
+    p = system.http_login(Role.PHYSICIAN)
+    p.get(system.url(f"/patient/{system.patient_id}"), timeout=10)
+    values["patient-note"] = "physician note over http"
+    body["inputs"], body["state"] = items(dep["inputs"]), items(dep.get("state", []))
+    r = p.post(system.url("/_dash-update-component"), data=json.dumps(body),
+               headers={"Content-Type": "application/json",
+                        "X-CSRFToken": p.cookies.get("_csrf_token") or ""}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    assert "Note saved" in r.text
+
+
+def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
+                                                         browser) -> None:
+    """a103l on ECG paper: at the bedside alarm the ECG is flat, the pleth keeps pulsing."""
+    full_hd(browser)
+    sign_in(browser, system, Role.PHYSICIAN)
+    browser.get(system.url(f"/patient/{system.patient_id}"))
+    wait(browser, EC.presence_of_element_located((By.ID, "patient-ecg-source")))
+    assert "alarms2015/a103l (II, PLETH, V)" in browser.find_element(
+        By.ID, "patient-ecg-source").text
+    browser.find_element(By.ID, "patient-ecg-alarm").click()
+    wait(browser, lambda d: any("bedside alarm: Asystole (False alarm)" in e.text
+                                for e in d.find_elements(By.CSS_SELECTOR,
+                                                         "#patient-ecg .annotation-text")), 30)
+    rows = browser.find_elements(By.CSS_SELECTOR,
+                                 "#patient-ecg .ytitle, #patient-ecg .y2title, "
+                                 "#patient-ecg .y3title")
+    assert [r.text for r in rows] == ["II (mV)", "V (mV)", "PLETH (NU)"]
+    # the strip's card at the top of the screen, below the sticky navigation bar
+    browser.execute_script(
+        "const card = document.getElementById('patient-ecg-source').closest('section');"
+        "window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 50);")
+    time.sleep(0.5)
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        browser.save_screenshot(str(SCREENSHOTS / "patient-ecg-a103l.png"))
+    # MIT-BIH 100 with its beat annotations (N, A) on the strip
+    source = browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", source)
+    source.click()
+    option = wait(browser, EC.element_to_be_clickable(
+        (By.XPATH, "//*[@role='option'][contains(., 'mitdb/100')]")))
+    option.click()
+    wait(browser, lambda d: sum(e.text == "N" for e in d.find_elements(
+        By.CSS_SELECTOR, "#patient-ecg .annotation-text")) >= 8, 30)
+
+
+def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSystem) -> None:
+    """The page's "Download FHIR Bundle" answer for the last 10 minutes: a valid R4
+    Bundle (fhir.resources), whose Observations convert back to exactly the stored
+    readings; and the export is in the audit log."""
+    from dash._utils import split_callback_id
+
+    from backend.fhir import bundle_to_device_readings, parse_bundle
+    from backend.storage.readings import ReadingStore
+    from backend.vitals import Vital
+
+    s = system.http_login(Role.PHYSICIAN)
+    s.get(system.url(f"/patient/{system.patient_id}"), timeout=10)
+    deps = {d["output"]: d for d in s.get(system.url("/_dash-dependencies"),
+                                          timeout=10).json()}
+    output = next(k for k in deps if "patient-fhir-download.data" in k)
+    end = int(time.time() * 1000) - 30_000
+    start = end - 600_000
+    values = {"patient-fhir": 1, "patient-id": system.patient_id,
+              "patient-range": {"start": start, "end": end}}
+    dep = deps[output]
+    body = {"output": output, "outputs": split_callback_id(output),
+            "inputs": [{"id": i["id"], "property": i["property"],
+                        "value": values.get(i["id"])} for i in dep["inputs"]],
+            "state": [{"id": i["id"], "property": i["property"],
+                       "value": values.get(i["id"])} for i in dep.get("state", [])],
+            "changedPropIds": ["patient-fhir.n_clicks"]}
+    r = s.post(system.url("/_dash-update-component"), data=json.dumps(body),
+               headers={"Content-Type": "application/json",
+                        "X-CSRFToken": s.cookies.get("_csrf_token") or ""}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    download = r.json()["response"]["patient-fhir-download"]["data"]
+    assert download["filename"].endswith(".fhir.json")
+    bundle = parse_bundle(download["content"])  # validates against FHIR R4(B)
+    stored = ReadingStore(system.db).between(system.patient_id, start, end)
+    # the columns are float32: the export writes the shortest decimal of that float32,
+    # so the values are compared as float32 (what storing them again would give)
+    expected = {(round(row["ts"].replace(tzinfo=UTC).timestamp() * 1000), v.value):
+                np.float32(row[v.value])
+                for row in stored for v in Vital if row.get(v.value) is not None}
+    assert len(bundle.entry) >= len(expected) > 500
+    adm = census.get(system.db, system.patient_id)
+    back = bundle_to_device_readings(download["content"], census={adm.patient_id: adm})
+    got = {(d.ts, k.value if hasattr(k, "value") else k): np.float32(v)
+           for d in back for k, v in d.vitals.items() if v not in (None, 0)}
+    assert got == expected
+    today = datetime.now(UTC).date()
+    exports = audit.search(system.db, today, today, patient_id=system.patient_id,
+                           action=audit.PATIENT_EXPORTED)
+    assert exports and exports[0].actor == system.users[Role.PHYSICIAN][0]

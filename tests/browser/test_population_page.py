@@ -1,0 +1,175 @@
+"""The population page in headless Chromium with the outside network blocked.
+
+The app runs on a fresh keyspace holding a seeded 30-day history (``devices.history``:
+6 wards x 10 beds, an injected admissions surge in Essex County) aggregated by the real
+Spark batch job. Chromium resolves no host name but 127.0.0.1 (``--host-resolver-rules``),
+so a map that still fetched its topojson from the CDN would not draw. Physicians and
+nurses are refused, in the browser and by plain HTTP on the page's callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from backend.auth_policy import Role
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("SE_CHROMEDRIVER", "/usr/bin/chromedriver")
+BOSTON = {"25025", "25017", "25021", "25009", "25023"}
+
+
+@pytest.fixture(scope="module")
+def history(live_web):
+    from devices.history import HistorySpec, end_of_today, generate, write
+    from streaming.population_job import run_aggregation, spark_batch_session
+
+    stays, alerts = generate(HistorySpec(days=30, wards=6, beds_per_ward=10, surge_extra=8),
+                             end_of_today())
+    write(live_web.db, stays, alerts)
+    settings = live_web.settings.model_copy(
+        update={"spark": live_web.settings.spark.model_copy(update={"master": "local[1]"})})
+    spark = spark_batch_session(settings)
+    try:
+        report = run_aggregation(spark, live_web.db, settings)
+    finally:
+        spark.stop()
+    assert report.region_rows > 0 and report.surges > 0, report
+    return report
+
+
+@pytest.fixture
+def offline_browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--window-size=1920,1080", "--force-device-scale-factor=1",
+                # Every host name but 127.0.0.1 fails to resolve: no CDN, no tile server.
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, condition, timeout: float = 60):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def sign_in(driver, web, role: Role) -> None:
+    name, password = web.users[role]
+    driver.get(web.url("/login"))
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")))
+
+
+def drawn(driver, css: str) -> list[str]:
+    paths = driver.find_elements(By.CSS_SELECTOR, css)
+    return [d for d in (p.get_attribute("d") for p in paths) if d and d not in ("M0,0Z", "")]
+
+
+def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) -> None:
+    b = offline_browser
+    sign_in(b, live_web, Role.ADMIN)
+    # The network block works: the CDN plotly.js would use is unreachable.
+    outcome = b.execute_async_script(
+        "const done = arguments[0];"
+        "fetch('https://cdn.plot.ly/un/usa_110m.json', {mode: 'no-cors'})"
+        ".then(() => done('reached'), () => done('blocked'));")
+    assert outcome == "blocked"
+    b.get(live_web.url("/population"))
+    counties = wait(b, lambda d: len(drawn(d, "#population-map .choroplethlocation")) >= 5
+                    and drawn(d, "#population-map .choroplethlocation"))
+    assert len(counties) >= len(BOSTON)
+    # the base map (from the shipped topojson) drew too
+    assert wait(b, lambda d: drawn(d, "#population-map .layer.land path")
+                or drawn(d, "#population-map .layer path"))
+    fetched = b.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any(u.endswith("/assets/topojson/usa_110m.json") for u in fetched), fetched
+    assert all(u.startswith(live_web.base) for u in fetched), \
+        [u for u in fetched if not u.startswith(live_web.base)]
+    # trends with the surge flag, the ward table, the status line
+    wait(b, lambda d: drawn(d, "#population-trend .scatterlayer path.js-line"))
+    wait(b, lambda d: "SURGE" in d.find_element(By.ID, "population-surge-list").text)
+    ward_cells = "#population-wards td[data-dash-column='ward']"
+    rows = wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ward_cells))
+    assert len(rows) >= 6
+    assert "computed" in b.find_element(By.ID, "population-status").text
+    assert "Hospital data" in b.find_element(By.ID, "population-map-label").text
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        b.save_screenshot(str(SCREENSHOTS / "population.png"))
+    # the public layer is labelled as such and still draws offline
+    b.find_element(By.CSS_SELECTOR, "#population-layer input[value='cdc']").click()
+    wait(b, lambda d: "PUBLIC DATA" in d.find_element(By.ID, "population-map-label").text)
+    assert wait(b, lambda d: drawn(d, "#population-map .choroplethlocation"))
+
+
+@pytest.mark.parametrize("role", [Role.PHYSICIAN, Role.NURSE])
+def test_clinicians_cannot_open_the_page(live_web, browser, role: Role) -> None:
+    sign_in(browser, live_web, role)
+    browser.get(live_web.url("/population"))
+    wait(browser, EC.presence_of_element_located((By.ID, "forbidden")))
+    assert not browser.find_elements(By.ID, "population-map")
+
+
+@pytest.mark.parametrize("role", [Role.PHYSICIAN, Role.NURSE])
+def test_clinicians_are_refused_the_callbacks_over_http(live_web, role: Role) -> None:
+    name, password = live_web.users[role]
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      s.get(live_web.url("/login"), timeout=10).text).group(1)
+    s.post(live_web.url("/login"), data={"csrf_token": token, "username": name,
+                                         "password": password}, timeout=30)
+    assert s.get(live_web.url("/population"), allow_redirects=False, timeout=10).status_code \
+        == 403
+    body = {"output": "population-wards.data",
+            "outputs": {"id": "population-wards", "property": "data"},
+            "inputs": [{"id": "population-period", "property": "value", "value": "30"}],
+            "changedPropIds": []}
+    r = s.post(live_web.url("/_dash-update-component"), data=json.dumps(body),
+               headers={"Content-Type": "application/json",
+                        "X-CSRFToken": s.cookies.get("_csrf_token", "")}, timeout=30)
+    assert r.status_code == 403, r.status_code
+    assert "response" not in r.text  # no callback output leaked
+
+
+def test_admin_gets_the_same_callback_over_http(live_web, history) -> None:
+    """The positive control of the refusal above: same request, admin, 200 with rows."""
+    name, password = live_web.users[Role.ADMIN]
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      s.get(live_web.url("/login"), timeout=10).text).group(1)
+    s.post(live_web.url("/login"), data={"csrf_token": token, "username": name,
+                                         "password": password}, timeout=30)
+    body = {"output": "population-wards.data",
+            "outputs": {"id": "population-wards", "property": "data"},
+            "inputs": [{"id": "population-period", "property": "value", "value": "30"}],
+            "changedPropIds": []}
+    r = s.post(live_web.url("/_dash-update-component"), data=json.dumps(body),
+               headers={"Content-Type": "application/json",
+                        "X-CSRFToken": s.cookies.get("_csrf_token", "")}, timeout=30)
+    assert r.status_code == 200, r.text[:500]
+    rows = r.json()["response"]["population-wards"]["data"]
+    assert {row["ward"] for row in rows} >= {"icu-01", "icu-06"}

@@ -1,0 +1,97 @@
+"""Alert e-mail without servers: the signed link (tampering, expiry on an injected
+clock), the message content (minimal patient information), the retry backoff and the
+inbox filter's input checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.alerting import email_outbox as mail
+from backend.alerting.inbox import InboxFilter, days_between
+from backend.settings import AlertManagerSettings
+
+T = datetime(2026, 3, 1, 14, 0, 5, tzinfo=UTC)
+ALERT = {"alert_id": "a-1", "patient_id": "p-77", "ward": "ICU-A", "bed": "7",
+         "rule": "ref_spo2_low", "priority": "high", "message": "SpO2 84 % below 90 %",
+         "vals": {"spo2": 84.0, "hr": 121.0}, "detected_ts": T.replace(tzinfo=None)}
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_link_round_trips_and_each_link_is_distinct() -> None:
+    links = mail.AckLinks("k" * 40, 3600)
+    a, b = links.make("a-1"), links.make("a-1")
+    assert a != b
+    ca, cb = links.check(a), links.check(b)
+    assert ca.alert_id == cb.alert_id == "a-1" and ca.link_id != cb.link_id
+
+
+def test_a_link_expires_on_the_injected_clock() -> None:
+    clock = Clock(1_700_000_000)
+    links = mail.AckLinks("k" * 40, 600, clock)
+    token = links.make("a-1")
+    clock.t += 600
+    assert links.check(token).alert_id == "a-1"
+    clock.t += 1
+    with pytest.raises(mail.LinkExpired):
+        links.check(token)
+
+
+def test_tampered_or_foreign_links_are_invalid() -> None:
+    links = mail.AckLinks("k" * 40, 600)
+    token = links.make("a-1")
+    with pytest.raises(mail.LinkInvalid):
+        links.check(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    with pytest.raises(mail.LinkInvalid):
+        mail.AckLinks("x" * 40, 600).check(token)
+    with pytest.raises(mail.LinkInvalid):
+        links.check("not-a-token")
+    with pytest.raises(ValueError):
+        mail.AckLinks("", 600)
+
+
+def test_the_message_has_minimal_patient_information() -> None:
+    policy = AlertManagerSettings(ack_link_max_age_minutes=60)
+    subject, body = mail.compose(ALERT, 0, "nurse", "http://x/alerts/ack/T", policy, "Jane Roe")
+    assert subject == "[ICU HIGH] ICU-A bed 7: ref_spo2_low"
+    for part in ("Ward:   ICU-A", "Bed:    7", "SpO2 84 % below 90 %", "hr 121, spo2 84",
+                 "2026-03-01 14:00:05 UTC", "http://x/alerts/ack/T", "expires in 60 minutes"):
+        assert part in body, part
+    assert "Jane" not in body and "p-77" not in body  # no name, no identifier
+    named = AlertManagerSettings(email_include_name=True)
+    _, body = mail.compose(ALERT, 2, "physician", "L", named, "Jane Roe")
+    assert "Patient: Jane Roe" in body and "escalated to the physician" in body
+    subject, _ = mail.compose(ALERT, 2, "physician", "L", named)
+    assert subject.startswith("[ICU HIGH] ESCALATED (level 2) ICU-A bed 7")
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    p = AlertManagerSettings(email_retry_base_seconds=5, email_retry_max_seconds=60)
+    assert [mail.backoff_seconds(n, p) for n in range(7)] == [0, 5, 10, 20, 40, 60, 60]
+
+
+def test_inbox_filter_input() -> None:
+    f = InboxFilter.parse(None, ["raised"], ["high"], "24", ["ICU-A", "ICU-B"])
+    assert f.wards == ("ICU-A", "ICU-B") and f.hours == 24
+    assert f.keeps({"status": "raised", "priority": "high"})
+    assert not f.keeps({"status": "resolved", "priority": "high"})
+    assert not f.keeps({"status": "raised", "priority": "low"})
+    assert InboxFilter.parse("ICU-B", [], [], 8, ["ICU-A", "ICU-B"]).wards == ("ICU-B",)
+    with pytest.raises(ValueError, match="Unknown ward"):
+        InboxFilter.parse(["ICU-Z"], [], [], "24", ["ICU-A"])
+    with pytest.raises(ValueError, match="time window"):
+        InboxFilter.parse([], [], [], "5", ["ICU-A"])
+
+
+def test_days_between_crosses_midnight() -> None:
+    start = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
+    end = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
+    assert [d.day for d in days_between(start, end)] == [3, 2, 1]

@@ -1,0 +1,186 @@
+"""The patient timeline as a plain plotly figure dict (no ``plotly.graph_objects``: building
+and validating graph objects for 10,000+ points costs more than the whole data path).
+
+One shared x axis, one y axis per row: zooming or panning any row moves all of them, and
+``relayoutData`` only ever carries ``xaxis.range[...]``. Rows, top to bottom: events
+(alerts and notes), HR, SpO2, RR, BP (systolic, diastolic, mean), temperature, NEWS2.
+
+Alerts are told apart without colour: the marker shape and its text carry the priority
+(``▲ H``, ``◆ M``, ``● L``) and the number that links it to the alert history table
+(``#3``); a dashed vertical line through every row marks when it was raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from backend.timeline import MIN_SUFFIX, Series
+
+ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("HR /min", "hr", ("hr",)),
+    ("SpO₂ %", "spo2", ("spo2",)),
+    ("RR /min", "rr", ("rr",)),
+    ("BP mmHg", "bp", ("sbp", "dbp", "map")),
+    ("Temp °C", "temp", ("temp",)),
+    ("NEWS2", "news2", ("news2",)),
+)
+LABELS = {"hr": "HR", "spo2": "SpO₂", "rr": "RR", "sbp": "Systolic", "dbp": "Diastolic",
+          "map": "Mean", "temp": "Temp", "news2": "NEWS2"}
+# Readable on the light and the dark theme (the dark theme re-colours text and grid
+# through assets/patient.css: plotly writes inline styles, CSS !important wins).
+COLOURS = {"hr": "#16a34a", "spo2": "#0284c7", "rr": "#ca8a04", "sbp": "#dc2626",
+           "dbp": "#ea580c", "map": "#c026d3", "temp": "#65a30d", "news2": "#7c3aed"}
+DASH = {"sbp": "solid", "dbp": "dot", "map": "dash"}
+PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
+                 "medium": ("diamond", "M", "#f59e0b"),
+                 "low": ("circle", "L", "#38bdf8")}
+EVENTS_ROW_HEIGHT = 0.08
+GAP = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMark:
+    number: int  # the row number in the alert history table
+    alert_id: str
+    ts_ms: int
+    priority: str
+    rule: str
+    message: str
+    lifecycle: str  # "raised 10:02 · acknowledged by dr_x 10:03 · resolved 10:09"
+
+
+@dataclass(frozen=True, slots=True)
+class NoteMark:
+    ts_ms: int
+    author: str
+    excerpt: str
+
+
+def iso(ms: int | float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso_array(ts: np.ndarray) -> list[str]:
+    # numpy's datetime64 formatting is ~20x faster than datetime per point
+    return np.datetime_as_string(ts.astype("datetime64[ms]"), unit="s").tolist()
+
+
+def _values(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else round(float(v), 1) for v in values]
+
+
+def _domains(n_rows: int) -> list[tuple[float, float]]:
+    """Top to bottom: the events strip, then ``n_rows`` equal parameter rows."""
+    top = 1.0
+    out = [(top - EVENTS_ROW_HEIGHT, top)]
+    top -= EVENTS_ROW_HEIGHT + GAP
+    height = (top - GAP * (n_rows - 1)) / n_rows
+    for _ in range(n_rows):
+        out.append((max(top - height, 0.0), top))
+        top -= height + GAP
+    return out
+
+
+def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
+                    alerts: Sequence[AlertMark] = (), notes: Sequence[NoteMark] = (),
+                    *, resolution: str = "raw", dark: bool = False) -> dict:
+    domains = _domains(len(ROWS))
+    fg, grid = ("#e5e7eb", "#374151") if dark else ("#1f2937", "#d1d5db")
+    layout: dict = {
+        "height": 760, "margin": {"l": 70, "r": 20, "t": 28, "b": 40},
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "x",
+        "uirevision": f"{start_ms}-{end_ms}",
+        "xaxis": {"type": "date", "range": [iso(start_ms), iso(end_ms)], "gridcolor": grid,
+                  "anchor": "y7", "title": {"text": "time (UTC)"}},
+        "yaxis": {"domain": list(domains[0]), "range": [0, 1], "showticklabels": False,
+                  "fixedrange": True, "showgrid": False, "zeroline": False,
+                  "title": {"text": "Events"}},
+        "shapes": [],
+    }
+    traces: list[dict] = []
+    for i, (title, _key, params) in enumerate(ROWS, start=2):
+        axis = f"yaxis{i}"
+        layout[axis] = {"domain": list(domains[i - 1]), "title": {"text": title},
+                        "gridcolor": grid, "zeroline": False, "fixedrange": True}
+        for p in params:
+            s = series.get(p)
+            if s is None or len(s) == 0:
+                continue
+            low = series.get(p + MIN_SUFFIX)
+            line = {"color": COLOURS[p], "width": 1.5, "dash": DASH.get(p, "solid"),
+                    "shape": "hv" if p == "news2" else "linear"}
+            traces.append({
+                "type": "scattergl" if len(s) > 2000 else "scatter", "mode": "lines",
+                "name": LABELS[p], "x": _iso_array(s.ts), "y": _values(s.values),
+                "xaxis": "x", "yaxis": f"y{i}", "connectgaps": False, "line": line,
+                "hovertemplate": f"{LABELS[p]}{' max' if low is not None else ''} "
+                                 f"%{{y}}<extra></extra>",
+            })
+            if low is not None and len(low):
+                # the minute minima, filled up to the maxima: the band the value covered
+                traces.append({
+                    "type": "scatter", "mode": "lines", "name": LABELS[p] + " min",
+                    "x": _iso_array(low.ts), "y": _values(low.values), "xaxis": "x",
+                    "yaxis": f"y{i}", "connectgaps": False, "fill": "tonexty",
+                    "fillcolor": COLOURS[p] + "55", "line": {**line, "width": 1},
+                    "hovertemplate": f"{LABELS[p]} min %{{y}}<extra></extra>",
+                })
+    if not traces:
+        layout["annotations"] = [{
+            "text": "No readings in this range", "xref": "paper", "yref": "paper",
+            "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 22},
+        }]
+    for a in alerts:
+        colour = PRIORITY_MARK.get(a.priority, ("x", "?", fg))[2]
+        layout["shapes"].append({
+            "type": "line", "xref": "x", "yref": "paper", "x0": iso(a.ts_ms),
+            "x1": iso(a.ts_ms), "y0": 0, "y1": 1,
+            "line": {"color": colour, "width": 1, "dash": "dash"},
+        })
+    if alerts:
+        traces.append({
+            "type": "scatter", "mode": "markers+text", "name": "alerts",
+            "x": [iso(a.ts_ms) for a in alerts], "y": [0.35] * len(alerts),
+            "xaxis": "x", "yaxis": "y",
+            "text": [f"{PRIORITY_MARK.get(a.priority, ('', '?', ''))[1]} #{a.number}"
+                     for a in alerts],
+            "textposition": "top center",
+            "customdata": [a.alert_id for a in alerts],
+            "hovertext": [f"#{a.number} {a.priority.upper()} {a.rule}: {a.message}<br>"
+                          f"{a.lifecycle}" for a in alerts],
+            "hoverinfo": "text",
+            "marker": {"size": 14, "symbol": [PRIORITY_MARK.get(a.priority, ("x",))[0]
+                                              for a in alerts],
+                       "color": [PRIORITY_MARK.get(a.priority, ("", "", fg))[2]
+                                 for a in alerts],
+                       "line": {"width": 1, "color": fg}},
+        })
+    if notes:
+        traces.append({
+            "type": "scatter", "mode": "markers+text", "name": "notes",
+            "x": [iso(n.ts_ms) for n in notes], "y": [0.1] * len(notes),
+            "xaxis": "x", "yaxis": "y", "text": ["note"] * len(notes),
+            "textposition": "middle left",
+            # hover text is plotly-rendered, which strips tags; escape anyway
+            "hovertext": [f"{_escape(n.author)}: {_escape(n.excerpt)}" for n in notes],
+            "hoverinfo": "text",
+            "marker": {"size": 12, "symbol": "square", "color": fg},
+        })
+    caption = ("raw 1 Hz readings" if resolution == "raw"
+               else "per-minute minimum and maximum")
+    layout.setdefault("annotations", []).append({
+        "text": f"{caption}, reduced to screen width (extremes kept)", "xref": "paper",
+        "yref": "paper", "x": 0, "y": 1, "xanchor": "left", "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 11},
+    })
+    return {"data": traces, "layout": layout}
+
+
+def _escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
