@@ -33,6 +33,9 @@ _DAY = 86_400
 RETENTION: dict[str, str] = {
     "readings_by_patient_day": "readings_ttl_days",
     "readings_by_patient_minute": "readings_ttl_days",  # issue 5: follows the readings
+    # derived from the readings, so kept as long as they are
+    "risk_scores_by_patient": "readings_ttl_days",
+    "risk_scores_by_model_day": "readings_ttl_days",
     "raw_messages": "raw_ttl_days",
     "deadletters_by_day": "raw_ttl_days",
 }
