@@ -8,24 +8,17 @@ the patient timeline reads them for windows longer than two hours. See
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 
 from backend.messages import ValidatedReading
-from backend.storage.readings import day_of, run_concurrently
+from backend.storage.readings import run_concurrently
+from backend.storage.timestamps import day_of
+from backend.storage.timestamps import to_datetime as _dt
+from backend.storage.timestamps import to_ms as _ms
 from backend.timeline import PARAMS, MinuteExtremes, merge_parts, minute_parts
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
 
 
 class MinuteStore:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
 from backend.storage.readings import run_concurrently
+from backend.storage.timestamps import to_datetime as _dt
 
 OFFSET_BUCKET = 100_000
 _BATCH_ROWS = 20  # raw payloads are ~300 B; stays under the 5 KiB batch warning
@@ -37,10 +37,6 @@ class DeadLetterRow:
     patient_id: str | None
     received_ts: int
     rejected_ts: int
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class RawStore:

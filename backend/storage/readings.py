@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 
 from backend.messages import ValidatedReading
+from backend.storage.timestamps import day_of
+from backend.storage.timestamps import to_datetime as _dt
 from backend.vitals import Vital
 
 VITAL_COLUMNS: tuple[str, ...] = tuple(v.value for v in Vital)
@@ -23,14 +25,6 @@ def _u(value):
     """None as "not set": in Cassandra an inserted null is a tombstone, and a history of
     sparse readings would otherwise fill the table with them."""
     return UNSET_VALUE if value is None else value
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def day_of(ms: int) -> date:
-    return _dt(ms).date()
 
 
 class ReadingStore:

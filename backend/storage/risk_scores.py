@@ -10,14 +10,8 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from backend.risk.live import HourScore
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def day_of(ms: int) -> date:
-    return _dt(ms).date()
+from backend.storage.timestamps import day_of
+from backend.storage.timestamps import to_datetime as _dt
 
 
 def days_back(n: int, today: date | None = None) -> list[date]:

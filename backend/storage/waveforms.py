@@ -9,26 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 
 from backend.storage.readings import run_concurrently
+from backend.storage.timestamps import to_datetime as _dt
+from backend.storage.timestamps import to_ms as _ms
 from backend.waveforms import WaveformChunk
 
 HOUR_MS = 3_600_000
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
 
 
 def encode(samples: Iterable[float | None]) -> bytes:

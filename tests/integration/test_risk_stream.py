@@ -27,7 +27,8 @@ from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
-from backend.storage.risk_scores import RiskScoreStore, day_of
+from backend.storage.risk_scores import RiskScoreStore
+from backend.storage.timestamps import day_of
 from tests.integration.support import REPO, StreamJob, consume_all, wait_until
 from tests.risk_fixture import HIGH_RISK, LOW_RISK, THRESHOLD, write_model
 
