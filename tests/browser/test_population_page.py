@@ -120,6 +120,8 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         b.save_screenshot(str(SCREENSHOTS / "population.png"))
+        b.execute_script("document.getElementById('population-wards').scrollIntoView()")
+        b.save_screenshot(str(SCREENSHOTS / "population-wards.png"))
     # the public layer is labelled as such and still draws offline
     b.find_element(By.CSS_SELECTOR, "#population-layer input[value='cdc']").click()
     wait(b, lambda d: "PUBLIC DATA" in d.find_element(By.ID, "population-map-label").text)

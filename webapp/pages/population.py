@@ -85,6 +85,7 @@ def layout(**_query: str) -> html.Div:
               dash_table.DataTable(
                   id="population-wards",
                   columns=[{"name": label, "id": key} for key, label in pv.WARD_COLUMNS],
+                  style_table={"overflowX": "auto"},
                   style_cell={"fontSize": "15px", "padding": "6px", "textAlign": "right"},
                   style_cell_conditional=[{"if": {"column_id": "ward"},
                                            "textAlign": "left"}],
