@@ -74,8 +74,16 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
     logins = ensure_demo_users(session, settings)
     session.cluster.shutdown()
 
+    # Population view (issue 7): a seeded 30-day history so the page has trends at once,
+    # then the aggregation job every 15 minutes.
+    click.echo("== seeding 30 days of ICU history for the population view")
+    subprocess.run([sys.executable, "-m", "ops.cli", "population", "seed-history", "--days",
+                    "30", "--wards", "4", "--beds-per-ward", "10"], env=env, check=True)
+
     children = {
         "stream": _spawn("stream", ["stream", "run"], env, log_dir),
+        "population": _spawn("population", ["population", "aggregate", "--every", "15"], env,
+                             log_dir),
         "replay": _spawn("replay", ["simulate", "replay", "--record", "s00001",
                                     "--speed", str(replay_speed), "--loop"], env, log_dir),
         "generate": _spawn("generate", ["simulate", "generate", "--patients", str(patients),

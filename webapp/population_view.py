@@ -107,8 +107,11 @@ def map_figure(geojson: dict, names: dict[str, str], values: dict[str, tuple[flo
         colorbar={"title": {"text": title, "side": "right"}, "thickness": 14},
         name="public" if public else "hospital",
     ))
-    fig.update_geos(scope="usa", fitbounds="locations", visible=True, showland=True,
-                    landcolor="#eeeeee", showlakes=False, subunitcolor="#999")
+    # Albers USA cannot zoom to a few counties; a Mercator view of North America can
+    # (base map north-america_110m.json, shipped in assets/topojson).
+    fig.update_geos(scope="north america", projection_type="mercator", fitbounds="locations",
+                    visible=True, showland=True, landcolor="#eeeeee", showlakes=False,
+                    showocean=True, oceancolor="#dde8f0", subunitcolor="#999")
     fig.update_layout(margin={"l": 0, "r": 0, "t": 10, "b": 0}, height=460,
                       clickmode="event", dragmode=False)
     return fig
@@ -138,11 +141,15 @@ def trend_figure(rows: Iterable[dict], surges: Iterable[dict], days: Sequence[da
             name=MEASURES[measure].label, mode="lines",
             line={"dash": dashes[measure], "width": 2.5}))
     flags = [s for s in surges if region is None or s["region"] == region]
+    # Each flag sits on the line of the measure that surged (the line shown: one region's
+    # or the sum of all), its own county and numbers in the hover.
+    index = {d: i for i, d in enumerate(days)}
+    lines = {t.name: list(t.y) for t in fig.data}
+    flags = [s for s in flags if s["day"] in index]
     if flags:
         fig.add_trace(go.Scatter(
             x=[s["day"] for s in flags],
-            y=[0 if disclosure.is_suppressed(s["observed"], threshold) else s["observed"]
-               for s in flags],
+            y=[lines[MEASURES[s["measure"]].label][index[s["day"]]] for s in flags],
             mode="markers+text", marker={"symbol": "triangle-down", "size": 16,
                                          "color": "#c0392b", "line": {"width": 1}},
             text=["SURGE"] * len(flags), textposition="top center",

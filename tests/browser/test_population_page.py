@@ -94,7 +94,7 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     # The network block works: the CDN plotly.js would use is unreachable.
     outcome = b.execute_async_script(
         "const done = arguments[0];"
-        "fetch('https://cdn.plot.ly/un/usa_110m.json', {mode: 'no-cors'})"
+        "fetch('https://cdn.plot.ly/un/north-america_110m.json', {mode: 'no-cors'})"
         ".then(() => done('reached'), () => done('blocked'));")
     assert outcome == "blocked"
     b.get(live_web.url("/population"))
@@ -106,7 +106,7 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
                 or drawn(d, "#population-map .layer path"))
     fetched = b.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
-    assert any(u.endswith("/assets/topojson/usa_110m.json") for u in fetched), fetched
+    assert any(u.endswith("/assets/topojson/north-america_110m.json") for u in fetched), fetched
     assert all(u.startswith(live_web.base) for u in fetched), \
         [u for u in fetched if not u.startswith(live_web.base)]
     # trends with the surge flag, the ward table, the status line
@@ -120,6 +120,8 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         b.save_screenshot(str(SCREENSHOTS / "population.png"))
+        b.execute_script("document.getElementById('population-wards').scrollIntoView()")
+        b.save_screenshot(str(SCREENSHOTS / "population-wards.png"))
     # the public layer is labelled as such and still draws offline
     b.find_element(By.CSS_SELECTOR, "#population-layer input[value='cdc']").click()
     wait(b, lambda d: "PUBLIC DATA" in d.find_element(By.ID, "population-map-label").text)

