@@ -89,6 +89,9 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
         "generate": _spawn("generate", ["simulate", "generate", "--patients", str(patients),
                                         "--wards", str(wards), "--rate", "1"], env, log_dir),
         "web": _spawn("web", ["web", "run"], env, log_dir),
+        # issue 4: the alert manager (escalation, e-mail) and a local SMTP catcher
+        "mail": _spawn("mail", ["mail", "catcher"], env, log_dir),
+        "alerts": _spawn("alerts", ["alerts", "manager"], env, log_dir),
     }
     # issue 5: the waveform sink, and recorded ECG/pleth for the first two generated
     # patients (one-shot replays: they exit after sending, so they are not watched)
@@ -103,6 +106,7 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
     click.echo("Demo logins (new passwords each start; demo mode only):")
     for username, password, role in logins:
         click.echo(f"  {role:<13} {username:<12} {password}")
+    click.echo(f"Alert e-mail is caught in {settings.cache_dir / 'mail'} (.eml files)")
     click.echo(f"Logs: {log_dir}   Stop: Ctrl-C")
 
     stopping = False

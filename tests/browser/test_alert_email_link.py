@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from backend import audit
@@ -177,7 +178,7 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
         By.ID, "alerts-action-msg").text)
     assert lc.get("e-10")["status"] == "raised"
     box = browser.find_element(By.ID, "alerts-silence-minutes")
-    box.clear()
+    box.send_keys(Keys.CONTROL, "a")  # (clear() does not reach React's state)
     box.send_keys("15")
     browser.find_element(By.ID, "alerts-silence").click()
     wait(browser, lambda d: "Silenced by" in d.find_element(By.ID, "alerts-action-msg").text)
@@ -191,6 +192,9 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
                  "Resolved", "fluids, NEWS2 down"):
         assert part in history, part
     assert msg is not None
-    time.sleep(0.5)
+    # a 1920x1080 viewport (the window's own bars come on top)
+    extra = browser.execute_script("return window.outerHeight - window.innerHeight;")
+    browser.set_window_size(1920, 1080 + int(extra or 0))
+    time.sleep(0.8)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "alerts-inbox.png"))
