@@ -192,6 +192,9 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
                  "Resolved", "fluids, NEWS2 down"):
         assert part in history, part
     assert msg is not None
+    today = datetime.now(UTC).date()
+    views = audit.search(db, today, today, actor=nurse, action=audit.PATIENT_VIEWED)
+    assert {"pt-10", "pt-12"} <= {v.target_id for v in views}  # opening an alert is audited
     # a 1920x1080 viewport (the window's own bars come on top)
     extra = browser.execute_script("return window.outerHeight - window.innerHeight;")
     browser.set_window_size(1920, 1080 + int(extra or 0))
