@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -51,6 +52,18 @@ def event(n: int, priority: Priority = Priority.HIGH, rule: str = "ref_spo2_low"
                       bed=str(n), rule=rule, priority=priority, message=message,
                       values={"spo2": 84.0}, onset_ts=ms - 10_000, reading_ts=ms,
                       detected_ts=ms)
+
+
+def click(driver, css: str) -> None:
+    """Click, again if the 5 s list refresh replaced the element in between."""
+    def attempt(d) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+
+    wait(driver, attempt)
 
 
 def sign_in(driver, username: str, password: str) -> None:
@@ -163,12 +176,13 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
     sign_in(browser, nurse, pw)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alerts-row")) >= 5)
     # all statuses in the window
-    for box in browser.find_elements(By.CSS_SELECTOR, "#alerts-status input"):
-        if not box.is_selected():
-            box.click()
+    for n in range(len(browser.find_elements(By.CSS_SELECTOR, "#alerts-status input"))):
+        css = f"#alerts-status label:nth-of-type({n + 1}) input"
+        if not browser.find_element(By.CSS_SELECTOR, css).is_selected():
+            click(browser, css)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alerts-row")) == 7)
     # open e-10, silence it with bad input, then properly
-    browser.find_element(By.CSS_SELECTOR, '[id*="e-10"]').click()
+    click(browser, '[id*="e-10"]')
     wait(browser, lambda d: "SpO2 84" in d.find_element(By.ID, "alerts-detail").text)
     browser.find_element(By.ID, "alerts-silence-minutes").send_keys("90")
     browser.find_element(By.ID, "alerts-silence-reason").send_keys("transport to CT")
@@ -184,7 +198,7 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
     wait(browser, lambda d: "Silenced by" in d.find_element(By.ID, "alerts-action-msg").text)
     assert lc.get("e-10")["status"] == "silenced"
     # the resolved one, with its full history, for the screenshot
-    browser.find_element(By.CSS_SELECTOR, '[id*="e-12"]').click()
+    click(browser, '[id*="e-12"]')
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-history tbody tr"))
          == 5)
     history = browser.find_element(By.ID, "alerts-history").text
@@ -192,6 +206,9 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
                  "Resolved", "fluids, NEWS2 down"):
         assert part in history, part
     assert msg is not None
+    today = datetime.now(UTC).date()
+    views = audit.search(db, today, today, actor=nurse, action=audit.PATIENT_VIEWED)
+    assert {"pt-10", "pt-12"} <= {v.target_id for v in views}  # opening an alert is audited
     # a 1920x1080 viewport (the window's own bars come on top)
     extra = browser.execute_script("return window.outerHeight - window.innerHeight;")
     browser.set_window_size(1920, 1080 + int(extra or 0))

@@ -21,6 +21,7 @@ import dash
 from dash import ALL, Input, Output, State, dcc, html
 from flask_login import current_user
 
+from backend import audit
 from backend.alerting import inbox
 from backend.alerting.lifecycle import ACTIVE, ALERTS_PAGE, STATUSES, Lifecycle
 from backend.storage import census
@@ -182,6 +183,13 @@ def show_alert(alert_id, _changed, _n):
     row = lc.get(alert_id)
     if row is None:
         return html.P("This alert is not known.", className="notice notice-error"), True
+    if dash.ctx.triggered_id == "alerts-selected" and row.get("patient_id"):
+        # opening an alert shows patient data: a view of the patient's record
+        try:
+            audit.record(current_db(), current_user.username, audit.PATIENT_VIEWED, "patient",
+                         row["patient_id"], f"alert {alert_id} details", "web")
+        except Exception:
+            log.exception("could not audit an alert detail view")
     status = row.get("status") or "raised"
     by = f" by {row['status_by']}" if row.get("status_by") else ""
     silence = ""
