@@ -91,6 +91,10 @@ class RiskSettings(BaseModel):
     max_history_hours: int = Field(default=336, ge=72)
     # A patient silent this long (processing time) loses their scoring state.
     state_ttl_hours: float = 48.0
+    # The risk query's micro-batch interval. Scores are hourly, so a 30 s delay costs
+    # nothing clinically, while back-to-back batches (one Python call per patient each)
+    # took the 2 cores the vitals query needs (docs/benchmarks.md, pipeline 2026-12-03).
+    trigger_seconds: float = Field(default=30.0, gt=0)
 
 
 class SmtpSettings(BaseModel):

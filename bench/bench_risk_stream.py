@@ -211,6 +211,7 @@ def main() -> None:
         "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_risk_{suffix}"}),
         "spark": base.spark.model_copy(update={"checkpoint_dir": work / "checkpoint",
                                                "trigger_seconds": 0.5}),
+        "risk": base.risk.model_copy(update={"trigger_seconds": 0.5}),
     })
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}; model {version}")

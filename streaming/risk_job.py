@@ -196,7 +196,6 @@ def start_risk_query(spark: SparkSession, settings: Settings, *,
         .foreachBatch(sink)
         .option("checkpointLocation", str(risk_checkpoint_dir(settings)))
     )
-    if settings.spark.trigger_seconds > 0:
-        writer = writer.trigger(processingTime=f"{settings.spark.trigger_seconds} seconds")
+    writer = writer.trigger(processingTime=f"{settings.risk.trigger_seconds} seconds")
     return writer.start(), sink
 

@@ -70,7 +70,8 @@ def risk_job(isolated_settings: Settings, tmp_path: Path):
     settings = isolated_settings.model_copy(update={
         "cache_dir": tmp_path / "cache",
         "spark": isolated_settings.spark.model_copy(update={"trigger_seconds": 0.5}),
-        "risk": isolated_settings.risk.model_copy(update={"model_recheck_seconds": 1.0}),
+        "risk": isolated_settings.risk.model_copy(update={"model_recheck_seconds": 1.0,
+                                                           "trigger_seconds": 0.5}),
     })
     write_model(settings, OLD, hr_split=200.0)  # never high
     write_model(settings, NEW, hr_split=110.0, created="2026-01-02T00:00:00+00:00")
