@@ -122,6 +122,7 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
         b.save_screenshot(str(SCREENSHOTS / "population.png"))
         b.execute_script("document.getElementById('population-wards').scrollIntoView()")
         b.save_screenshot(str(SCREENSHOTS / "population-wards.png"))
+        b.execute_script("window.scrollTo(0, 0)")  # the sticky top bar would cover the radio
     # the public layer is labelled as such and still draws offline
     b.find_element(By.CSS_SELECTOR, "#population-layer input[value='cdc']").click()
     wait(b, lambda d: "PUBLIC DATA" in d.find_element(By.ID, "population-map-label").text)
