@@ -26,7 +26,8 @@ PAGE_READY = {
     "ward": (By.CSS_SELECTOR, "#ward-summary .ward-count"),
     "patient": (By.CSS_SELECTOR, ".page-patient h1"),
     "alerts": (By.CSS_SELECTOR, "#alerts-list"),
-    "population": (By.CSS_SELECTOR, "#population-summary"),
+    # the map's label comes from the map callback (hospital or public layer)
+    "population": (By.CSS_SELECTOR, "#population-map-label strong"),
     "models": (By.CSS_SELECTOR, "#models-body"),
     "admin": (By.CSS_SELECTOR, "#admin-users"),  # the users table comes from a callback
 }
