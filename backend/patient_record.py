@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any, TypeVar
 
 import numpy as np
 from cassandra.cluster import Session
@@ -20,6 +21,7 @@ from backend.storage.alerts import AlertStore
 from backend.storage.minutes import MinuteStore
 from backend.storage.readings import ReadingStore
 from backend.storage.risk_scores import RiskScoreStore
+from backend.storage.timestamps import to_ms
 from backend.timeline import (
     DEFAULT_MAX_POINTS,
     HOUR_MS,
@@ -44,16 +46,22 @@ class Timeline:
     read_ms: float  # time spent reading (for the page's footnote and the benchmark)
 
 
-_stores: dict[int, MinuteStore] = {}
+_stores: dict[tuple[type, int], Any] = {}
 _alert_by_id: dict[int, object] = {}  # prepared statement per session
+
+_S = TypeVar("_S", MinuteStore, RiskScoreStore)
+
+
+def _store(cls: type[_S], session: Session) -> _S:
+    """One instance of a store (i.e. one set of prepared statements) per session."""
+    store = _stores.get((cls, id(session)))
+    if store is None or store.session is not session:
+        store = _stores[(cls, id(session))] = cls(session)
+    return store
 
 
 def minute_store(session: Session) -> MinuteStore:
-    """One set of prepared statements per session."""
-    store = _stores.get(id(session))
-    if store is None or store.session is not session:
-        store = _stores[id(session)] = MinuteStore(session)
-    return store
+    return _store(MinuteStore, session)
 
 
 def load_timeline(session: Session, patient_id: str, start_ms: int, end_ms: int,
@@ -87,16 +95,6 @@ def load_timeline_naive(session: Session, patient_id: str, start_ms: int, end_ms
                     read_ms)
 
 
-_risk_stores: dict[int, RiskScoreStore] = {}
-
-
-def _risk_store(session: Session) -> RiskScoreStore:
-    store = _risk_stores.get(id(session))
-    if store is None or store.session is not session:
-        store = _risk_stores[id(session)] = RiskScoreStore(session)
-    return store
-
-
 @dataclass(frozen=True, slots=True)
 class RiskNow:
     risk: float
@@ -109,7 +107,8 @@ class RiskNow:
 def risk_series(session: Session, patient_id: str, start_ms: int, end_ms: int) -> Series:
     """The live sepsis-risk scores (one per patient-hour, ``streaming.risk_job``) whose
     hour starts in the window, oldest first."""
-    rows = sorted(_risk_store(session).for_patient(patient_id, start_ms - HOUR_MS, end_ms),
+    store = _store(RiskScoreStore, session)
+    rows = sorted(store.for_patient(patient_id, start_ms - HOUR_MS, end_ms),
                   key=lambda r: r["hour_ts"])
     ts = np.array([_ms(r["hour_ts"]) for r in rows], dtype=np.int64)
     values = np.array([np.nan if r["risk"] is None else r["risk"] for r in rows],
@@ -120,7 +119,7 @@ def risk_series(session: Session, patient_id: str, start_ms: int, end_ms: int) -
 def latest_risk(session: Session, patient_id: str, now_ms: int,
                 lookback_ms: int = 24 * HOUR_MS) -> RiskNow | None:
     """The newest live risk score of the last ``lookback_ms``, if the patient has one."""
-    rows = _risk_store(session).for_patient(patient_id, now_ms - lookback_ms, now_ms + 1)
+    rows = _store(RiskScoreStore, session).for_patient(patient_id, now_ms - lookback_ms, now_ms + 1)
     newest = max(rows, key=lambda r: r["hour_ts"], default=None)
     if newest is None or newest["risk"] is None:
         return None
@@ -142,11 +141,7 @@ def window_end(newest_ms: int | None, now_ms: int) -> int:
 
 
 def _ms(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
+    return None if value is None else to_ms(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from cassandra.cluster import Session
 from backend import audit
 from backend.messages import AlertEvent, AlertLifecycle
 from backend.storage import alert_history
+from backend.storage.timestamps import to_datetime as _dt
+from backend.storage.timestamps import to_ms as _ms
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +36,6 @@ ACTIVE = (RAISED, ACKNOWLEDGED, "escalated", "silenced")
 ACKNOWLEDGEABLE = (RAISED, "escalated", "silenced")
 ALERT_ACKNOWLEDGED = audit.ALERT_ACKNOWLEDGED
 AUDIT_TARGET = "alert"
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
 
 
 def clock_text(value: datetime | None) -> str:
