@@ -1,8 +1,9 @@
 """What the stream job does with each micro-batch of evaluated records (foreachBatch).
 
-Order matters: Cassandra first (idempotent upserts; an alert is readable there before it
-is announced), then one Kafka transaction for the dead letters, validated readings and
-alert events. A failure raises, so Spark retries the batch rather than skipping it.
+Order matters: Cassandra first (idempotent upserts, all tables' statements in one concurrent
+run; an alert is readable there before it is announced), then one Kafka transaction for
+the dead letters, validated readings and alert events. A failure raises, so Spark retries
+the batch rather than skipping it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
 from backend.storage.minutes import MinuteStore
 from backend.storage.raw import DeadLetterRow, RawMessage, RawStore
-from backend.storage.readings import ReadingStore
+from backend.storage.readings import ReadingStore, run_concurrently
 from streaming.kafka_io import TransactionalPublisher
 
 log = logging.getLogger(__name__)
@@ -50,19 +51,52 @@ class VitalsSink:
         kind = rows["kind"]
 
         received = rows[kind.isin(["reading", "reject"])]
-        self.raw.write_raw([
+        raw = [
             RawMessage(r.topic, int(r.partition), int(r.offset), r.raw_key, r.raw_value,
                        int(r.kafka_ts))
             for r in received.itertuples(index=False)
-        ])
-
-        readings = [ValidatedReading.model_validate_json(p)
-                    for p in rows.loc[kind == "reading", "payload"]]
-        self.readings.write(readings)
-        self.readings.write_latest(readings)
-        self.minutes.write(readings)  # idempotent upserts keyed by the batch's minute parts
-
+        ]
+        is_reading = kind == "reading"
+        payloads = rows.loc[is_reading, "payload"].tolist()
+        readings = [ValidatedReading.model_validate_json(p) for p in payloads]
         rejected = rows[kind.isin(["reject", "field_reject"])]
+        dead_rows, dead_msgs = self._dead_letters(rejected, now_ms)
+        alerts = [AlertEvent.model_validate_json(p) for p in rows.loc[kind == "alert", "payload"]]
+
+        run_concurrently(self.session, [
+            *self.raw.raw_statements(raw),
+            *self.readings.history_statements(readings),
+            *self.readings.latest_statements(readings),
+            *self.minutes.statements(readings),  # parts keyed by the batch's minutes
+            *self.raw.deadletter_statements(dead_rows),
+        ])
+        for a in alerts:  # lightweight transactions, one at a time (see AlertStore)
+            if a.event == "raised":
+                self.alerts.raise_alert(a)
+            else:
+                self.alerts.clear_alert(a)
+
+        messages = [
+            *((topics.topic_deadletter, key, letter) for key, letter in dead_msgs),
+            # The workers' JSON is ValidatedReading.model_dump_json: published as it is.
+            *((topics.topic_validated, r.patient_id.encode(), payload.encode())
+              for r, payload in zip(readings, payloads, strict=True)),
+            *((topics.topic_alerts, a.patient_id.encode(), a.model_dump_json().encode())
+              for a in alerts),
+        ]
+        published = self.publisher.publish_batch(batch_id, messages)
+        log.info(
+            "batch %d: %d readings, %d rejected, %d alerts%s in %.0f ms",
+            batch_id, len(readings), len(rejected), len(alerts),
+            "" if published else " (already published: replay)",
+            (time.monotonic() - started) * 1000,
+        )
+
+    @staticmethod
+    def _dead_letters(
+        rejected: pd.DataFrame, now_ms: int
+    ) -> tuple[list[DeadLetterRow], list[tuple[bytes | None, bytes]]]:
+        """The stored dead-letter rows and the ``(key, DeadLetter JSON)`` Kafka messages."""
         dead_rows, dead_msgs = [], []
         for r in rejected.itertuples(index=False):
             info = json.loads(r.payload)
@@ -78,30 +112,8 @@ class VitalsSink:
                 source_topic=r.topic, source_partition=int(r.partition),
                 source_offset=int(r.offset), received_ts=int(r.kafka_ts), rejected_ts=now_ms,
             )
-            dead_msgs.append((topics.topic_deadletter, r.raw_key, letter.model_dump_json()))
-        self.raw.write_deadletters(dead_rows)
-
-        alerts = [AlertEvent.model_validate_json(p) for p in rows.loc[kind == "alert", "payload"]]
-        for a in alerts:
-            if a.event == "raised":
-                self.alerts.raise_alert(a)
-            else:
-                self.alerts.clear_alert(a)
-
-        messages = [
-            *((t, k, v.encode()) for t, k, v in dead_msgs),
-            *((topics.topic_validated, r.patient_id.encode(), r.model_dump_json().encode())
-              for r in readings),
-            *((topics.topic_alerts, a.patient_id.encode(), a.model_dump_json().encode())
-              for a in alerts),
-        ]
-        published = self.publisher.publish_batch(batch_id, messages)
-        log.info(
-            "batch %d: %d readings, %d rejected, %d alerts%s in %.0f ms",
-            batch_id, len(readings), len(rejected), len(alerts),
-            "" if published else " (already published: replay)",
-            (time.monotonic() - started) * 1000,
-        )
+            dead_msgs.append((r.raw_key, letter.model_dump_json().encode()))
+        return dead_rows, dead_msgs
 
     def close(self) -> None:
         self.publisher.close()

@@ -14,7 +14,7 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 
 from backend.messages import ValidatedReading
-from backend.storage.readings import run_concurrently
+from backend.storage.readings import Statement, run_concurrently
 from backend.storage.timestamps import day_of
 from backend.storage.timestamps import to_datetime as _dt
 from backend.storage.timestamps import to_ms as _ms
@@ -47,13 +47,17 @@ class MinuteStore:
 
     def write(self, readings: Iterable[ValidatedReading]) -> int:
         """Upsert the per-minute parts of one batch of readings; returns the row count."""
-        statements = [
-            (self._insert, (p.patient_id, day_of(p.minute), _dt(p.minute), _dt(p.part_ts), p.n,
-                            _dt(p.last_ts), p.mins, p.maxs, p.lasts))
-            for p in minute_parts(readings)
-        ]
+        statements = self.statements(readings)
         run_concurrently(self.session, statements)
         return len(statements)
+
+    def statements(self, readings: Iterable[ValidatedReading]) -> list[Statement]:
+        """The upserts of the per-minute parts of one batch of readings."""
+        return [
+            (self._insert, (p.patient_id, day_of(p.minute), p.minute, p.part_ts, p.n,
+                            p.last_ts, p.mins, p.maxs, p.lasts))
+            for p in minute_parts(readings)
+        ]
 
     def _per_day(self, stmt, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
         """One query per day partition of ``[start, end)``, run concurrently."""

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
-from backend.storage.readings import run_concurrently
+from backend.storage.readings import Statement, run_concurrently
+from backend.storage.timestamps import day_of
 from backend.storage.timestamps import to_datetime as _dt
 
 OFFSET_BUCKET = 100_000
@@ -58,26 +59,32 @@ class RawStore:
         self._dead_day = session.prepare("SELECT * FROM deadletters_by_day WHERE day = ?")
 
     def write_raw(self, messages: Sequence[RawMessage]) -> None:
+        run_concurrently(self.session, self.raw_statements(messages))
+
+    def raw_statements(self, messages: Sequence[RawMessage]) -> list[Statement]:
+        """Unlogged per-partition batches storing ``messages`` exactly as received."""
         groups: dict[tuple[str, int, int], list[RawMessage]] = defaultdict(list)
         for m in messages:
             groups[(m.topic, m.partition, m.offset // OFFSET_BUCKET)].append(m)
-        statements = []
+        statements: list[Statement] = []
         for (topic, partition, bucket), rows in groups.items():
             for i in range(0, len(rows), _BATCH_ROWS):
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
                 for m in rows[i : i + _BATCH_ROWS]:
                     batch.add(self._raw, (topic, partition, bucket, m.offset, m.key, m.value,
-                                          _dt(m.kafka_ts)))
+                                          m.kafka_ts))
                 statements.append((batch, None))
-        run_concurrently(self.session, statements)
+        return statements
 
     def write_deadletters(self, rows: Sequence[DeadLetterRow]) -> None:
-        run_concurrently(self.session, [
-            (self._dead, (_dt(r.received_ts).date(), _dt(r.received_ts), r.topic, r.partition,
-                          r.offset, r.field, r.reason, r.detail, r.patient_id,
-                          _dt(r.rejected_ts)))
+        run_concurrently(self.session, self.deadletter_statements(rows))
+
+    def deadletter_statements(self, rows: Sequence[DeadLetterRow]) -> list[Statement]:
+        return [
+            (self._dead, (day_of(r.received_ts), r.received_ts, r.topic, r.partition,
+                          r.offset, r.field, r.reason, r.detail, r.patient_id, r.rejected_ts))
             for r in rows
-        ])
+        ]
 
     def get_raw(self, topic: str, partition: int, offset: int) -> dict | None:
         return self.session.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
@@ -16,6 +17,11 @@ from backend.storage.timestamps import to_datetime as _dt
 from backend.vitals import Vital
 
 VITAL_COLUMNS: tuple[str, ...] = tuple(v.value for v in Vital)
+_VITALS: tuple[Vital, ...] = tuple(Vital)  # iterating the enum class each row is slow
+# ``(statement, parameters)``, as ``execute_concurrent`` takes them. Timestamp columns are
+# bound as ms-since-epoch ints, which the driver serialises as they are: no datetime per
+# value on the sink's path (reads still go through ``backend.storage.timestamps``).
+Statement = tuple[Any, Any]
 # Rows per unlogged batch: one batch never spans partitions, and stays under
 # Cassandra's default 5 KiB batch warning for typical rows.
 _BATCH_ROWS = 40
@@ -54,42 +60,50 @@ class ReadingStore:
 
     def write(self, readings: Sequence[ValidatedReading]) -> None:
         """Append readings (idempotent: the key is patient, day, ts, device, seq)."""
+        run_concurrently(self.session, self.history_statements(readings))
+
+    def history_statements(self, readings: Sequence[ValidatedReading]) -> list[Statement]:
+        """The unlogged per-partition batches that append ``readings`` to the history."""
         by_partition: dict[tuple[str, date], list[ValidatedReading]] = defaultdict(list)
         for r in readings:
             by_partition[(r.patient_id, day_of(r.ts))].append(r)
-        batches = []
+        insert = self._insert
+        batches: list[Statement] = []
         for (patient_id, day), rows in by_partition.items():
             for i in range(0, len(rows), _BATCH_ROWS):
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
                 for r in rows[i : i + _BATCH_ROWS]:
-                    batch.add(self._insert, (
-                        patient_id, day, _dt(r.ts), r.device_id, r.seq,
-                        *(_u(r.vitals.get(v)) for v in Vital),
+                    vitals = r.vitals
+                    batch.add(insert, (
+                        patient_id, day, r.ts, r.device_id, r.seq,
+                        *[_u(vitals.get(v)) for v in _VITALS],
                         _u({s.value for s in r.sensors_off} or None), _u(r.o2_supplemental),
                         _u(r.consciousness.value if r.consciousness else None),
                         _u(r.news2), _u(r.news2_band), r.news2_complete, _u(r.qsofa),
-                        _dt(r.processed_ts),
+                        r.processed_ts,
                     ))
                 batches.append((batch, None))
-        run_concurrently(self.session, batches)
+        return batches
 
     def write_latest(self, readings: Iterable[ValidatedReading]) -> None:
-        """Upsert each bed's newest state among ``readings``: the carried-forward values,
+        run_concurrently(self.session, self.latest_statements(readings))
+
+    def latest_statements(self, readings: Iterable[ValidatedReading]) -> list[Statement]:
+        """Upserts of each bed's newest state among ``readings``: the carried-forward values,
         with explicit nulls so a sensor that went off never shows its last good value."""
         newest: dict[tuple[str, str], ValidatedReading] = {}
         for r in readings:
             key = (r.ward, r.bed)
             if key not in newest or r.ts >= newest[key].ts:
                 newest[key] = r
-        statements = [
+        return [
             (self._latest, (
-                r.ward, r.bed, r.patient_id, _dt(r.ts), *(r.carried.get(v) for v in Vital),
+                r.ward, r.bed, r.patient_id, r.ts, *[r.carried.get(v) for v in _VITALS],
                 {s.value for s in r.sensors_off} or None, r.news2, r.news2_band, r.news2_complete,
-                r.qsofa, _dt(r.processed_ts),
+                r.qsofa, r.processed_ts,
             ))
             for r in newest.values()
         ]
-        run_concurrently(self.session, statements)
 
     def between(self, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
         """Readings of one patient in [start, end), oldest first, one query per day."""
@@ -106,7 +120,8 @@ class ReadingStore:
         return list(self.session.execute(self._ward, (ward,)))
 
 
-def run_concurrently(session: Session, statements: list[tuple], concurrency: int = 64) -> None:
+def run_concurrently(session: Session, statements: list[Statement],
+                     concurrency: int = 64) -> None:
     """Execute ``(statement, params)`` pairs concurrently; raise on the first failure, so a
     lost write fails the micro-batch and Spark retries it instead of passing silently."""
     if statements:

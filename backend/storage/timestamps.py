@@ -6,7 +6,11 @@ store can read them as local time.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+
+DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1)
 
 
 def to_datetime(ms: int) -> datetime:
@@ -23,4 +27,10 @@ def to_ms(value: datetime) -> int:
 
 def day_of(ms: int) -> date:
     """The UTC day of an instant: the day component of the day-partitioned tables."""
-    return to_datetime(ms).date()
+    return _day(ms // DAY_MS)
+
+
+@lru_cache(maxsize=64)
+def _day(days_since_epoch: int) -> date:
+    # The sink asks this for every reading it writes; a batch spans a day or two.
+    return _EPOCH + timedelta(days=days_since_epoch)
