@@ -18,9 +18,9 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend.auth_policy import Role
+from tests.browser.support import click, scrolled_to, settled, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -70,17 +70,13 @@ def offline_browser():
         driver.quit()
 
 
-def wait(driver, condition, timeout: float = 60):
-    return WebDriverWait(driver, timeout).until(condition)
-
-
 def sign_in(driver, web, role: Role) -> None:
     name, password = web.users[role]
     driver.get(web.url("/login"))
     driver.find_element(By.ID, "username").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()
-    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")))
+    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")), 60)
 
 
 def drawn(driver, css: str) -> list[str]:
@@ -99,41 +95,46 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     assert outcome == "blocked"
     b.get(live_web.url("/population"))
     counties = wait(b, lambda d: len(drawn(d, "#population-map .choroplethlocation")) >= 5
-                    and drawn(d, "#population-map .choroplethlocation"))
+                    and drawn(d, "#population-map .choroplethlocation"), 60)
     assert len(counties) >= len(BOSTON)
     # the base map (from the shipped topojson) drew too
     assert wait(b, lambda d: drawn(d, "#population-map .layer.land path")
-                or drawn(d, "#population-map .layer path"))
+                or drawn(d, "#population-map .layer path"), 60)
     fetched = b.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
     assert any(u.endswith("/assets/topojson/north-america_110m.json") for u in fetched), fetched
     assert all(u.startswith(live_web.base) for u in fetched), \
         [u for u in fetched if not u.startswith(live_web.base)]
     # trends with the surge flag, the ward table, the status line
-    wait(b, lambda d: drawn(d, "#population-trend .scatterlayer path.js-line"))
-    wait(b, lambda d: "SURGE" in d.find_element(By.ID, "population-surge-list").text)
+    wait(b, lambda d: drawn(d, "#population-trend .scatterlayer path.js-line"), 60)
+    wait_text(b, (By.ID, "population-surge-list"), lambda t: "SURGE" in t, 60)
     ward_cells = "#population-wards td[data-dash-column='ward']"
-    rows = wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ward_cells))
+    rows = wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ward_cells), 60)
     assert len(rows) >= 6
-    assert "computed" in b.find_element(By.ID, "population-status").text
-    assert "Hospital data" in b.find_element(By.ID, "population-map-label").text
+    assert "computed" in wait_text(b, (By.ID, "population-status"))
+    assert "Hospital data" in wait_text(b, (By.ID, "population-map-label"))
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        settled(b)
         b.save_screenshot(str(SCREENSHOTS / "population.png"))
-        b.execute_script("document.getElementById('population-wards').scrollIntoView()")
+        wards_top = b.execute_script(
+            "return Math.round(document.getElementById('population-wards')"
+            ".getBoundingClientRect().top + window.scrollY);")
+        scrolled_to(b, wards_top)
+        settled(b)
         b.save_screenshot(str(SCREENSHOTS / "population-wards.png"))
-        b.execute_script("window.scrollTo(0, 0)")  # the sticky top bar would cover the radio
+        scrolled_to(b, 0)  # the sticky top bar would cover the radio
     # the public layer is labelled as such and still draws offline
-    b.find_element(By.CSS_SELECTOR, "#population-layer input[value='cdc']").click()
-    wait(b, lambda d: "PUBLIC DATA" in d.find_element(By.ID, "population-map-label").text)
-    assert wait(b, lambda d: drawn(d, "#population-map .choroplethlocation"))
+    click(b, (By.CSS_SELECTOR, "#population-layer input[value='cdc']"))
+    wait_text(b, (By.ID, "population-map-label"), lambda t: "PUBLIC DATA" in t, 60)
+    assert wait(b, lambda d: drawn(d, "#population-map .choroplethlocation"), 60)
 
 
 @pytest.mark.parametrize("role", [Role.PHYSICIAN, Role.NURSE])
 def test_clinicians_cannot_open_the_page(live_web, browser, role: Role) -> None:
     sign_in(browser, live_web, role)
     browser.get(live_web.url("/population"))
-    wait(browser, EC.presence_of_element_located((By.ID, "forbidden")))
+    wait(browser, EC.presence_of_element_located((By.ID, "forbidden")), 60)
     assert not browser.find_elements(By.ID, "population-map")
 
 
