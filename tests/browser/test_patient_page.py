@@ -41,6 +41,7 @@ from backend.notes import NOTE_ADDED
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from backend.storage.risk_scores import RiskScoreStore
 from devices.generator import GeneratorConfig, generate, plan_patients
 from devices.waveform_replay import chunks, load, publish
 from tests.browser.support import (
@@ -53,6 +54,7 @@ from tests.browser.support import (
     wait_texts,
 )
 from tests.integration.support import StreamJob, wait_until
+from webapp.patient.figure import ROWS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -194,6 +196,11 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         wait_until(caught_up, timeout=400, interval=2, what="the backfill to be stored")
         wait_until(lambda: AlertStore(db).for_patient(plan.patient_id), timeout=60,
                    what="an alert of the deterioration")
+        # the live sepsis-risk query (started with the stream job) scores the closed hours
+        # of the backfill; the page's header shows the newest score when it opens
+        wait_until(lambda: RiskScoreStore(db).for_patient(
+            plan.patient_id, start_ms, int(time.time() * 1000)), timeout=180,
+            what="a live sepsis-risk score")
         wait_until(lambda: requests.get(system.url("/login"), timeout=2).status_code == 200,
                    timeout=90, what="the web app")
         producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
@@ -336,6 +343,13 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     type_into(browser, (By.ID, "patient-to"), last_text)
     click(browser, (By.ID, "patient-range-apply"))
     wait_range_message(browser, first_text)
+    # the sepsis-risk row (the last y axis) draws the hourly scores; the header says the
+    # newest score against its threshold, in numbers and words
+    risk_row = f"#patient-timeline .subplot.xy{len(ROWS) + 1} .scatterlayer path.js-line"
+    wait(browser, lambda d: [p for p in d.find_elements(By.CSS_SELECTOR, risk_row)
+                             if (p.get_attribute("d") or "M0,0Z") != "M0,0Z"])
+    assert re.search(r"Sepsis risk\s+\d\.\d\d \((ABOVE|below) threshold",
+                     wait_text(browser, (By.ID, "patient-facts"))), "no risk in the header"
     scrolled_to(browser, 0)
     settled(browser)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
