@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from backend.auth_policy import Role
-from tests.browser.support import click, scrolled_to, settled, wait, wait_text
+from tests.browser.support import click, scrolled_to, set_viewport, settled, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -79,6 +79,30 @@ def sign_in(driver, web, role: Role) -> None:
     wait(driver, EC.presence_of_element_located((By.ID, "shell-role")), 60)
 
 
+_OVERFLOW = """
+// The page's horizontal overflow, the outermost elements that reach past the viewport
+// (their parent does not), and the elements inside the page that scroll sideways
+// themselves (a table in a box with overflow-x: auto): named, to find the culprit.
+const name = e => (e.id ? '#' + e.id : e.tagName.toLowerCase() + '.'
+                   + String(e.className).split(' ')[0]);
+const root = document.scrollingElement, width = root.clientWidth;
+const all = Array.from(document.body.querySelectorAll('*'));
+const past = all.filter(e => e.getBoundingClientRect().right > width + 0.5);
+const outer = past.filter(e => !past.includes(e.parentElement)).slice(0, 8).map(
+  e => name(e) + ' right=' + Math.round(e.getBoundingClientRect().right));
+const scrollers = all.filter(e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)
+                                  && e.scrollWidth > e.clientWidth + 1)
+  .map(e => name(e) + ' ' + e.scrollWidth + ' in ' + e.clientWidth);
+return [root.scrollWidth, width, outer, scrollers];
+"""
+
+
+def horizontal_overflow(driver) -> tuple[int, int, list[str], list[str]]:
+    """(page scrollWidth, clientWidth, the outermost elements past the right edge, the
+    elements with a horizontal scrollbar of their own)."""
+    return tuple(driver.execute_script(_OVERFLOW))
+
+
 def drawn(driver, css: str) -> list[str]:
     paths = driver.find_elements(By.CSS_SELECTOR, css)
     return [d for d in (p.get_attribute("d") for p in paths) if d and d not in ("M0,0Z", "")]
@@ -113,6 +137,12 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     assert len(rows) >= 6
     assert "computed" in wait_text(b, (By.ID, "population-status"))
     assert "Hospital data" in wait_text(b, (By.ID, "population-map-label"))
+    # everything drawn: at 1920 wide the page does not scroll sideways
+    set_viewport(b, 1920, 1080)
+    settled(b)
+    scroll_width, client_width, culprits, scrollers = horizontal_overflow(b)
+    assert scroll_width <= client_width, (scroll_width, client_width, culprits)
+    assert not scrollers, scrollers  # nor does any part of it (the ward table)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         settled(b)
