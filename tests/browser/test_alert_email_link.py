@@ -18,10 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend import audit
 from backend.alerting import email_outbox as mail
@@ -32,16 +29,13 @@ from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from tests.browser.support import click, set_viewport, settled, type_into, wait, wait_text
 from tests.integration.mailbox import Mailbox
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WARD = "ICU-E"
 INBOX_WARD = "ICU-F"
-
-
-def wait(driver, condition, timeout: float = 20):
-    return WebDriverWait(driver, timeout).until(condition)
 
 
 def event(n: int, priority: Priority = Priority.HIGH, rule: str = "ref_spo2_low",
@@ -52,18 +46,6 @@ def event(n: int, priority: Priority = Priority.HIGH, rule: str = "ref_spo2_low"
                       bed=str(n), rule=rule, priority=priority, message=message,
                       values={"spo2": 84.0}, onset_ts=ms - 10_000, reading_ts=ms,
                       detected_ts=ms)
-
-
-def click(driver, css: str) -> None:
-    """Click, again if the 5 s list refresh replaced the element in between."""
-    def attempt(d) -> bool:
-        try:
-            d.find_element(By.CSS_SELECTOR, css).click()
-            return True
-        except (StaleElementReferenceException, NoSuchElementException):
-            return False
-
-    wait(driver, attempt)
 
 
 def sign_in(driver, username: str, password: str) -> None:
@@ -103,10 +85,10 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
     sign_in(browser, nurse, pw)
     wait(browser, lambda d: d.find_elements(By.ID, "ack-link-confirm"))
     assert "/alerts/ack/" in browser.current_url
-    assert "Bed" in browser.find_element(By.ID, "ack-link-alert").text
-    browser.find_element(By.ID, "ack-link-comment").send_keys("coming")
-    browser.find_element(By.ID, "ack-link-confirm").click()
-    result = wait(browser, lambda d: d.find_elements(By.ID, "ack-link-result"))[0].text
+    assert "Bed" in wait_text(browser, (By.ID, "ack-link-alert"))
+    type_into(browser, (By.ID, "ack-link-comment"), "coming")
+    click(browser, (By.ID, "ack-link-confirm"))
+    result = wait_text(browser, (By.ID, "ack-link-result"))
     assert result.startswith(f"Acknowledged by {nurse} at ") and "e-mail" in result
 
     lc = Lifecycle(db)
@@ -122,7 +104,7 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
 
     # the same link again: refused, saying by whom it was used
     browser.get(link)
-    refused = wait(browser, lambda d: d.find_elements(By.ID, "ack-link-refused"))[0].text
+    refused = wait_text(browser, (By.ID, "ack-link-refused"))
     assert f"already used by {nurse}" in refused
 
     # a link signed two hours ago (max age 60 min): expired
@@ -131,13 +113,12 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
                         settings.alert_manager.ack_link_max_age_minutes * 60,
                         clock=lambda: time.time() - 7200)
     browser.get(mail.ack_url(settings, old.make("e-2")))
-    refused = wait(browser, lambda d: d.find_elements(By.ID, "ack-link-refused"))[0].text
+    refused = wait_text(browser, (By.ID, "ack-link-refused"))
     assert "expired" in refused
     assert lc.get("e-2")["status"] == "raised"
     # a forged link
     browser.get(live_web.url("/alerts/ack/forged.token"))
-    assert "not a valid" in wait(browser, lambda d: d.find_elements(
-        By.ID, "ack-link-refused"))[0].text
+    assert "not a valid" in wait_text(browser, (By.ID, "ack-link-refused"))
 
 
 def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
@@ -178,40 +159,35 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
     # all statuses in the window
     for n in range(len(browser.find_elements(By.CSS_SELECTOR, "#alerts-status input"))):
         css = f"#alerts-status label:nth-of-type({n + 1}) input"
-        if not browser.find_element(By.CSS_SELECTOR, css).is_selected():
-            click(browser, css)
+        if not browser.execute_script("return document.querySelector(arguments[0]).checked",
+                                      css):
+            click(browser, (By.CSS_SELECTOR, css))
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alerts-row")) == 7)
     # open e-10, silence it with bad input, then properly
-    click(browser, '[id*="e-10"]')
-    wait(browser, lambda d: "SpO2 84" in d.find_element(By.ID, "alerts-detail").text)
-    browser.find_element(By.ID, "alerts-silence-minutes").send_keys("90")
-    browser.find_element(By.ID, "alerts-silence-reason").send_keys("transport to CT")
-    browser.find_element(By.ID, "alerts-silence").click()
-    msg = wait(browser, lambda d: d.find_elements(By.ID, "alerts-action-result"))[0]
-    wait(browser, lambda d: "at most 30 minutes" in d.find_element(
-        By.ID, "alerts-action-msg").text)
+    click(browser, (By.CSS_SELECTOR, '[id*="e-10"]'))
+    wait_text(browser, (By.ID, "alerts-detail"), lambda t: "SpO2 84" in t)
+    type_into(browser, (By.ID, "alerts-silence-minutes"), "90")
+    type_into(browser, (By.ID, "alerts-silence-reason"), "transport to CT")
+    click(browser, (By.ID, "alerts-silence"))
+    wait(browser, lambda d: d.find_elements(By.ID, "alerts-action-result"))
+    wait_text(browser, (By.ID, "alerts-action-msg"), lambda t: "at most 30 minutes" in t)
     assert lc.get("e-10")["status"] == "raised"
-    box = browser.find_element(By.ID, "alerts-silence-minutes")
-    box.send_keys(Keys.CONTROL, "a")  # (clear() does not reach React's state)
-    box.send_keys("15")
-    browser.find_element(By.ID, "alerts-silence").click()
-    wait(browser, lambda d: "Silenced by" in d.find_element(By.ID, "alerts-action-msg").text)
+    type_into(browser, (By.ID, "alerts-silence-minutes"), "15")
+    click(browser, (By.ID, "alerts-silence"))
+    wait_text(browser, (By.ID, "alerts-action-msg"), lambda t: "Silenced by" in t)
     assert lc.get("e-10")["status"] == "silenced"
     # the resolved one, with its full history, for the screenshot
-    click(browser, '[id*="e-12"]')
+    click(browser, (By.CSS_SELECTOR, '[id*="e-12"]'))
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-history tbody tr"))
          == 5)
-    history = browser.find_element(By.ID, "alerts-history").text
+    history = wait_text(browser, (By.ID, "alerts-history"))
     for part in ("Escalated (level 1: notified charge_nurse)", "e-mail link", "on my way",
                  "Resolved", "fluids, NEWS2 down"):
         assert part in history, part
-    assert msg is not None
     today = datetime.now(UTC).date()
     views = audit.search(db, today, today, actor=nurse, action=audit.PATIENT_VIEWED)
     assert {"pt-10", "pt-12"} <= {v.target_id for v in views}  # opening an alert is audited
-    # a 1920x1080 viewport (the window's own bars come on top)
-    extra = browser.execute_script("return window.outerHeight - window.innerHeight;")
-    browser.set_window_size(1920, 1080 + int(extra or 0))
-    time.sleep(0.8)
+    set_viewport(browser, 1920, 1080)
+    settled(browser)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "alerts-inbox.png"))

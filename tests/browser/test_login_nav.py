@@ -10,10 +10,10 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend import audit
 from backend.auth_policy import Role, navigation
+from tests.browser.support import click, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -31,10 +31,6 @@ PAGE_READY = {
     "models": (By.CSS_SELECTOR, "#models-body"),
     "admin": (By.CSS_SELECTOR, "#admin-users"),  # the users table comes from a callback
 }
-
-
-def wait(driver, condition, timeout: float = 20):
-    return WebDriverWait(driver, timeout).until(condition)
 
 
 def sign_in(driver, web, username: str, password: str) -> None:
@@ -69,12 +65,11 @@ def test_each_role_sees_exactly_its_navigation(live_web, browser) -> None:
         assert browser.find_element(By.ID, "shell-user").text == f"Browser {role.label}"
         # every offered page opens (client-side navigation through the Pages router)
         for key in expected:
-            browser.find_element(By.ID, f"nav-{key}").click()
+            click(browser, (By.ID, f"nav-{key}"))
             wait(browser, EC.presence_of_element_located(PAGE_READY[key]))
-            assert "403" not in browser.find_element(By.ID, "content").text
-        browser.find_element(By.ID, "logout-button").click()
-        wait(browser, EC.presence_of_element_located((By.ID, "login-info")))
-        assert "signed out" in browser.find_element(By.ID, "login-info").text
+            assert "403" not in wait_text(browser, (By.ID, "content"), lambda t: True)
+        click(browser, (By.ID, "logout-button"))
+        assert "signed out" in wait_text(browser, (By.ID, "login-info"))
 
 
 def test_bad_password_shows_an_error_that_does_not_say_which(live_web, browser) -> None:
@@ -82,8 +77,8 @@ def test_bad_password_shows_an_error_that_does_not_say_which(live_web, browser) 
     browser.get(live_web.url("/login"))
     screenshot(browser, "login.png")
     sign_in(browser, live_web, name, "definitely-not-it")
-    error = wait(browser, EC.visibility_of_element_located((By.ID, "login-error")))
-    assert "username or password is incorrect" in error.text
+    wait(browser, EC.visibility_of_element_located((By.ID, "login-error")))
+    assert "username or password is incorrect" in wait_text(browser, (By.ID, "login-error"))
     assert browser.find_element(By.ID, "username").get_attribute("value") == name
     screenshot(browser, "login-error.png")
     sign_in(browser, live_web, "no-such-user", "definitely-not-it")
@@ -105,31 +100,32 @@ def test_nurse_cannot_open_admin(live_web, browser) -> None:
 def _choose(driver, dropdown_id: str, text: str) -> None:
     """Pick an option of a dcc.Dropdown (Dash 4: a popover with a search box) by typing
     its label; waits until the popover has closed, as it swallows the next click."""
-    box = driver.find_element(By.ID, dropdown_id)
-    box.click()
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "true")
+    click(driver, (By.ID, dropdown_id))
+    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
+        "aria-expanded") == "true")
     field = driver.switch_to.active_element
     field.send_keys(text)
     field.send_keys(Keys.ENTER)
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "false"
+    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
+        "aria-expanded") == "false"
          and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
-    assert text in box.text
+    assert text in wait_text(driver, (By.ID, dropdown_id))
 
 
 def test_admin_manages_users_with_on_screen_validation(live_web, browser) -> None:
     name, password = live_web.users[Role.ADMIN]
     sign_in(browser, live_web, name, password)
-    wait(browser, EC.presence_of_element_located((By.ID, "nav-admin"))).click()
-    table = wait(browser, EC.visibility_of_element_located((By.ID, "admin-users")))
+    click(browser, (By.ID, "nav-admin"))
+    table = wait_text(browser, (By.ID, "admin-users"))
     for role in Role:
-        assert live_web.users[role][0] in table.text
+        assert live_web.users[role][0] in table
 
     browser.find_element(By.ID, "admin-new-username").send_keys("new.nurse")
     browser.find_element(By.ID, "admin-new-display").send_keys("New Nurse")
     _choose(browser, "admin-new-role", "Nurse")
     browser.find_element(By.ID, "admin-new-password").send_keys("short")
     browser.find_element(By.ID, "admin-new-password2").send_keys("short")
-    browser.find_element(By.ID, "admin-create").click()
+    click(browser, (By.ID, "admin-create"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-create-msg"),
                                                    "at least 12 characters"))
     assert "error" in browser.find_element(By.ID, "admin-create-msg").get_attribute("class")
@@ -137,26 +133,24 @@ def test_admin_manages_users_with_on_screen_validation(live_web, browser) -> Non
     good = "a-much-longer-passphrase"
     browser.find_element(By.ID, "admin-new-password").send_keys(good)
     browser.find_element(By.ID, "admin-new-password2").send_keys(good)
-    browser.find_element(By.ID, "admin-create").click()
+    click(browser, (By.ID, "admin-create"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-create-msg"),
                                                    "Created new.nurse"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-users"), "new.nurse"))
 
     browser.find_element(By.ID, "admin-new-password").send_keys(good)
     browser.find_element(By.ID, "admin-new-password2").send_keys(good)
-    browser.find_element(By.ID, "admin-create").click()
+    click(browser, (By.ID, "admin-create"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-create-msg"),
                                                    "already exists"))
 
     _choose(browser, "admin-user-select", "new.nurse")
-    browser.find_element(By.ID, "admin-disable").click()
+    click(browser, (By.ID, "admin-disable"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-toggle-msg"),
                                                    "Disabled new.nurse"))
 
-    browser.find_element(By.ID, "audit-search").click()
-    wait(browser, EC.text_to_be_present_in_element((By.ID, "audit-results"),
-                                                   audit.USER_DISABLED))
-    results = browser.find_element(By.ID, "audit-results").text
+    click(browser, (By.ID, "audit-search"))
+    results = wait_text(browser, (By.ID, "audit-results"), lambda t: audit.USER_DISABLED in t)
     assert audit.USER_CREATED in results and audit.LOGIN_SUCCESS in results
     browser.set_window_size(1440, 1500)  # users and audit results in one picture
     browser.execute_script("window.scrollTo(0, 0)")
@@ -166,9 +160,9 @@ def test_admin_manages_users_with_on_screen_validation(live_web, browser) -> Non
 def test_dark_theme_toggle(live_web, browser) -> None:
     name, password = live_web.users[Role.PHYSICIAN]
     sign_in(browser, live_web, name, password)
-    toggle = wait(browser, EC.element_to_be_clickable((By.ID, "theme-toggle")))
+    wait(browser, EC.element_to_be_clickable((By.ID, "theme-toggle")))
     before = browser.execute_script("return document.documentElement.dataset.theme || ''")
-    toggle.click()
+    click(browser, (By.ID, "theme-toggle"))
     wait(browser, lambda d: d.execute_script(
         "return document.documentElement.dataset.theme || ''") not in ("", before))
     screenshot(browser, "shell-dark.png" if before != "dark" else "shell-light.png")

@@ -17,13 +17,13 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend.auth_policy import Role
 from backend.risk import drift, registry
 from backend.risk.live import HOUR_MS, HourScore
 from backend.settings import Settings
 from backend.storage.risk_scores import RiskScoreStore
+from tests.browser.support import click, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -131,10 +131,6 @@ def services(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Se
     return settings
 
 
-def wait(driver, condition, timeout: float = 30):
-    return WebDriverWait(driver, timeout).until(condition)
-
-
 def sign_in(driver, web, role: Role) -> None:
     name, password = web.users[role]
     driver.get(web.url("/login"))
@@ -162,13 +158,13 @@ def test_physician_sees_every_plot_table_and_note(live_web, browser) -> None:
     for graph in ("models-roc", "models-pr", "models-burden"):
         assert len(drawn_paths(browser, graph, ".scatterlayer path.point")) >= 6, graph
     assert len(drawn_paths(browser, "models-calibration", ".scatterlayer path.point")) == 3
-    legend = browser.find_element(By.CSS_SELECTOR, "#models-roc .legend").text
+    legend = wait_text(browser, (By.CSS_SELECTOR, "#models-roc .legend"))
     for name in ("Model (GBT)", "NEWS2 score (≥ 5, ≥ 7)", "qSOFA ≥ 2", "SIRS ≥ 2",
                  "HR > 120 or SpO2 < 90"):
         assert name in legend
 
     # version facts: the active fixture version
-    facts = browser.find_element(By.ID, "models-body").text
+    facts = wait_text(browser, (By.ID, "models-body"))
     assert f"{ACTIVE} (active)" in facts
     assert "c0ffee" * 10 + "abcd" in facts
     assert "0.4500 (monitor only: 0.4000)" in facts
@@ -176,49 +172,47 @@ def test_physician_sees_every_plot_table_and_note(live_web, browser) -> None:
     # hourly TP 7 FN 3 FP 18 TN 72 (10 positive / 90 negative hours, sens 0.7, FPR 0.2)
     wait(browser, EC.text_to_be_present_in_element((By.ID, "models-threshold-summary"),
                                                    "Threshold 0.5000"))
-    hourly = browser.find_element(By.ID, "models-confusion-hourly").text
+    hourly = wait_text(browser, (By.ID, "models-confusion-hourly"))
     for text in ("7", "3", "18", "72", "Sensitivity\n0.700", "Specificity\n0.800",
                  "PPV\n0.280"):
         assert text in hourly, text
-    patient = browser.find_element(By.ID, "models-confusion-patient").text
+    patient = wait_text(browser, (By.ID, "models-confusion-patient"))
     assert "PPV\n0.429" in patient  # 3 / (3 + 4)
     # 1.2 alerts/day at 0.4 and 0.2 at 0.8: 0.95 at 0.5
-    assert "0.95 alerts per patient-day" in browser.find_element(
-        By.ID, "models-threshold-summary").text
+    assert "0.95 alerts per patient-day" in wait_text(browser,
+                                                      (By.ID, "models-threshold-summary"))
 
     # the slider moves to the next stored point (0.8): TP 4, FP 9
-    handle = browser.find_element(By.CSS_SELECTOR, "#models-threshold [role=slider]")
-    handle.send_keys(Keys.ARROW_RIGHT)
+    browser.find_element(By.CSS_SELECTOR, "#models-threshold [role=slider]").send_keys(
+        Keys.ARROW_RIGHT)
     wait(browser, EC.text_to_be_present_in_element((By.ID, "models-threshold-summary"),
                                                    "Threshold 0.8000"))
-    assert "PPV\n0.308" in browser.find_element(By.ID, "models-confusion-hourly").text
+    assert "PPV\n0.308" in wait_text(browser, (By.ID, "models-confusion-hourly"))
 
-    tables = browser.find_element(By.ID, "models-tables").text
+    tables = wait_text(browser, (By.ID, "models-tables"))
     for text in ("Model (GBT)", "NEWS2 ≥ 5", "NEWS2 ≥ 7", "qSOFA ≥ 2", "SIRS ≥ 2",
                  "HR > 120 or SpO2 < 90", "0.0500"):
         assert text in tables, text
     # live monitoring: volume, distribution and PSI drawn, the drift warning in words
-    wait(browser, lambda d: "DRIFT" in d.find_element(By.ID, "models-live").text)
-    live = browser.find_element(By.ID, "models-live")
-    assert "PSI 8.28" in live.text and "notice-error" in live.get_attribute("class")
+    # text and class of the warning read together (the live part refreshes itself)
+    live_text, live_class = wait(browser, lambda d: [
+        (e.text, e.get_attribute("class")) for e in [d.find_element(By.ID, "models-live")]
+        if "DRIFT" in e.text])[0]
+    assert "PSI 8.28" in live_text and "notice-error" in live_class
     assert len(drawn_paths(browser, "models-live-volume", ".barlayer path")) == 10 + 6
     assert len(drawn_paths(browser, "models-live-dist", ".barlayer path")) == 2 * 10
     assert drawn_paths(browser, "models-live-psi", ".scatterlayer path.js-line")
-    psi_text = browser.find_element(By.ID, "models-live-psi").text
+    psi_text = wait_text(browser, (By.ID, "models-live-psi"))
     assert "stable" in psi_text and "DRIFT" in psi_text
     assert "watch 0.10" in psi_text and "drift 0.25" in psi_text
-    assert f"Version {ACTIVE} (active)" in browser.find_element(
-        By.ID, "models-live-caption").text
-    note = browser.find_element(By.ID, "models-data-note").text
+    assert f"Version {ACTIVE} (active)" in wait_text(browser, (By.ID, "models-live-caption"))
+    note = wait_text(browser, (By.ID, "models-data-note"))
     for text in ("PhysioNet", "Reyna", "2019", "Goldberger", "one hospital only"):
         assert text in note, text
 
     # the patient level redraws the discrimination plots
-    radio = browser.find_element(By.CSS_SELECTOR, "#models-level input[value=patient]")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", radio)
-    radio.click()
-    wait(browser, lambda d: "per patient" in d.find_element(
-        By.CSS_SELECTOR, "#models-roc .gtitle").text)
+    click(browser, (By.CSS_SELECTOR, "#models-level input[value=patient]"), scroll=True)
+    wait_text(browser, (By.CSS_SELECTOR, "#models-roc .gtitle"), lambda t: "per patient" in t)
     assert len(drawn_paths(browser, "models-pr", ".scatterlayer path.js-line")) == 6
 
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
@@ -230,13 +224,11 @@ def test_a_version_without_evaluation_says_so(live_web, browser) -> None:
     sign_in(browser, live_web, Role.ADMIN)
     browser.get(live_web.url("/models"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "models-body"), f"{ACTIVE} (active)"))
-    browser.find_element(By.CSS_SELECTOR, "#models-version").click()
-    option = wait(browser, EC.element_to_be_clickable(
-        (By.XPATH, f"//*[@role='option'][contains(., '{OTHER}')]")))
-    option.click()
-    wait(browser, EC.text_to_be_present_in_element((By.ID, "models-body"),
-                                                   "has not been evaluated yet"))
-    assert f"{OTHER} (not active)" in browser.find_element(By.ID, "models-body").text
+    click(browser, (By.CSS_SELECTOR, "#models-version"))
+    click(browser, (By.XPATH, f"//*[@role='option'][contains(., '{OTHER}')]"))
+    body = wait_text(browser, (By.ID, "models-body"),
+                     lambda t: "has not been evaluated yet" in t)
+    assert f"{OTHER} (not active)" in body
 
 
 def test_nurse_is_refused(live_web, browser) -> None:

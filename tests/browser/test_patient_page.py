@@ -34,7 +34,6 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend import audit
 from backend.auth_policy import Role
@@ -42,9 +41,20 @@ from backend.notes import NOTE_ADDED
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from backend.storage.risk_scores import RiskScoreStore
 from devices.generator import GeneratorConfig, generate, plan_patients
 from devices.waveform_replay import chunks, load, publish
+from tests.browser.support import (
+    click,
+    scrolled_to,
+    settled,
+    type_into,
+    wait,
+    wait_text,
+    wait_texts,
+)
 from tests.integration.support import StreamJob, wait_until
+from webapp.patient.figure import ROWS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -186,6 +196,11 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         wait_until(caught_up, timeout=400, interval=2, what="the backfill to be stored")
         wait_until(lambda: AlertStore(db).for_patient(plan.patient_id), timeout=60,
                    what="an alert of the deterioration")
+        # the live sepsis-risk query (started with the stream job) scores the closed hours
+        # of the backfill; the page's header shows the newest score when it opens
+        wait_until(lambda: RiskScoreStore(db).for_patient(
+            plan.patient_id, start_ms, int(time.time() * 1000)), timeout=180,
+            what="a live sepsis-risk score")
         wait_until(lambda: requests.get(system.url("/login"), timeout=2).status_code == 200,
                    timeout=90, what="the web app")
         producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
@@ -216,10 +231,6 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         db.cluster.shutdown()
 
 
-def wait(driver, condition, timeout: float = 30):
-    return WebDriverWait(driver, timeout).until(condition)
-
-
 def full_hd(driver) -> None:
     """A 1920x1080 viewport (a window of that size leaves less for the page)."""
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
@@ -235,14 +246,36 @@ def sign_in(driver, system: PatientSystem, role: Role) -> None:
     wait(driver, EC.presence_of_element_located((By.ID, "shell-role")))
 
 
-def range_message(driver) -> str:
-    return driver.find_element(By.ID, "patient-range-msg").text
+def wait_range_message(driver, part: str, timeout: float = 30) -> str:
+    """The range message once it contains ``part`` (as read by the wait itself)."""
+    return wait_text(driver, (By.ID, "patient-range-msg"), lambda t: part in t, timeout)
 
 
 def alert_marker_labels(driver) -> list[str]:
-    """The text labels of the alert markers plotly drew (``H #1`` ...)."""
-    return [e.text for e in driver.find_elements(
-        By.CSS_SELECTOR, "#patient-timeline g.textpoint text") if "#" in e.text]
+    """The text labels of the alert markers plotly drew (``H #1`` ...), once there are
+    some; all read in one attempt, as the 15 s refresh redraws the timeline."""
+    return [t for t in wait_texts(driver, "#patient-timeline g.textpoint text",
+                                  lambda ts: any("#" in t for t in ts)) if "#" in t]
+
+
+def preset(driver, value: str) -> None:
+    click(driver, (By.CSS_SELECTOR, f'#patient-range-preset input[value="{value}"]'))
+
+
+def apply_custom_range(driver, first: str, last: str) -> None:
+    """Type both ends and press Apply. Until the range is custom, the page's 15 s refresh
+    slides the preset window and rewrites both fields, so they are typed (again) until
+    they hold the values, just before the click."""
+    def attempt(d) -> bool:
+        type_into(d, (By.ID, "patient-from"), first)
+        type_into(d, (By.ID, "patient-to"), last)
+        if (d.find_element(By.ID, "patient-from").get_attribute("value"),
+                d.find_element(By.ID, "patient-to").get_attribute("value")) != (first, last):
+            return False
+        d.find_element(By.ID, "patient-range-apply").click()
+        return True
+
+    wait(driver, attempt, 60)
 
 
 def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_a_note(
@@ -250,27 +283,24 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     full_hd(browser)
     sign_in(browser, system, Role.PHYSICIAN)
     browser.get(system.url(f"/ward?ward={system.ward}"))
-    link = wait(browser, EC.element_to_be_clickable(
-        (By.CSS_SELECTOR, f'a.wt-pt-link[href="/patient/{system.patient_id}"]')), 60)
-    link.click()
+    click(browser, (By.CSS_SELECTOR, f'a.wt-pt-link[href="/patient/{system.patient_id}"]'),
+          60)
     wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-title"),
                                                    system.patient_id))
     # default 8 h: per-minute extremes; the deterioration's alerts are on the timeline
-    wait(browser, lambda d: "per-minute extremes" in range_message(d), 60)
-    wait(browser, lambda d: alert_marker_labels(d), 30)
+    wait_range_message(browser, "per-minute extremes", 60)
     labels = alert_marker_labels(browser)
     assert all(re.fullmatch(r"[HML] #\d+", t) for t in labels), labels
-    rows = browser.find_elements(By.CSS_SELECTOR, "#patient-alerts-table tbody tr")
+    rows = wait_texts(browser, "#patient-alerts-table tbody tr")
     assert len(rows) >= 2  # header row + at least one alert, numbered like the markers
-    assert "#1" in rows[1].text
+    assert "#1" in rows[1]
 
     # 1 h: raw readings; 24 h: per-minute again. The range shown follows the preset.
-    for preset, resolution, hours in (("1h", "raw readings", 1), ("24h",
-                                                                  "per-minute extremes", 24)):
-        browser.find_element(By.CSS_SELECTOR,
-                             f'#patient-range-preset input[value="{preset}"]').click()
-        wait(browser, lambda d, r=resolution: r in range_message(d), 30)
-        start, end = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", range_message(browser))
+    for value, resolution, hours in (("1h", "raw readings", 1), ("24h",
+                                                                 "per-minute extremes", 24)):
+        preset(browser, value)
+        message = wait_range_message(browser, resolution)
+        start, end = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", message)
         from webapp.patient.parts import parse_when
         assert parse_when(end) - parse_when(start) == hours * 3_600_000
 
@@ -280,21 +310,20 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
         "const end = new Date(Date.now() - 5 * 60000), start = new Date(end - 30 * 60000);"
         "const f = d => d.toISOString().replace('T', ' ').slice(0, 19);"
         "Plotly.relayout(gd, {'xaxis.range[0]': f(start), 'xaxis.range[1]': f(end)});")
-    wait(browser, lambda d: "raw readings" in range_message(d), 30)
+    wait_range_message(browser, "raw readings")
     assert browser.find_element(
         By.CSS_SELECTOR, '#patient-range-preset input[value="custom"]').is_selected()
-    browser.find_element(By.CSS_SELECTOR, '#patient-range-preset input[value="24h"]').click()
-    wait(browser, lambda d: "per-minute extremes" in range_message(d), 30)
+    preset(browser, "24h")
+    wait_range_message(browser, "per-minute extremes")
 
     # a note, with markup in it: stored, listed as text, drawn on the timeline, audited
     note = f"Sepsis suspected <b>start</b> fluids {uuid.uuid4().hex[:6]}"
-    browser.find_element(By.ID, "patient-note").send_keys(note)
-    browser.find_element(By.ID, "patient-note-save").click()
+    type_into(browser, (By.ID, "patient-note"), note)
+    click(browser, (By.ID, "patient-note-save"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-note-msg"), "Note saved"))
     wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-notes"), note))
     assert not browser.find_elements(By.CSS_SELECTOR, "#patient-notes b")
-    wait(browser, lambda d: any(e.text == "note" for e in d.find_elements(
-        By.CSS_SELECTOR, "#patient-timeline g.textpoint text")), 30)
+    wait_texts(browser, "#patient-timeline g.textpoint text", lambda ts: "note" in ts)
     today = datetime.now(UTC).date()
     events = audit.search(system.db, today, today, patient_id=system.patient_id)
     actions = {e.action for e in events}
@@ -303,25 +332,26 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     # a custom range: the whole stay so far, for the screenshot of the deterioration
     first = datetime.fromtimestamp(time.time() - BACKFILL_S - 60, tz=UTC)
     last = datetime.fromtimestamp(time.time() + 120, tz=UTC)
-    for field_id, value in (("patient-from", first), ("patient-to", last)):
-        box = browser.find_element(By.ID, field_id)
-        box.clear()
-        box.send_keys(value.strftime("%Y-%m-%d %H:%M"))
-    browser.find_element(By.ID, "patient-range-apply").click()
-    wait(browser, lambda d: first.strftime("%Y-%m-%d %H:%M") in range_message(d), 30)
-    wait(browser, lambda d: alert_marker_labels(d), 30)
+    first_text, last_text = first.strftime("%Y-%m-%d %H:%M"), last.strftime("%Y-%m-%d %H:%M")
+    apply_custom_range(browser, first_text, last_text)
+    wait_range_message(browser, first_text)
+    alert_marker_labels(browser)
     # a bad custom range is refused with a message, the timeline stays as it was
-    box = browser.find_element(By.ID, "patient-to")
-    box.clear()
-    box.send_keys("tomorrow")
-    browser.find_element(By.ID, "patient-range-apply").click()
-    wait(browser, lambda d: "is not a date" in range_message(d), 30)
-    box.clear()
-    box.send_keys(last.strftime("%Y-%m-%d %H:%M"))
-    browser.find_element(By.ID, "patient-range-apply").click()
-    wait(browser, lambda d: first.strftime("%Y-%m-%d %H:%M") in range_message(d), 30)
-    browser.execute_script("window.scrollTo(0, 0);")
-    time.sleep(1.0)
+    type_into(browser, (By.ID, "patient-to"), "tomorrow")
+    click(browser, (By.ID, "patient-range-apply"))
+    wait_range_message(browser, "is not a date")
+    type_into(browser, (By.ID, "patient-to"), last_text)
+    click(browser, (By.ID, "patient-range-apply"))
+    wait_range_message(browser, first_text)
+    # the sepsis-risk row (the last y axis) draws the hourly scores; the header says the
+    # newest score against its threshold, in numbers and words
+    risk_row = f"#patient-timeline .subplot.xy{len(ROWS) + 1} .scatterlayer path.js-line"
+    wait(browser, lambda d: [p for p in d.find_elements(By.CSS_SELECTOR, risk_row)
+                             if (p.get_attribute("d") or "M0,0Z") != "M0,0Z"])
+    assert re.search(r"Sepsis risk\s+\d\.\d\d \((ABOVE|below) threshold",
+                     wait_text(browser, (By.ID, "patient-facts"))), "no risk in the header"
+    scrolled_to(browser, 0)
+    settled(browser)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "patient-deteriorating.png"))
@@ -378,33 +408,27 @@ def test_physician_sees_why_the_asystole_alarm_was_false(system: PatientSystem,
     full_hd(browser)
     sign_in(browser, system, Role.PHYSICIAN)
     browser.get(system.url(f"/patient/{system.patient_id}"))
-    wait(browser, EC.presence_of_element_located((By.ID, "patient-ecg-source")))
-    assert "alarms2015/a103l (II, PLETH, V)" in browser.find_element(
-        By.ID, "patient-ecg-source").text
-    browser.find_element(By.ID, "patient-ecg-alarm").click()
-    wait(browser, lambda d: any("bedside alarm: Asystole (False alarm)" in e.text
-                                for e in d.find_elements(By.CSS_SELECTOR,
-                                                         "#patient-ecg .annotation-text")), 30)
-    rows = browser.find_elements(By.CSS_SELECTOR,
-                                 "#patient-ecg .ytitle, #patient-ecg .y2title, "
+    source = wait_text(browser, (By.ID, "patient-ecg-source"))
+    assert "alarms2015/a103l (II, PLETH, V)" in source
+    click(browser, (By.ID, "patient-ecg-alarm"))
+    wait_texts(browser, "#patient-ecg .annotation-text",
+               lambda ts: any("bedside alarm: Asystole (False alarm)" in t for t in ts))
+    titles = wait_texts(browser, "#patient-ecg .ytitle, #patient-ecg .y2title, "
                                  "#patient-ecg .y3title")
-    assert [r.text for r in rows] == ["II (mV)", "V (mV)", "PLETH (NU)"]
+    assert titles == ["II (mV)", "V (mV)", "PLETH (NU)"]
     # the strip's card at the top of the screen, below the sticky navigation bar
-    browser.execute_script(
+    card_top = browser.execute_script(
         "const card = document.getElementById('patient-ecg-source').closest('section');"
-        "window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 50);")
-    time.sleep(0.5)
+        "return Math.round(card.getBoundingClientRect().top + window.scrollY - 50);")
+    scrolled_to(browser, card_top)
+    settled(browser)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         browser.save_screenshot(str(SCREENSHOTS / "patient-ecg-a103l.png"))
     # MIT-BIH 100 with its beat annotations (N, A) on the strip
-    source = browser.find_element(By.CSS_SELECTOR, "#patient-ecg-source")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", source)
-    source.click()
-    option = wait(browser, EC.element_to_be_clickable(
-        (By.XPATH, "//*[@role='option'][contains(., 'mitdb/100')]")))
-    option.click()
-    wait(browser, lambda d: sum(e.text == "N" for e in d.find_elements(
-        By.CSS_SELECTOR, "#patient-ecg .annotation-text")) >= 8, 30)
+    click(browser, (By.CSS_SELECTOR, "#patient-ecg-source"), scroll=True)
+    click(browser, (By.XPATH, "//*[@role='option'][contains(., 'mitdb/100')]"))
+    wait_texts(browser, "#patient-ecg .annotation-text",
+               lambda ts: sum(t == "N" for t in ts) >= 8)
 
 
 def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSystem) -> None:

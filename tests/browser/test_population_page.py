@@ -18,9 +18,9 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend.auth_policy import Role
+from tests.browser.support import click, scrolled_to, set_viewport, settled, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -70,17 +70,37 @@ def offline_browser():
         driver.quit()
 
 
-def wait(driver, condition, timeout: float = 60):
-    return WebDriverWait(driver, timeout).until(condition)
-
-
 def sign_in(driver, web, role: Role) -> None:
     name, password = web.users[role]
     driver.get(web.url("/login"))
     driver.find_element(By.ID, "username").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()
-    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")))
+    wait(driver, EC.presence_of_element_located((By.ID, "shell-role")), 60)
+
+
+_OVERFLOW = """
+// The page's horizontal overflow, the outermost elements that reach past the viewport
+// (their parent does not), and the elements inside the page that scroll sideways
+// themselves (a table in a box with overflow-x: auto): named, to find the culprit.
+const name = e => (e.id ? '#' + e.id : e.tagName.toLowerCase() + '.'
+                   + String(e.className).split(' ')[0]);
+const root = document.scrollingElement, width = root.clientWidth;
+const all = Array.from(document.body.querySelectorAll('*'));
+const past = all.filter(e => e.getBoundingClientRect().right > width + 0.5);
+const outer = past.filter(e => !past.includes(e.parentElement)).slice(0, 8).map(
+  e => name(e) + ' right=' + Math.round(e.getBoundingClientRect().right));
+const scrollers = all.filter(e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)
+                                  && e.scrollWidth > e.clientWidth + 1)
+  .map(e => name(e) + ' ' + e.scrollWidth + ' in ' + e.clientWidth);
+return [root.scrollWidth, width, outer, scrollers];
+"""
+
+
+def horizontal_overflow(driver) -> tuple[int, int, list[str], list[str]]:
+    """(page scrollWidth, clientWidth, the outermost elements past the right edge, the
+    elements with a horizontal scrollbar of their own)."""
+    return tuple(driver.execute_script(_OVERFLOW))
 
 
 def drawn(driver, css: str) -> list[str]:
@@ -99,41 +119,52 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     assert outcome == "blocked"
     b.get(live_web.url("/population"))
     counties = wait(b, lambda d: len(drawn(d, "#population-map .choroplethlocation")) >= 5
-                    and drawn(d, "#population-map .choroplethlocation"))
+                    and drawn(d, "#population-map .choroplethlocation"), 60)
     assert len(counties) >= len(BOSTON)
     # the base map (from the shipped topojson) drew too
     assert wait(b, lambda d: drawn(d, "#population-map .layer.land path")
-                or drawn(d, "#population-map .layer path"))
+                or drawn(d, "#population-map .layer path"), 60)
     fetched = b.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
     assert any(u.endswith("/assets/topojson/north-america_110m.json") for u in fetched), fetched
     assert all(u.startswith(live_web.base) for u in fetched), \
         [u for u in fetched if not u.startswith(live_web.base)]
     # trends with the surge flag, the ward table, the status line
-    wait(b, lambda d: drawn(d, "#population-trend .scatterlayer path.js-line"))
-    wait(b, lambda d: "SURGE" in d.find_element(By.ID, "population-surge-list").text)
+    wait(b, lambda d: drawn(d, "#population-trend .scatterlayer path.js-line"), 60)
+    wait_text(b, (By.ID, "population-surge-list"), lambda t: "SURGE" in t, 60)
     ward_cells = "#population-wards td[data-dash-column='ward']"
-    rows = wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ward_cells))
+    rows = wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ward_cells), 60)
     assert len(rows) >= 6
-    assert "computed" in b.find_element(By.ID, "population-status").text
-    assert "Hospital data" in b.find_element(By.ID, "population-map-label").text
+    assert "computed" in wait_text(b, (By.ID, "population-status"))
+    assert "Hospital data" in wait_text(b, (By.ID, "population-map-label"))
+    # everything drawn: at 1920 wide the page does not scroll sideways
+    set_viewport(b, 1920, 1080)
+    settled(b)
+    scroll_width, client_width, culprits, scrollers = horizontal_overflow(b)
+    assert scroll_width <= client_width, (scroll_width, client_width, culprits)
+    assert not scrollers, scrollers  # nor does any part of it (the ward table)
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        settled(b)
         b.save_screenshot(str(SCREENSHOTS / "population.png"))
-        b.execute_script("document.getElementById('population-wards').scrollIntoView()")
+        wards_top = b.execute_script(
+            "return Math.round(document.getElementById('population-wards')"
+            ".getBoundingClientRect().top + window.scrollY);")
+        scrolled_to(b, wards_top)
+        settled(b)
         b.save_screenshot(str(SCREENSHOTS / "population-wards.png"))
-        b.execute_script("window.scrollTo(0, 0)")  # the sticky top bar would cover the radio
+        scrolled_to(b, 0)  # the sticky top bar would cover the radio
     # the public layer is labelled as such and still draws offline
-    b.find_element(By.CSS_SELECTOR, "#population-layer input[value='cdc']").click()
-    wait(b, lambda d: "PUBLIC DATA" in d.find_element(By.ID, "population-map-label").text)
-    assert wait(b, lambda d: drawn(d, "#population-map .choroplethlocation"))
+    click(b, (By.CSS_SELECTOR, "#population-layer input[value='cdc']"))
+    wait_text(b, (By.ID, "population-map-label"), lambda t: "PUBLIC DATA" in t, 60)
+    assert wait(b, lambda d: drawn(d, "#population-map .choroplethlocation"), 60)
 
 
 @pytest.mark.parametrize("role", [Role.PHYSICIAN, Role.NURSE])
 def test_clinicians_cannot_open_the_page(live_web, browser, role: Role) -> None:
     sign_in(browser, live_web, role)
     browser.get(live_web.url("/population"))
-    wait(browser, EC.presence_of_element_located((By.ID, "forbidden")))
+    wait(browser, EC.presence_of_element_located((By.ID, "forbidden")), 60)
     assert not browser.find_elements(By.ID, "population-map")
 
 

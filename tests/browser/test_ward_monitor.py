@@ -34,7 +34,6 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from backend import audit
 from backend.auth_policy import Role
@@ -43,6 +42,7 @@ from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore
+from tests.browser.support import click, set_viewport, settled, wait, wait_text
 from tests.integration.support import StreamJob, consume_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -269,10 +269,6 @@ def _wait_for_steady_pipeline(settings: Settings, *, lag_seconds: float = 4.0,
 # ------------------------------------------------------------------------------ helpers
 
 
-def wait(driver, condition, timeout: float = 20):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
-
-
 def sign_in(driver, system: WardSystem, role: Role) -> str:
     name, password = system.users[role]
     # A 32-bed screen keeps a software-rendering headless Chromium busy; on a loaded
@@ -286,9 +282,29 @@ def sign_in(driver, system: WardSystem, role: Role) -> str:
     return name
 
 
+def tile_css(bed: str) -> str:
+    return f'#ward-grid .wt[data-bed="{bed}"]'
+
+
 def tile(driver, bed: str):
-    found = driver.find_elements(By.CSS_SELECTOR, f'#ward-grid .wt[data-bed="{bed}"]')
+    found = driver.find_elements(By.CSS_SELECTOR, tile_css(bed))
     return found[0] if found else None
+
+
+def tile_texts(driver, bed: str, selectors: list[str]) -> list[str | None]:
+    """textContent of each selector inside the bed's tile, all read in one script: the
+    1 s refresh cannot redraw the tile between two of them."""
+    return driver.execute_script(
+        "var t = document.querySelector('#ward-grid .wt[data-bed=\"' + arguments[0] + '\"]');"
+        "return arguments[1].map(function (s) {"
+        "  var e = t && t.querySelector(s); return e ? e.textContent : null; });",
+        bed, selectors)
+
+
+def tile_beds(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#ward-grid .wt'),"
+        " function (t) { return t.getAttribute('data-bed'); });")
 
 
 def tile_text(driver, bed: str, selector: str) -> str | None:
@@ -306,17 +322,9 @@ def tile_class(driver, bed: str) -> str:
         "return t ? t.className : '';", bed) or ""
 
 
-def viewport(driver, width: int, height: int) -> None:
-    """Make the page's viewport (what a screenshot captures) exactly width x height."""
-    driver.set_window_size(width, height)
-    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
-    if inner != [width, height]:
-        driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
-
-
 def open_ward(driver, system: WardSystem, ward: str, query: str = "") -> None:
     driver.get(system.url(f"/ward?ward={ward}{query}"))
-    wait(driver, lambda d: tile(d, "1") is not None, timeout=30)
+    wait(driver, lambda d: tile(d, "1") is not None, timeout=30, poll=0.1)
 
 
 def publish_alert(system: WardSystem, e: AlertEvent) -> None:
@@ -334,15 +342,15 @@ def test_nurse_sees_live_values_and_acknowledges_an_alarm(system: WardSystem, br
     assert browser.current_url.endswith("/ward")  # a nurse's home page
     open_ward(browser, system, TEST_WARD)
     assert browser.find_element(By.ID, "ward-name").get_attribute("textContent") == TEST_WARD
-    assert [t.get_attribute("data-bed") for t in browser.find_elements(
-        By.CSS_SELECTOR, "#ward-grid .wt")] == ["1", "2", "3", "4"]  # the census, in order
+    assert tile_beds(browser) == ["1", "2", "3", "4"]  # the census, in order
 
     # A reading through the real pipeline: monitor -> vitals.raw -> Spark -> web.
     wait(browser, lambda d: tile_text(d, "2", ".wt-cell--hr .wt-num") not in (None, "--"),
          timeout=60)  # the pipeline is flowing
     system.monitors.set(TEST_WARD, "2", hr=117.0)
     t0 = time.monotonic()
-    wait(browser, lambda d: tile_text(d, "2", ".wt-cell--hr .wt-num") == "117", timeout=30)
+    wait(browser, lambda d: tile_text(d, "2", ".wt-cell--hr .wt-num") == "117", timeout=30,
+         poll=0.1)  # poll often: the time is measured
     system.timings["reading_to_tile_s"] = round(time.monotonic() - t0, 2)
     # sent within a second, one micro-batch (~2 s on 2 cores), the 1 s screen refresh
     assert system.timings["reading_to_tile_s"] < 10, system.timings
@@ -358,24 +366,29 @@ def test_nurse_sees_live_values_and_acknowledges_an_alarm(system: WardSystem, br
     assert AlertStore(system.db).raise_alert(e)
     t0 = time.monotonic()
     publish_alert(system, e)
-    wait(browser, lambda d: "wt--alarm-high" in tile_class(d, "3"), timeout=10)
+    wait(browser, lambda d: "wt--alarm-high" in tile_class(d, "3"), timeout=10, poll=0.1)
     system.timings["alert_to_tile_s"] = round(time.monotonic() - t0, 2)
     # priority told three ways: colour (class), symbol, word - and the message
-    strip = tile(browser, "3").find_element(By.CSS_SELECTOR, ".wt-alarm")
-    assert "alarm--high" in strip.get_attribute("class")
-    assert strip.find_element(By.CSS_SELECTOR, ".alarm-sym").text == "▲▲▲"
-    assert strip.find_element(By.CSS_SELECTOR, ".alarm-pri").text == "HIGH"
-    assert "SpO2 84" in strip.find_element(By.CSS_SELECTOR, ".alarm-msg").text
-    assert "HIGH" in browser.find_element(By.CSS_SELECTOR, "#ward-summary .count--high").text
+    strip_class = browser.execute_script(
+        "var s = document.querySelector(arguments[0]); return s ? s.className : '';",
+        tile_css("3") + " .wt-alarm")
+    assert "alarm--high" in strip_class
+    sym, pri, message = tile_texts(browser, "3", [".wt-alarm .alarm-sym", ".wt-alarm .alarm-pri",
+                                                  ".wt-alarm .alarm-msg"])
+    assert (sym, pri) == ("▲▲▲", "HIGH")
+    assert "SpO2 84" in message
+    assert "HIGH" in wait_text(browser, (By.CSS_SELECTOR, "#ward-summary .count--high"))
 
     # Acknowledge: recorded with the signed-in user, shown on the tile.
-    strip.find_element(By.CSS_SELECTOR, ".alarm-ack").click()
+    click(browser, (By.CSS_SELECTOR, tile_css("3") + " .wt-alarm .alarm-ack"))
     wait(browser, lambda d: (tile_text(d, "3", ".alarm-status") or "").endswith(nurse))
     assert "✓ ACK" in tile_text(browser, "3", ".alarm-status")
     assert "wt--acked" in tile_class(browser, "3")
-    assert tile(browser, "3").find_elements(By.CSS_SELECTOR, ".alarm-ack") == []
-    toast = wait(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, ".ward-toast-msg")))
-    assert "is-ok" in toast.get_attribute("class")
+    assert tile_text(browser, "3", ".alarm-ack") is None
+    # visible and its class, read in the same attempt (the toast goes away by itself)
+    toast_class = wait(browser, lambda d: [e.get_attribute("class") for e in d.find_elements(
+        By.CSS_SELECTOR, ".ward-toast-msg") if e.is_displayed()])[0]
+    assert "is-ok" in toast_class
     row = AlertStore(system.db).get(e.alert_id)
     assert (row["status"], row["status_by"]) == ("acknowledged", nurse)
     today = datetime.now(UTC).date()
@@ -444,7 +457,7 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
         system.timings[f"32_beds.{step}_s"] = round(time.monotonic() - t_start, 1)
 
     sign_in(browser, system, Role.NURSE)
-    viewport(browser, 1920, 1080)
+    set_viewport(browser, 1920, 1080)
     open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=light")
     mark("open")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#ward-grid .wt")) == 32
@@ -467,7 +480,7 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     assert tile_text(browser, SILENT_BED, ".wt-stale-word") == "NO DATA"
     assert tile_text(browser, SILENT_BED, ".wt-cell--hr .wt-num") is None  # no old value
     # acknowledge one high alarm
-    tile(browser, "25").find_element(By.CSS_SELECTOR, ".alarm-ack").click()
+    click(browser, (By.CSS_SELECTOR, tile_css("25") + " .alarm-ack"))
     wait(browser, lambda d: "wt--acked" in tile_class(d, "25"))
     wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, ".ward-toast-msg"), timeout=15)
     mark("acknowledged")
@@ -479,9 +492,11 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     assert not browser.find_element(By.CSS_SELECTOR, ".ward-picker").is_displayed()
     summary = browser.find_element(By.ID, "ward-summary").text
     assert "2 HIGH" in summary and "32 beds" in summary
+    settled(browser)
     _shot(browser, "ward-monitor.png")
     open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=dark")
     wait(browser, lambda d: "wt--stale" in tile_class(d, SILENT_BED))
     assert "ward-theme-dark" in browser.find_element(By.ID, "ward-root").get_attribute("class")
+    settled(browser)
     _shot(browser, "ward-monitor-dark.png")
     mark("done")

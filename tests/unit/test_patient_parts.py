@@ -11,7 +11,7 @@ import pytest
 from backend.notes import MAX_NOTE_CHARS, Note, NoteError, clean_body
 from backend.patient_record import AlertHistory, window_end
 from backend.timeline import Series
-from webapp.patient.figure import timeline_figure
+from webapp.patient.figure import iso, timeline_figure
 from webapp.patient.parts import alert_marks, lifecycle, notes_list, parse_when, zoom_range
 
 T0 = 1_764_000_000_000
@@ -102,7 +102,32 @@ def test_the_hourly_risk_has_its_own_stepped_row_on_the_shared_time_axis() -> No
     fig = timeline_figure({"risk": Series(hours, np.array([0.2, 0.5]))},
                           T0, T0 + 7_200_000)
     (risk,) = [t for t in fig["data"] if t["name"] == "Risk"]
-    assert risk["y"] == [0.2, 0.5] and risk["line"]["shape"] == "hv"
+    # the newest hour's score holds to the end of that hour (a step, not a lone vertex)
+    assert risk["y"] == [0.2, 0.5, 0.5] and risk["line"]["shape"] == "hv"
+    assert risk["x"][-1] == iso(T0 + 7_200_000).replace(" ", "T")
     last_row = max(int(k[5:]) for k in fig["layout"] if k.startswith("yaxis") and k[5:])
     assert fig["layout"]["xaxis"]["anchor"] == f"y{last_row}"
     assert fig["layout"][f"yaxis{last_row}"]["title"]["text"] == "Sepsis risk"
+    assert fig["layout"][f"yaxis{last_row}"]["rangemode"] == "tozero"  # a probability
+
+
+def test_the_risk_row_draws_the_models_threshold_and_names_it() -> None:
+    hours = np.array([T0], dtype=np.int64)
+    fig = timeline_figure({"risk": Series(hours, np.array([0.05]))}, T0, T0 + 3_600_000,
+                          risk_threshold=0.03)
+    last_row = max(int(k[5:]) for k in fig["layout"] if k.startswith("yaxis") and k[5:])
+    [line] = [s for s in fig["layout"]["shapes"] if s["yref"] == f"y{last_row}"]
+    assert (line["y0"], line["y1"], line["x0"], line["x1"]) == (0.03, 0.03, 0, 1)
+    assert "threshold 0.03" in [a["text"] for a in fig["layout"]["annotations"]]
+    without = timeline_figure({"risk": Series(hours, np.array([0.05]))}, T0, T0 + 3_600_000)
+    assert not [s for s in without["layout"]["shapes"] if s["yref"] == f"y{last_row}"]
+
+
+def test_a_small_risk_keeps_its_digits_while_vital_signs_keep_one_decimal() -> None:
+    """Rounded like a vital sign, a risk of 0.034 would be drawn (and hovered) as 0."""
+    ts = np.array([T0], dtype=np.int64)
+    fig = timeline_figure({"risk": Series(ts, np.array([0.0344])),
+                           "temp": Series(ts, np.array([37.26]))}, T0, T0 + 3_600_000)
+    by_name = {t["name"]: t for t in fig["data"]}
+    assert by_name["Risk"]["y"][0] == 0.034
+    assert by_name["Temp"]["y"] == [37.3]

@@ -250,8 +250,10 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
     notes = notes_for(db, patient_id)
     in_window = [n for n in notes if start <= n.ts_ms < end]
     series = {**timeline.series, "risk": risk_series(db, patient_id, start, end)}
+    risk_now = latest_risk(db, patient_id, end)
     fig = timeline_figure(series, start, end, alert_marks(alerts),
-                          note_marks(in_window), resolution=timeline.resolution)
+                          note_marks(in_window), resolution=timeline.resolution,
+                          risk_threshold=risk_now.threshold if risk_now else None)
     msg = (f"{iso(start)} – {iso(end)} UTC · {len(alerts)} alert(s) · "
            f"{'raw readings' if timeline.resolution == 'raw' else 'per-minute extremes'}")
     # a window that is not a preset's shows "custom", with its ends in the two fields

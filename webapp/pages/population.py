@@ -85,11 +85,18 @@ def layout(**_query: str) -> html.Div:
               dash_table.DataTable(
                   id="population-wards",
                   columns=[{"name": label, "id": key} for key, label in pv.WARD_COLUMNS],
+                  # Cells wrap (rates carry their denominators: long text) in the page's
+                  # font with aligned digits, so the table fits a 1920 px screen; the
+                  # sideways scroll stays for narrow ones only.
                   style_table={"overflowX": "auto"},
-                  style_cell={"fontSize": "15px", "padding": "6px", "textAlign": "right"},
+                  style_cell={"fontSize": "15px", "padding": "6px", "textAlign": "right",
+                              "whiteSpace": "normal", "height": "auto",
+                              "fontFamily": "var(--icu-font)",
+                              "fontVariantNumeric": "tabular-nums"},
                   style_cell_conditional=[{"if": {"column_id": "ward"},
                                            "textAlign": "left"}],
-                  style_header={"fontWeight": "bold"})),
+                  style_header={"fontWeight": "bold", "whiteSpace": "normal",
+                                "height": "auto"})),
         html.Div(className="form-row", children=[
             html.Button("Export current view (CSV)", id="population-export", n_clicks=0),
             dcc.Download(id="population-download")]),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from backend.timeline import MIN_SUFFIX, Series
+from backend.timeline import HOUR_MS, MIN_SUFFIX, Series
 
 ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("HR /min", "hr", ("hr",)),
@@ -39,6 +39,13 @@ COLOURS = {"hr": "#16a34a", "spo2": "#0284c7", "rr": "#ca8a04", "sbp": "#dc2626"
            "risk": "#be185d"}
 # Step lines: the value holds until the next one (a score per reading, a risk per hour).
 STEPPED = frozenset({"news2", "risk"})
+# A risk score is the score of one hour: its step is drawn to the end of that hour (else
+# the newest score would be a single invisible vertex), with the precision of the
+# probability (rounded to 0.1 a risk of 0.04 would read as 0), on an axis from 0 scaled
+# to the scores and the model's threshold (drawn), which are small probabilities.
+HOLD_MS = {"risk": HOUR_MS}
+DECIMALS = {"risk": 3}
+FROM_ZERO = frozenset({"risk"})
 DASH = {"sbp": "solid", "dbp": "dot", "map": "dash"}
 PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
                  "medium": ("diamond", "M", "#f59e0b"),
@@ -74,8 +81,15 @@ def _iso_array(ts: np.ndarray) -> list[str]:
     return np.datetime_as_string(ts.astype("datetime64[ms]"), unit="s").tolist()
 
 
-def _values(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else round(float(v), 1) for v in values]
+def _values(values: np.ndarray, decimals: int = 1) -> list[float | None]:
+    return [None if np.isnan(v) else round(float(v), decimals) for v in values]
+
+
+def _held(s: Series, hold_ms: int | None) -> Series:
+    """The series with its last value repeated ``hold_ms`` later (the end of its step)."""
+    if not hold_ms or len(s) == 0:
+        return s
+    return Series(np.append(s.ts, s.ts[-1] + hold_ms), np.append(s.values, s.values[-1]))
 
 
 def _domains(n_rows: int) -> list[tuple[float, float]]:
@@ -92,7 +106,8 @@ def _domains(n_rows: int) -> list[tuple[float, float]]:
 
 def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                     alerts: Sequence[AlertMark] = (), notes: Sequence[NoteMark] = (),
-                    *, resolution: str = "raw", dark: bool = False) -> dict:
+                    *, resolution: str = "raw", dark: bool = False,
+                    risk_threshold: float | None = None) -> dict:
     domains = _domains(len(ROWS))
     fg, grid = ("#e5e7eb", "#374151") if dark else ("#1f2937", "#d1d5db")
     layout: dict = {
@@ -108,20 +123,34 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
         "shapes": [],
     }
     traces: list[dict] = []
-    for i, (title, _key, params) in enumerate(ROWS, start=2):
+    for i, (title, key, params) in enumerate(ROWS, start=2):
         axis = f"yaxis{i}"
         layout[axis] = {"domain": list(domains[i - 1]), "title": {"text": title},
                         "gridcolor": grid, "zeroline": False, "fixedrange": True}
+        if key in FROM_ZERO:
+            layout[axis]["rangemode"] = "tozero"
+        if key == "risk" and risk_threshold is not None:
+            # the alert threshold across the row (autorange includes it), named in words
+            layout["shapes"].append({
+                "type": "line", "xref": "paper", "yref": f"y{i}", "x0": 0, "x1": 1,
+                "y0": risk_threshold, "y1": risk_threshold,
+                "line": {"color": COLOURS["risk"], "width": 1, "dash": "dot"}})
+            layout.setdefault("annotations", []).append({
+                "text": f"threshold {risk_threshold:.2f}", "xref": "paper",
+                "yref": f"y{i}", "x": 1, "y": risk_threshold, "xanchor": "right",
+                "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
         for p in params:
             s = series.get(p)
             if s is None or len(s) == 0:
                 continue
+            s = _held(s, HOLD_MS.get(p))
             low = series.get(p + MIN_SUFFIX)
             line = {"color": COLOURS[p], "width": 1.5, "dash": DASH.get(p, "solid"),
                     "shape": "hv" if p in STEPPED else "linear"}
             traces.append({
                 "type": "scattergl" if len(s) > 2000 else "scatter", "mode": "lines",
-                "name": LABELS[p], "x": _iso_array(s.ts), "y": _values(s.values),
+                "name": LABELS[p], "x": _iso_array(s.ts),
+                "y": _values(s.values, DECIMALS.get(p, 1)),
                 "xaxis": "x", "yaxis": f"y{i}", "connectgaps": False, "line": line,
                 "hovertemplate": f"{LABELS[p]}{' max' if low is not None else ''} "
                                  f"%{{y}}<extra></extra>",
@@ -136,10 +165,10 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                     "hovertemplate": f"{LABELS[p]} min %{{y}}<extra></extra>",
                 })
     if not traces:
-        layout["annotations"] = [{
+        layout.setdefault("annotations", []).append({
             "text": "No readings in this range", "xref": "paper", "yref": "paper",
             "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 22},
-        }]
+        })
     for a in alerts:
         colour = PRIORITY_MARK.get(a.priority, ("x", "?", fg))[2]
         layout["shapes"].append({

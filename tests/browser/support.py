@@ -1,0 +1,140 @@
+"""Waiting and acting in browser tests, robust to Dash re-rendering the page.
+
+Dash replaces DOM nodes whenever a callback redraws a component - and every page here
+redraws on its own clock (the ward every second, the alert inbox every 5 s, the patient
+page every 15 s), besides after each user action. An element found a moment ago can be
+gone ("stale") when it is read or clicked. So every browser test waits, reads and clicks
+through these helpers, which look the element up again and retry until the timeout
+instead of failing on the first stale or not-yet-drawn element; the assertions stay the
+caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+T = TypeVar("T")
+Locator = tuple[str, str]
+
+# A re-render between finding an element and reading it, or a component not drawn yet:
+# both mean "not yet", never "failed".
+RETRIED = (StaleElementReferenceException, NoSuchElementException)
+
+
+def wait(driver: WebDriver, condition: Callable[[WebDriver], T], timeout: float = 30,
+         poll: float = 0.2) -> T:
+    """``condition``'s first truthy result, polled every ``poll`` s; a stale or missing
+    element inside ``condition`` is retried. Raises TimeoutException after ``timeout``."""
+    return WebDriverWait(driver, timeout, poll_frequency=poll,
+                         ignored_exceptions=RETRIED).until(condition)
+
+
+def wait_text(driver: WebDriver, locator: Locator, predicate: Callable[[str], bool] = bool,
+              timeout: float = 30) -> str:
+    """The element's visible text, read inside the wait, once ``predicate`` accepts it.
+
+    Use this instead of ``find_element(...).text`` after a wait: the text returned is the
+    one that satisfied the wait, not a second read of a node that may be stale by now."""
+    def read(d: WebDriver) -> tuple[str] | None:
+        text = d.find_element(*locator).text
+        return (text,) if predicate(text) else None  # a tuple: "" can be accepted too
+
+    return wait(driver, read, timeout)[0]
+
+
+def wait_texts(driver: WebDriver, css: str, predicate: Callable[[list[str]], bool] = bool,
+               timeout: float = 30) -> list[str]:
+    """The visible texts of all elements matching ``css``, all read in one attempt (a
+    re-render in the middle starts the attempt again), once ``predicate`` accepts them."""
+    def read(d: WebDriver) -> tuple[list[str]] | None:
+        texts = [e.text for e in d.find_elements("css selector", css)]
+        return (texts,) if predicate(texts) else None  # a tuple: [] can be accepted too
+
+    return wait(driver, read, timeout)[0]
+
+
+def click(driver: WebDriver, locator: Locator, timeout: float = 30,
+          scroll: bool = False) -> None:
+    """Click the element once it is displayed and enabled, looking it up again if a
+    re-render replaced it in between. ``scroll`` centres it first (a sticky bar could
+    otherwise cover it)."""
+    def attempt(d: WebDriver) -> bool:
+        element = d.find_element(*locator)
+        if scroll:
+            d.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        if not (element.is_displayed() and element.is_enabled()):
+            return False
+        element.click()
+        return True
+
+    wait(driver, attempt, timeout)
+
+
+def type_into(driver: WebDriver, locator: Locator, text: str, timeout: float = 30) -> None:
+    """Replace an input's value with ``text`` and wait until the input holds it (a
+    callback redrawing the input in between would otherwise lose the keystrokes)."""
+    def attempt(d: WebDriver) -> bool:
+        box = d.find_element(*locator)
+        if box.get_attribute("value") != text:
+            box.send_keys(Keys.CONTROL, "a")  # (clear() does not reach React's state)
+            box.send_keys(Keys.DELETE)
+            box.send_keys(text)
+        return d.find_element(*locator).get_attribute("value") == text
+
+    wait(driver, attempt, timeout)
+
+
+_IDLE = """
+// Dash has no callback requested, queued or running (dash.testing reads the same store)
+const s = window.store && window.store.getState();
+if (!s) { return false; }
+const cbs = Object.assign({}, s.callbacks);
+delete cbs.stored; delete cbs.completed;
+const pending = [].concat(...Object.values(cbs)).length;
+return pending === 0 && !document.querySelector('[data-dash-is-loading="true"]');
+"""
+
+_TWO_FRAMES = """
+const done = arguments[arguments.length - 1];
+requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
+"""
+
+
+def settled(driver: WebDriver, timeout: float = 30) -> None:
+    """Wait until the page is idle and painted - what a screenshot needs, instead of a
+    fixed sleep: no Dash callback in flight, web fonts loaded, then two animation frames
+    (the second starts after the first's layout and paint)."""
+    wait(driver, lambda d: d.execute_script(_IDLE), timeout, poll=0.1)
+    wait(driver, lambda d: d.execute_script("return document.fonts.status === 'loaded'"),
+         timeout)
+    driver.execute_async_script(_TWO_FRAMES)
+
+
+def scrolled_to(driver: WebDriver, y: int, timeout: float = 10) -> None:
+    """``window.scrollTo(0, y)`` and wait until the page is there (or as far as it goes)."""
+    driver.execute_script("window.scrollTo(0, arguments[0]);", y)
+    wait(driver, lambda d: d.execute_script(
+        "const max = document.scrollingElement.scrollHeight - window.innerHeight;"
+        "return Math.abs(window.scrollY - Math.max(0, Math.min(arguments[0], max))) < 1;", y),
+        timeout)
+
+
+def viewport_size(driver: WebDriver) -> tuple[int, int]:
+    return tuple(driver.execute_script("return [window.innerWidth, window.innerHeight]"))
+
+
+def set_viewport(driver: WebDriver, width: int, height: int, timeout: float = 10) -> None:
+    """Make the page's viewport (what a screenshot captures) exactly width x height:
+    the window's own bars come on top of it, so the window is resized by the difference,
+    and the wait ends when the page has the new size."""
+    driver.set_window_size(width, height)
+    inner = viewport_size(driver)
+    if inner != (width, height):
+        driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
+    wait(driver, lambda d: viewport_size(d) == (width, height), timeout)
