@@ -198,3 +198,40 @@ def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
     created = audit.search(db, today - timedelta(days=1), today, action=audit.USER_CREATED)
     assert [ev.detail for ev in created] == [
         "role=nurse email=Ann.Lee@hospital.org wards=ICU-A,ICU-B"]
+
+
+def test_demo_users_have_localhost_addresses_and_get_mail_in_demo_mode(
+        isolated_settings: Settings, db) -> None:
+    from backend.users import ensure_demo_users
+
+    mailbox = Mailbox().start()
+    settings = configure(isolated_settings, mailbox.port).model_copy(
+        update={"demo_mode": True})
+    settings = settings.model_copy(update={"smtp": settings.smtp.model_copy(
+        update={"local_domains": []})})  # demo addresses do not depend on this setting
+    logins = ensure_demo_users(db, settings)
+    assert {get_user(db, name).email for name, _, _ in logins} == {
+        "demo-nurse@localhost", "demo-charge@localhost", "demo-physician@localhost",
+        "demo-admin@localhost"}
+    ensure_demo_users(db, settings)  # a restart of the demo resets, keeps the address
+    assert get_user(db, "demo-charge").email == "demo-charge@localhost"
+
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    clock = Clock(t0)
+    manager = AlertManager(db, settings, lambda _e: None, clock=clock)
+    ms = int(t0.timestamp() * 1000)
+    e = AlertEvent(alert_id="d-1", event="raised", patient_id="sim-1", ward="ICU-A", bed="1",
+                   rule="ref_spo2_low", priority=Priority.HIGH, message="SpO2 84 % below 90 %",
+                   values={"spo2": 84.0}, onset_ts=ms - 10_000, reading_ts=ms,
+                   detected_ts=ms)
+    AlertStore(db).raise_alert(e)
+    try:
+        manager.on_alert_event(e)
+        clock.t = t0 + timedelta(minutes=2)
+        manager.tick()
+        manager.tick()
+        wait_until(lambda: len(mailbox.snapshot()) == 2, timeout=10, what="2 e-mails")
+        assert mailbox.rcpts == [["demo-nurse@localhost", "nurses@localhost"],
+                                 ["demo-charge@localhost", "charge@localhost"]]
+    finally:
+        mailbox.stop()
