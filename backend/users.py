@@ -215,6 +215,18 @@ def parse_wards(value: Iterable[str] | str | None) -> frozenset[str]:
     return frozenset(wards)
 
 
+def unknown_wards_note(wards: Collection[str], known: Collection[str]) -> str:
+    """A warning for the wards of ``wards`` that the census does not know (ignoring
+    case), empty when all are known. Not an error (a ward may open later), but a typo
+    would silently keep the user's alert e-mail away, so it is said out loud."""
+    known_cf = {k.casefold() for k in known}
+    unknown = sorted(w for w in wards if w.casefold() not in known_cf)
+    if not unknown:
+        return ""
+    return (f"Not a ward of the census (yet): {', '.join(unknown)} - check the spelling, "
+            "alerts carry the census's ward names.")
+
+
 def contact_detail(email: str | None, wards: Collection[str]) -> str:
     """How the audit log records a user's e-mail and wards."""
     return f"email={email or '(none)'} wards={','.join(sorted(wards)) or '(all)'}"

@@ -49,6 +49,15 @@ def _read_password(from_stdin: bool) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
+def _warn_unknown_wards(session: Session, wards: frozenset[str]) -> None:
+    from backend.storage import census
+    from backend.users import unknown_wards_note
+
+    note = unknown_wards_note(wards, census.wards(session)) if wards else ""
+    if note:
+        click.echo(f"warning: {note}", err=True)
+
+
 @click.group()
 def cli() -> None:
     """Users of the web app (stored in Cassandra)."""
@@ -91,6 +100,7 @@ def create_cmd(username: str, role: str, display_name: str | None, password_stdi
                                local_domains=local_domains)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        _warn_unknown_wards(session, user.wards)
     click.echo(f"created {user.username} ({user.role.value})")
 
 
@@ -121,6 +131,7 @@ def set_contact_cmd(username: str, email: str | None, no_email: bool, wards: tup
                                   actor=_actor(), via="cli")
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        _warn_unknown_wards(session, user.wards)
     click.echo(f"{user.username}: {contact_detail(user.email, user.wards)}")
 
 

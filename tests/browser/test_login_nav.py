@@ -271,6 +271,9 @@ def test_admin_sets_a_users_email_and_wards_with_on_screen_errors(live_web, brow
     browser.find_element(By.ID, "admin-contact-save").click()
     assert "ok" in _message(browser, "admin-contact-msg",
                             f"Saved {nurse}: e-mail Nurse.B@hospital.org, ICU-A, ICU-B.")
+    # this keyspace has no census: both wards are flagged as possible typos, not refused
+    assert "Not a ward of the census (yet): ICU-A, ICU-B" in \
+        browser.find_element(By.ID, "admin-contact-msg").text
     wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-users"),
                                                    "Nurse.B@hospital.org"))
     user = get_user(live_web.db, nurse)

@@ -157,7 +157,11 @@ def icu(settings: Settings, *args: str, stdin: str = "") -> subprocess.Completed
 
 def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
         isolated_settings: Settings, db) -> None:
+    from backend.census import Admission
+    from backend.storage import census
+
     settings = isolated_settings
+    census.admit(db, Admission(patient_id="pt-a", ward="ICU-A", bed="1", admitted_ts=0))
     bad = icu(settings, "create", "ann.lee", "--role", "nurse", "--email", "ann.lee@@h.org",
               "--password-stdin", stdin="a-long-enough-passphrase\n")
     assert bad.returncode != 0
@@ -168,6 +172,8 @@ def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
              "--ward", "ICU-A", "--ward", "ICU-B", "--password-stdin",
              stdin="a-long-enough-passphrase\n")
     assert ok.returncode == 0, ok.stderr
+    # ICU-B has no beds in the census: said, but not refused (a ward may open later)
+    assert "warning: Not a ward of the census (yet): ICU-B - check the spelling" in ok.stderr
     user = get_user(db, "ann.lee")
     assert user.email == "Ann.Lee@hospital.org" and user.wards == {"ICU-A", "ICU-B"}
 
@@ -179,6 +185,7 @@ def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
 
     changed = icu(settings, "set-contact", "ann.lee", "--ward", "ICU-C")
     assert changed.returncode == 0, changed.stderr
+    assert "(yet): ICU-C - check" in changed.stderr
     assert "email=Ann.Lee@hospital.org wards=ICU-C" in changed.stdout
     changed = icu(settings, "set-contact", "ann.lee", "--no-email", "--all-wards")
     assert changed.returncode == 0, changed.stderr

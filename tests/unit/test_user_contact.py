@@ -13,6 +13,7 @@ from backend.users import (
     demo_email,
     normalize_email,
     parse_wards,
+    unknown_wards_note,
 )
 
 
@@ -90,6 +91,12 @@ def test_bad_ward_names_are_refused_and_named(bad: str) -> None:
 def test_too_many_wards_are_refused() -> None:
     with pytest.raises(UserError, match="at most 64"):
         parse_wards([f"W{i}" for i in range(65)])
+
+
+def test_wards_the_census_does_not_know_are_named() -> None:
+    assert unknown_wards_note({"ICU-A", "icu-b"}, ["ICU-A", "ICU-B"]) == ""
+    note = unknown_wards_note({"ICU-A", "ICU-AA", "ICU-Z"}, ["ICU-A", "ICU-B"])
+    assert note.startswith("Not a ward of the census (yet): ICU-AA, ICU-Z - check")
 
 
 def test_contact_detail_for_the_audit_log() -> None:

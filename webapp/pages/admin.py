@@ -18,6 +18,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from backend import audit
 from backend.auth_policy import Role
+from backend.storage import census
 from backend.users import (
     UserError,
     create_user,
@@ -25,6 +26,7 @@ from backend.users import (
     enable_user,
     get_user,
     list_users,
+    unknown_wards_note,
     update_contact,
 )
 from webapp.security import (
@@ -224,7 +226,9 @@ def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
                 user = create_user(db, username or "", password or "", role, display,
                                    actor=actor, via="web", email=new_email, wards=new_wards,
                                    local_domains=local_domains)
-                create_msg = _msg(f"Created {user.username} ({user.role.label}).", True)
+                note = unknown_wards_note(user.wards, census.wards(db)) if user.wards else ""
+                create_msg = _msg(f"Created {user.username} ({user.role.label}). {note}"
+                                  .strip(), True)
             except UserError as e:
                 create_msg = _msg(str(e), False)
     elif trigger in ("admin-disable", "admin-enable"):
@@ -250,8 +254,9 @@ def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
                 user = update_contact(db, selected, email=edit_email, wards=edit_wards,
                                       local_domains=local_domains, actor=actor, via="web")
                 wards = ", ".join(sorted(user.wards)) or "every ward"
+                note = unknown_wards_note(user.wards, census.wards(db)) if user.wards else ""
                 contact_msg = _msg(f"Saved {user.username}: e-mail {user.email or 'none'}, "
-                                   f"{wards}.", True)
+                                   f"{wards}. {note}".strip(), True)
             except UserError as e:
                 contact_msg = _msg(str(e), False)
 
