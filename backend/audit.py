@@ -60,6 +60,10 @@ ACTIONS = (
     ALERT_AUTO_RESOLVED, ALERT_ESCALATED,
 )
 
+# Users' e-mail address and wards (alert e-mail to the people on duty)
+USER_CONTACT_SET = "user.contact_set"
+ACTIONS = (*ACTIONS, USER_CONTACT_SET)
+
 PATIENT = "patient"  # target_type whose events are also indexed by patient
 
 MAX_DETAIL = 2000

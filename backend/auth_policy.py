@@ -123,7 +123,8 @@ POLICY: Mapping[str, Permission] = _table(
         page=PageInfo("/admin", "Admin", 60),
     ),
     Permission(
-        "admin.users", frozenset({Role.ADMIN}), "create, disable and enable users",
+        "admin.users", frozenset({Role.ADMIN}),
+        "create, disable and enable users; their e-mail address and wards",
         parent="admin",
     ),
     Permission(

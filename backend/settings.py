@@ -106,6 +106,12 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     sender: str = "icu-monitor@localhost"
     timeout_seconds: float = 10.0
+    # User e-mail addresses (backend.users.normalize_email) are checked with
+    # email_validator, which refuses special-use and dotless domains ("localhost",
+    # "*.local", "*.test"). The relay above may deliver some of those (an intranet's
+    # "hospital.local", the demo's mail catcher at "localhost"): list them here (a domain
+    # covers its subdomains). Production with public domains only: set it to [].
+    local_domains: list[str] = ["localhost"]
 
 
 class AlertManagerSettings(BaseModel):
@@ -143,6 +149,10 @@ class AlertManagerSettings(BaseModel):
     email_retry_max_seconds: float = 300.0
     # A claimed message not marked sent after this long is retried (its sender died).
     email_claim_seconds: float = 60.0
+    # Individual recipients (users with an e-mail covering the alert's ward) are read
+    # from the users table at most this often: one small scan per interval instead of
+    # one per alert; an admin's change reaches the manager within this time.
+    user_cache_seconds: float = Field(default=30.0, ge=0)
 
 
 class WebSettings(BaseModel):

@@ -10,6 +10,11 @@
 - Web sessions are rows in ``web_sessions``: the browser holds only a random id; the
   server checks the last activity (idle timeout) and can end a session (logout).
 - Every change and every sign-in is written to the audit log (``backend.audit``).
+- A user may have an e-mail address and the wards they cover (none: every ward); the
+  alert manager e-mails alerts to the users of the notified role covering the alert's
+  ward (``backend.alerting.recipients``). Addresses are checked with ``email_validator``
+  (syntax only, no DNS: the hospital's relay decides deliverability); domains the relay
+  delivers that are not public names are listed in ``settings.smtp.local_domains``.
 
 Functions take a Cassandra session bound to the platform keyspace.
 """
@@ -22,16 +27,17 @@ import logging
 import re
 import secrets
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 from cassandra.util import datetime_from_uuid1, uuid_from_time
+from email_validator import EmailNotValidError, validate_email
 
 from backend import audit
 from backend.auth_policy import Role
@@ -43,6 +49,13 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MAX_DISPLAY_NAME = 100
+# A ward name as admissions carry it (backend.census.Admission.ward: 1-32 characters).
+WARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,31}$")
+MAX_WARDS = 64
+_HOST_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Stand-in public domain under which the local part of an address at one of
+# ``settings.smtp.local_domains`` is checked (the library refuses those domains).
+_PUBLIC_STAND_IN = "example.org"
 
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
 # Verified against when the user does not exist, so both paths cost one argon2 hash.
@@ -71,9 +84,25 @@ class User:
     created_ts: datetime | None
     updated_ts: datetime | None
     password_hash: str = ""
+    email: str | None = None
+    wards: frozenset[str] = field(default_factory=frozenset)  # empty: every ward
 
     def __repr__(self) -> str:  # never print the hash
         return f"User({self.username!r}, role={self.role.value}, disabled={self.disabled})"
+
+    def covers(self, ward: str | None) -> bool:
+        """Does this user cover ``ward``? No wards = every ward; names match ignoring case
+        (an admin typing "icu-a" means the ward the monitors call "ICU-A")."""
+        if not self.wards:
+            return True
+        return ward is not None and ward.casefold() in {w.casefold() for w in self.wards}
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # "leave this field as it is" in update_contact
 
 
 class LoginOutcome(StrEnum):
@@ -143,6 +172,64 @@ def parse_role(role: str | Role) -> Role:
     except ValueError:
         names = ", ".join(r.value for r in Role)
         raise UserError(f"Role: one of {names}.") from None
+
+
+def normalize_email(address: str | None, local_domains: Collection[str] = ()) -> str | None:
+    """The address as stored (normalised: domain in lower case), ``None`` when blank.
+
+    Raises :class:`UserError` with the validator's reason when it is not an address.
+    Public domains are checked by ``email_validator`` (syntax only, no DNS lookup); an
+    address at one of ``local_domains`` (or a subdomain) has its local part checked by the
+    library and its domain checked as a host name here.
+    """
+    text = (address or "").strip()
+    if not text:
+        return None
+    local, at, domain = text.rpartition("@")
+    host = domain.lower()
+    locals_ = {d.strip().lower().strip(".") for d in local_domains if d.strip()}
+    try:
+        if at and local and any(host == d or host.endswith("." + d) for d in locals_):
+            if not all(_HOST_LABEL_RE.match(label) for label in host.split(".")):
+                raise UserError(f"E-mail: {host!r} is not a valid domain name.")
+            checked = validate_email(f"{local}@{_PUBLIC_STAND_IN}", check_deliverability=False)
+            return f"{checked.local_part}@{host}"
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise UserError(f"E-mail: {e}") from None
+
+
+def parse_wards(value: Iterable[str] | str | None) -> frozenset[str]:
+    """Ward names from a comma-separated string or a list of them (each entry may itself
+    hold commas); blanks dropped. Empty result: the user covers every ward. Raises
+    :class:`UserError` naming each bad entry."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    wards = {w.strip() for item in items for w in str(item).split(",") if w.strip()}
+    bad = sorted(w for w in wards if not WARD_RE.match(w))
+    if bad:
+        shown = ", ".join(repr(w) for w in bad[:5])
+        raise UserError(f"Ward {shown}: 1-32 characters, letters, digits, spaces, '.', '_', "
+                        "'/' or '-', starting with a letter or digit.")
+    if len(wards) > MAX_WARDS:
+        raise UserError(f"Wards: at most {MAX_WARDS}.")
+    return frozenset(wards)
+
+
+def unknown_wards_note(wards: Collection[str], known: Collection[str]) -> str:
+    """A warning for the wards of ``wards`` that the census does not know (ignoring
+    case), empty when all are known. Not an error (a ward may open later), but a typo
+    would silently keep the user's alert e-mail away, so it is said out loud."""
+    known_cf = {k.casefold() for k in known}
+    unknown = sorted(w for w in wards if w.casefold() not in known_cf)
+    if not unknown:
+        return ""
+    return (f"Not a ward of the census (yet): {', '.join(unknown)} - check the spelling, "
+            "alerts carry the census's ward names.")
+
+
+def contact_detail(email: str | None, wards: Collection[str]) -> str:
+    """How the audit log records a user's e-mail and wards."""
+    return f"email={email or '(none)'} wards={','.join(sorted(wards)) or '(all)'}"
 
 
 def hash_password(password: str) -> str:
@@ -227,6 +314,8 @@ def _user(row: dict) -> User:
         created_ts=_utc(row.get("created_ts")),
         updated_ts=_utc(row.get("updated_ts")),
         password_hash=row.get("password_hash") or "",
+        email=row.get("email") or None,
+        wards=frozenset(row.get("wards") or ()),
     )
 
 
@@ -240,8 +329,8 @@ def get_user(session: Session, username: str) -> User | None:
 def list_users(session: Session) -> list[User]:
     """Every user, by username (a full scan of a small table)."""
     rows = session.execute(
-        "SELECT username, display_name, role, disabled, is_demo, created_ts, updated_ts"
-        " FROM users"
+        "SELECT username, display_name, role, disabled, is_demo, created_ts, updated_ts,"
+        " email, wards FROM users"
     )
     return sorted((_user(r) for r in rows), key=lambda u: u.username)
 
@@ -256,8 +345,12 @@ def create_user(
     actor: str,
     via: str,
     is_demo: bool = False,
+    email: str | None = None,
+    wards: Iterable[str] | str | None = None,
+    local_domains: Collection[str] = (),
 ) -> User:
-    """Create a user; raises :class:`UserError` (with a message to show) when invalid."""
+    """Create a user; raises :class:`UserError` (with a message to show) when invalid.
+    ``local_domains``: ``settings.smtp.local_domains`` (see :func:`normalize_email`)."""
     username = normalize_username(username)
     display_name = (display_name or "").strip() or username
     problems = username_problems(username) + password_problems(password, username)
@@ -267,21 +360,85 @@ def create_user(
         role = parse_role(role)
     except UserError as e:
         problems.append(str(e))
+    try:
+        email = normalize_email(email, local_domains)
+    except UserError as e:
+        problems.append(str(e))
+    try:
+        ward_set = parse_wards(wards)
+    except UserError as e:
+        problems.append(str(e))
     if problems:
         raise UserError(" ".join(problems))
     now = _now()
     applied = session.execute(
         _prep(session,
               "INSERT INTO users (username, display_name, role, password_hash, disabled, is_demo,"
-              " created_ts, updated_ts, password_ts) VALUES (?, ?, ?, ?, false, ?, ?, ?, ?)"
-              " IF NOT EXISTS"),
-        (username, display_name, role.value, hash_password(password), is_demo, now, now, now),
+              " created_ts, updated_ts, password_ts, email, wards)"
+              " VALUES (?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+        (username, display_name, role.value, hash_password(password), is_demo, now, now, now,
+         email, set(ward_set)),
     ).one()["[applied]"]
     if not applied:
         raise UserExists(f"User {username} already exists.")
-    audit.record(session, actor, audit.USER_CREATED, "user", username, f"role={role.value}", via)
+    detail = f"role={role.value}"
+    if email or ward_set:
+        detail += " " + contact_detail(email, ward_set)
+    audit.record(session, actor, audit.USER_CREATED, "user", username, detail, via)
     log.info("user %s created (role %s) by %s", username, role.value, actor)
-    return User(username, display_name, role, False, is_demo, now, now)
+    return User(username, display_name, role, False, is_demo, now, now, email=email,
+                wards=ward_set)
+
+
+def update_contact(
+    session: Session,
+    username: str,
+    *,
+    email: str | _Keep | None = KEEP,
+    wards: Iterable[str] | str | _Keep | None = KEEP,
+    local_domains: Collection[str] = (),
+    actor: str,
+    via: str,
+) -> User:
+    """Change a user's e-mail address and/or wards (``KEEP``: unchanged; ``None`` or
+    blank: removed - no individual mail / every ward). Validated as in
+    :func:`create_user`, audited with the values after the change."""
+    username = normalize_username(username)
+    sets: list[str] = []
+    values: list[object] = []
+    problems: list[str] = []
+    if email is not KEEP:
+        try:
+            email = normalize_email(email, local_domains)
+            sets.append("email = ?")
+            values.append(email)
+        except UserError as e:
+            problems.append(str(e))
+    if wards is not KEEP:
+        try:
+            ward_set = parse_wards(wards)
+            sets.append("wards = ?")
+            values.append(set(ward_set))
+        except UserError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError(" ".join(problems))
+    if not sets:
+        raise UserError("Nothing to change: give an e-mail address or wards.")
+    applied = session.execute(
+        _prep(session, f"UPDATE users SET {', '.join(sets)}, updated_ts = ?"
+                       " WHERE username = ? IF EXISTS"),
+        (*values, _now(), username),
+    ).one()["[applied]"]
+    if not applied:
+        raise UserNotFound(f"No user {username}.")
+    user = get_user(session, username)
+    assert user is not None  # just updated (users are disabled, never deleted)
+    audit.record(session, actor, audit.USER_CONTACT_SET, "user", username,
+                 contact_detail(user.email, user.wards), via)
+    # the address is staff contact data, kept out of the application log
+    log.info("user %s: e-mail/wards changed by %s", username, actor)
+    return user
 
 
 def _set_disabled(session: Session, username: str, disabled: bool, actor: str, via: str) -> None:
@@ -496,8 +653,15 @@ def end_session(session: Session, session_id: str) -> None:
 
 
 # --- demo ---------------------------------------------------------------------------------
+def demo_email(username: str) -> str:
+    """A demo user's address: at localhost, where the demo's mail catcher
+    (``icu mail catcher``) receives everything the alert manager sends."""
+    return f"{username}@localhost"
+
+
 def ensure_demo_users(session: Session, settings: Settings) -> list[tuple[str, str, str]]:
-    """Create or reset one demo user per role with a fresh random password.
+    """Create or reset one demo user per role with a fresh random password and an
+    address at localhost (:func:`demo_email`; every ward).
 
     Only in demo mode. Returns ``[(username, password, role), ...]`` so the command that
     starts the demo can print the logins; the passwords are stored nowhere else.
@@ -511,14 +675,16 @@ def ensure_demo_users(session: Session, settings: Settings) -> list[tuple[str, s
         existing = get_user(session, username)
         if existing is None:
             create_user(session, username, password, role, display_name,
-                        actor="system", via="demo", is_demo=True)
+                        actor="system", via="demo", is_demo=True,
+                        email=demo_email(username), local_domains=("localhost",))
         else:
             session.execute(
                 _prep(session,
                       "UPDATE users SET password_hash = ?, role = ?, display_name = ?,"
-                      " disabled = false, is_demo = true, password_ts = ?, updated_ts = ?"
-                      " WHERE username = ?"),
-                (hash_password(password), role.value, display_name, now, now, username),
+                      " disabled = false, is_demo = true, password_ts = ?, updated_ts = ?,"
+                      " email = ? WHERE username = ?"),
+                (hash_password(password), role.value, display_name, now, now,
+                 demo_email(username), username),
             )
             reset_failures(session, username)
             audit.record(session, "system", audit.DEMO_USERS_RESET, "user", username,

@@ -107,6 +107,8 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
     for username, password, role in logins:
         click.echo(f"  {role:<13} {username:<12} {password}")
     click.echo(f"Alert e-mail is caught in {settings.cache_dir / 'mail'} (.eml files)")
+    # issue useremail: demo users have addresses at localhost (backend.users.demo_email)
+    click.echo("  to the role lists and the demo users (demo-nurse@localhost, ...)")
     click.echo(f"Logs: {log_dir}   Stop: Ctrl-C")
 
     stopping = False

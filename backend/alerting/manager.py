@@ -13,6 +13,10 @@ It follows the alerts topic (``on_alert_event``; the Kafka loop is
 
 Then it delivers the e-mail outbox. Time comes from ``clock`` (tests inject one).
 
+Who is e-mailed when a role is notified: the enabled users of that role with an address
+covering the alert's ward, plus the role's distribution list (``recipients.py``; the
+users are cached for ``alert_manager.user_cache_seconds``).
+
 Restart safety: the work list (``alert_manager_open``), every move (a lightweight
 transaction: a repeated escalation is refused) and every e-mail (an idempotency key) are
 in Cassandra; the Kafka loop commits offsets only after ``on_alert_event`` returned. An
@@ -31,8 +35,10 @@ from cassandra.cluster import Session
 
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import ESCALATED, Lifecycle, due
+from backend.alerting.recipients import UserDirectory
 from backend.messages import AlertEvent, AlertLifecycle
 from backend.settings import Settings
+from backend.users import list_users
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,8 @@ class AlertManager:
                  publish: Callable[[AlertLifecycle], None], *,
                  clock: Callable[[], datetime] = _utcnow,
                  outbox: mail.Outbox | None = None,
-                 links: mail.AckLinks | None = None) -> None:
+                 links: mail.AckLinks | None = None,
+                 directory: UserDirectory | None = None) -> None:
         self.session = session
         self.settings = settings
         self.policy = settings.alert_manager
@@ -62,6 +69,10 @@ class AlertManager:
         self.lifecycle = Lifecycle(session, self.policy)
         self.outbox = outbox or mail.Outbox(session, settings)
         self.links = links or mail.links_from_settings(settings)
+        if directory is None:
+            directory = UserDirectory(lambda: list_users(session),
+                                      self.policy.user_cache_seconds)
+        self.directory = directory
         self._open = session.prepare(
             "INSERT INTO alert_manager_open (shard, alert_id, raised_ts) VALUES (?, ?, ?)")
         self._close = session.prepare(
@@ -132,7 +143,9 @@ class AlertManager:
         return chain[min(level, len(chain) - 1)]
 
     def _enqueue(self, alert: dict, level: int, role: str, now: datetime) -> None:
-        recipients = self.policy.recipients.get(role, [])
+        recipients = self.directory.recipients(role, alert.get("ward"),
+                                               self.policy.recipients.get(role, []),
+                                               demo_mode=self.settings.demo_mode)
         name = None
         if self.policy.email_include_name:
             r = self.session.execute(self._name, (alert.get("patient_id"),)).one()

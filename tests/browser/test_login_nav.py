@@ -189,3 +189,108 @@ def test_idle_session_returns_to_the_sign_in_page(live_web, browser) -> None:
     info = wait(browser, EC.visibility_of_element_located((By.ID, "login-info")))
     assert "session has ended" in info.text
     assert "next=%2Fward" in browser.current_url
+
+
+def _retype(driver, input_id: str, text: str) -> None:
+    """Replace a dcc.Input's text the way a user does (React sees each key)."""
+    box = driver.find_element(By.ID, input_id)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    if text:
+        box.send_keys(text)
+
+
+def _pick(driver, dropdown_id: str, text: str) -> None:
+    """Like :func:`_choose` but clicks the matching option: with a value already chosen,
+    Enter may land on the chosen option (listed first) and clear it instead."""
+    box = driver.find_element(By.ID, dropdown_id)
+    box.click()
+    wait(driver, lambda d: box.get_attribute("aria-expanded") == "true")
+    driver.switch_to.active_element.send_keys(text)
+    option = wait(driver, lambda d: next(
+        (o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
+         if o.text.startswith(text + " ")), None))
+    option.click()
+    wait(driver, lambda d: box.get_attribute("aria-expanded") == "false"
+         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+    assert text in box.text
+
+
+def _message(driver, msg_id: str, text: str) -> str:
+    """Wait for ``text`` in the message ``msg_id``; its class (``ok`` / ``error``)."""
+    wait(driver, EC.text_to_be_present_in_element((By.ID, msg_id), text))
+    return driver.find_element(By.ID, msg_id).get_attribute("class")
+
+
+def test_admin_sets_a_users_email_and_wards_with_on_screen_errors(live_web, browser) -> None:
+    from backend.users import get_user
+
+    browser.set_window_size(1920, 1080)
+    name, password = live_web.users[Role.ADMIN]
+    nurse = live_web.users[Role.NURSE][0]
+    sign_in(browser, live_web, name, password)
+    wait(browser, EC.presence_of_element_located((By.ID, "nav-admin"))).click()
+    wait(browser, EC.visibility_of_element_located((By.ID, "admin-users")))
+
+    # a bad address on the create form: refused on screen, nobody created
+    browser.find_element(By.ID, "admin-new-username").send_keys("mail.nurse")
+    _choose(browser, "admin-new-role", "Nurse")
+    good = "a-much-longer-passphrase"
+    browser.find_element(By.ID, "admin-new-password").send_keys(good)
+    browser.find_element(By.ID, "admin-new-password2").send_keys(good)
+    browser.find_element(By.ID, "admin-new-email").send_keys("mail.nurse@@hospital.org")
+    browser.find_element(By.ID, "admin-create").click()
+    assert "error" in _message(browser, "admin-create-msg", "E-mail: The part after the @-sign")
+    assert get_user(live_web.db, "mail.nurse") is None
+
+    # an existing user: choosing them shows their (empty) address and wards
+    _choose(browser, "admin-user-select", nurse)
+    wait(browser, lambda d: d.find_element(By.ID, "admin-edit-email").get_attribute("value")
+         == "")
+    _retype(browser, "admin-edit-email", "nurse b@hospital.org")
+    _retype(browser, "admin-edit-wards", "ICU-A, ICU-B")
+    browser.find_element(By.ID, "admin-contact-save").click()
+    cls = _message(browser, "admin-contact-msg", "invalid characters before the @-sign")
+    assert "error" in cls
+    screenshot(browser, "admin-user-email-error.png")
+    user = get_user(live_web.db, nurse)
+    assert user.email is None and user.wards == frozenset()  # nothing half-saved
+
+    _retype(browser, "admin-edit-email", "Nurse.B@Hospital.ORG")
+    _retype(browser, "admin-edit-wards", "ICU-A, <ICU-B>")
+    browser.find_element(By.ID, "admin-contact-save").click()
+    assert "error" in _message(browser, "admin-contact-msg", "Ward '<ICU-B>'")
+
+    _retype(browser, "admin-edit-wards", "ICU-A, ICU-B")
+    browser.find_element(By.ID, "admin-contact-save").click()
+    assert "ok" in _message(browser, "admin-contact-msg",
+                            f"Saved {nurse}: e-mail Nurse.B@hospital.org, ICU-A, ICU-B.")
+    # this keyspace has no census: both wards are flagged as possible typos, not refused
+    assert "Not a ward of the census (yet): ICU-A, ICU-B" in \
+        browser.find_element(By.ID, "admin-contact-msg").text
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "admin-users"),
+                                                   "Nurse.B@hospital.org"))
+    user = get_user(live_web.db, nurse)
+    assert user.email == "Nurse.B@hospital.org" and user.wards == {"ICU-A", "ICU-B"}
+    row = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#admin-users tbody tr")
+           if r.text.startswith(nurse + " ")]
+    assert row and "ICU-A, ICU-B" in row[0]
+
+    # another user and back: the fields follow the choice
+    _pick(browser, "admin-user-select", live_web.users[Role.PHYSICIAN][0])
+    wait(browser, lambda d: d.find_element(By.ID, "admin-edit-wards").get_attribute("value")
+         == "")
+    _pick(browser, "admin-user-select", nurse)
+    wait(browser, lambda d: d.find_element(By.ID, "admin-edit-email").get_attribute("value")
+         == "Nurse.B@hospital.org")
+    assert browser.find_element(By.ID, "admin-edit-wards").get_attribute("value") == \
+        "ICU-A, ICU-B"
+
+    # audited, with the admin as actor
+    browser.find_element(By.ID, "audit-search").click()
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "audit-results"),
+                                                   audit.USER_CONTACT_SET))
+    assert "email=Nurse.B@hospital.org wards=ICU-A,ICU-B" in \
+        browser.find_element(By.ID, "audit-results").text
+    browser.execute_script("window.scrollTo(0, 0)")
+    screenshot(browser, "admin-user-email.png")

@@ -1,4 +1,9 @@
-"""Administration: users (create, disable, enable) and the audit log search.
+"""Administration: users (create, disable, enable, e-mail address and wards) and the
+audit log search.
+
+A user's e-mail address and wards decide which alert e-mail they receive (the alert
+manager mails the users of the notified role who cover the alert's ward; no wards = every
+ward). A bad address or ward name is refused with the reason next to the form.
 
 Every change goes through ``backend.users`` (which audits it with the admin as actor);
 validation errors are shown next to the form.
@@ -13,13 +18,30 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from backend import audit
 from backend.auth_policy import Role
-from backend.users import UserError, create_user, disable_user, enable_user, list_users
-from webapp.security import current_db, current_username, register_page, secure_callback
+from backend.storage import census
+from backend.users import (
+    UserError,
+    create_user,
+    disable_user,
+    enable_user,
+    get_user,
+    list_users,
+    unknown_wards_note,
+    update_contact,
+)
+from webapp.security import (
+    current_db,
+    current_settings,
+    current_username,
+    register_page,
+    secure_callback,
+)
 
 register_page(__name__, "admin")
 
 MAX_AUDIT_ROWS = 500
 DEFAULT_AUDIT_DAYS = 7
+WARDS_PLACEHOLDER = "every ward (or e.g. ICU-A, ICU-B)"
 
 
 def _field(label: str, component: Any) -> html.Label:
@@ -54,12 +76,18 @@ def layout(**_query: str) -> html.Div:
                             _field("Repeat password", dcc.Input(
                                 id="admin-new-password2", type="password",
                                 autoComplete="new-password")),
+                            _field("E-mail for alerts (optional)", dcc.Input(
+                                id="admin-new-email", type="text", autoComplete="off",
+                                maxLength=254)),
+                            _field("Wards covered (optional)", dcc.Input(
+                                id="admin-new-wards", type="text", autoComplete="off",
+                                placeholder=WARDS_PLACEHOLDER, maxLength=500)),
                         ],
                     ),
                     html.Button("Create user", id="admin-create", n_clicks=0,
                                 className="button button-primary"),
                     html.Div(id="admin-create-msg", className="form-message", role="status"),
-                    html.H3("Disable or enable a user"),
+                    html.H3("Change a user"),
                     html.Div(
                         className="form-row",
                         children=[
@@ -72,6 +100,20 @@ def layout(**_query: str) -> html.Div:
                         ],
                     ),
                     html.Div(id="admin-toggle-msg", className="form-message", role="status"),
+                    html.Div(
+                        className="form-grid",
+                        children=[
+                            _field("E-mail for alerts", dcc.Input(
+                                id="admin-edit-email", type="text", autoComplete="off",
+                                maxLength=254, placeholder="none: no individual alert e-mail")),
+                            _field("Wards covered", dcc.Input(
+                                id="admin-edit-wards", type="text", autoComplete="off",
+                                placeholder=WARDS_PLACEHOLDER, maxLength=500)),
+                        ],
+                    ),
+                    html.Button("Save e-mail and wards", id="admin-contact-save", n_clicks=0,
+                                className="button button-primary"),
+                    html.Div(id="admin-contact-msg", className="form-message", role="status"),
                 ],
             ),
             html.Section(
@@ -119,10 +161,11 @@ def _ts(value: datetime | None) -> str:
 def _users_view() -> tuple[html.Table, list[dict[str, str]]]:
     users = list_users(current_db())
     rows = [[u.username, u.display_name, u.role.label,
-             "disabled" if u.disabled else "active", "yes" if u.is_demo else "",
+             "disabled" if u.disabled else "active", u.email or "",
+             ", ".join(sorted(u.wards)) or "all", "yes" if u.is_demo else "",
              _ts(u.created_ts)] for u in users]
-    table = _table(["Username", "Display name", "Role", "State", "Demo", "Created (UTC)"],
-                   rows, "admin-users")
+    table = _table(["Username", "Display name", "Role", "State", "E-mail", "Wards", "Demo",
+                    "Created (UTC)"], rows, "admin-users")
     options = [{"label": f"{u.username} ({'disabled' if u.disabled else 'active'})",
                 "value": u.username} for u in users]
     return table, options
@@ -140,26 +183,36 @@ def _msg(text: str, ok: bool) -> tuple[str, str]:
     Output("admin-create-msg", "className"),
     Output("admin-toggle-msg", "children"),
     Output("admin-toggle-msg", "className"),
+    Output("admin-contact-msg", "children"),
+    Output("admin-contact-msg", "className"),
     Output("admin-new-password", "value"),
     Output("admin-new-password2", "value"),
     Input("admin-create", "n_clicks"),
     Input("admin-disable", "n_clicks"),
     Input("admin-enable", "n_clicks"),
+    Input("admin-contact-save", "n_clicks"),
     State("admin-new-username", "value"),
     State("admin-new-display", "value"),
     State("admin-new-role", "value"),
     State("admin-new-password", "value"),
     State("admin-new-password2", "value"),
+    State("admin-new-email", "value"),
+    State("admin-new-wards", "value"),
     State("admin-user-select", "value"),
+    State("admin-edit-email", "value"),
+    State("admin-edit-wards", "value"),
 )
 def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
-                 username: str | None, display: str | None, role: str | None,
-                 password: str | None, password2: str | None,
-                 selected: str | None) -> tuple[Any, ...]:
+                 _save: int | None, username: str | None, display: str | None,
+                 role: str | None, password: str | None, password2: str | None,
+                 new_email: str | None, new_wards: str | None, selected: str | None,
+                 edit_email: str | None, edit_wards: str | None) -> tuple[Any, ...]:
     create_msg: tuple[Any, Any] = (no_update, no_update)
     toggle_msg: tuple[Any, Any] = (no_update, no_update)
+    contact_msg: tuple[Any, Any] = (no_update, no_update)
     clear_pw: tuple[Any, Any] = (no_update, no_update)
     db, actor = current_db(), current_username()
+    local_domains = current_settings().smtp.local_domains
     trigger = ctx.triggered_id
 
     if trigger == "admin-create":
@@ -171,8 +224,11 @@ def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
         else:
             try:
                 user = create_user(db, username or "", password or "", role, display,
-                                   actor=actor, via="web")
-                create_msg = _msg(f"Created {user.username} ({user.role.label}).", True)
+                                   actor=actor, via="web", email=new_email, wards=new_wards,
+                                   local_domains=local_domains)
+                note = unknown_wards_note(user.wards, census.wards(db)) if user.wards else ""
+                create_msg = _msg(f"Created {user.username} ({user.role.label}). {note}"
+                                  .strip(), True)
             except UserError as e:
                 create_msg = _msg(str(e), False)
     elif trigger in ("admin-disable", "admin-enable"):
@@ -190,9 +246,38 @@ def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
                     toggle_msg = _msg(f"Enabled {selected}.", True)
             except UserError as e:
                 toggle_msg = _msg(str(e), False)
+    elif trigger == "admin-contact-save":
+        if not selected:
+            contact_msg = _msg("Choose a user first.", False)
+        else:
+            try:
+                user = update_contact(db, selected, email=edit_email, wards=edit_wards,
+                                      local_domains=local_domains, actor=actor, via="web")
+                wards = ", ".join(sorted(user.wards)) or "every ward"
+                note = unknown_wards_note(user.wards, census.wards(db)) if user.wards else ""
+                contact_msg = _msg(f"Saved {user.username}: e-mail {user.email or 'none'}, "
+                                   f"{wards}. {note}".strip(), True)
+            except UserError as e:
+                contact_msg = _msg(str(e), False)
 
     table, options = _users_view()
-    return (table, options, *create_msg, *toggle_msg, *clear_pw)
+    return (table, options, *create_msg, *toggle_msg, *contact_msg, *clear_pw)
+
+
+@secure_callback(
+    "admin.users",
+    Output("admin-edit-email", "value"),
+    Output("admin-edit-wards", "value"),
+    Output("admin-contact-msg", "children", allow_duplicate=True),
+    Input("admin-user-select", "value"),
+    prevent_initial_call=True,
+)
+def show_contact(selected: str | None) -> tuple[str, str, str]:
+    """The chosen user's current e-mail and wards, ready to edit."""
+    user = get_user(current_db(), selected) if selected else None
+    if user is None:
+        return "", "", ""
+    return user.email or "", ", ".join(sorted(user.wards)), ""
 
 
 def _parse_day(value: str | None, default: date) -> date:
