@@ -11,7 +11,6 @@ from cassandra.query import BatchStatement, BatchType
 
 from backend.storage.readings import Statement, run_concurrently
 from backend.storage.timestamps import day_of
-from backend.storage.timestamps import to_datetime as _dt
 
 OFFSET_BUCKET = 100_000
 _BATCH_ROWS = 20  # raw payloads are ~300 B; stays under the 5 KiB batch warning
@@ -92,4 +91,4 @@ class RawStore:
         ).one()
 
     def deadletters_on(self, day_ms: int) -> list[dict]:
-        return list(self.session.execute(self._dead_day, (_dt(day_ms).date(),)))
+        return list(self.session.execute(self._dead_day, (day_of(day_ms),)))

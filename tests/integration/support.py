@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +19,16 @@ from backend.settings import Settings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
+
+
+class Clock:
+    """A settable clock for the code under test that takes a ``clock`` callable."""
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
 
 
 def wait_until(probe: Callable[[], T], *, timeout: float, interval: float = 0.5,

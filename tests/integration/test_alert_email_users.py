@@ -30,7 +30,7 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from backend.users import create_user, disable_user, get_user
 from tests.integration.mailbox import Mailbox
-from tests.integration.support import REPO, wait_until
+from tests.integration.support import REPO, Clock, wait_until
 
 pytestmark = pytest.mark.integration
 WARD = "ICU-M"
@@ -38,12 +38,14 @@ LISTS = {"nurse": ["nurses@localhost"], "charge_nurse": ["charge@localhost"],
          "physician": ["doctors@localhost"]}
 
 
-class Clock:
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
+def spo2_alert(alert_id: str, patient_id: str, ward: str, bed: str,
+               detected: datetime) -> AlertEvent:
+    """A HIGH-priority raise detected at ``detected``."""
+    ms = int(detected.timestamp() * 1000)
+    return AlertEvent(alert_id=alert_id, event="raised", patient_id=patient_id, ward=ward,
+                      bed=bed, rule="ref_spo2_low", priority=Priority.HIGH,
+                      message="SpO2 84 % below 90 %", values={"spo2": 84.0},
+                      onset_ts=ms - 10_000, reading_ts=ms, detected_ts=ms)
 
 
 def configure(settings: Settings, smtp_port: int, cache_seconds: float = 0) -> Settings:
@@ -96,11 +98,7 @@ def test_escalation_emails_exactly_the_users_on_duty(isolated_settings: Settings
     t0 = datetime.now(UTC).replace(microsecond=0)
     clock = Clock(t0)
     manager = AlertManager(db, settings, lambda _e: None, clock=clock)
-    ms = int(t0.timestamp() * 1000)
-    e = AlertEvent(alert_id="u-1", event="raised", patient_id="pt-1", ward=WARD, bed="3",
-                   rule="ref_spo2_low", priority=Priority.HIGH, message="SpO2 84 % below 90 %",
-                   values={"spo2": 84.0}, onset_ts=ms - 10_000, reading_ts=ms,
-                   detected_ts=ms)
+    e = spo2_alert("u-1", "pt-1", WARD, "3", t0)
     AlertStore(db).raise_alert(e)
     try:
         manager.on_alert_event(e)
@@ -132,13 +130,9 @@ def test_nobody_matching_falls_back_to_the_list(isolated_settings: Settings, db)
     t0 = datetime.now(UTC).replace(microsecond=0)
     manager = AlertManager(db, settings, lambda _e: None, clock=Clock(t0))
     store = AlertStore(db)
-    ms = int(t0.timestamp() * 1000)
     try:
         for n in range(3):
-            e = AlertEvent(alert_id=f"f-{n}", event="raised", patient_id=f"pt-{n}", ward=WARD,
-                           bed=str(n), rule="ref_spo2_low", priority=Priority.HIGH,
-                           message="SpO2 84 % below 90 %", values={"spo2": 84.0},
-                           onset_ts=ms - 10_000, reading_ts=ms, detected_ts=ms)
+            e = spo2_alert(f"f-{n}", f"pt-{n}", WARD, str(n), t0)
             store.raise_alert(e)
             manager.on_alert_event(e)
         assert manager.tick().sent == 3
@@ -226,11 +220,7 @@ def test_demo_users_have_localhost_addresses_and_get_mail_in_demo_mode(
     t0 = datetime.now(UTC).replace(microsecond=0)
     clock = Clock(t0)
     manager = AlertManager(db, settings, lambda _e: None, clock=clock)
-    ms = int(t0.timestamp() * 1000)
-    e = AlertEvent(alert_id="d-1", event="raised", patient_id="sim-1", ward="ICU-A", bed="1",
-                   rule="ref_spo2_low", priority=Priority.HIGH, message="SpO2 84 % below 90 %",
-                   values={"spo2": 84.0}, onset_ts=ms - 10_000, reading_ts=ms,
-                   detected_ts=ms)
+    e = spo2_alert("d-1", "sim-1", "ICU-A", "1", t0)
     AlertStore(db).raise_alert(e)
     try:
         manager.on_alert_event(e)

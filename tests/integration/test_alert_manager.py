@@ -25,20 +25,12 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from streaming.alert_manager import LifecycleProducer, run
 from tests.integration.mailbox import Mailbox, free_port
-from tests.integration.support import wait_until
+from tests.integration.support import Clock, wait_until
 
 pytestmark = pytest.mark.integration
 WARD = "ICU-M"
 RECIPIENTS = {"nurse": ["nurses@icu.test"], "charge_nurse": ["charge@icu.test"],
               "physician": ["doctors@icu.test"]}
-
-
-class Clock:
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 def event(n: int, detected: datetime, priority: Priority = Priority.HIGH) -> AlertEvent:

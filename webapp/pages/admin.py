@@ -48,6 +48,19 @@ def _field(label: str, component: Any) -> html.Label:
     return html.Label([html.Span(label, className="field-label"), component], className="field")
 
 
+def _contact_fields(id_prefix: str, label_suffix: str = "",
+                    email_placeholder: str | None = None) -> list[html.Label]:
+    """The e-mail and wards inputs, as the create and the change forms both show them."""
+    return [
+        _field(f"E-mail for alerts{label_suffix}", dcc.Input(
+            id=f"{id_prefix}-email", type="text", autoComplete="off", maxLength=254,
+            placeholder=email_placeholder)),
+        _field(f"Wards covered{label_suffix}", dcc.Input(
+            id=f"{id_prefix}-wards", type="text", autoComplete="off",
+            placeholder=WARDS_PLACEHOLDER, maxLength=500)),
+    ]
+
+
 def layout(**_query: str) -> html.Div:
     today = datetime.now(UTC).date()
     roles = [{"label": r.label, "value": r.value} for r in Role]
@@ -76,12 +89,7 @@ def layout(**_query: str) -> html.Div:
                             _field("Repeat password", dcc.Input(
                                 id="admin-new-password2", type="password",
                                 autoComplete="new-password")),
-                            _field("E-mail for alerts (optional)", dcc.Input(
-                                id="admin-new-email", type="text", autoComplete="off",
-                                maxLength=254)),
-                            _field("Wards covered (optional)", dcc.Input(
-                                id="admin-new-wards", type="text", autoComplete="off",
-                                placeholder=WARDS_PLACEHOLDER, maxLength=500)),
+                            *_contact_fields("admin-new", " (optional)"),
                         ],
                     ),
                     html.Button("Create user", id="admin-create", n_clicks=0,
@@ -102,14 +110,8 @@ def layout(**_query: str) -> html.Div:
                     html.Div(id="admin-toggle-msg", className="form-message", role="status"),
                     html.Div(
                         className="form-grid",
-                        children=[
-                            _field("E-mail for alerts", dcc.Input(
-                                id="admin-edit-email", type="text", autoComplete="off",
-                                maxLength=254, placeholder="none: no individual alert e-mail")),
-                            _field("Wards covered", dcc.Input(
-                                id="admin-edit-wards", type="text", autoComplete="off",
-                                placeholder=WARDS_PLACEHOLDER, maxLength=500)),
-                        ],
+                        children=_contact_fields(
+                            "admin-edit", email_placeholder="none: no individual alert e-mail"),
                     ),
                     html.Button("Save e-mail and wards", id="admin-contact-save", n_clicks=0,
                                 className="button button-primary"),
