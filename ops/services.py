@@ -58,22 +58,26 @@ from ops.maven import Artifact, provided_by, resolve
 # Versions: the one place they are pinned.
 KAFKA_VERSION = "4.1.1"
 CASSANDRA_VERSION = "5.0.6"
-# 4.2.0, not 4.1.x: 4.1.1/4.1.2's Kafka source throws a NullPointerException in progress
-# reporting when a query restarts from a checkpoint mid-batch (SPARK-57438), and
-# 4.1.3 (fixed) lacks spark-token-provider-kafka on Maven Central.
-SPARK_VERSION = "4.2.0"  # must equal the pinned pyspark
-SCALA_BINARY = "2.13"
+# Spark 3.5, not 4.x: the Spark Cassandra Connector (the JVM writer of the persist query,
+# docs/benchmarks.md "Stream design") exists for Spark 3.5 only, and 3.5.7 is the newest
+# 3.5 whose Kafka connector is on Maven Central. pyspark 3.5's wheel is Scala 2.12.
+SPARK_VERSION = "3.5.7"  # must equal the pinned pyspark
+SPARK_SCALA_BINARY = "2.12"
+CASSANDRA_CONNECTOR_VERSION = "3.5.1"  # for Spark 3.5 and Cassandra 5.0
+KAFKA_SCALA_BINARY = "2.13"  # the Kafka broker's own build
 LOG4J_VERSION = "2.24.3"  # the log4j2 of Kafka 4.1; its pom brings only slf4j-api 1.7
 
 KAFKA_ARTIFACTS = (
-    Artifact("org.apache.kafka", f"kafka_{SCALA_BINARY}", KAFKA_VERSION),
+    Artifact("org.apache.kafka", f"kafka_{KAFKA_SCALA_BINARY}", KAFKA_VERSION),
     Artifact("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
     Artifact("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
 )
 # cassandra-all brings its own logback binding.
 CASSANDRA_ARTIFACTS = (Artifact("org.apache.cassandra", "cassandra-all", CASSANDRA_VERSION),)
-SPARK_KAFKA_ARTIFACTS = (
-    Artifact("org.apache.spark", f"spark-sql-kafka-0-10_{SCALA_BINARY}", SPARK_VERSION),
+SPARK_CONNECTOR_ARTIFACTS = (
+    Artifact("org.apache.spark", f"spark-sql-kafka-0-10_{SPARK_SCALA_BINARY}", SPARK_VERSION),
+    Artifact("com.datastax.spark", f"spark-cassandra-connector_{SPARK_SCALA_BINARY}",
+             CASSANDRA_CONNECTOR_VERSION),
 )
 
 # Heaps sized for a small shared machine (2 cores, Spark and the web app beside them).
@@ -164,13 +168,13 @@ def fetch_cassandra(settings: Settings) -> list[Path]:
 
 
 def spark_jars(settings: Settings) -> list[Path]:
-    """The Kafka connector jars for ``spark.jars`` (fetched if missing): the connector
-    and the runtime dependencies pyspark's wheel does not already ship."""
+    """The Kafka and Cassandra connector jars for ``spark.jars`` (fetched if missing): the
+    connectors and the runtime dependencies pyspark's wheel does not already ship."""
     installed = importlib.metadata.version("pyspark")
     if installed != SPARK_VERSION:
         raise ServiceError(f"pyspark {installed} installed, connector pinned to {SPARK_VERSION}")
     jars_dir = pyspark_jars_dir()
-    return resolve(SPARK_KAFKA_ARTIFACTS, settings.spark.jars_dir,
+    return resolve(SPARK_CONNECTOR_ARTIFACTS, settings.spark.jars_dir,
                    exclude=provided_by(jars_dir, log=_say), log=_say)
 
 

@@ -15,16 +15,18 @@ class MissingConnectorJars(RuntimeError):
 
 
 def connector_jars(settings: Settings) -> list[str]:
-    """The Kafka connector jars fetched from Maven Central by ``icu services fetch``.
+    """The Kafka and Cassandra connector jars fetched from Maven Central by
+    ``icu services fetch``.
 
     Supplying them as files keeps the job from resolving packages over the network at
     start-up (hospital networks rarely allow it).
     """
     jars = sorted(str(p) for p in settings.spark.jars_dir.glob("*.jar"))
-    if not any("spark-sql-kafka" in j for j in jars):
-        raise MissingConnectorJars(
-            f"no spark-sql-kafka jar in {settings.spark.jars_dir}; run `icu services fetch`"
-        )
+    for connector in ("spark-sql-kafka", "spark-cassandra-connector"):
+        if not any(connector in j for j in jars):
+            raise MissingConnectorJars(
+                f"no {connector} jar in {settings.spark.jars_dir}; run `icu services fetch`"
+            )
     return jars
 
 
@@ -42,8 +44,10 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSess
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "2g")
-        # Python workers are reused, so each keeps its Cassandra session and census cache.
+        # Python workers are reused, so each keeps its Cassandra session and census cache;
+        # they fork from a daemon that keeps the per-task cost low (worker_daemon).
         .config("spark.python.worker.reuse", "true")
+        .config("spark.python.daemon.module", "streaming.worker_daemon")
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
         .config("spark.sql.session.timeZone", "UTC")

@@ -112,7 +112,8 @@ def test_fetch_is_cached(services: Settings, monkeypatch: pytest.MonkeyPatch) ->
     assert svc.fetch_all(services) == first
 
     names = [p.name for p in first["spark"]]
-    assert any(n.startswith("spark-sql-kafka-0-10_2.13-") for n in names)
+    assert any(n.startswith("spark-sql-kafka-0-10_2.12-") for n in names)
+    assert any(n.startswith("spark-cassandra-connector_2.12-") for n in names)
     assert any(n.startswith("kafka-clients-") for n in names)
     pyspark_jars = {p.name for p in svc.pyspark_jars_dir().glob("*.jar")}
     assert not pyspark_jars & set(names), "connector jars duplicate pyspark's own"
