@@ -5,7 +5,7 @@ Topics (names in ``Settings.kafka``):
 * ``vitals.raw``        device -> pipeline. ``DeviceReading`` as UTF-8 JSON, key = patient_id,
                         so one patient's series stays ordered on one partition.
 * ``vitals.deadletter`` pipeline -> audit. ``DeadLetter``: every rejected record, with its
-                        reason and the original bytes (base64), and where it came from.
+                        reason, where the original lives, and a bounded head of it.
 * ``vitals.validated``  pipeline -> web. ``ValidatedReading``: accepted readings with NEWS2.
 * ``alerts.events``     pipeline -> alert manager / web. ``AlertEvent`` (raised / cleared).
 * ``alerts.lifecycle``  alert manager -> web. Lifecycle transitions (issue 4).
@@ -16,6 +16,8 @@ Timestamps are integer milliseconds since the Unix epoch, UTC.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from enum import StrEnum
 from typing import Literal
 
@@ -60,14 +62,65 @@ class DeviceReading(BaseModel):
 
 
 class DeadLetter(BaseModel):
+    """A rejected record: why, where its original lives, and a bounded head of it.
+
+    The full original stays on ``source_topic`` at ``source_partition``/``source_offset``
+    until that topic's retention, and in Cassandra's ``raw_messages`` (keyed by the same
+    position) for as long as raw data is kept. The letter itself never carries more than
+    ``original_head_b64`` (at most ``SparkSettings.deadletter_head_bytes``), so a letter
+    about a record of any size can always be published; ``original_length`` and
+    ``original_sha256`` identify the whole original.
+    """
+
     reason: str
     detail: str
-    original_b64: str
+    field: str | None = None  # the rejected field of an otherwise accepted reading
+    # The Kafka key as text, if it decodes (sender-controlled: shown, never trusted).
+    patient_key: str | None = None
     source_topic: str
     source_partition: int
     source_offset: int
     received_ts: int
     rejected_ts: int
+    original_length: int
+    original_sha256: str
+    original_head_b64: str
+    original_truncated: bool
+
+    @classmethod
+    def about(
+        cls, original: bytes | None, *, reason: str, detail: str, topic: str,
+        partition: int, offset: int, received_ts: int, rejected_ts: int, head_bytes: int,
+        key: bytes | None = None, field: str | None = None,
+        length: int | None = None, sha256: str | None = None,
+    ) -> DeadLetter:
+        """The letter about ``original``. When only a head of the original is at hand
+        (the stream job never hands an oversized record to Python), ``length`` and
+        ``sha256`` describe the whole record."""
+        data = original or b""
+        head = data[:head_bytes]
+        return cls(
+            reason=reason, detail=detail, field=field, patient_key=key_text(key),
+            source_topic=topic, source_partition=partition, source_offset=offset,
+            received_ts=received_ts, rejected_ts=rejected_ts,
+            original_length=len(data) if length is None else length,
+            original_sha256=sha256 or hashlib.sha256(data).hexdigest(),
+            original_head_b64=base64.b64encode(head).decode("ascii"),
+            original_truncated=(len(data) if length is None else length) > len(head),
+        )
+
+
+_KEY_TEXT_MAX = 64
+
+
+def key_text(key: bytes | None) -> str | None:
+    """A Kafka key as printable text for people to read, or None. Keys are
+    sender-controlled: undecodable bytes and control or formatting characters are
+    replaced, and the text is cut at 64 characters."""
+    if not key:
+        return None
+    text = key[: _KEY_TEXT_MAX * 4].decode("utf-8", errors="replace")[:_KEY_TEXT_MAX]
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 
 class Priority(StrEnum):

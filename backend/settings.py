@@ -29,6 +29,11 @@ class KafkaSettings(BaseModel):
     # One-partition topic whose committed consumer-group offset records, inside each
     # Kafka transaction, the last micro-batch the stream job published (exactly-once).
     topic_sink_progress: str = "stream.sink-progress"
+    # The stream job's own clock: it sends one small record per state bucket here every
+    # ``SparkSettings.tick_seconds``, so silent beds are noticed with no device input
+    # (docs/benchmarks.md, "Stream design": Spark's processing-time timeouts would run a
+    # micro-batch back to back instead, 1.5 cores of an idle machine).
+    topic_ticks: str = "stream.ticks"
 
 
 class CassandraSettings(BaseModel):
@@ -42,9 +47,14 @@ class CassandraSettings(BaseModel):
     raw_ttl_days: int = 0
     username: str | None = None
     password: SecretStr | None = None
+    # The stream job's writes through the Spark Cassandra Connector (a quorum of the
+    # replicas in the local data centre: with replication factor 1, the one node).
+    write_consistency: str = "LOCAL_QUORUM"
 
 
 class SparkSettings(BaseModel):
+    """The stream job: the evaluate query (latency) and the persist query (throughput)."""
+
     master: str = "local[2]"
     checkpoint_dir: Path = Path.home() / ".cache" / "icu-monitor" / "checkpoints" / "vitals"
     trigger_seconds: float = 0.0  # 0 = start the next micro-batch as soon as one ends
@@ -55,6 +65,24 @@ class SparkSettings(BaseModel):
     # Changing it starts a new checkpoint (streaming.vitals_job.checkpoint_location).
     state_buckets: int = Field(default=8, ge=1, le=4096)
     jars_dir: Path = Path.home() / ".cache" / "icu-monitor" / "jars"
+    # Records longer than this are dead-lettered ("oversized") from their length alone,
+    # before any parsing: well under Kafka's 1 MiB message limit, far above a reading.
+    max_record_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A dead letter carries at most this many bytes of its original (plus its length and
+    # SHA-256); the whole original is in raw_messages and on the source topic.
+    deadletter_head_bytes: int = Field(default=1024, ge=0, le=64 * 1024)
+    # How often the job's clock ticks (KafkaSettings.topic_ticks): a silent bed is
+    # flagged at most this long after ``AlertingSettings.stale_after_seconds``.
+    tick_seconds: float = Field(default=5.0, gt=0)
+    # The persist query (Kafka -> Cassandra through the Spark Cassandra Connector) runs
+    # a micro-batch this often: Cassandra's history trails the screens by about this
+    # much, and each batch pays ~0.15 s per table written, so larger is cheaper.
+    persist_trigger_seconds: float = Field(default=2.0, gt=0)
+    persist_max_offsets_per_trigger: int = 200_000
+    # "rocksdb" or "hdfs" (Spark's in-memory map with delta files).
+    state_store: str = Field(default="rocksdb", pattern="^(rocksdb|hdfs)$")
+    # Spark's driver JVM heap (local mode: the executors run in it too).
+    driver_memory: str = "1g"
 
 
 class AlertingSettings(BaseModel):
@@ -74,6 +102,16 @@ class AlertingSettings(BaseModel):
     # rejected as clock errors.
     max_future_skew_seconds: float = 120.0
     max_past_age_seconds: float = 7 * 24 * 3600.0
+    # Duplicates (backend.alerting.evaluation): a reading whose seq is not above its
+    # device's and whose ts is at most this much (device time) before the device's
+    # newest is a resent or replayed message. A counter and clock that both went back by
+    # less than this are mistaken for a replay for at most this long; older readings are
+    # accepted as late ones (stored idempotently, never driving an alarm).
+    duplicate_window_seconds: float = Field(default=10.0, ge=0)
+    # A device's memory lasts this long after its last accepted reading (wall time).
+    device_memory_seconds: float = Field(default=60.0, gt=0)
+    # At most this many devices are remembered per patient (the most recent ones).
+    max_devices_per_patient: int = Field(default=8, ge=1)
 
 
 class RiskSettings(BaseModel):

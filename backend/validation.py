@@ -13,19 +13,32 @@ numbers, unknown fields are refused. The plausibility rules then run in Python.
 
 Checks, in this order (the first failure is reported):
 
+0. Before parsing, from the raw bytes (C-speed counts): a message with more than
+   ``MAX_CONTAINERS`` braces/brackets or ``MAX_COMMAS`` commas cannot be a reading
+   (identifiers may contain neither, see ``backend.identifiers``), or with more escape
+   sequences than its identifiers can hold, cannot be a reading, so it is rejected as
+   ``SCHEMA_VIOLATION`` without being parsed: ten thousand unknown keys or deep nesting
+   cost a few microseconds, not the ~0.1 s pydantic's per-error reporting would take.
+   (The stream job rejects records over ``SparkSettings.max_record_bytes`` as
+   ``OVERSIZED`` before they reach Python at all.)
 1. ``MALFORMED_JSON``: not UTF-8, not JSON, or not a JSON object.
 2. ``UNSUPPORTED_SCHEMA_VERSION``: ``schema_version`` is an integer other than 1 (checked
    before the other fields, whose layout a newer version may change). Absent means 1, as
    in the model.
 3. ``SCHEMA_VIOLATION``: a field missing, of the wrong type or length, an unexpected field,
-   an unknown parameter name in ``vitals``, a non-finite number.
+   an unknown parameter name in ``vitals``, a non-finite number, a key given twice, an
+   identifier with a character ``backend.identifiers`` does not allow (control, bidi,
+   zero-width, quotes, ...).
 4. ``FUTURE_TIMESTAMP`` / ``STALE_TIMESTAMP``: ``ts`` more than
    ``cfg.max_future_skew_seconds`` after, or more than ``cfg.max_past_age_seconds`` before
    the receive time (Kafka record time). Checked before the census so garbage never costs
-   a census lookup.
-5. ``UNKNOWN_PATIENT`` (not in the census), ``UNKNOWN_WARD`` (the message's ward is not
+   a census lookup. A ``ts`` that would fit as seconds or microseconds says so.
+5. ``NO_VALUES``: no parameter in ``vitals`` has a value (every one absent or null) and
+   nothing is charted (ACVPU, oxygen): the frame says nothing, and it must not count as a
+   sign of life of the bed.
+6. ``UNKNOWN_PATIENT`` (not in the census), ``UNKNOWN_WARD`` (the message's ward is not
    the admission's ward), ``BED_MISMATCH`` (same ward, other bed).
-6. Values, per parameter of ``backend.vitals.VITALS``:
+7. Values, per parameter of ``backend.vitals.VITALS``:
 
    * exactly 0 for a ``zero_means_off`` parameter: the sensor is off. Not a rejection;
      the parameter goes to ``Reading.sensors_off`` (unknown, never "low").
@@ -46,6 +59,7 @@ ids are never echoed (a free-text field could hold anything).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, NotRequired, Protocol
@@ -55,6 +69,7 @@ from pydantic_core import from_json
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from backend.census import Admission
+from backend.identifiers import identifier_problem
 from backend.messages import SCHEMA_VERSION, Consciousness
 from backend.settings import AlertingSettings
 from backend.vitals import VITALS, Vital
@@ -80,6 +95,11 @@ class RejectReason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     STALE_TIMESTAMP = "stale_timestamp"
     DUPLICATE = "duplicate"
+    NO_VALUES = "no_values"
+    # Decided by the stream job, not by ``validate``: a record too long to parse, and a
+    # record whose processing failed in a way nothing above foresaw.
+    OVERSIZED = "oversized"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +124,12 @@ class Reading:
     o2_supplemental: bool | None
     consciousness: Consciousness | None
     source: str | None
+
+    @property
+    def measured(self) -> bool:
+        """The monitor measured something (a value or a sensor reported off): the bed is
+        connected. A frame that only charts ACVPU or oxygen is not such a sign."""
+        return bool(self.values) or bool(self.sensors_off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +177,18 @@ class _Message(TypedDict):
 
 
 _MESSAGE = TypeAdapter(_Message)
+_IDS = ("device_id", "patient_id", "ward", "bed")
+# A reading has two objects and no array, and its commas separate at most 11 fields and
+# one per parameter; identifiers contain neither commas nor braces (backend.identifiers).
+# The bounds leave room for a few wrong-typed fields, which get pydantic's precise
+# message; beyond them a message is refused from its bytes alone.
+MAX_CONTAINERS = 16
+MAX_COMMAS = 11 + len(Vital) + 8
+# Escapes appear only inside strings, i.e. in identifiers (one per character at most).
+MAX_ESCAPES = sum(high for _, high in _LENGTHS.values())
+# A key is a quoted name followed by a colon; identifiers contain no quotes, so outside
+# of keys this never matches.
+_KEY = re.compile(rb'"\s*:')
 _VITAL_NAMES = ", ".join(v.value for v in Vital)
 # vital -> (min, max, zero_means_off, unit): the plausibility table of VITALS.
 _RANGES = {
@@ -268,10 +306,64 @@ def _implausible(name: str, value: float, detail: str) -> Rejection:
     return Rejection(RejectReason.IMPLAUSIBLE_VALUE, f"{name} {_num(value)} {detail}", name)
 
 
+_VERSION = re.compile(rb'"schema_version"\s*:\s*(\d{1,9})\b')
+
+
+def _structure(raw: bytes) -> Rejection | None:
+    """Bound the message's structure from its bytes before parsing (check 0)."""
+    containers = raw.count(b"{") + raw.count(b"[")
+    commas = raw.count(b",")
+    escapes = raw.count(b"\\")
+    if containers <= MAX_CONTAINERS and commas <= MAX_COMMAS and escapes <= MAX_ESCAPES:
+        return None
+    # A newer schema may be larger: say so rather than call it a violation.
+    version = _VERSION.search(raw[:4096])
+    if version is not None and int(version.group(1)) != SCHEMA_VERSION:
+        return _unsupported(int(version.group(1)))
+    if containers > MAX_CONTAINERS:
+        return _schema(f"{containers} objects or arrays, more than a reading can have"
+                       " (nested or repeated structure)")
+    if commas > MAX_COMMAS:
+        return _schema(f"{commas} commas: more fields than a reading can have")
+    if escapes > MAX_ESCAPES:
+        return _schema(f"{escapes} escape sequences: more than the identifiers can hold")
+    return None
+
+
+def _unit_hint(ts: int, received_ts: int, cfg: AlertingSettings) -> str:
+    """A hint when ``ts`` would be acceptable in seconds or microseconds."""
+    for factor, unit in ((1000, "seconds"), (1 / 1000, "microseconds")):
+        ahead = ts * factor - received_ts
+        if -cfg.max_past_age_seconds * 1000 <= ahead <= cfg.max_future_skew_seconds * 1000:
+            return f" (looks like {unit}; ts is in milliseconds since the epoch)"
+    return ""
+
+
+def _second_problems(raw: bytes, obj: dict) -> Rejection | None:
+    """What strict parsing lets through: a key given twice (the parser keeps the last),
+    and identifiers with characters people cannot see or that break displays."""
+    keys = len(obj) + len(obj["vitals"])
+    if len(_KEY.findall(raw)) != keys:
+        return _schema("a key is given more than once")
+    for field in _IDS:
+        problem = identifier_problem(obj[field])
+        if problem:
+            return _schema(f"{field}: {problem}")
+    source = obj.get("source")
+    if source:
+        problem = identifier_problem(source)
+        if problem:
+            return _schema(f"source: {problem}")
+    return None
+
+
 def validate(
     raw: bytes, *, received_ts: int, census: Census, cfg: AlertingSettings
 ) -> Accepted | Rejection:
     """Validate one raw message (see the module docstring for the rules and their order)."""
+    shape = _structure(raw)
+    if shape is not None:
+        return shape
     try:
         obj = _MESSAGE.validate_json(raw)
     except ValidationError as exc:
@@ -279,17 +371,26 @@ def validate(
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         return _unsupported(version)
+    problem = _second_problems(raw, obj)
+    if problem is not None:
+        return problem
 
     ts = obj["ts"]
     ahead = ts - received_ts
     if ahead > cfg.max_future_skew_seconds * 1000:
         return Rejection(RejectReason.FUTURE_TIMESTAMP,
                          f"ts {ts} is {ahead / 1000:g} s after the receive time {received_ts} "
-                         f"(limit {cfg.max_future_skew_seconds:g} s)")
+                         f"(limit {cfg.max_future_skew_seconds:g} s)"
+                         + _unit_hint(ts, received_ts, cfg))
     if -ahead > cfg.max_past_age_seconds * 1000:
         return Rejection(RejectReason.STALE_TIMESTAMP,
                          f"ts {ts} is {-ahead / 1000:g} s before the receive time "
-                         f"{received_ts} (limit {cfg.max_past_age_seconds:g} s)")
+                         f"{received_ts} (limit {cfg.max_past_age_seconds:g} s)"
+                         + _unit_hint(ts, received_ts, cfg))
+    if (all(v is None for v in obj["vitals"].values())
+            and obj.get("consciousness") is None and obj.get("o2_supplemental") is None):
+        return Rejection(RejectReason.NO_VALUES,
+                         "no parameter has a value and nothing is charted")
 
     patient_id = obj["patient_id"]
     ward = obj["ward"]

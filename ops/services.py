@@ -654,7 +654,17 @@ def kafka_topics(settings: Settings) -> dict[str, int]:
               for name in type(cfg).model_fields if name.startswith("topic_")}
     # One partition by design: its committed group offset is the stream job's progress.
     topics[cfg.topic_sink_progress] = 1
+    # The stream job's clock: a few bytes every few seconds, read once.
+    topics[cfg.topic_ticks] = 1
     return topics
+
+
+# Per-topic configuration at creation; the clock's ticks are worthless after an hour.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {"topic_ticks": {"retention.ms": "3600000"}}
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    return {getattr(settings.kafka, field): conf for field, conf in TOPIC_CONFIGS.items()}
 
 
 def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
@@ -669,7 +679,8 @@ def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
         missing = [t for t in wanted if t not in existing]
         if missing:
             result = admin.create_topics(
-                [NewTopic(t, wanted[t], 1) for t in missing],
+                [NewTopic(t, wanted[t], 1, topic_configs=topic_configs(settings).get(t, {}))
+                 for t in missing],
                 timeout_ms=int(timeout * 1000), raise_errors=False,
             )
             for topic in result.get("topics", []):

@@ -29,19 +29,26 @@ def _settings(master: str | None) -> Settings:
 @click.option("--risk/--no-risk", default=True, show_default=True,
               help="also run the risk query (hourly sepsis risk, streaming/risk_job.py)")
 def run(master: str | None, risk: bool) -> None:
-    """Run the vitals job (and the risk query) until interrupted."""
-    from streaming.session import spark_session
-    from streaming.vitals_job import checkpoint_location, start_vitals_query
+    """Run the stream job until interrupted: the evaluate query (Kafka -> alarms ->
+    Kafka), the persist query (Kafka -> Cassandra) and the risk query."""
+    from streaming.persist_job import persist_checkpoint_dir, start_persist_query
+    from streaming.session import LATENCY_POOL, THROUGHPUT_POOL, spark_session, use_pool
+    from streaming.vitals_job import Ticker, checkpoint_location, start_vitals_query
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(master)
     spark = spark_session(settings)
     spark.sparkContext.setLogLevel("WARN")
+    use_pool(spark, LATENCY_POOL)
     query, sink = start_vitals_query(spark, settings)
-    click.echo(f"vitals stream running (master {settings.spark.master}, "
+    ticker = Ticker(settings).start()
+    click.echo(f"evaluate query running (master {settings.spark.master}, "
                f"checkpoint {checkpoint_location(settings)})")
-    closers = [sink.close]
-    queries = [query]
+    use_pool(spark, THROUGHPUT_POOL)
+    persist = start_persist_query(spark, settings)
+    click.echo(f"persist query running (checkpoint {persist_checkpoint_dir(settings)})")
+    closers = [ticker.stop, sink.close]
+    queries = [query, persist]
     if risk:
         from streaming.risk_job import risk_checkpoint_dir, start_risk_query
 

@@ -1,4 +1,4 @@
-"""Kafka clients of the stream job's driver: the transactional publisher.
+"""Kafka for the stream jobs: the Spark source, and the driver's transactional publisher.
 
 Spark's foreachBatch is at-least-once: after a crash the last micro-batch runs again.
 Cassandra writes are idempotent upserts, but Kafka appends. So each micro-batch is
@@ -17,8 +17,27 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from pyspark.sql import DataFrame, SparkSession
 
-from backend.settings import KafkaSettings
+from backend.settings import KafkaSettings, Settings
+
+
+def kafka_source(spark: SparkSession, settings: Settings, topics: list[str], *,
+                 max_offsets: int) -> DataFrame:
+    """A streaming read of ``topics`` from the earliest retained offset, committed
+    records only (the stream job publishes in transactions: an aborted one is never
+    read), at most ``max_offsets`` records per micro-batch."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsets", "earliest")
+        .option("kafka.isolation.level", "read_committed")
+        .option("maxOffsetsPerTrigger", max_offsets)
+        # A deleted or compacted offset range must stop the job, not be skipped.
+        .option("failOnDataLoss", "true")
+        .load()
+    )
 
 
 class TransactionalPublisher:
@@ -58,10 +77,12 @@ class TransactionalPublisher:
         return -1 if committed is None or committed.offset < 0 else committed.offset - 1
 
     def publish_batch(
-        self, batch_id: int, messages: Iterable[tuple[str, bytes | None, bytes]]
+        self, batch_id: int, messages: Iterable[tuple[str, bytes | None, bytes]], *,
+        check: bool = True,
     ) -> bool:
-        """Publish ``(topic, key, value)`` messages atomically; ``False`` if already done."""
-        if batch_id <= self.last_published_batch():
+        """Publish ``(topic, key, value)`` messages atomically; ``False`` if already done.
+        ``check=False``: the caller has just asked ``last_published_batch`` itself."""
+        if check and batch_id <= self.last_published_batch():
             return False
         p = self._producer
         p.begin_transaction()

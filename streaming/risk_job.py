@@ -37,7 +37,7 @@ from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
 from backend.storage.risk_scores import RiskScoreStore
 from streaming.evaluator import CensusCache
-from streaming.kafka_io import TransactionalPublisher
+from streaming.kafka_io import TransactionalPublisher, kafka_source
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +172,8 @@ class RiskSink:
 def start_risk_query(spark: SparkSession, settings: Settings, *,
                      name: str = RISK_QUERY) -> tuple[StreamingQuery, RiskSink]:
     validated = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
-        .option("subscribe", settings.kafka.topic_validated)
-        .option("startingOffsets", "earliest")
-        # the vitals job publishes in transactions: never read an aborted one
-        .option("kafka.isolation.level", "read_committed")
-        .option("maxOffsetsPerTrigger", settings.spark.max_offsets_per_trigger)
-        .option("failOnDataLoss", "true")
-        .load()
+        kafka_source(spark, settings, [settings.kafka.topic_validated],
+                     max_offsets=settings.spark.max_offsets_per_trigger)
     )
     keyed = validated.select(F.col("key").cast("string").alias("patient_key"), "value")
     scored = keyed.groupBy("patient_key").applyInPandasWithState(

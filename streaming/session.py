@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from backend.settings import Settings
+
+# The scheduler pools (``spark.scheduler.mode=FAIR``): the evaluate query's tasks go
+# before the persist query's, so a large Cassandra write never queues the next
+# readings behind it. Pools are chosen per thread (``use_pool``).
+LATENCY_POOL = "latency"
+THROUGHPUT_POOL = "throughput"
+_POOLS_XML = f"""<?xml version="1.0"?>
+<allocations>
+  <pool name="{LATENCY_POOL}"><schedulingMode>FIFO</schedulingMode><weight>4</weight>
+    <minShare>1</minShare></pool>
+  <pool name="{THROUGHPUT_POOL}"><schedulingMode>FIFO</schedulingMode><weight>1</weight>
+    <minShare>0</minShare></pool>
+</allocations>
+"""
 
 
 class MissingConnectorJars(RuntimeError):
@@ -30,12 +45,44 @@ def connector_jars(settings: Settings) -> list[str]:
     return jars
 
 
+def _pools_file(settings: Settings) -> Path:
+    path = settings.cache_dir / "spark-scheduler-pools.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != _POOLS_XML:
+        path.write_text(_POOLS_XML)
+    return path
+
+
+def cassandra_conf(settings: Settings) -> dict[str, str]:
+    """The Spark Cassandra Connector's configuration from ``Settings.cassandra``."""
+    c = settings.cassandra
+    conf = {
+        "spark.cassandra.connection.host": ",".join(c.hosts),
+        "spark.cassandra.connection.port": str(c.port),
+        "spark.cassandra.connection.localDC": "datacenter1",
+        # Sparse readings: an unset column is not written (a null would be a tombstone).
+        "spark.cassandra.output.ignoreNulls": "true",
+        # Rows of one partition go to Cassandra as one unlogged batch (one mutation).
+        "spark.cassandra.output.batch.grouping.key": "partition",
+        "spark.cassandra.output.concurrent.writes": "16",
+        "spark.cassandra.output.consistency.level": c.write_consistency,
+    }
+    if c.username:
+        conf["spark.cassandra.auth.username"] = c.username
+    if c.password is not None:
+        conf["spark.cassandra.auth.password"] = c.password.get_secret_value()
+    return conf
+
+
 def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSession:
     cfg = settings.spark
     # Workers must run the driver's interpreter (the venv with pandas and pyarrow), not
     # whatever ``python3`` is first on the PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (
+    store = ("org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+             if cfg.state_store == "rocksdb" else
+             "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
+    builder = (
         SparkSession.builder.appName(app_name)
         .master(cfg.master)
         .config("spark.jars", ",".join(connector_jars(settings)))
@@ -43,14 +90,28 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSess
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", cfg.driver_memory)
         # Python workers are reused, so each keeps its Cassandra session and census cache;
         # they fork from a daemon that keeps the per-task cost low (worker_daemon).
         .config("spark.python.worker.reuse", "true")
         .config("spark.python.daemon.module", "streaming.worker_daemon")
-        .config("spark.sql.streaming.stateStore.providerClass",
-                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+        .config("spark.sql.streaming.stateStore.providerClass", store)
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled",
+                "true")
+        # A query with no new input waits this long before asking Kafka again (default
+        # 10 ms: a hundred offset requests a second from an idle job).
+        .config("spark.sql.streaming.pollingDelay", "100ms")
+        .config("spark.scheduler.mode", "FAIR")
+        .config("spark.scheduler.allocation.file", str(_pools_file(settings)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
-        .getOrCreate()
     )
+    for key, value in cassandra_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def use_pool(spark: SparkSession, pool: str) -> None:
+    """Run the Spark jobs this thread starts (a query started from it: every micro-batch)
+    in ``pool``."""
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)

@@ -12,8 +12,22 @@ state passed in, never read a clock (``now_ms`` is passed in) and never do I/O.
   the same way gets results in its own order). For each reading the result list holds
   exactly one ``ScoredReading`` or ``Duplicate``, followed by the ``AlertChange``s that
   reading caused.
-* Duplicates: a reading whose ``seq`` is not above the last ``seq`` seen from its
-  ``device_id`` is a ``Duplicate`` (reason ``DUPLICATE``) and changes nothing.
+* Duplicates: each device is remembered by the highest ``seq`` and the latest ``ts`` of
+  its current counter epoch and the wall time of its last accepted reading. A reading
+  whose ``seq`` is at most the remembered one and whose ``ts`` lies within
+  ``cfg.duplicate_window_seconds`` before (or at) the remembered ``ts`` is a ``Duplicate``
+  (reason ``DUPLICATE``) and changes nothing: that is what a resent or replayed message
+  looks like. Everything else is accepted, because silencing a monitor is worse than
+  storing a reading twice (storage is idempotent, and a reading older than the newest
+  drives no alarm): a lower ``seq`` with a later ``ts`` is the counter restarting (a
+  reboot, or a counter that jumped to its maximum and wrapped) and starts a new epoch; a
+  higher ``seq`` with an earlier ``ts`` is the clock stepping back (the latest ``ts`` is
+  kept); a reading older than the window is a late one and changes no memory. So only a
+  counter and a clock that both went back, by less than the window, are taken for a
+  replay, for at most the window of device time. The memory lasts
+  ``cfg.device_memory_seconds`` after the device's last accepted reading, at most
+  ``cfg.max_devices_per_patient`` devices are remembered, and a device's memory expires
+  whether or not anything is accepted (``on_timeout`` prunes it too).
 * Carry-forward: each parameter's newest value (and each charted ACVPU / oxygen status)
   is kept with its device timestamp and used until it is older than its validity
   (``rules.VALIDITY_SECONDS``); a parameter reported 0 (sensor off) is unknown at once.
@@ -34,7 +48,9 @@ state passed in, never read a clock (``now_ms`` is passed in) and never do I/O.
   splitting readings over several calls (state round-tripped through JSON) gives the
   same results as one call. (After a superseded alert, the lower rule's condition counts
   as restarting at the supersession, so a later re-raise gets a new id.)
-* Any accepted reading proves the bed is connected: it clears ``stale_signal``.
+* Any accepted reading that measured something (``Reading.measured``: a value or a
+  sensor reported off) proves the bed is connected: it clears ``stale_signal`` and
+  restarts the stale timer. A frame that only charts ACVPU or oxygen does neither.
 
 ``on_timeout(state, admission=, now_ms=, cfg=)`` raises ``stale_signal`` (no persistence:
 the timeout is the delay) when ``now_ms`` is at least ``cfg.stale_after_seconds`` after
@@ -91,7 +107,7 @@ __all__ = [
     "score_qsofa",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 _VITAL = {v.value: v for v in Vital}
 _CONSCIOUSNESS = {c.value: c for c in Consciousness}
 _VALIDITY_MS = {str(k): int(v * 1000) for k, v in VALIDITY_SECONDS.items()}
@@ -110,7 +126,7 @@ class PatientState:
     """
 
     patient_id: str
-    # device_id -> [last seq, device ts of that reading]
+    # device_id -> [highest seq, latest device ts, wall ms of its last accepted reading]
     devices: dict[str, list[int]] = field(default_factory=dict)
     # parameter (wire name, "consciousness", "o2_supplemental") -> [value, device ts];
     # value is a float, the ACVPU letter, or a bool for oxygen
@@ -122,24 +138,24 @@ class PatientState:
     # rule id -> {"id": alert id, "onset": onset ts, "message": message when raised}
     active: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_ts: int | None = None  # newest device ts processed
-    last_wall_ms: int | None = None  # wall time of the last call that accepted a reading
+    last_wall_ms: int | None = None  # wall time of the last measured reading accepted
     last_stale_onset: int | None = None  # onset of the last stale_signal (unique ids)
 
     @classmethod
     def new(cls, patient_id: str) -> PatientState:
         return cls(patient_id=patient_id)
 
-    def to_json(self) -> str:
-        return json.dumps({
+    def to_dict(self) -> dict[str, Any]:
+        """The state as plain JSON-ready containers (shared with ``self``: do not mutate)."""
+        return {
             "v": STATE_VERSION, "patient_id": self.patient_id, "devices": self.devices,
             "carried": self.carried, "off": self.off, "conds": self.conds,
             "active": self.active, "last_ts": self.last_ts, "last_wall_ms": self.last_wall_ms,
             "last_stale_onset": self.last_stale_onset,
-        }, separators=(",", ":"), sort_keys=True)
+        }
 
     @classmethod
-    def from_json(cls, s: str) -> PatientState:
-        d = json.loads(s)
+    def from_dict(cls, d: dict[str, Any]) -> PatientState:
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported patient state version {d.get('v')!r}")
         return cls(
@@ -147,6 +163,13 @@ class PatientState:
             off=d["off"], conds=d["conds"], active=d["active"], last_ts=d["last_ts"],
             last_wall_ms=d["last_wall_ms"], last_stale_onset=d.get("last_stale_onset"),
         )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> PatientState:
+        return cls.from_dict(json.loads(s))
 
     def copy(self) -> PatientState:
         """A deep copy (the containers hold only lists, dicts and scalars)."""
@@ -461,17 +484,27 @@ def process(
     persist_ms = cfg.persistence_seconds * 1000
     clear_ms = cfg.clear_seconds * 1000
     out: list[ScoredReading | AlertChange | Duplicate] = []
-    accepted = False
+    measured = False
+    memory_ms = cfg.device_memory_seconds * 1000
+    window_ms = cfg.duplicate_window_seconds * 1000
     for r in sorted(readings, key=lambda x: (x.ts, x.seq)):
         dev = st.devices.get(r.device_id)
-        if dev is not None and r.seq <= dev[0]:
-            detail = f"device {r.device_id} seq {r.seq} already received"
-            if r.seq < dev[0]:
-                detail += f" (last seq {dev[0]})"
+        if dev is not None and now_ms - dev[2] >= memory_ms:
+            dev = None  # forgotten: whatever comes next starts a new memory
+        if dev is None:
+            st.devices[r.device_id] = [r.seq, r.ts, now_ms]
+        elif r.seq > dev[0]:  # the counter went on (the clock may have stepped back)
+            st.devices[r.device_id] = [r.seq, max(dev[1], r.ts), now_ms]
+        elif r.ts > dev[1]:  # a lower seq, later: the counter restarted, a new epoch
+            st.devices[r.device_id] = [r.seq, r.ts, now_ms]
+        elif r.ts >= dev[1] - window_ms:
+            detail = f"device {r.device_id} seq {r.seq} at ts {r.ts} already received"
+            if r.seq < dev[0] or r.ts < dev[1]:
+                detail += f" (newest: seq {dev[0]}, ts {dev[1]})"
             out.append(Duplicate(r, Rejection(RejectReason.DUPLICATE, detail)))
             continue
-        st.devices[r.device_id] = [r.seq, r.ts]
-        accepted = True
+        else:  # older than the window: a late reading; the memory stays as it is
+            dev[2] = now_ms
         in_order = st.last_ts is None or r.ts >= st.last_ts
         if in_order:
             st.last_ts = r.ts
@@ -479,17 +512,29 @@ def process(
         _expire(st, st.last_ts)  # type: ignore[arg-type]
         snap = _snapshot(st, r.ts, scale)
         out.append(ScoredReading(r, snap.news2, snap.qsofa, snap.values))
-        if _STALE in st.active:  # any reading proves the bed is connected again
-            out.append(_change("cleared", STALE_RULE, st.active.pop(_STALE), {}, r.ts))
+        if r.measured:
+            measured = True
+            if _STALE in st.active:  # a measurement proves the bed is connected again
+                out.append(_change("cleared", STALE_RULE, st.active.pop(_STALE), {}, r.ts))
         if in_order:
             _evaluate(st, snap, r, cfg, persist_ms, clear_ms, out)
-    if accepted:
+    if measured:
         st.last_wall_ms = now_ms
-        # forget devices silent for longer than validation accepts old readings anyway
-        horizon = st.last_ts - cfg.max_past_age_seconds * 1000  # type: ignore[operator]
-        for device in [d for d, (_, ts) in st.devices.items() if ts < horizon]:
-            del st.devices[device]
+    _forget_devices(st, now_ms, cfg)
     return st, out
+
+
+def _forget_devices(st: PatientState, now_ms: int, cfg: AlertingSettings) -> None:
+    """Drop devices whose memory expired, and all but the most recent
+    ``cfg.max_devices_per_patient`` (a sender inventing device ids cannot grow the state)."""
+    memory_ms = cfg.device_memory_seconds * 1000
+    devices = st.devices
+    for device in [d for d, (_, _, wall) in devices.items() if now_ms - wall >= memory_ms]:
+        del devices[device]
+    extra = len(devices) - cfg.max_devices_per_patient
+    if extra > 0:
+        for device in sorted(devices, key=lambda d: devices[d][2])[:extra]:
+            del devices[device]
 
 
 def stale_due_ms(state: PatientState, cfg: AlertingSettings) -> int | None:
@@ -506,6 +551,7 @@ def on_timeout(
     """The patient sent nothing for a while: raise ``stale_signal`` (module docstring)."""
     st = state.copy()
     out: list[AlertChange] = []
+    _forget_devices(st, now_ms, cfg)
     reading_ts = st.last_ts if st.last_ts is not None else now_ms
     if admission is None:  # no longer admitted: nothing may stay active
         for rid in sorted(st.active):

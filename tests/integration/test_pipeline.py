@@ -7,6 +7,8 @@ reading is lost and nothing is published twice.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -124,9 +126,9 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     implausible = next(d for d in dead if d["reason"] == "implausible_value")
     assert implausible["detail"].startswith("pulse")
     malformed = next(d for d in dead if d["reason"] == "malformed_json")
-    import base64
-
-    assert base64.b64decode(malformed["original_b64"]) == b"{not json"
+    assert base64.b64decode(malformed["original_head_b64"]) == b"{not json"
+    assert malformed["original_length"] == 9 and not malformed["original_truncated"]
+    assert malformed["original_sha256"] == hashlib.sha256(b"{not json").hexdigest()
 
     # The 277/min reading is kept without its pulse; the sensor-off SpO2 is not a value.
     p2_rows = {r["seq"]: r for r in session.execute(
@@ -154,7 +156,7 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     assert [a["rule"] for a in alerts_of(session, P1)] == ["ref_hr_high"]
     assert alerts_of(session, P2) == []
 
-    # Both beds fall silent: the stale-signal alarm comes from Spark's state timeout.
+    # Both beds fall silent: the stale-signal alarm comes from the job's clock ticks.
     stale = wait_until(
         lambda: {a["patient_id"] for a in consume_all(settings, settings.kafka.topic_alerts)
                  if a["rule"] == "stale_signal" and a["event"] == "raised"} == {P1, P2},

@@ -1,8 +1,11 @@
-"""The stream job's stateful step (``streaming.evaluator``) outside Spark: several
-patients share one state bucket, and each keeps its own order, state and alarms."""
+"""The evaluate query's stateful step (``streaming.evaluator``) outside Spark: several
+patients share one state bucket, each keeps its own order, state and alarms, every record
+comes out exactly once, and nothing a record contains stops the others."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -24,8 +27,6 @@ class FakeGroupState:
 
     def __init__(self) -> None:
         self.value: str | None = None
-        self.hasTimedOut = False
-        self.timeout_ms: int | None = None
 
     @property
     def exists(self) -> bool:
@@ -37,9 +38,6 @@ class FakeGroupState:
 
     def update(self, row: tuple) -> None:
         self.value = row[0]
-
-    def setTimeoutDuration(self, ms: int) -> None:  # Spark's name
-        self.timeout_ms = ms
 
     def remove(self) -> None:
         self.value = None
@@ -58,8 +56,7 @@ class FakeCensus:
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     s = Settings()
-    census = FakeCensus("p1", "p2")
-    monkeypatch.setitem(evaluator._CACHES, s.cassandra.keyspace, census)
+    monkeypatch.setitem(evaluator._CACHES, s.cassandra.keyspace, FakeCensus("p1", "p2"))
     return s
 
 
@@ -69,19 +66,28 @@ def _reading(patient: str, seq: int, ts: int, hr: float = 80.0) -> DeviceReading
                          vitals={Vital.HR: hr, Vital.SPO2: 97.0, Vital.RR: 16.0})
 
 
+def _row(key: bytes | None, value: bytes | None, offset: int, ts_ms: int, *,
+         topic: str = "vitals.raw", size: int | None = None, head: bytes | None = None,
+         sha: str | None = None) -> tuple:
+    return (key.decode() if key is not None else None, key, value,
+            len(value) if size is None and value is not None else size, head, sha, topic, 0,
+            offset, pd.Timestamp(ts_ms, unit="ms", tz="UTC"))
+
+
 def _frame(readings: list[DeviceReading], first_offset: int = 0) -> pd.DataFrame:
-    rows = []
-    for i, r in enumerate(readings):
-        key = r.patient_id.encode()
-        rows.append((r.patient_id, key, encode(r), "vitals.raw", 0, first_offset + i,
-                     pd.Timestamp(r.ts, unit="ms", tz="UTC")))
-    return pd.DataFrame(rows, columns=INPUT_COLUMNS)
+    return pd.DataFrame(
+        [_row(r.patient_id.encode(), encode(r), first_offset + i, r.ts)
+         for i, r in enumerate(readings)], columns=INPUT_COLUMNS)
 
 
 def _run(evaluate, state: FakeGroupState, frames: list[pd.DataFrame]) -> pd.DataFrame:
     out: Iterator[pd.DataFrame] = evaluate((3,), iter(frames), state)
     parts = list(out)
     return pd.concat(parts) if parts else pd.DataFrame(columns=OUTPUT_COLUMNS)
+
+
+def _values(out: pd.DataFrame, kind: str) -> list[dict]:
+    return [json.loads(v) for v in out[out.kind == kind].value]
 
 
 def test_each_record_comes_out_once_and_each_patient_keeps_its_state(settings):
@@ -92,44 +98,42 @@ def test_each_record_comes_out_once_and_each_patient_keeps_its_state(settings):
              _reading("p1", 2, now - 2000), _reading("p2", 1, now - 2900)]  # p2 dup
     out = _run(evaluate, state, [_frame(batch)])
 
-    readings = out[out.kind == "reading"]
-    rejects = out[out.kind == "reject"]
-    assert sorted(readings.offset.tolist() + rejects.offset.tolist()) == [0, 1, 2, 3]
-    assert readings.patient_id.tolist() == ["p1", "p1", "p2"]
-    assert json.loads(rejects.payload.iloc[0])["reason"] == "duplicate"
+    readings = _values(out, "reading")
+    letters = _values(out, "dead_letter")
+    assert [r["patient_id"] for r in readings] == ["p1", "p1", "p2"]
+    assert set(out[out.kind == "reading"].topic) == {settings.kafka.topic_validated}
+    assert [d["reason"] for d in letters] == ["duplicate"]
+    assert letters[0]["source_offset"] == 3
+    assert set(out[out.kind == "dead_letter"].topic) == {settings.kafka.topic_deadletter}
 
     doc = json.loads(state.value)
     assert set(doc["patients"]) == {"p1", "p2"}
-    p1 = json.loads(doc["patients"]["p1"])
-    assert p1["devices"]["mon-p1"][0] == 2  # last sequence number of p1's device
+    assert doc["patients"]["p1"]["devices"]["mon-p1"][:2] == [2, now - 2000]
     # the duplicate is remembered across micro-batches too
     again = _run(evaluate, state, [_frame([_reading("p2", 1, now - 2900)], 10)])
-    assert again.kind.tolist() == ["reject"]
+    assert again.kind.tolist() == ["dead_letter"]
 
 
-def test_a_silent_patient_goes_stale_while_its_bucket_mate_streams(settings):
+def test_a_tick_checks_every_silent_bed_of_the_bucket(settings):
     evaluate = make_evaluator(settings)
     state = FakeGroupState()
     now = int(time.time() * 1000)
     _run(evaluate, state, [_frame([_reading("p1", 1, now), _reading("p2", 1, now)])])
-    # The bucket is called back by the first stale deadline, not later.
-    stale_ms = int(settings.alerting.stale_after_seconds * 1000)
-    assert 1000 <= state.timeout_ms <= stale_ms
 
-    # Pretend p2's last reading was accepted long ago; p1 keeps sending.
+    # Pretend both beds' last readings were accepted long ago; only the clock ticks.
     doc = json.loads(state.value)
-    p2 = json.loads(doc["patients"]["p2"])
-    p2["last_wall_ms"] -= stale_ms + 1000
-    doc["patients"]["p2"] = json.dumps(p2)
+    stale_ms = int(settings.alerting.stale_after_seconds * 1000)
+    for p in doc["patients"].values():
+        p["last_wall_ms"] -= stale_ms + 1000
     state.value = json.dumps(doc)
-
-    out = _run(evaluate, state, [_frame([_reading("p1", 2, now + 1000)], 5)])
-    alerts = [json.loads(p) for p in out[out.kind == "alert"].payload]
-    assert [(a["patient_id"], a["rule"], a["event"]) for a in alerts] == [
-        ("p2", "stale_signal", "raised")]
-    # raised once: the next call raises nothing new for p2
-    out = _run(evaluate, state, [_frame([_reading("p1", 3, now + 2000)], 6)])
-    assert (out.kind == "alert").sum() == 0
+    tick = pd.DataFrame([_row(b"tick", b"3", 0, now, topic=settings.kafka.topic_ticks)],
+                        columns=INPUT_COLUMNS)
+    out = _run(evaluate, state, [tick])
+    assert sorted((a["patient_id"], a["rule"], a["event"]) for a in _values(out, "alert")) == [
+        ("p1", "stale_signal", "raised"), ("p2", "stale_signal", "raised")]
+    assert set(out.kind) == {"alert"}  # the tick itself is no record of anybody's
+    # raised once: the next tick raises nothing new
+    assert _run(evaluate, state, [tick]).empty
 
 
 def test_a_discharged_patient_leaves_the_bucket_and_an_empty_bucket_is_removed(settings):
@@ -138,6 +142,91 @@ def test_a_discharged_patient_leaves_the_bucket_and_an_empty_bucket_is_removed(s
     now = int(time.time() * 1000)
     _run(evaluate, state, [_frame([_reading("p1", 1, now)])])
     evaluator._CACHES[settings.cassandra.keyspace].admitted.pop("p1")
-    state.hasTimedOut = True
-    _run(evaluate, state, [])
+    tick = pd.DataFrame([_row(b"tick", b"3", 0, now, topic=settings.kafka.topic_ticks)],
+                        columns=INPUT_COLUMNS)
+    _run(evaluate, state, [tick])
     assert not state.exists
+
+
+def test_records_of_unknown_or_garbage_keys_leave_no_state(settings):
+    """A sender inventing keys must not grow the state: only accepted readings do."""
+    evaluate = make_evaluator(settings)
+    state = FakeGroupState()
+    now = int(time.time() * 1000)
+    rows = [_row(f"ghost-{i}".encode(), b"{not json", i, now) for i in range(50)]
+    out = _run(evaluate, state, [pd.DataFrame(rows, columns=INPUT_COLUMNS)])
+    assert len(_values(out, "dead_letter")) == 50
+    assert not state.exists
+
+
+def test_an_oversized_record_is_dead_lettered_from_what_the_jvm_passed(settings):
+    evaluate = make_evaluator(settings)
+    state = FakeGroupState()
+    now = int(time.time() * 1000)
+    original = b'{"device_id":"' + b"x" * 2_000_000 + b'"}'
+    head = original[: settings.spark.deadletter_head_bytes]
+    row = _row(b"p1", None, 7, now, size=len(original), head=head,
+               sha=hashlib.sha256(original).hexdigest())
+    out = _run(evaluate, state, [pd.DataFrame([row], columns=INPUT_COLUMNS)])
+    (letter,) = _values(out, "dead_letter")
+    assert letter["reason"] == "oversized"
+    assert letter["original_length"] == len(original) and letter["original_truncated"]
+    assert letter["original_sha256"] == hashlib.sha256(original).hexdigest()
+    assert base64.b64decode(letter["original_head_b64"]) == head
+    assert len(out.value.iloc[0]) < 4 * settings.spark.deadletter_head_bytes
+
+
+def test_an_unforeseen_failure_dead_letters_that_record_and_nothing_else(
+        settings, monkeypatch):
+    """One reading makes the alarm engine raise: it becomes ``internal_error``; the
+    other readings of the same patient and the other patient are processed as usual."""
+    evaluate = make_evaluator(settings)
+    state = FakeGroupState()
+    now = int(time.time() * 1000)
+    real = evaluator.process
+
+    def process(state, readings, **kw):
+        if any(r.seq == 2 and r.patient_id == "p1" for r in readings):
+            raise ZeroDivisionError("boom")
+        return real(state, readings, **kw)
+
+    monkeypatch.setattr(evaluator, "process", process)
+    batch = [_reading("p1", 1, now - 3000), _reading("p1", 2, now - 2000),
+             _reading("p1", 3, now - 1000), _reading("p2", 1, now - 1000)]
+    out = _run(evaluate, state, [_frame(batch)])
+    assert sorted((r["patient_id"], r["seq"]) for r in _values(out, "reading")) == [
+        ("p1", 1), ("p1", 3), ("p2", 1)]
+    (letter,) = _values(out, "dead_letter")
+    assert letter["reason"] == "internal_error"
+    assert letter["source_offset"] == 1
+    assert letter["detail"].startswith("alarm evaluation failed: ZeroDivisionError at ")
+    assert "boom" not in letter["detail"]  # an exception's text may quote the record
+
+
+def test_a_validator_failure_is_an_internal_error_of_that_record(settings, monkeypatch):
+    evaluate = make_evaluator(settings)
+    now = int(time.time() * 1000)
+    real = evaluator.validate
+
+    def validate(raw, **kw):
+        if b'"seq":2' in raw:
+            raise RecursionError("deep")
+        return real(raw, **kw)
+
+    monkeypatch.setattr(evaluator, "validate", validate)
+    out = _run(evaluate, FakeGroupState(),
+               [_frame([_reading("p1", 1, now - 2000), _reading("p1", 2, now - 1000)])])
+    assert [r["seq"] for r in _values(out, "reading")] == [1]
+    assert [d["reason"] for d in _values(out, "dead_letter")] == ["internal_error"]
+
+
+def test_a_census_outage_fails_the_batch_instead_of_rejecting_readings(settings,
+                                                                         monkeypatch):
+    class Down:
+        def get(self, patient_id):
+            raise evaluator.CensusUnavailable("census lookup failed")
+
+    monkeypatch.setitem(evaluator._CACHES, settings.cassandra.keyspace, Down())
+    evaluate = make_evaluator(settings)
+    with pytest.raises(evaluator.CensusUnavailable):
+        _run(evaluate, FakeGroupState(), [_frame([_reading("p1", 1, int(time.time() * 1000))])])

@@ -365,18 +365,94 @@ def test_duplicates_in_one_batch_and_across_batches() -> None:
     dup = out[1]
     assert dup.reading is a
     assert dup.rejection.reason is RejectReason.DUPLICATE
-    assert dup.rejection.detail == "device mon-1 seq 1 already received"
+    assert dup.rejection.detail == f"device mon-1 seq 1 at ts {ms(0)} already received"
     _, out2 = run([b, rd(0.5, seq=0)], state)
     assert [type(o) for o in out2] == [Duplicate, Duplicate]
-    assert out2[0].rejection.detail == "device mon-1 seq 0 already received (last seq 2)"
-    assert out2[1].rejection.detail == "device mon-1 seq 2 already received"
+    assert out2[0].rejection.detail == (
+        f"device mon-1 seq 0 at ts {ms(0.5)} already received (newest: seq 2, ts {ms(1)})")
+    assert out2[1].rejection.detail == f"device mon-1 seq 2 at ts {ms(1)} already received"
 
 
 def test_duplicates_change_no_state() -> None:
     state, _ = run(series(0, 5))
-    again, out = run(series(0, 5), state, now=100)
+    again, out = run(series(0, 5), state, now=30)
     assert all(isinstance(o, Duplicate) for o in out)
     assert again == state
+
+
+def test_a_counter_that_restarts_is_not_silenced() -> None:
+    """A reboot: the counter starts again at 0 while the clock goes on."""
+    state, _ = run(series(0, 10, seq=None))  # seq = ms since T0, i.e. up to 9000
+    after, out = run([rd(10, seq=0), rd(11, seq=1), rd(12, seq=2)], state)
+    assert [type(o) for o in out if not isinstance(o, AlertChange)] == [ScoredReading] * 3
+    # and the readings of the new epoch are remembered
+    _, out = run([rd(11, seq=1)], after)
+    assert isinstance(out[0], Duplicate)
+
+
+def test_a_counter_that_jumps_to_its_maximum_is_not_silenced() -> None:
+    state, _ = run([rd(0, seq=2**63 - 1)])
+    _, out = run([rd(1, seq=5), rd(2, seq=6)], state)
+    assert [type(o) for o in out if not isinstance(o, AlertChange)] == [ScoredReading] * 2
+
+
+def test_a_device_whose_clock_steps_back_keeps_being_accepted() -> None:
+    state, _ = run([rd(10, seq=10)])
+    _, out = run([rd(5, seq=11), rd(6, seq=12)], state)
+    assert [type(o) for o in out if not isinstance(o, AlertChange)] == [ScoredReading] * 2
+
+
+def test_counter_and_clock_both_back_are_silenced_only_within_the_window() -> None:
+    window = CFG.duplicate_window_seconds
+    state, _ = run([rd(100, seq=100)], now=100)
+    # both back by less than the window: taken for a replay while the memory lasts
+    _, out = run([rd(100 - window + 1, seq=1)], state, now=101)
+    assert isinstance(out[0], Duplicate)
+    _, out = run([rd(100 - window + 1, seq=1)], state, now=100 + CFG.device_memory_seconds)
+    assert isinstance(out[0], ScoredReading)
+    # both back by more: a late reading (accepted), and the device's memory is unchanged
+    late, out = run([rd(100 - window - 1, seq=1)], state, now=101)
+    assert isinstance(out[0], ScoredReading)
+    assert late.devices["mon-1"][:2] == state.devices["mon-1"][:2]
+    _, out = run([rd(100, seq=100)], late, now=102)
+    assert isinstance(out[0], Duplicate)
+
+
+def test_a_resent_message_is_a_duplicate_within_the_window_only() -> None:
+    state, _ = run(series(0, 30, seq=None), now=30)  # seq = ms since T0
+    _, out = run([rd(25, seq=25_000)], state, now=31)
+    assert isinstance(out[0], Duplicate)
+    _, out = run([rd(5, seq=5_000)], state, now=31)  # 24 s old: accepted as late
+    assert isinstance(out[0], ScoredReading)
+
+
+def test_device_memory_is_bounded_in_time_and_in_number() -> None:
+    cfg = CFG.model_copy(update={"max_devices_per_patient": 3})
+    readings = [rd(i, seq=1, device=f"mon-{i}") for i in range(6)]
+    state, _ = run(readings, now=6, cfg=cfg)
+    assert sorted(state.devices) == ["mon-3", "mon-4", "mon-5"]
+    # nothing accepted since: the memory still expires (in the stale check too)
+    later, _ = on_timeout(state, admission=ADM, now_ms=ms(6 + CFG.device_memory_seconds),
+                          cfg=cfg)
+    assert later.devices == {}
+    only_dups, _ = run([rd(5, seq=1, device="mon-5")], state,
+                       now=6 + CFG.device_memory_seconds, cfg=cfg)
+    assert list(only_dups.devices) == ["mon-5"]  # the one it just accepted, as new
+
+
+def test_only_a_measurement_proves_the_bed_is_connected() -> None:
+    """A frame that only charts ACVPU neither restarts the stale timer nor clears a
+    stale alarm; a sensor reported off does both."""
+    state, _ = run(series(0, 5), now=5)
+    stale, out = on_timeout(state, admission=ADM, now_ms=ms(40), cfg=CFG)
+    assert [c.rule for c in changes(out)] == ["stale_signal"]
+    charted = rd(41, base={}, c=A)
+    assert charted.measured is False
+    after, out = run([charted], stale, now=41)
+    assert changes(out) == [] and after.last_wall_ms == stale.last_wall_ms
+    off = rd(42, base={}, off=(SPO2,))
+    _, out = run([off], after, now=42)
+    assert [(c.event, c.rule) for c in changes(out)] == [("cleared", "stale_signal")]
 
 
 def test_another_device_has_its_own_sequence() -> None:
@@ -457,7 +533,7 @@ def test_state_json_round_trip() -> None:
     text = state.to_json()
     assert PatientState.from_json(text) == state
     assert PatientState.from_json(text).to_json() == text
-    assert json.loads(text)["v"] == 1
+    assert json.loads(text)["v"] == 2
     new = PatientState.new(PID)
     assert PatientState.from_json(new.to_json()) == new
 

@@ -1,0 +1,259 @@
+"""The persist query: Kafka -> Cassandra, from the JVM (Spark Cassandra Connector).
+
+    vitals.raw        --> raw_messages                 (every record exactly as received)
+    vitals.validated  --> readings_by_patient_day      (the history)
+                          latest_by_ward               (each bed's newest state)
+                          readings_by_patient_minute   (per-minute extremes, for long timelines)
+    vitals.deadletter --> deadletters_by_day           (what was rejected, and why)
+
+This is the throughput path. It reads what the evaluate query published (committed
+transactions only) and what the devices sent, and writes Cassandra in large micro-batches
+(``SparkSettings.persist_trigger_seconds``): each table write is a Spark job with a fixed
+cost (~0.15 s), so batches of seconds of data amortise it, and no row crosses into
+Python (the connector writes ~4x cheaper per row than the Python driver; measured in
+docs/benchmarks.md, "Stream design"). Every write is an idempotent upsert keyed by the
+data itself, so a replayed micro-batch rewrites the same rows; the checkpoint keeps the
+offsets. The screens never wait for this query: they follow Kafka.
+
+Column names here are the tables' (``backend/storage/migrations``); the JSON fields are
+``backend.messages``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from backend.settings import Settings
+from backend.storage.raw import OFFSET_BUCKET
+from backend.timeline import MINUTE_MS, NEWS2
+from backend.vitals import Vital
+from streaming.kafka_io import kafka_source
+
+log = logging.getLogger(__name__)
+
+PERSIST_QUERY = "persist"
+CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
+VITALS: tuple[str, ...] = tuple(v.value for v in Vital)
+
+# backend.messages.ValidatedReading, as Spark reads its JSON.
+READING_SCHEMA = StructType([
+    StructField("patient_id", StringType()),
+    StructField("ward", StringType()),
+    StructField("bed", StringType()),
+    StructField("device_id", StringType()),
+    StructField("seq", LongType()),
+    StructField("ts", LongType()),
+    StructField("vitals", MapType(StringType(), DoubleType())),
+    StructField("carried", MapType(StringType(), DoubleType())),
+    StructField("sensors_off", ArrayType(StringType())),
+    StructField("news2", IntegerType()),
+    StructField("news2_band", StringType()),
+    StructField("news2_complete", BooleanType()),
+    StructField("qsofa", IntegerType()),
+    StructField("o2_supplemental", BooleanType()),
+    StructField("consciousness", StringType()),
+    StructField("processed_ts", LongType()),
+])
+# backend.messages.DeadLetter, the fields deadletters_by_day keeps.
+DEAD_LETTER_SCHEMA = StructType([
+    StructField("reason", StringType()),
+    StructField("detail", StringType()),
+    StructField("field", StringType()),
+    StructField("patient_key", StringType()),
+    StructField("source_topic", StringType()),
+    StructField("source_partition", IntegerType()),
+    StructField("source_offset", LongType()),
+    StructField("received_ts", LongType()),
+    StructField("rejected_ts", LongType()),
+])
+
+
+def persist_checkpoint_dir(settings: Settings) -> Path:
+    """Next to the evaluate query's checkpoints (``.../vitals`` -> ``.../vitals-persist``)."""
+    cp = settings.spark.checkpoint_dir
+    return cp.with_name(f"{cp.name}-persist")
+
+
+def _ts(ms: Column | str) -> Column:
+    return F.timestamp_millis(F.col(ms) if isinstance(ms, str) else ms)
+
+
+def _day(ms: Column | str) -> Column:
+    return F.to_date(_ts(ms))
+
+
+def _nonempty(array: Column) -> Column:
+    """An empty collection as null: with ignoreNulls it is not written at all (an empty
+    collection would be a tombstone)."""
+    return F.when(F.size(array) > 0, array)
+
+
+def raw_rows(records: DataFrame) -> DataFrame:
+    return records.select(
+        F.col("topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.floor(F.col("offset") / OFFSET_BUCKET).cast("long").alias("offset_bucket"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("key").alias("msg_key"),
+        F.col("value").alias("payload"),
+        F.col("timestamp").alias("kafka_ts"),
+    )
+
+
+def readings(records: DataFrame) -> DataFrame:
+    """The validated readings of a batch, one column per JSON field."""
+    parsed = records.select(
+        F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r"))
+    return parsed.select("r.*").where(F.col("patient_id").isNotNull())
+
+
+def history_rows(r: DataFrame) -> DataFrame:
+    return r.select(
+        "patient_id", _day("ts").alias("day"), _ts("ts").alias("ts"), "device_id", "seq",
+        *[F.col("vitals")[v].cast("float").alias(v) for v in VITALS],
+        _nonempty(F.col("sensors_off")).alias("sensors_off"),
+        "o2_supplemental", "consciousness", "news2", "news2_band", "news2_complete", "qsofa",
+        _ts("processed_ts").alias("processed_ts"),
+    )
+
+
+def latest_rows(r: DataFrame) -> DataFrame:
+    """Each bed's newest reading of the batch, with its carried-forward values and
+    explicit nulls (a sensor that went off must not keep showing its last value). Written
+    with the reading's own time as the cell timestamp (``writetime``), so a batch that
+    brings an older reading of a bed never overwrites a newer one."""
+    newest = (r.groupBy("ward", "bed")
+              .agg(F.max_by(F.struct(*r.columns), F.struct("ts", "seq")).alias("n"))
+              .select("n.*"))
+    return newest.select(
+        "ward", "bed", "patient_id", _ts("ts").alias("ts"),
+        *[F.col("carried")[v].cast("float").alias(v) for v in VITALS],
+        _nonempty(F.col("sensors_off")).alias("sensors_off"),
+        "news2", "news2_band", "news2_complete", "qsofa",
+        _ts("processed_ts").alias("processed_ts"),
+        (F.col("ts") * 1000).alias("writetime_us"),
+    )
+
+
+def minute_rows(r: DataFrame) -> DataFrame:
+    """One part per patient-minute of the batch, as ``backend.timeline.minute_parts``
+    computes it: minimum, maximum and newest value of each parameter and NEWS2."""
+    params = [*VITALS, NEWS2]
+    values = r.select(
+        "patient_id", "ts", "seq",
+        (F.col("ts") - F.col("ts") % MINUTE_MS).alias("minute"),
+        *[F.col("vitals")[v].cast("double").alias(v) for v in VITALS],
+        F.col("news2").cast("double").alias(NEWS2),
+    )
+
+    def as_map(agg) -> Column:
+        pairs = [x for p in params for x in (F.lit(p), agg(p).cast("float"))]
+        return F.map_filter(F.create_map(*pairs), lambda _, v: v.isNotNull())
+
+    # The newest value of each parameter: max_by skips rows whose ordering is null.
+    def newest(p: str) -> Column:
+        return F.max_by(F.col(p), F.when(F.col(p).isNotNull(), F.struct("ts", "seq")))
+
+    grouped = values.groupBy("patient_id", "minute").agg(
+        F.min("ts").alias("part_ts"), F.count(F.lit(1)).cast("int").alias("n"),
+        F.max("ts").alias("last_ts"),
+        *[F.min(p).alias(f"min_{p}") for p in params],
+        *[F.max(p).alias(f"max_{p}") for p in params],
+        *[newest(p).alias(f"last_{p}") for p in params],
+    )
+    return grouped.select(
+        "patient_id", _day("minute").alias("day"), _ts("minute").alias("minute"),
+        _ts("part_ts").alias("part_ts"), "n", _ts("last_ts").alias("last_ts"),
+        as_map(lambda p: F.col(f"min_{p}")).alias("mins"),
+        as_map(lambda p: F.col(f"max_{p}")).alias("maxs"),
+        as_map(lambda p: F.col(f"last_{p}")).alias("lasts"),
+    )
+
+
+def dead_letter_rows(records: DataFrame) -> DataFrame:
+    d = records.select(
+        F.from_json(F.col("value").cast("string"), DEAD_LETTER_SCHEMA).alias("d")
+    ).select("d.*").where(F.col("reason").isNotNull())
+    return d.select(
+        _day("received_ts").alias("day"), _ts("received_ts").alias("received_ts"),
+        F.col("source_topic").alias("topic"),
+        F.col("source_partition").alias("kafka_partition"),
+        F.col("source_offset").alias("kafka_offset"),
+        F.coalesce("field", F.lit("")).alias("field"), "reason", "detail",
+        F.col("patient_key").alias("patient_id"), _ts("rejected_ts").alias("rejected_ts"),
+    )
+
+
+class PersistSink:
+    """foreachBatch of the persist query: one connector write per table."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keyspace = settings.cassandra.keyspace
+        self.topics = settings.kafka
+
+    def _write(self, rows: DataFrame, table: str, **options: str) -> None:
+        (rows.write.format(CASSANDRA_FORMAT).mode("append")
+         .options(keyspace=self.keyspace, table=table, **options).save())
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        batch = batch.persist()
+        try:
+            counts = {r["topic"]: r["n"] for r in
+                      batch.groupBy("topic").agg(F.count(F.lit(1)).alias("n")).collect()}
+            if not counts:
+                return
+            t = self.topics
+            if counts.get(t.topic_raw):
+                self._write(raw_rows(batch.where(F.col("topic") == t.topic_raw)),
+                            "raw_messages")
+            if counts.get(t.topic_validated):
+                r = readings(batch.where(F.col("topic") == t.topic_validated)).persist()
+                try:
+                    self._write(history_rows(r), "readings_by_patient_day")
+                    self._write(minute_rows(r), "readings_by_patient_minute")
+                    self._write(latest_rows(r), "latest_by_ward", writetime="writetime_us",
+                                **{"spark.cassandra.output.ignoreNulls": "false"})
+                finally:
+                    r.unpersist()
+            if counts.get(t.topic_deadletter):
+                self._write(dead_letter_rows(batch.where(F.col("topic") == t.topic_deadletter)),
+                            "deadletters_by_day")
+        finally:
+            batch.unpersist()
+        log.info("persist batch %d: %s in %.0f ms", batch_id,
+                 ", ".join(f"{n} {topic}" for topic, n in sorted(counts.items())),
+                 (time.monotonic() - started) * 1000)
+
+
+def start_persist_query(spark: SparkSession, settings: Settings, *,
+                        name: str = PERSIST_QUERY) -> StreamingQuery:
+    t = settings.kafka
+    records = kafka_source(spark, settings,
+                           [t.topic_raw, t.topic_validated, t.topic_deadletter],
+                           max_offsets=settings.spark.persist_max_offsets_per_trigger)
+    return (
+        records.writeStream.queryName(name)
+        .foreachBatch(PersistSink(settings))
+        .option("checkpointLocation", str(persist_checkpoint_dir(settings)))
+        .trigger(processingTime=f"{settings.spark.persist_trigger_seconds} seconds")
+        .start()
+    )
