@@ -77,12 +77,23 @@ class SparkSettings(BaseModel):
     # The persist query (Kafka -> Cassandra through the Spark Cassandra Connector) runs
     # a micro-batch this often: Cassandra's history trails the screens by about this
     # much, and each batch pays ~0.15 s per table written, so larger is cheaper.
-    persist_trigger_seconds: float = Field(default=2.0, gt=0)
+    persist_trigger_seconds: float = Field(default=5.0, gt=0)
     persist_max_offsets_per_trigger: int = 200_000
     # "rocksdb" or "hdfs" (Spark's in-memory map with delta files).
     state_store: str = Field(default="rocksdb", pattern="^(rocksdb|hdfs)$")
     # Spark's driver JVM heap (local mode: the executors run in it too).
     driver_memory: str = "1g"
+    # The standalone cluster `icu services start --spark` runs on 127.0.0.1
+    # (ops/spark_cluster.py): the master's port, its workers, each worker's share.
+    cluster_port: int = 7077
+    cluster_workers: int = Field(default=2, ge=1)
+    worker_cores: int = Field(default=1, ge=1)
+    worker_memory: str = "1536m"
+    executor_memory: str = "1g"
+
+    @property
+    def cluster_url(self) -> str:
+        return f"spark://127.0.0.1:{self.cluster_port}"
 
 
 class AlertingSettings(BaseModel):
@@ -197,6 +208,10 @@ class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8050
     public_url: str = "http://127.0.0.1:8050"
+    # On (re)connect a ward screen's live state replays this much of vitals.validated on
+    # top of Cassandra's latest state, which trails Kafka by the stream job's persist
+    # interval (SparkSettings.persist_trigger_seconds) plus a batch.
+    live_replay_seconds: float = Field(default=30.0, ge=0)
     idle_timeout_minutes: int = 15
     secure_cookies: bool = False  # True behind TLS in production
     max_failed_logins: int = 5

@@ -437,3 +437,49 @@ def fhir(bundle: str, patient: str | None, source: str | None, bootstrap: str | 
         raise click.ClickException(str(exc)) from exc
     click.echo(f"published {sent} readings from {bundle} to "
                f"{topic or settings.kafka.topic_raw}", err=True)
+
+
+@cli.command()
+@click.option("--records", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--beds", type=click.IntRange(min=1), default=12, show_default=True,
+              help="admitted beds the records pretend to come from")
+@click.option("--ward", default="ICU-H", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--valid-share", type=click.FloatRange(0, 1), default=0.3, show_default=True)
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: settings)")
+@click.option("--no-admit", is_flag=True, help="do not register admissions first")
+def hostile(records: int, beds: int, ward: str, seed: int, valid_share: float,
+            bootstrap: str | None, no_admit: bool) -> None:
+    """Malformed and edge-case records of every kind (devices/hostile.py) to vitals.raw,
+    interleaved with valid readings of admitted beds: the stream must dead-letter each
+    bad one with a reason, store the good ones, and keep running."""
+    from kafka import KafkaProducer
+
+    from backend.census import Admission
+    from devices.hostile import Ward, generate
+
+    settings = _settings(bootstrap)
+    target = Ward(ward, {f"hostile-{seed}-{i:03d}": f"{i + 1}" for i in range(beds)})
+    if not no_admit:
+        from backend.storage import census
+        from backend.storage.cassandra import connect
+
+        session = connect(settings.cassandra, wait_seconds=60)
+        for patient, bed in target.beds.items():
+            census.admit(session, Admission(patient_id=patient, ward=ward, bed=bed,
+                                            label=bed, admitted_ts=_now_ms(),
+                                            source="simulator/hostile"))
+        session.cluster.shutdown()
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
+                             linger_ms=20, max_request_size=4 * 2**20)
+    kinds: Counter[str] = Counter()
+    step = 20
+    for rec in generate(target, n=records, start_ms=_now_ms() - records * step,
+                        step_ms=step, seed=seed, valid_share=valid_share,
+                        max_record_bytes=settings.spark.max_record_bytes):
+        producer.send(settings.kafka.topic_raw, key=rec.key, value=rec.value)
+        kinds[rec.kind] += 1
+    producer.flush(60)
+    producer.close()
+    click.echo(f"sent {records} records to {settings.kafka.topic_raw}: "
+               + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))

@@ -220,6 +220,8 @@ class _Spec:
     other_ports: list[int] = field(default_factory=list)
     local: bool = True  # the settings point at 127.0.0.1 (else: a remote server)
     setting: str = ""  # the setting that names the server, for messages
+    config_name: str = ""  # the config file in ``var`` its command line names
+    log_name: str = ""  # its log under ``var`` (default: its output file)
 
     @property
     def pidfile(self) -> Path:
@@ -231,11 +233,11 @@ class _Spec:
 
     @property
     def config(self) -> Path:
-        return self.var / ("server.properties" if self.name == "kafka" else "cassandra.yaml")
+        return self.var / self.config_name
 
     @property
     def server_log(self) -> Path:
-        return self.var / "logs" / ("server.log" if self.name == "kafka" else "system.log")
+        return self.var / self.log_name if self.log_name else self.out
 
     @property
     def address(self) -> str:
@@ -264,7 +266,8 @@ def _kafka_spec(settings: Settings) -> _Spec:
     local = _is_loopback(host)
     return _Spec("kafka", KAFKA_MAIN, kafka_home(settings), var_dir(settings, "kafka"),
                  "127.0.0.1" if local else host, port, [port + 1],
-                 local=local, setting=f"ICU_KAFKA__BOOTSTRAP={bootstrap}")
+                 local=local, setting=f"ICU_KAFKA__BOOTSTRAP={bootstrap}",
+                 config_name="server.properties", log_name="logs/server.log")
 
 
 def _cassandra_spec(settings: Settings) -> _Spec:
@@ -273,7 +276,8 @@ def _cassandra_spec(settings: Settings) -> _Spec:
     return _Spec("cassandra", CASSANDRA_MAIN, cassandra_home(settings),
                  var_dir(settings, "cassandra"), "127.0.0.1" if local else hosts[0],
                  settings.cassandra.port, [cassandra_storage_port(settings)],
-                 local=local, setting=f"ICU_CASSANDRA__HOSTS={json.dumps(hosts)}")
+                 local=local, setting=f"ICU_CASSANDRA__HOSTS={json.dumps(hosts)}",
+                 config_name="cassandra.yaml", log_name="logs/system.log")
 
 
 def is_local(settings: Settings) -> dict[str, bool]:
@@ -1032,7 +1036,10 @@ def fetch() -> None:
               help="Cassandra: no fsync of system tables (faster schema; for tests)")
 @click.option("--topics/--no-topics", default=True, show_default=True,
               help="create the Kafka topics of the settings")
-def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool) -> None:
+@click.option("--spark", "spark", is_flag=True,
+              help="also a Spark standalone master and its workers (ops/spark_cluster.py)")
+def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool,
+          spark: bool) -> None:
     """Start the local servers (idempotent) and wait until they accept clients."""
     settings = _settings_or_exit()
     services = _run(lambda: start_all(settings, only=only, unsafe_system=unsafe_system,
@@ -1040,6 +1047,12 @@ def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool) -
     assert isinstance(services, dict)
     for s in services.values():
         _echo_service(s)
+    if spark:
+        from ops.spark_cluster import start_spark
+
+        for s in _run(lambda: start_spark(settings, timeout=timeout)):  # type: ignore[union-attr]
+            _echo_service(s)
+        click.echo(f"stream job: icu stream run --master {settings.spark.cluster_url}")
     if topics and "kafka" in services:
         created = _run(lambda: ensure_topics(settings))
         click.echo(f"topics: created {', '.join(created)}" if created  # type: ignore[arg-type]
@@ -1050,8 +1063,11 @@ def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool) -
 @click.option("--only", type=click.Choice(SERVICES), help="stop just this server")
 def stop(only: str | None) -> None:
     """Stop the local servers this tool started (SIGTERM, then SIGKILL)."""
+    from ops.spark_cluster import stop_spark
+
     settings = _settings_or_exit()
-    stopped = _run(lambda: stop_all(settings, only=only))
+    spark = [] if only else _run(lambda: stop_spark(settings))
+    stopped = [*spark, *_run(lambda: stop_all(settings, only=only))]  # type: ignore[misc]
     click.echo(f"stopped: {', '.join(stopped)}" if stopped  # type: ignore[arg-type]
                else "nothing was running")
 
@@ -1073,7 +1089,27 @@ def status_cmd() -> None:
         accepting = f"accepting clients: {s.detail}" if s.detail else "NOT accepting clients"
         ok &= bool(s.detail)
         click.echo(f"{s.name:<10} {s.address:<16} {proc:<28} {accepting}")
+    from ops.spark_cluster import spark_status
+
+    for s in spark_status(settings):  # listed only when it runs (it is optional)
+        if s.pid:
+            click.echo(f"{s.name:<14} {s.address:<16} pid {s.pid}, RSS {s.rss_mib or 0:.0f} MiB"
+                       f"  {s.detail or 'NOT ready'}")
     sys.exit(0 if ok else 1)
+
+
+@cli.command("spark-daemon")
+@click.argument("role", type=click.Choice(["master", "worker"]))
+@click.option("--master-url", default=None, help="the master a worker joins")
+def spark_daemon(role: str, master_url: str | None) -> None:
+    """Run a Spark standalone master or worker in the foreground (containers; on this
+    machine `icu services start --spark` runs them detached)."""
+    from ops.spark_cluster import daemon_env, foreground_argv
+
+    settings = _settings_or_exit()
+    argv = foreground_argv(settings, role, master_url)
+    daemon_env()
+    os.execv(argv[0], argv)
 
 
 @cli.command()

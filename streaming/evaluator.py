@@ -58,8 +58,10 @@ READING, DEAD_LETTER, ALERT = "reading", "dead_letter", "alert"
 STATE_SCHEMA = StructType([StructField("json", StringType(), False)])
 # The columns ``vitals_job`` hands to ``evaluate``, in this order. ``value`` is null for a
 # record over ``max_record_bytes``; ``size``, ``head`` and ``sha256`` describe it instead.
-INPUT_COLUMNS = ["patient_key", "key_bytes", "value", "size", "head", "sha256", "topic",
-                 "partition", "offset", "timestamp"]
+# The key stays bytes: a key that is not UTF-8 must not fail the Arrow conversion of the
+# whole bucket (it did, as a Spark string column).
+INPUT_COLUMNS = ["key", "value", "size", "head", "sha256", "topic", "partition", "offset",
+                 "timestamp"]
 # {"v": 2, "patients": {patient id: PatientState.to_dict()}}; a change of layout needs a
 # new checkpoint directory (``streaming.vitals_job.checkpoint_location``).
 BUCKET_STATE_VERSION = 2
@@ -69,6 +71,11 @@ _CENSUS_NEGATIVE_TTL_S = 2.0
 
 class CensusUnavailable(RuntimeError):
     """The census could not be read: the batch must fail and run again."""
+
+
+class CensusRecordInvalid(ValueError):
+    """The patient's admission record cannot be used (a corrupt row): that patient's
+    records are dead-lettered, the other beds go on."""
 
 
 class CensusCache:
@@ -98,10 +105,15 @@ class CensusCache:
         checked = self._unknown.get(patient_id)
         if checked is not None and time.monotonic() - checked < _CENSUS_NEGATIVE_TTL_S:
             return None
+        from pydantic import ValidationError
+
         from backend.storage import census
 
         try:
             found = census.get(self._db(), patient_id)
+        except ValidationError as exc:
+            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+            raise CensusRecordInvalid(f"invalid admission record ({fields})") from None
         except Exception as exc:
             raise CensusUnavailable(f"census lookup failed: {exc!r}") from exc
         if found is None or found.ward is None:
@@ -119,6 +131,17 @@ def _census(settings: Settings) -> CensusCache:
     if key not in _CACHES:
         _CACHES[key] = CensusCache(settings)
     return _CACHES[key]
+
+
+def _patient_key(key: bytes | None) -> str | None:
+    """The patient a record's Kafka key names; None for no key or one that is not UTF-8
+    (no patient id is: such records are rejected as a key mismatch)."""
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _ms(value: Any) -> int:
@@ -209,6 +232,9 @@ def make_evaluator(settings: Settings) -> Callable:
         return letter(rec, rej.reason.value, rej.detail, now_ms)
 
     def internal_error(rec: _Record, stage: str, exc: BaseException, now_ms: int) -> tuple:
+        if isinstance(exc, CensusRecordInvalid):  # our own text: names fields, no values
+            return letter(rec, RejectReason.INTERNAL_ERROR.value, f"{stage} failed: {exc}",
+                          now_ms)
         # The type and where it happened; an exception's message may quote the record.
         where = exc.__traceback__
         while where is not None and where.tb_next is not None:
@@ -298,12 +324,11 @@ def make_evaluator(settings: Settings) -> Callable:
         by_patient: dict[str | None, list[_Record]] = {}
         for pdf in pdfs:
             cols = [pdf[c].tolist() for c in INPUT_COLUMNS]
-            for pk, kb, value, size, head, sha, topic, part, offset, ts in zip(*cols,
-                                                                               strict=True):
+            for kb, value, size, head, sha, topic, part, offset, ts in zip(*cols, strict=True):
                 if topic == topics.topic_ticks:
                     continue  # a tick only makes Spark call this bucket
                 size = None if size is None or size != size else int(size)  # NaN: null
-                by_patient.setdefault(pk, []).append(
+                by_patient.setdefault(_patient_key(kb), []).append(
                     _Record(kb, value, size, head, sha, topic, int(part), int(offset),
                             _ms(ts)))
 
@@ -318,7 +343,10 @@ def make_evaluator(settings: Settings) -> Callable:
         # discharged patient's state is dropped. ``on_timeout`` decides from the wall
         # time of the patient's last reading, so calling it early changes nothing.
         for pk in [p for p in patients if p not in by_patient]:
-            admission = census.get(pk)
+            try:
+                admission = census.get(pk)
+            except CensusRecordInvalid:
+                continue  # its readings are dead-lettered; its state waits for a repair
             try:
                 pstate, changes = on_timeout(patients[pk], admission=admission,
                                              now_ms=now_ms, cfg=cfg)

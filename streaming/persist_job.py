@@ -208,13 +208,17 @@ class PersistSink:
         self.settings = settings
         self.keyspace = settings.cassandra.keyspace
         self.topics = settings.kafka
+        self.timings: dict[str, int] = {}  # ms per table write of the last batch
 
     def _write(self, rows: DataFrame, table: str, **options: str) -> None:
+        started = time.monotonic()
         (rows.write.format(CASSANDRA_FORMAT).mode("append")
          .options(keyspace=self.keyspace, table=table, **options).save())
+        self.timings[table] = round((time.monotonic() - started) * 1000)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
+        self.timings = {}
         batch = batch.persist()
         try:
             counts = {r["topic"]: r["n"] for r in
@@ -239,9 +243,10 @@ class PersistSink:
                             "deadletters_by_day")
         finally:
             batch.unpersist()
-        log.info("persist batch %d: %s in %.0f ms", batch_id,
+        log.info("persist batch %d: %s in %.0f ms (%s)", batch_id,
                  ", ".join(f"{n} {topic}" for topic, n in sorted(counts.items())),
-                 (time.monotonic() - started) * 1000)
+                 (time.monotonic() - started) * 1000,
+                 ", ".join(f"{t} {ms}" for t, ms in self.timings.items()))
 
 
 def start_persist_query(spark: SparkSession, settings: Settings, *,

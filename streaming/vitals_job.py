@@ -63,8 +63,7 @@ def start_vitals_query(
     oversized = size > F.lit(cfg.max_record_bytes)
     is_tick = F.col("topic") == F.lit(topics.topic_ticks)
     keyed = raw.select(
-        F.col("key").cast("string").alias("patient_key"),
-        F.col("key").alias("key_bytes"),
+        "key",
         F.when(~oversized, F.col("value")).alias("value"),
         size.alias("size"),
         F.when(oversized, F.substring("value", 1, cfg.deadletter_head_bytes)).alias("head"),

@@ -106,23 +106,32 @@ def services(_created: _Created) -> Iterator[Settings]:
                 warnings.warn(f"test data cleanup: {problem}", stacklevel=1)
 
 
+def isolated_copy(base: Settings, created: _Created, checkpoints: Path,
+                  **spark: object) -> Settings:
+    """A copy of ``base`` with topics (created) and a keyspace (not created) of its own,
+    and its Spark checkpoints under ``checkpoints`` (``spark``: more Spark settings)."""
+    from ops.services import ensure_topics
+
+    suffix = uuid.uuid4().hex[:12]
+    kafka = base.kafka
+    base_topics = {name: getattr(kafka, name).split(".t", 1)[0]
+                   for name in type(kafka).model_fields if name.startswith("topic_")}
+    topics = {name: f"{topic}.t{suffix}" for name, topic in base_topics.items()}
+    keyspace = base.cassandra.keyspace.split("_t_", 1)[0]
+    settings = base.model_copy(update={
+        "kafka": kafka.model_copy(update=topics),
+        "cassandra": base.cassandra.model_copy(update={"keyspace": f"{keyspace}_t_{suffix}"}),
+        "spark": base.spark.model_copy(
+            update={"checkpoint_dir": checkpoints / "spark-checkpoints", **spark}),
+    })
+    created.topics.extend(topics.values())
+    created.keyspaces.append(settings.cassandra.keyspace)
+    ensure_topics(settings)
+    return settings
+
+
 @pytest.fixture
 def isolated_settings(services: Settings, _created: _Created, tmp_path: Path) -> Settings:
     """Settings of one test: its own topics (created), keyspace (not created) and
     Spark checkpoint directory."""
-    from ops.services import ensure_topics
-
-    suffix = uuid.uuid4().hex[:12]
-    kafka = services.kafka
-    topics = {name: f"{getattr(kafka, name)}.t{suffix}"
-              for name in type(kafka).model_fields if name.startswith("topic_")}
-    settings = services.model_copy(update={
-        "kafka": kafka.model_copy(update=topics),
-        "cassandra": services.cassandra.model_copy(update={"keyspace": f"icu_t_{suffix}"}),
-        "spark": services.spark.model_copy(
-            update={"checkpoint_dir": tmp_path / "spark-checkpoints"}),
-    })
-    _created.topics.extend(topics.values())
-    _created.keyspaces.append(settings.cassandra.keyspace)
-    ensure_topics(settings)
-    return settings
+    return isolated_copy(services, _created, tmp_path)

@@ -145,6 +145,31 @@ def test_fill_from_cassandra_then_follow_kafka(db, isolated_settings: Settings,
     assert follower.counts["bad"] == 0
 
 
+def test_readings_not_yet_in_cassandra_are_replayed_from_kafka(
+        db, isolated_settings: Settings, follower_factory) -> None:
+    """Cassandra trails Kafka by the persist query's interval: a reading published a few
+    seconds before the screen starts, and not yet stored, is shown; one older than the
+    replay window is not replayed (Cassandra has it by then)."""
+    settings = isolated_settings.model_copy(update={
+        "web": isolated_settings.web.model_copy(update={"live_replay_seconds": 5.0})})
+    k = settings.kafka
+    now = time.time()
+    ReadingStore(db).write_latest([reading("1", 70.0, now - 10)])
+    producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all")
+    producer.send(k.topic_validated, timestamp_ms=int((now - 8) * 1000),
+                  value=reading("2", 60.0, now - 8).model_dump_json().encode())
+    producer.send(k.topic_validated, timestamp_ms=int((now - 1) * 1000),
+                  value=reading("1", 99.0, now - 1).model_dump_json().encode())
+    producer.flush()
+    producer.close()
+
+    state, follower = follower_factory(settings)
+    assert follower.synced.wait(60), follower.last_error
+    assert wait_for(lambda: state.bed_snapshot(WARD, "1").param(Vital.HR).value == 99.0,
+                    timeout=5.0), "the unstored reading was not replayed"
+    assert state.bed_snapshot(WARD, "2").no_data  # outside the window, not in Cassandra
+
+
 def test_nothing_published_during_the_fill_is_missed(db, isolated_settings: Settings,
                                                      follower_factory, monkeypatch) -> None:
     """A reading committed after the end offsets were recorded but before the follower

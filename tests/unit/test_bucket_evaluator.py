@@ -69,7 +69,7 @@ def _reading(patient: str, seq: int, ts: int, hr: float = 80.0) -> DeviceReading
 def _row(key: bytes | None, value: bytes | None, offset: int, ts_ms: int, *,
          topic: str = "vitals.raw", size: int | None = None, head: bytes | None = None,
          sha: str | None = None) -> tuple:
-    return (key.decode() if key is not None else None, key, value,
+    return (key, value,
             len(value) if size is None and value is not None else size, head, sha, topic, 0,
             offset, pd.Timestamp(ts_ms, unit="ms", tz="UTC"))
 

@@ -114,8 +114,7 @@ def _as_spark_passes_it(rec: HostileRecord, offset: int, received_ms: int,
     value = rec.value
     size = None if value is None else len(value)
     big = size is not None and size > cap
-    key_text = None if rec.key is None else rec.key.decode("utf-8", errors="replace")
-    return (key_text, rec.key, None if big else value, size, value[:head] if big else None,
+    return (rec.key, None if big else value, size, value[:head] if big else None,
             hashlib.sha256(value).hexdigest() if big else None, "vitals.raw", 0, offset,
             pd.Timestamp(received_ms, unit="ms", tz="UTC"))
 

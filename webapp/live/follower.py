@@ -7,14 +7,19 @@ load on Cassandra or Kafka.
 Start-up and every reconnect run the same *sync*:
 
 1. connect a consumer (``isolation_level="read_committed"``, manual assignment, no
-   consumer group, no commits) and record the end offsets of ``vitals.validated`` and
-   ``alerts.events``;
+   consumer group, no commits) and record where to start: for ``alerts.events`` its end
+   offsets, for ``vitals.validated`` the offsets of ``settings.web.live_replay_seconds``
+   ago;
 2. fill the state from Cassandra: the census, ``latest_by_ward`` and the active alerts;
 3. assign the partitions and seek to the offsets recorded in 1.
 
-Whatever the pipeline publishes during the fill is at or after the recorded offsets and
-is applied after it; applying a reading or an alert event twice changes nothing, so the
-overlap is harmless and nothing between fill and follow is missed.
+An alert is in Cassandra before its event is published, so whatever the pipeline
+publishes during the fill is at or after the recorded end offsets. Readings reach
+Cassandra a few seconds after Kafka (the stream job's persist query runs every
+``SparkSettings.persist_trigger_seconds``), so the last ``live_replay_seconds`` of
+readings are replayed on top of the fill. Applying a reading or an alert event twice
+changes nothing, and a reading older than the one shown is ignored, so the overlap is
+harmless and nothing between fill and follow is missed.
 
 Health: when Kafka cannot be reached (no bootstrap, no metadata, a failing poll or an
 end-offset probe timing out while no records arrive) or a Cassandra query fails, the
@@ -170,14 +175,22 @@ class LiveFollower:
             self._consumer = self._consumer_factory()
         consumer = self._consumer
         tps = self._topic_partitions(consumer)
-        ends = consumer.end_offsets(tps, timeout_ms=self.probe_timeout_ms)
+        starts = consumer.end_offsets(tps, timeout_ms=self.probe_timeout_ms)
+        readings = [tp for tp in tps if tp.topic == self.settings.kafka.topic_validated]
+        if readings:
+            since = int(time.time() * 1000 - self.settings.web.live_replay_seconds * 1000)
+            found = consumer.offsets_for_times({tp: since for tp in readings},
+                                               timeout_ms=self.probe_timeout_ms)
+            for tp in readings:
+                if found.get(tp) is not None:
+                    starts[tp] = found[tp].offset
         if self._fill():
             self._fill_pending = False
         else:
             self._fill_pending = True
         consumer.assign(tps)
         for tp in tps:
-            consumer.seek(tp, ends[tp])
+            consumer.seek(tp, starts[tp])
         self._partitions = tps
         self.counts["syncs"] += 1
         self.state.mark_recovered(KAFKA)

@@ -1,0 +1,259 @@
+"""What the benchmarks share: isolated settings, the machine, CPU and memory sampling,
+the stream job as a process, distributions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from backend.settings import Settings  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def dist(values: Iterable[float]) -> dict:
+    v = sorted(values)
+    if not v:
+        return {"n": 0}
+    return {"n": len(v), "p50": round(percentile(v, 50), 1), "p95": round(percentile(v, 95), 1),
+            "p99": round(percentile(v, 99), 1), "max": round(v[-1], 1),
+            "mean": round(sum(v) / len(v), 1)}
+
+
+def machine_info() -> dict:
+    from ops import services as svc
+
+    try:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True,
+                              timeout=20).stderr.splitlines()[0]
+    except Exception as exc:  # report, do not fail the run
+        java = repr(exc)
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
+                           text=True, timeout=10).stdout.strip()
+    return {
+        "nproc": os.cpu_count(), "cpu_model": model,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(), "python": platform.python_version(), "java": java,
+        "kafka": svc.KAFKA_VERSION, "cassandra": svc.CASSANDRA_VERSION,
+        "spark": svc.SPARK_VERSION, "git_commit": commit + ("+dirty" if dirty else ""),
+        "load_avg_at_start": os.getloadavg(),
+    }
+
+
+def isolated_settings(base: Settings, tag: str, workdir: Path, **updates: dict) -> Settings:
+    """Settings with topics, keyspace and checkpoint of their own (``updates``: per
+    group, e.g. ``spark={"master": "local[1]"}``)."""
+    suffix = f"{tag}{uuid.uuid4().hex[:8]}"
+    kafka = base.kafka
+    topics = {name: f"{getattr(kafka, name)}.b{suffix}"
+              for name in type(kafka).model_fields if name.startswith("topic_")}
+    groups = {
+        "kafka": {**topics, **updates.pop("kafka", {})},
+        "cassandra": {"keyspace": f"icu_bench_{suffix}", **updates.pop("cassandra", {})},
+        "spark": {"checkpoint_dir": workdir / f"checkpoint-{suffix}" / "vitals",
+                  **updates.pop("spark", {})},
+        **updates,
+    }
+    return base.model_copy(update={
+        name: getattr(base, name).model_copy(update=values) for name, values in groups.items()
+    })
+
+
+def cleanup(settings: Settings) -> None:
+    """Drop the run's topics and keyspace."""
+    from kafka import KafkaAdminClient
+
+    from backend.storage.cassandra import connect
+
+    k = settings.kafka
+    topics = [getattr(k, n) for n in type(k).model_fields if n.startswith("topic_")]
+    with contextlib.suppress(Exception):
+        admin = KafkaAdminClient(bootstrap_servers=k.bootstrap)
+        admin.delete_topics([t for t in topics if t in set(admin.list_topics())])
+        admin.close()
+    with contextlib.suppress(Exception):
+        session = connect(settings.cassandra, keyspace=False)
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
+        session.cluster.shutdown()
+
+
+def busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+class Sampler(threading.Thread):
+    """Every ``interval`` s: CPU seconds and RSS of named process trees (a root pid each;
+    the stream job's tree split into its JVM, Python driver and Python workers)."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        super().__init__(daemon=True, name="sampler")
+        self.interval = interval
+        self.roots: dict[str, int] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self._cpu: dict[int, tuple[str, float]] = {}
+        self.peak_rss: dict[str, float] = defaultdict(float)
+        self.rss_series: list[tuple[float, dict[str, float]]] = []
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def watch(self, name: str, pid: int | None) -> None:
+        if pid:
+            self.roots[name] = pid
+
+    def _proc(self, pid: int) -> psutil.Process:
+        p = self._procs.get(pid)
+        if p is None:
+            p = self._procs[pid] = psutil.Process(pid)
+        return p
+
+    def _members(self) -> list[tuple[str, psutil.Process]]:
+        out = []
+        for name, pid in list(self.roots.items()):
+            with contextlib.suppress(psutil.Error):
+                root = self._proc(pid)
+                out.append((f"{name}_py" if name == "job" else name, root))
+                for child in root.children(recursive=True):
+                    group = name
+                    if name == "job":
+                        try:
+                            exe = child.name()
+                        except psutil.Error:
+                            continue
+                        group = "job_jvm" if "java" in exe else "job_workers_py"
+                    out.append((group, self._proc(child.pid)))
+        return out
+
+    def sample(self) -> None:
+        rss: dict[str, float] = defaultdict(float)
+        for group, proc in self._members():
+            try:
+                with proc.oneshot():
+                    ct = proc.cpu_times()
+                    mem = proc.memory_info().rss
+            except psutil.Error:
+                self._procs.pop(proc.pid, None)
+                continue
+            with self._lock:
+                self._cpu[proc.pid] = (group, ct.user + ct.system)
+            rss[group] += mem
+        rss["job"] = sum(v for g, v in rss.items() if g.startswith("job_"))
+        for group, value in rss.items():
+            self.peak_rss[group] = max(self.peak_rss[group], value)
+        self.rss_series.append((time.time(), dict(rss)))
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self.sample()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def snapshot(self) -> dict:
+        self.sample()
+        with self._lock:
+            cpu: dict[str, float] = defaultdict(float)
+            for group, seconds in self._cpu.values():
+                cpu[group] += seconds
+        return {"t": time.time(), "cpu": dict(cpu), "busy": busy_seconds()}
+
+    def peaks_mib(self) -> dict[str, int]:
+        return {g: round(v / 2**20) for g, v in sorted(self.peak_rss.items())}
+
+
+def cpu_between(a: dict, b: dict) -> dict:
+    """Cores used per group between two snapshots, and by the rest of the machine."""
+    wall = b["t"] - a["t"]
+    groups = {g: round((b["cpu"].get(g, 0.0) - a["cpu"].get(g, 0.0)) / wall, 3)
+              for g in sorted(set(a["cpu"]) | set(b["cpu"]))}
+    ours = sum(groups.values())
+    machine = (b["busy"] - a["busy"]) / wall
+    job = sum(v for g, v in groups.items() if g.startswith("job_"))
+    return {"wall_s": round(wall, 1), "cores": groups, "job_cores": round(job, 3),
+            "machine_cores": round(machine, 3),
+            "other_programs_cores": round(max(0.0, machine - ours), 3)}
+
+
+class Process:
+    """An ``icu`` command in its own process group, its output in a log file."""
+
+    def __init__(self, settings: Settings, args: list[str], log_path: Path,
+                 ready_text: str | None = None) -> None:
+        self.settings, self.args, self.log_path = settings, args, log_path
+        self.ready_text = ready_text
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 240) -> float:
+        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        t0 = time.monotonic()
+        out = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", *self.args], cwd=REPO,
+                                     env=env, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if self.ready_text:
+            while self.ready_text not in self.text():
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.args} exited:\n{self.tail()}")
+                if time.monotonic() - t0 > timeout:
+                    raise RuntimeError(f"{self.args} not ready in {timeout} s:\n{self.tail()}")
+                time.sleep(0.1)
+        return time.monotonic() - t0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
