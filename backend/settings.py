@@ -81,8 +81,13 @@ class SparkSettings(BaseModel):
     persist_max_offsets_per_trigger: int = 200_000
     # "rocksdb" or "hdfs" (Spark's in-memory map with delta files).
     state_store: str = Field(default="rocksdb", pattern="^(rocksdb|hdfs)$")
+    checkpoint_file_manager: str = Field(
+        default="FileContextBasedCheckpointFileManager",
+        pattern="^(FileContextBasedCheckpointFileManager|FileSystemBasedCheckpointFileManager)$")
     # Spark's driver JVM heap (local mode: the executors run in it too).
     driver_memory: str = "1g"
+    # More JVM options for the driver, e.g. a flight recording for a profile.
+    driver_java_options: str = ""
     # The standalone cluster `icu services start --spark` runs on 127.0.0.1
     # (ops/spark_cluster.py): the master's port, its workers, each worker's share.
     cluster_port: int = 7077

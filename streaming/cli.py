@@ -28,7 +28,9 @@ def _settings(master: str | None) -> Settings:
 @click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
 @click.option("--risk/--no-risk", default=True, show_default=True,
               help="also run the risk query (hourly sepsis risk, streaming/risk_job.py)")
-def run(master: str | None, risk: bool) -> None:
+@click.option("--persist/--no-persist", default=True, show_default=True,
+              help="also run the persist query (Kafka -> Cassandra, streaming/persist_job.py)")
+def run(master: str | None, risk: bool, persist: bool) -> None:
     """Run the stream job until interrupted: the evaluate query (Kafka -> alarms ->
     Kafka), the persist query (Kafka -> Cassandra) and the risk query."""
     from streaming.persist_job import persist_checkpoint_dir, start_persist_query
@@ -45,10 +47,11 @@ def run(master: str | None, risk: bool) -> None:
     click.echo(f"evaluate query running (master {settings.spark.master}, "
                f"checkpoint {checkpoint_location(settings)})")
     use_pool(spark, THROUGHPUT_POOL)
-    persist = start_persist_query(spark, settings)
-    click.echo(f"persist query running (checkpoint {persist_checkpoint_dir(settings)})")
     closers = [ticker.stop, sink.close]
-    queries = [query, persist]
+    queries = [query]
+    if persist:
+        queries.append(start_persist_query(spark, settings))
+        click.echo(f"persist query running (checkpoint {persist_checkpoint_dir(settings)})")
     if risk:
         from streaming.risk_job import risk_checkpoint_dir, start_risk_query
 
