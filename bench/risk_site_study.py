@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
     for fs in args.feature_sets.split(","):
         FEATURE_SETS.setdefault(fs, CANDIDATES[fs])
         config = replace(TrainConfig(max_iter=args.max_iter), feature_set=fs,
-                         calibration=args.calibration)
+                         calibration=args.calibration, label_lead_hours=args.label_lead)
         fits: dict[str, float] = {}
 
         def on_fit(scheme: str, risks: SplitRisks, fits: dict[str, float] = fits) -> None:
@@ -143,6 +143,8 @@ def main() -> None:
     p.add_argument("--calibration", default="platt")
     p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--seed-small", type=int, default=0, help="seed of random_small")
+    p.add_argument("--label-lead", type=int, default=0,
+                   help="train on SepsisLabel moved this many hours earlier")
     p.add_argument("--out", default=str(get_settings().cache_dir / "site-study"))
     p.add_argument("--analyse", default=None,
                    help="JSON of TrainConfig overrides, e.g. "

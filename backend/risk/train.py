@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import platform
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,10 @@ class TrainConfig:
     # validation patient sensitivity is the baseline's plus this margin (head room for
     # the loss of sensitivity at another site)
     match_margin: float = 0.0
+    # train on SepsisLabel moved this many hours earlier within septic stays (the
+    # Challenge's utility rewards alarms from 12 h before onset, the label starts at 6 h);
+    # calibration, thresholds and evaluation always use SepsisLabel itself
+    label_lead_hours: int = 0
 
     def __post_init__(self) -> None:
         if self.split not in SCHEMES:
@@ -194,6 +199,17 @@ def hide_labs(frame: pd.DataFrame, patients: set[str] | list[str]) -> pd.DataFra
     return out
 
 
+def training_labels(frame: pd.DataFrame, lead_hours: int = 0) -> np.ndarray:
+    """SepsisLabel, or (``lead_hours`` > 0) 1 from ``lead_hours`` before its first 1."""
+    y = frame["label"].to_numpy()
+    if lead_hours <= 0:
+        return y
+    pos = frame.groupby("patient_id", sort=False).cumcount().to_numpy()
+    first = (pd.Series(np.where(y == 1, pos, np.iinfo(np.int64).max))
+             .groupby(frame["patient_id"].to_numpy(), sort=False).transform("min").to_numpy())
+    return (pos >= first - lead_hours).astype(y.dtype)
+
+
 def training_rows(frame: pd.DataFrame, config: TrainConfig,
                   precomputed: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Training features, labels and weights (labs hidden, negatives down-sampled).
@@ -211,7 +227,7 @@ def training_rows(frame: pd.DataFrame, config: TrainConfig,
         x = pd.DataFrame(np.where(mask[:, None], no_labs.to_numpy(), with_labs.to_numpy()),
                          index=with_labs.index, columns=with_labs.columns)
     x = x[list(config.features)]
-    y = frame["label"].to_numpy()
+    y = training_labels(frame, config.label_lead_hours)
     keep = (y == 1) | (rng.random(len(y)) < config.negative_rate)
     out = x[keep].copy()
     out["label"] = y[keep].astype(np.float64)
@@ -343,11 +359,16 @@ def fit_gbt(spark: Any, rows: pd.DataFrame, config: TrainConfig,
     )
     group = f"risk-train-{time.time_ns()}"
     spark.sparkContext.setJobGroup(group, "GBT fit")
-    if bar is None:
-        gbt_model = gbt.fit(train_df)
-    else:
-        with _spark_jobs_postfix(bar, spark, group):
+    # MLlib checkpoints the boosting state every ``checkpointInterval`` (10) trees when a
+    # checkpoint directory is set; without one the lineage grows with every tree and a
+    # fit of ~200 trees dies of a StackOverflowError
+    with tempfile.TemporaryDirectory(prefix="icu-gbt-checkpoints-") as checkpoints:
+        spark.sparkContext.setCheckpointDir(checkpoints)
+        if bar is None:
             gbt_model = gbt.fit(train_df)
+        else:
+            with _spark_jobs_postfix(bar, spark, group):
+                gbt_model = gbt.fit(train_df)
     train_df.unpersist()
     return gbt_model, assembler, int(n_train_rows)
 
