@@ -21,7 +21,9 @@ THRESHOLD = 0.5
 
 
 def write_model(settings: Settings, version: str, *, hr_split: float = 110.0,
-                created: str = "2026-01-01T00:00:00+00:00", activate: bool = True) -> None:
+                created: str = "2026-01-01T00:00:00+00:00", activate: bool = True,
+                calibration: dict | None = None, threshold: float = THRESHOLD) -> None:
+    """``calibration``: stored as both calibrations (``Calibration.to_dict`` form)."""
     d = registry.version_dir(settings, version)
     registry.write_json(d / "trees.json", {
         "features": list(FEATURES), "weights": [1.0],
@@ -31,8 +33,10 @@ def write_model(settings: Settings, version: str, *, hr_split: float = 110.0,
     registry.write_json(d / "metadata.json", {
         "model_name": registry.MODEL_NAME, "version": version, "created": created,
         "training_data": "hand-made test model", "training_data_sha256": "0" * 64,
-        "features": list(FEATURES), "threshold": THRESHOLD,
-        "threshold_monitor_only": THRESHOLD, "spark_version": "none",
+        "features": list(FEATURES), "threshold": threshold,
+        "threshold_monitor_only": threshold, "spark_version": "none",
+        **({"calibration": calibration, "calibration_monitor_only": calibration}
+           if calibration else {}),
     })
     if activate:
         registry.activate(settings, version)

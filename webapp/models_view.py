@@ -263,6 +263,15 @@ def calibration_figure(ev: dict, bins: str = "quantile") -> go.Figure:
         ))
         if xs:
             lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+    raw = ev["curves"].get(MODEL, {}).get(f"{key}_raw")
+    if raw and raw.get("mean_predicted"):  # the trees before calibration, for comparison
+        brier_raw = ((_rows(ev).get(MODEL, {}).get("calibration_raw") or {}).get("brier"))
+        xs, ys = _reliability_traces(
+            fig, raw, label(MODEL) + " before calibration"
+            + (f" (Brier {brier_raw:.4f})" if brier_raw is not None else ""),
+            Style(GREY, "dot", "x"))
+        if xs:
+            lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
     if hi <= 0:
         lo, hi = 0.001, 1.0
     if bins == "quantile":
@@ -347,11 +356,12 @@ def _diff(row: dict, level: str) -> str:
 
 RANKING_HEADER = ["Method", "AUROC hourly (95 % CI)", "AUPRC hourly",
                   "AUROC patient (95 % CI)", "AUPRC patient", "Brier", "Median lead (h)",
-                  "Model − this, AUROC hourly", "Model − this, AUROC patient"]
+                  "Model − this, AUROC hourly", "Model − this, AUROC patient",
+                  "Brier base rate", "Calibration slope", "Calibration intercept", "ECE"]
 OPERATING_HEADER = ["Method", "Threshold", "Sens hourly", "Spec hourly", "Sens patient",
                     "Spec patient", "Utility", "Alerts / patient-day",
                     "Model alerts / patient-day at this sensitivity: test curve / "
-                    "validation-matched (its test sensitivity)"]
+                    "operating point chosen on validation (its test sensitivity)"]
 
 
 def ranking_rows(ev: dict) -> list[list[str]]:
@@ -359,7 +369,12 @@ def ranking_rows(ev: dict) -> list[list[str]]:
     return [[label(r["method"]), _ci(r, "auroc_hourly"), fmt(r.get("auprc_hourly")),
              _ci(r, "auroc_patient"), fmt(r.get("auprc_patient")),
              fmt(r.get("brier"), ".4f"), fmt(r.get("median_lead_hours"), ".1f"),
-             _diff(r, "hourly"), _diff(r, "patient")] for r in ev.get("table", [])]
+             _diff(r, "hourly"), _diff(r, "patient"),
+             fmt((r.get("calibration") or {}).get("brier_base_rate"), ".4f"),
+             fmt((r.get("calibration") or {}).get("calibration_slope"), ".2f"),
+             fmt((r.get("calibration") or {}).get("calibration_intercept"), "+.2f"),
+             fmt((r.get("calibration") or {}).get("ece"), ".4f")]
+            for r in ev.get("table", [])]
 
 
 def _equal(r: dict) -> str:
@@ -369,8 +384,10 @@ def _equal(r: dict) -> str:
     vm = eq.get("validation_matched") or {}
     text = fmt((eq.get("test_curve") or {}).get("model_alerts_per_patient_day"), ".2f")
     if vm:
+        verdict = {True: ": beats it", False: ": does not beat it"}.get(
+            vm.get("beats_baseline"), "")
         text += (f" / {fmt(vm.get('model_alerts_per_patient_day'), '.2f')} "
-                 f"(sens {fmt(vm.get('model_sensitivity_patient'), '.2f')})")
+                 f"(sens {fmt(vm.get('model_sensitivity_patient'), '.2f')}{verdict})")
     return text
 
 
@@ -414,3 +431,219 @@ def cohort_text(ev: dict) -> str:
     return (f"{ev['n_patients']:,} held-out test patients ({ev['n_septic_patients']:,} septic), "
             f"{ev['n_patient_hours']:,} patient-hours ({ev['n_positive_hours']:,} positive), "
             f"{ev['patient_days']:,.0f} patient-days")
+
+
+# --- site-robust evaluation (sites.json, backend.risk.sites) -------------------------------
+
+TARGET_TEXT = {
+    "utility_at_least_0.35": "utility ≥ 0.35",
+    "brier_below_base_rate": "Brier below the base rate",
+    "calibration_slope_0.8_to_1.2": "calibration slope 0.8–1.2",
+    "auroc_hourly_at_least_0.799": "hourly AUROC ≥ 0.799",
+}
+SITES_HEADER = ["Held-out split", "Model", "Held-out stays (septic)", "AUROC hourly",
+                "AUROC patient", "Utility", "Sens patient", "Alerts / patient-day",
+                "Brier (base rate)", "Calibration slope", "Calibration intercept", "ECE"]
+SITE_BASELINE_HEADER = ["Held-out split", "Baseline", "Baseline: sens patient, alerts/day",
+                        "Model at its alarm threshold", "Model at the operating point matched "
+                        "on validation"]
+CALIBRATION_METHOD_HEADER = ["Held-out split", "Calibration (fitted on validation)",
+                             "Brier (base rate)", "Slope", "Intercept", "ECE",
+                             "Mean risk / observed", "AUROC hourly", "Utility at its threshold"]
+METHOD_LABELS = {"none": "none (raw trees)", "platt": "Platt (logistic)",
+                 "isotonic": "isotonic"}
+SPLIT_STYLES = (Style(BLUE, "solid", "circle"), Style(VERMILLION, "dash", "square"),
+                Style(GREEN, "dot", "triangle-up"), Style(PURPLE, "dashdot", "diamond"))
+
+
+def _brier(c: dict) -> str:
+    return f"{fmt(c.get('brier'), '.4f')} ({fmt(c.get('brier_base_rate'), '.4f')})"
+
+
+def sites_rows(doc: dict) -> list[list[str]]:
+    """One row per held-out split and model (with labs / monitor only)."""
+    rows = []
+    for e in doc.get("schemes", []):
+        n = f"{e['n_patients']['test']:,} ({e['n_septic_patients']['test']:,})"
+        for key, name in (("model", "with labs"), ("monitor_only", "monitor only")):
+            m = e[key]
+            c = m["calibration"]
+            rows.append([e["label"], name, n, fmt(m["auroc_hourly"]), fmt(m["auroc_patient"]),
+                         fmt(m["utility"]), fmt(m["sensitivity_patient"], ".2f"),
+                         fmt(m["alerts_per_patient_day"], ".2f"), _brier(c),
+                         fmt(c.get("calibration_slope"), ".2f"),
+                         fmt(c.get("calibration_intercept"), "+.2f"), fmt(c.get("ece"), ".4f")])
+    return rows
+
+
+def target_lines(doc: dict) -> list[tuple[str, bool, str]]:
+    """(split label, met, sentence) per split: which published targets it meets, with
+    the numbers, in words (nothing depends on colour)."""
+    labels = {e["scheme"]: e for e in doc.get("schemes", [])}
+    out = []
+    for scheme, checks in doc.get("targets", {}).items():
+        e = labels.get(scheme)
+        if e is None:
+            continue
+        m, c = e["model"], e["model"]["calibration"]
+        value = {"utility_at_least_0.35": fmt(m["utility"]),
+                 "brier_below_base_rate": f"{fmt(c['brier'], '.4f')} vs "
+                                          f"{fmt(c['brier_base_rate'], '.4f')}",
+                 "calibration_slope_0.8_to_1.2": fmt(c["calibration_slope"], ".2f"),
+                 "auroc_hourly_at_least_0.799": fmt(m["auroc_hourly"])}
+        met = [TARGET_TEXT.get(k, k) + f" ({value.get(k, '')})" for k, v in checks.items() if v]
+        missed = [TARGET_TEXT.get(k, k) + f" ({value.get(k, '')})"
+                  for k, v in checks.items() if not v]
+        text = ("meets every target: " + "; ".join(met) if not missed else
+                "MISSES " + "; ".join(missed) + (". Meets " + "; ".join(met) if met else ""))
+        out.append((e["label"], not missed, text + "."))
+    return out
+
+
+def _verdict(point: dict) -> str:
+    word = "meets" if point.get("beats") else "DOES NOT MEET"
+    return (f"{word}: sens {fmt(point.get('sensitivity_patient'), '.2f')}, "
+            f"{fmt(point.get('alerts_per_patient_day'), '.2f')} alerts/day")
+
+
+def site_baseline_rows(doc: dict, key: str = "model") -> list[list[str]]:
+    """Per split and baseline: does the model detect at least the baseline's share of
+    septic stays with fewer alerts per patient-day, at its own threshold and at the
+    operating point matched to that baseline on validation? Words, not colours."""
+    rows = []
+    for e in doc.get("schemes", []):
+        for b in e[key]["baselines"]:
+            rows.append([e["label"], label(b["baseline"]),
+                         f"{fmt(b['baseline_sensitivity_patient'], '.2f')}, "
+                         f"{fmt(b['baseline_alerts_per_patient_day'], '.2f')}",
+                         _verdict(b["main"]), _verdict(b["matched"])])
+    return rows
+
+
+def site_baseline_shortfalls(doc: dict, key: str = "model") -> list[str]:
+    """Sentences for every split and baseline where even the matched operating point does
+    not reach the baseline's sensitivity with fewer alerts (the page must say so)."""
+    out = []
+    for e in doc.get("schemes", []):
+        for b in e[key]["baselines"]:
+            m = b["matched"]
+            if m.get("beats"):
+                continue
+            why = []
+            if m["sensitivity_patient"] < b["baseline_sensitivity_patient"]:
+                why.append(f"sensitivity {fmt(m['sensitivity_patient'], '.2f')} below its "
+                           f"{fmt(b['baseline_sensitivity_patient'], '.2f')}")
+            if m["alerts_per_patient_day"] >= b["baseline_alerts_per_patient_day"]:
+                why.append(f"{fmt(m['alerts_per_patient_day'], '.2f')} alerts/day, not fewer "
+                           f"than its {fmt(b['baseline_alerts_per_patient_day'], '.2f')}")
+            out.append(f"{e['label']}: the model does not beat {label(b['baseline'])} "
+                       f"({'; '.join(why)}).")
+    return out
+
+
+def calibration_method_rows(doc: dict, key: str = "model") -> list[list[str]]:
+    rows = []
+    for e in doc.get("schemes", []):
+        for method, c in e[key]["calibration_methods"].items():
+            used = " (used)" if method == e[key]["calibration_method"] else ""
+            rows.append([e["label"], METHOD_LABELS.get(method, method) + used, _brier(c),
+                         fmt(c.get("calibration_slope"), ".2f"),
+                         fmt(c.get("calibration_intercept"), "+.2f"), fmt(c.get("ece"), ".4f"),
+                         fmt(c.get("expected_over_observed"), ".2f"),
+                         fmt(c.get("auroc_hourly")), fmt(c.get("at_threshold_utility"))])
+    return rows
+
+
+def _reliability_traces(fig: go.Figure, rel: dict, name: str, st: Style,
+                        hover: str = "hours") -> tuple[list[float], list[float]]:
+    xs, ys, ns = rel.get("mean_predicted", []), rel.get("observed", []), rel.get("count", [])
+    keep = [j for j, (x, y) in enumerate(zip(xs, ys, strict=True)) if x > 0 and y > 0]
+    xs, ys, ns = [xs[j] for j in keep], [ys[j] for j in keep], [ns[j] for j in keep]
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, mode="lines+markers", customdata=ns, name=name,
+        line={"color": st.color, "dash": st.dash, "width": 2},
+        marker={"symbol": st.symbol, "size": 9, "color": st.color},
+        hovertemplate=f"predicted %{{x:.3f}}, observed %{{y:.3f}}<br>%{{customdata}} {hover}"
+        f"<extra>{name}</extra>"))
+    return xs, ys
+
+
+def _log_diagonal(fig: go.Figure, values: list[float], title: str) -> go.Figure:
+    lo, hi = (min(values), max(values)) if values else (0.001, 1.0)
+    lo, hi = lo / 1.5, min(1.0, hi * 1.5)
+    diag = list(np.geomspace(lo, hi, 20))
+    fig.add_trace(go.Scatter(x=diag, y=diag, mode="lines", name="perfect calibration",
+                             line={"color": GREY, "dash": "dot", "width": 1.5},
+                             hoverinfo="skip"))
+    return _layout(fig, title, "Mean predicted risk", "Observed rate (SepsisLabel = 1)",
+                   xaxis={"type": "log", "dtick": 1}, yaxis={"type": "log", "dtick": 1})
+
+
+def sites_calibration_figure(doc: dict, key: str = "model") -> go.Figure:
+    """Reliability (equal-count bins, log axes) of the calibrated risks on every held-out
+    split, each with its own colour, dash and marker."""
+    fig = go.Figure()
+    values: list[float] = []
+    for i, e in enumerate(doc.get("schemes", [])):
+        m = e[key]
+        c = m["calibration"]
+        name = (f"{e['label']} (slope {fmt(c.get('calibration_slope'), '.2f')}, "
+                f"Brier {fmt(c.get('brier'), '.4f')} vs {fmt(c.get('brier_base_rate'), '.4f')})")
+        xs, ys = _reliability_traces(fig, m.get("reliability", {}), name,
+                                     SPLIT_STYLES[i % len(SPLIT_STYLES)])
+        values += xs + ys
+    return _log_diagonal(fig, values, "Calibration on every held-out split")
+
+
+# --- local recalibration (recalibration.json, backend.risk.recalibrate) ---------------------
+
+RECALIBRATION_HEADER = ["Stays", "Calibration", "Brier (base rate)", "Slope", "Intercept",
+                        "ECE", "Mean risk / observed"]
+
+
+def recalibration_rows(recal: dict) -> list[list[str]]:
+    names = {"local": "used for fitting", "held_out": "held out",
+             "local_monitor_only": "used for fitting, labs hidden",
+             "held_out_monitor_only": "held out, labs hidden"}
+    rows = []
+    for part, title in names.items():
+        r = recal.get("reports", {}).get(part)
+        if not r:
+            continue
+        stays = f"{r['n_stays']:,} {title} ({r['n_septic_stays']:,} septic)"
+        for when in ("before", "after"):
+            c = r[when]
+            rows.append([stays, when, _brier(c), fmt(c.get("calibration_slope"), ".2f"),
+                         fmt(c.get("calibration_intercept"), "+.2f"), fmt(c.get("ece"), ".4f"),
+                         fmt(c.get("expected_over_observed"), ".2f")])
+    return rows
+
+
+def recalibration_text(recal: dict) -> str:
+    mode = ("intercept and slope" if recal.get("mode") == "platt" else "intercept only")
+    keep = ("the same hours alert as before (thresholds mapped through)"
+            if recal.get("thresholds") == "keep" else
+            "the alarm thresholds were re-chosen on the local stays")
+    return (f"Recalibrated from version {recal.get('parent_version')} on the first "
+            f"{recal.get('n_local_stays', 0):,} stays of {recal.get('source')} ({mode}); "
+            f"{recal.get('n_held_out_stays', 0):,} later stays held out. The trees are "
+            f"unchanged; {keep}.")
+
+
+def recalibration_figure(recal: dict) -> go.Figure:
+    """Reliability before and after, on the held-out stays (else on the fitted ones)."""
+    reports = recal.get("reports", {})
+    part = "held_out" if "held_out" in reports else "local"
+    r = reports.get(part, {})
+    fig = go.Figure()
+    values: list[float] = []
+    for i, when in enumerate(("before", "after")):
+        c = r.get(when, {})
+        name = (f"{when} recalibration (Brier {fmt(c.get('brier'), '.4f')} vs "
+                f"{fmt(c.get('brier_base_rate'), '.4f')}, slope "
+                f"{fmt(c.get('calibration_slope'), '.2f')})")
+        xs, ys = _reliability_traces(fig, c.get("reliability", {}), name,
+                                     SPLIT_STYLES[(1, 0)[i]])
+        values += xs + ys
+    where = "held-out stays" if part == "held_out" else "stays used for fitting"
+    return _log_diagonal(fig, values, f"Local recalibration, {where}")

@@ -15,6 +15,10 @@ from typing import Any
 import click
 
 from backend.risk import registry
+from backend.risk.calibration import METHODS
+from backend.risk.features import FEATURE_SETS
+from backend.risk.split import SCHEMES, UNITS
+from backend.risk.train import THRESHOLD_RULES
 from backend.settings import Settings, get_settings
 
 
@@ -53,28 +57,50 @@ def cli() -> None:
               help="share of label-0 training rows kept (weighted back)")
 @click.option("--lab-dropout", type=click.FloatRange(0.0, 1.0), default=None,
               help="share of training stays whose labs are hidden")
+@click.option("--split", "split_scheme", type=click.Choice(SCHEMES), default=None,
+              help="random patients (default), or train on one ICU type and test on the "
+                   "other")
+@click.option("--feature-set", type=click.Choice(sorted(FEATURE_SETS)), default=None,
+              help="named feature set (backend/risk/features.py)")
+@click.option("--calibration", type=click.Choice(METHODS), default=None,
+              help="calibration fitted on validation")
+@click.option("--threshold-rule", type=click.Choice(THRESHOLD_RULES), default=None,
+              help="alarm threshold: max validation utility, its mean over other sepsis "
+                   "rates, or --target-sensitivity")
+@click.option("--target-sensitivity", type=click.FloatRange(0.05, 1.0), default=None)
+@click.option("--match-margin", type=click.FloatRange(0.0, 0.5), default=None,
+              help="head room above each baseline's validation sensitivity for its "
+                   "operating point")
 @click.option("--activate/--no-activate", default=None,
               help="activate the new version (default: only if none is active)")
 @click.option("--cassandra", is_flag=True, help="mirror the new version into Cassandra")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def train_cmd(max_patients: int | None, seed: int, max_iter: int | None,
               max_depth: int | None, negative_rate: float | None, lab_dropout: float | None,
-              activate: bool | None, cassandra: bool, quiet: bool) -> None:
-    """Train a new version with Spark MLlib; threshold chosen on validation patients."""
+              split_scheme: str | None, feature_set: str | None, calibration: str | None,
+              threshold_rule: str | None, target_sensitivity: float | None,
+              match_margin: float | None, activate: bool | None, cassandra: bool,
+              quiet: bool) -> None:
+    """Train a new version with Spark MLlib; calibration and thresholds on validation."""
     from backend.risk.train import TrainConfig, train
 
-    overrides = {k: v for k, v in {"max_iter": max_iter, "max_depth": max_depth,
-                                   "negative_rate": negative_rate,
-                                   "lab_dropout": lab_dropout}.items() if v is not None}
+    overrides = {k: v for k, v in {
+        "max_iter": max_iter, "max_depth": max_depth, "negative_rate": negative_rate,
+        "lab_dropout": lab_dropout, "split": split_scheme, "feature_set": feature_set,
+        "calibration": calibration, "threshold_rule": threshold_rule,
+        "target_sensitivity": target_sensitivity, "match_margin": match_margin,
+    }.items() if v is not None}
     config = TrainConfig(seed=seed, max_patients=max_patients, **overrides)
     settings = get_settings()
     result = train(settings, config, progress=not quiet, activate=activate)
     meta = result.metadata
     val = meta["metrics"]["validation"]
     click.echo(f"version {result.version} saved in {result.path}")
-    click.echo(f"patients train/validation/test: {meta['n_patients']['train']}/"
-               f"{meta['n_patients']['validation']}/{meta['n_patients']['test']}; "
-               f"threshold {meta['threshold']:.4f} (max validation utility)")
+    click.echo(f"split {meta['split_scheme']}: patients train/validation/test: "
+               f"{meta['n_patients']['train']}/{meta['n_patients']['validation']}/"
+               f"{meta['n_patients']['test']}; calibration {config.calibration}; threshold "
+               f"{meta['threshold']:.4f} (monitor only {meta['threshold_monitor_only']:.4f}): "
+               f"{meta['threshold_rule']}")
     click.echo("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()
                                            if isinstance(v, float)))
     click.echo(f"runtime {meta['runtime_seconds']['total']:.0f} s "
@@ -84,28 +110,152 @@ def train_cmd(max_patients: int | None, seed: int, max_iter: int | None,
         _mirror(settings, result.version)
 
 
+def _site_frame(settings: Settings, data: str | None, unit: str | None,
+                version: str | None) -> tuple[Any, str]:
+    """The stays of another site (``--data``) or of one ICU type of set A (``--unit``)
+    that ``version`` was not trained or validated on; and a name for them."""
+    from pathlib import Path
+
+    from backend.risk import data as data_mod
+
+    if (data is None) == (unit is None):
+        raise click.UsageError("give exactly one of --data PATH and --unit "
+                               + "|".join(UNITS))
+    try:
+        if data is not None:
+            dataset = data_mod.load_directory(Path(data))
+            return dataset.frame, Path(data).name
+        version = version or registry.active_version(settings)
+        if version is None:
+            raise click.ClickException("no active model; pass a version")
+        used = registry.read_json_file(registry.version_dir(settings, version) / "split.json")
+        seen = set(used["train"]) | set(used["validation"])
+        frame = data_mod.load(settings).frame
+        units = data_mod.stay_units(frame)
+        keep = [p for p, u in units.items() if u == unit and p not in seen]
+    except (OSError, ValueError, registry.RegistryError) as e:
+        raise click.ClickException(str(e)) from e
+    if not keep:
+        raise click.ClickException(f"no {unit} stays outside version {version}'s training "
+                                   "and validation stays")
+    return (frame[frame["patient_id"].isin(set(keep))].reset_index(drop=True),
+            f"set A {unit} ICU (stays not trained or validated on)")
+
+
 @cli.command("evaluate")
 @click.argument("version", required=False)
 @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
               help="patient resamples for the AUROC confidence intervals (0 = none)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="evaluate on every stay of this directory or tar archive of PhysioNet "
+                   "2019 .psv files (another site), with the version's thresholds")
 @click.option("--cassandra", is_flag=True, help="mirror the evaluation into Cassandra")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def evaluate_cmd(version: str | None, bootstrap: int, seed: int, cassandra: bool,
-                 quiet: bool) -> None:
+def evaluate_cmd(version: str | None, bootstrap: int, seed: int, data: str | None,
+                 cassandra: bool, quiet: bool) -> None:
     """Compare the model (default: the active version) with the baselines on TEST patients."""
     from backend.risk.evaluate import evaluate, markdown_table
 
     settings = get_settings()
-    doc = evaluate(settings, version, progress=not quiet, n_bootstrap=bootstrap, seed=seed)
-    click.echo(f"version {doc['version']}: {doc['n_patients']} test patients "
+    frame, name = (None, None) if data is None else _site_frame(settings, data, None, version)
+    doc = evaluate(settings, version, progress=not quiet, n_bootstrap=bootstrap, seed=seed,
+                   test_frame=frame, name=name)
+    where = "test patients" if data is None else f"stays of {name}"
+    click.echo(f"version {doc['version']}: {doc['n_patients']} {where} "
                f"({doc['n_septic_patients']} septic), {doc['n_patient_hours']} patient-hours, "
                f"model threshold {doc['threshold']:.4f}")
     click.echo(markdown_table(doc))
-    click.echo(f"saved {registry.version_dir(settings, doc['version']) / 'evaluation.json'} "
+    saved = "evaluation.json" if data is None else "evaluation-<name>.json"
+    click.echo(f"saved {registry.version_dir(settings, doc['version']) / saved} "
                f"({doc['runtime_seconds']['total']:.0f} s)")
-    if cassandra:
+    if cassandra and data is None:
         _mirror(settings, doc["version"])
+
+
+@cli.command("sites")
+@click.argument("version", required=False)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def sites_cmd(version: str | None, quiet: bool) -> None:
+    """Site-robust evaluation of VERSION's recipe (default: the active version).
+
+    Random split: the version itself on its test patients. Medical ICU -> surgical ICU and
+    back: the same recipe retrained (Spark) on one ICU type of set A, calibrated and
+    thresholded on its validation stays, tested on every stay of the other. Saves
+    sites.json next to the version (the Models page shows it)."""
+    from backend.risk.sites import site_evaluation, summary_rows
+
+    settings = get_settings()
+    try:
+        doc = site_evaluation(settings, version, progress=not quiet)
+    except registry.RegistryError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"version {doc['version']}: site-robust evaluation "
+               f"({doc['runtime_seconds']:.0f} s)")
+    for line in summary_rows(doc):
+        click.echo(line)
+    click.echo(f"saved {registry.version_dir(settings, doc['version']) / 'sites.json'}")
+
+
+@cli.command("recalibrate")
+@click.argument("version", required=False)
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="the new site's labelled stays: a directory or tar archive of PhysioNet "
+                   "2019 .psv files")
+@click.option("--unit", type=click.Choice(UNITS), default=None,
+              help="instead of --data: set A stays of this ICU type that VERSION was not "
+                   "trained or validated on (to test the procedure)")
+@click.option("--first", type=click.IntRange(min=1), default=None,
+              help="fit on the first N stays in id order (the rest are held out)")
+@click.option("--fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="fit on this share of the stays, in id order (default 0.3)")
+@click.option("--mode", type=click.Choice(["platt", "intercept"]), default="platt",
+              show_default=True, help="refit slope and intercept, or the intercept only")
+@click.option("--thresholds", type=click.Choice(["keep", "local"]), default="keep",
+              show_default=True,
+              help="keep: the same hours alert as before; local: re-choose the thresholds "
+                   "on the local stays")
+@click.option("--activate", is_flag=True, help="activate the new version")
+@click.option("--cassandra", is_flag=True, help="mirror the new version into Cassandra")
+def recalibrate_cmd(version: str | None, data: str | None, unit: str | None,
+                    first: int | None, fraction: float | None, mode: str, thresholds: str,
+                    activate: bool, cassandra: bool) -> None:
+    """Recalibrate VERSION (default: the active one) on a new site's first labelled stays.
+
+    The trees are kept; a new version is registered with the refitted calibration, and
+    recalibration.json holds the calibration before and after on the stays used and on
+    the held-out ones (the Models page shows it)."""
+    from backend.risk.recalibrate import RecalibrationError, recalibrate
+
+    settings = get_settings()
+    frame, name = _site_frame(settings, data, unit, version)
+    if first is None and fraction is None:
+        fraction = 0.3
+    try:
+        meta = recalibrate(settings, frame, source=name, version=version, first=first,
+                           fraction=fraction, mode=mode, thresholds=thresholds,
+                           activate=activate)
+    except (RecalibrationError, registry.RegistryError) as e:
+        raise click.ClickException(str(e)) from e
+    reports = meta["recalibration_reports"]
+    click.echo(f"version {meta['version']} (recalibrated from {meta['parent_version']} on "
+               f"{reports['local']['n_stays']} stays of {name}, "
+               f"{reports['local']['n_septic_stays']} septic)")
+    for part in ("local", "held_out"):
+        if part not in reports:
+            continue
+        r = reports[part]
+        for when in ("before", "after"):
+            c = r[when]
+            click.echo(f"  {part:<9} {when:<6} Brier {c['brier']:.4f} (base rate "
+                       f"{c['brier_base_rate']:.4f}), slope {c['calibration_slope']:.2f}, "
+                       f"intercept {c['calibration_intercept']:+.2f}, ECE {c['ece']:.4f}, "
+                       f"mean risk / observed {c['expected_over_observed']:.2f}")
+    click.echo(f"threshold {meta['threshold']:.4f} (monitor only "
+               f"{meta['threshold_monitor_only']:.4f}); active version: "
+               f"{registry.active_version(settings)}")
+    if cassandra:
+        _mirror(settings, meta["version"])
 
 
 @cli.command("list")

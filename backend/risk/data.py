@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +52,16 @@ LAB_COLUMNS: dict[str, str] = {
 OTHER_COLUMNS: dict[str, str] = {
     "Age": "age", "Gender": "sex", "ICULOS": "hour", "SepsisLabel": "label",
 }
-RENAME = {**VITAL_COLUMNS, **LAB_COLUMNS, **OTHER_COLUMNS}
-# Not used on purpose (see docs/model.md): EtCO2 (never recorded in set A), Unit1/Unit2
-# and HospAdmTime (administrative, hospital-specific), the other 18 labs.
+# The ICU type (1 = yes, NaN = not recorded). Never a model feature (administrative and
+# hospital-specific): the site-robust evaluation (backend.risk.sites) splits on it.
+UNIT_COLUMNS: dict[str, str] = {"Unit1": "unit1", "Unit2": "unit2"}
+RENAME = {**VITAL_COLUMNS, **LAB_COLUMNS, **OTHER_COLUMNS, **UNIT_COLUMNS}
+# Not used on purpose (see docs/model.md): EtCO2 (never recorded in set A), HospAdmTime
+# (administrative, hospital-specific), the other 18 labs.
+# Without these a file is not a stay of the Challenge's format.
+REQUIRED_COLUMNS = ("ICULOS", "SepsisLabel", *VITAL_COLUMNS)
+# Bumped whenever RENAME changes, so a Parquet cache of other columns is not reused.
+FRAME_SCHEMA = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,29 +135,52 @@ def ensure_unpacked(settings: Settings) -> Path:
 
 def _parse(files: list[Path]) -> tuple[pd.DataFrame, str]:
     """All files as one frame (one pass of the CSV parser) and the sha256 of their bytes."""
+    return _parse_members((path.name, path.read_bytes()) for path in files)
+
+
+def _parse_members(members: Iterable[tuple[str, bytes]]) -> tuple[pd.DataFrame, str]:
+    """``(file name, bytes)`` of PhysioNet 2019 ``.psv`` stays, in name order, as one frame."""
     h = hashlib.sha256()
     parts: list[bytes] = []
     header: list[str] | None = None
-    for path in files:
-        data = path.read_bytes()
-        h.update(path.name.encode() + b"\0" + data)
+    for name, data in members:
+        h.update(name.encode() + b"\0" + data)
         head, _, body = data.partition(b"\n")
         if header is None:
             header = head.decode().strip().split("|")
+            missing = [c for c in REQUIRED_COLUMNS if c not in header]
+            if missing:
+                raise ValueError(f"{name}: not a PhysioNet 2019 stay, missing columns "
+                                 f"{', '.join(missing)}")
         elif head.decode().strip().split("|") != header:
-            raise ValueError(f"{path}: unexpected header")
-        pid = path.stem.encode() + b"|"
+            raise ValueError(f"{name}: unexpected header")
+        pid = Path(name).stem.encode() + b"|"
         parts.append(b"".join(pid + line + b"\n" for line in body.splitlines() if line.strip()))
     if header is None:
         raise ValueError("no .psv files")
     raw = pd.read_csv(io.BytesIO(b"".join(parts)), sep="|", header=None,
                       names=["patient_id", *header], na_values=["NaN"],
-                      usecols=["patient_id", *RENAME])
+                      usecols=["patient_id", *(c for c in RENAME if c in header)])
+    for column in RENAME:  # optional columns (another site may not export the ICU type)
+        if column not in raw.columns:
+            raw[column] = np.nan
     frame = raw.rename(columns=RENAME)
     frame["hour"] = frame["hour"].astype(np.int32)
     frame["label"] = frame["label"].astype(np.int8)
     frame = frame.sort_values(["patient_id", "hour"], kind="stable").reset_index(drop=True)
     return frame, h.hexdigest()
+
+
+def stay_units(frame: pd.DataFrame) -> dict[str, str | None]:
+    """ICU type per stay: "medical" (``Unit1``), "surgical" (``Unit2``) or None (not
+    recorded). A stay keeps one ICU type in set A; a stay flagged both ways is None."""
+    if "unit1" not in frame.columns:
+        return {str(p): None for p in pd.unique(frame["patient_id"])}
+    flags = frame.groupby("patient_id", sort=True)[["unit1", "unit2"]].max()
+    med = (flags["unit1"] == 1).to_numpy()
+    sur = (flags["unit2"] == 1).to_numpy()
+    kind = np.where(med & ~sur, "medical", np.where(sur & ~med, "surgical", ""))
+    return {str(p): (k or None) for p, k in zip(flags.index, kind, strict=True)}
 
 
 def load(settings: Settings, *, max_patients: int | None = None, seed: int = 0) -> Dataset:
@@ -161,7 +192,7 @@ def load(settings: Settings, *, max_patients: int | None = None, seed: int = 0) 
         keep = np.sort(rng.choice(len(files), size=max_patients, replace=False))
         files = [files[i] for i in keep]
     source = json.loads(_marker(cache_root(settings)).read_text())["archive_sha256"]
-    cache = cache_root(settings) / f"setA-{source[:16]}.parquet"
+    cache = cache_root(settings) / f"setA-{source[:16]}-v{FRAME_SCHEMA}.parquet"
     if max_patients is None and cache.exists() and cache.with_suffix(".json").exists():
         meta = json.loads(cache.with_suffix(".json").read_text())
         frame = pd.read_parquet(cache)
@@ -171,3 +202,37 @@ def load(settings: Settings, *, max_patients: int | None = None, seed: int = 0) 
         frame.to_parquet(cache, index=False)
         cache.with_suffix(".json").write_text(json.dumps({"data_sha256": digest}))
     return Dataset(frame, digest, source, len(files))
+
+
+def _members(path: Path) -> Iterator[tuple[str, bytes]]:
+    """The ``.psv`` files of a directory (recursively) or a tar archive, in name order."""
+    if path.is_dir():
+        for f in sorted(path.rglob("*.psv"), key=lambda p: p.name):
+            yield f.name, f.read_bytes()
+        return
+    if not tarfile.is_tarfile(path):
+        raise ValueError(f"{path}: neither a directory of .psv files nor a tar archive")
+    with tarfile.open(path) as tar:
+        members = sorted((m for m in tar if m.isfile() and m.name.endswith(".psv")),
+                         key=lambda m: Path(m.name).name)
+        for m in members:
+            src = tar.extractfile(m)
+            assert src is not None
+            yield Path(m.name).name, src.read()
+
+
+def load_directory(path: Path) -> Dataset:
+    """Another site's stays in the Challenge's format (a directory of ``.psv`` files, or a
+    tar archive of them), as one frame with the columns of ``load``. Stay ids are the file
+    names; a name seen twice is refused (two stays would be merged)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    members = list(_members(path))
+    names = [n for n, _ in members]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[:3]
+        raise ValueError(f"{path}: the same stay file name appears twice: {', '.join(dup)}")
+    frame, digest = _parse_members(members)
+    source = sha256_file(path) if path.is_file() else digest
+    return Dataset(frame, digest, source, frame["patient_id"].nunique())

@@ -12,8 +12,19 @@ baseline's patient-level sensitivity, two ways:
 
 * ``test_curve``: the model threshold read off the test curve so the model's test
   sensitivity equals the baseline's (a point on the model's curve, like AUROC itself);
-* ``validation_matched``: the threshold that matched the baseline's sensitivity on the
-  validation patients, applied unchanged to test (nothing chosen on test).
+* ``validation_matched``: the version's stored operating point for that baseline (the
+  threshold that reached the baseline's validation sensitivity plus the recipe's margin;
+  computed here on validation for versions that stored none), applied unchanged to test
+  (nothing chosen on test).
+
+Calibration: every model row carries ``calibration`` (slope, intercept, ECE, Brier and
+the base-rate Brier of the calibrated risks, ``backend.risk.calibration``) and
+``calibration_raw`` (the same for the trees' raw risks).
+
+``evaluate(..., test_frame=...)`` evaluates on other stays (another hospital's
+PhysioNet-format export, ``icu model evaluate --data``) with the thresholds of the
+version, and saves ``evaluation-<name>.json`` without touching the version's own
+evaluation.
 
 Everything, including the curves (down-sampled for plotting), is saved as
 ``evaluation.json`` next to the model. Definitions: ``backend.risk.metrics``.
@@ -30,10 +41,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from backend.risk import calibration as calib
 from backend.risk import data as data_mod
 from backend.risk import drift, registry
 from backend.risk.baselines import BASELINES, baseline_scores
-from backend.risk.features import FEATURES, LAB_FEATURES, hourly_features, without_labs
+from backend.risk.features import LAB_FEATURES, hourly_features, without_labs
 from backend.risk.metrics import (
     LEAD_WINDOW_HOURS,
     alerts_per_patient_day,
@@ -69,6 +81,7 @@ class Method:
     score: np.ndarray  # continuous score per row (risk, or baseline total)
     pred: np.ndarray  # 0/1 per row at the method's threshold
     threshold: float
+    raw: np.ndarray | None = None  # model: the trees' risk before calibration
 
 
 def _weighted_auroc(codes: np.ndarray, n_codes: int, y: np.ndarray, w: np.ndarray) -> float:
@@ -131,6 +144,9 @@ def method_row(cohort: Cohort, m: Method) -> dict:
         "alerts_per_patient_day": alerts_per_patient_day(cohort, m.pred),
         "median_lead_hours": float(np.median(detected)) if len(detected) else float("nan"),
         "brier": brier(cohort.labels, m.score) if m.kind == "model" else None,
+        **({"calibration": calib.calibration_report(cohort.labels, m.score),
+            "calibration_raw": calib.calibration_report(cohort.labels, m.raw)}
+           if m.kind == "model" and m.raw is not None else {}),
     }
 
 
@@ -161,18 +177,35 @@ def _at_threshold(cohort: Cohort, risk: np.ndarray, th: float) -> dict:
 
 def equal_sensitivity(test: Cohort, test_risk: np.ndarray, base_row: dict,
                       val: Cohort | None, val_risk: np.ndarray | None,
-                      val_base_pred: np.ndarray | None) -> dict:
+                      val_base_pred: np.ndarray | None, stored: dict | None = None,
+                      monitor_only: bool = False) -> dict:
+    """The model at the baseline's sensitivity (see the module docstring); ``stored``:
+    the version's operating point for this baseline, if it has one."""
     target = base_row["sensitivity_patient"]
     out = {"baseline_sensitivity_patient": target,
            "baseline_alerts_per_patient_day": base_row["alerts_per_patient_day"]}
     th = threshold_for_patient_sensitivity(test, test_risk, target)
     out["test_curve"] = _at_threshold(test, test_risk, th)
     out["model_alerts_per_patient_day"] = out["test_curve"]["model_alerts_per_patient_day"]
-    if val is not None and val_risk is not None and val_base_pred is not None:
+    if stored is not None:
+        th_v = stored["threshold_monitor_only" if monitor_only else "threshold"]
+        val_target = stored["target_sensitivity_monitor_only" if monitor_only
+                            else "target_sensitivity"]
+        out["validation_matched"] = {
+            "validation_baseline_sensitivity_patient": stored[
+                "baseline_validation_sensitivity"],
+            "validation_target_sensitivity": val_target, **_at_threshold(test, test_risk, th_v)}
+    elif val is not None and val_risk is not None and val_base_pred is not None:
         val_target = patient_sensitivity_specificity(val, val_base_pred)[0]
         th_v = threshold_for_patient_sensitivity(val, val_risk, val_target)
         out["validation_matched"] = {"validation_baseline_sensitivity_patient": val_target,
                                      **_at_threshold(test, test_risk, th_v)}
+    vm = out.get("validation_matched")
+    if vm and vm.get("model_sensitivity_patient") is not None:
+        # the question a ward asks: as many septic stays found, with fewer alerts?
+        vm["beats_baseline"] = bool(
+            vm["model_sensitivity_patient"] >= target
+            and vm["model_alerts_per_patient_day"] < base_row["alerts_per_patient_day"])
     return out
 
 
@@ -181,9 +214,11 @@ def _frame_for(frame: pd.DataFrame, ids: tuple[str, ...]) -> pd.DataFrame:
 
 
 def evaluate(settings: Settings, version: str | None = None, *, progress: bool = True,
-             n_bootstrap: int = 200, seed: int = 0) -> dict:
-    """Evaluate ``version`` (default: the active one) on its test patients; save and return
-    the evaluation document."""
+             n_bootstrap: int = 200, seed: int = 0, test_frame: pd.DataFrame | None = None,
+             name: str | None = None) -> dict:
+    """Evaluate ``version`` (default: the active one) on its test patients, or on
+    ``test_frame`` (every stay of another site, saved as ``evaluation-<name>.json``);
+    save and return the evaluation document."""
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     bar = tqdm(total=len(STAGES), desc="evaluate", unit="stage", disable=not progress)
@@ -204,37 +239,52 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
     if version is None:
         raise registry.RegistryError("no active model; pass a version or train one")
     model: RiskModel = registry.load(settings, version)
-    split = Split.from_dict(registry.read_json_file(
-        registry.version_dir(settings, version) / "split.json"))
-    dataset = data_mod.load(settings)
-    if dataset.source_sha256 != model.metadata.get("source_sha256"):
-        log.warning("the data archive differs from the one version %s was trained on", version)
-    test_frame = _frame_for(dataset.frame, split.test)
-    val_frame = _frame_for(dataset.frame, split.validation)
-    if test_frame["patient_id"].nunique() != len(split.test):
-        raise registry.RegistryError("some test patients of the split are not in the data")
+    stored_points = model.metadata.get("operating_points")
+    external = test_frame is not None
+    val_frame: pd.DataFrame | None = None
+    if external:
+        assert test_frame is not None
+        test_frame = test_frame.reset_index(drop=True)
+        population = f"every stay of {name or 'the given data'}"
+    else:
+        split = Split.from_dict(registry.read_json_file(
+            registry.version_dir(settings, version) / "split.json"))
+        dataset = data_mod.load(settings)
+        if dataset.source_sha256 != model.metadata.get("source_sha256"):
+            log.warning("the data archive differs from the one version %s was trained on",
+                        version)
+        test_frame = _frame_for(dataset.frame, split.test)
+        if test_frame["patient_id"].nunique() != len(split.test):
+            raise registry.RegistryError("some test patients of the split are not in the data")
+        if stored_points is None:  # older versions: match the baselines on validation here
+            val_frame = _frame_for(dataset.frame, split.validation)
+        population = "test patients, every hour"
     test = Cohort.from_rows(test_frame["patient_id"].to_numpy(), test_frame["label"].to_numpy())
-    val = Cohort.from_rows(val_frame["patient_id"].to_numpy(), val_frame["label"].to_numpy())
+    val = None if val_frame is None else Cohort.from_rows(val_frame["patient_id"].to_numpy(),
+                                                          val_frame["label"].to_numpy())
     stage(STAGES[0])
 
     begin(STAGES[1])
-    risk = model.predict_features(hourly_features(test_frame))
-    risk_monitor = model.predict_features(hourly_features(without_labs(test_frame)))
-    val_risk = model.predict_features(hourly_features(val_frame))
+    x_test = hourly_features(test_frame)
+    x_monitor = hourly_features(without_labs(test_frame))
+    raw, raw_monitor = model.raw_risk(x_test), model.raw_risk(x_monitor)
+    risk = model.calibration_for(False).apply(raw)
+    risk_monitor = model.calibration_for(True).apply(raw_monitor)
+    val_risk = None if val_frame is None else model.predict_features(hourly_features(val_frame))
     stage(STAGES[1])
 
     begin(STAGES[2])
     base_test = baseline_scores(test_frame, settings)
-    base_val = baseline_scores(val_frame, settings)
+    base_val = None if val_frame is None else baseline_scores(val_frame, settings)
     stage(STAGES[2])
 
     begin(STAGES[3])
     th = model.threshold
     th_monitor = model.threshold_monitor_only if model.threshold_monitor_only is not None else th
     methods = [
-        Method(MODEL, "model", risk, risk >= th, th),
+        Method(MODEL, "model", risk, risk >= th, th, raw),
         Method(MODEL_MONITOR, "model", risk_monitor, model.alarm(risk_monitor, monitor_only=True),
-               th_monitor),
+               th_monitor, raw_monitor),
     ] + [
         Method(b.name, "baseline", base_test[b.score].to_numpy(dtype=float),
                b.alerts(base_test), b.threshold)
@@ -243,10 +293,21 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
     table = [method_row(test, m) for m in methods]
     rows = {r["method"]: r for r in table}
     for b in BASELINES:
-        rows[b.name]["equal_sensitivity"] = equal_sensitivity(
-            test, risk, rows[b.name], val, val_risk, b.alerts(base_val))
-        rows[b.name]["equal_sensitivity_monitor_only"] = equal_sensitivity(
-            test, risk_monitor, rows[b.name], None, None, None)
+        stored = (stored_points or {}).get(b.name)
+        row = rows[b.name]
+        row["equal_sensitivity"] = equal_sensitivity(
+            test, risk, row, val, val_risk,
+            None if base_val is None else b.alerts(base_val), stored)
+        row["equal_sensitivity_monitor_only"] = equal_sensitivity(
+            test, risk_monitor, row, None, None, None, stored, monitor_only=True)
+        # the model at its own alarm threshold against this baseline
+        row["model_at_threshold"] = {
+            key: {"model_sensitivity_patient": rows[key]["sensitivity_patient"],
+                  "model_alerts_per_patient_day": rows[key]["alerts_per_patient_day"],
+                  "beats_baseline": bool(
+                      rows[key]["sensitivity_patient"] >= row["sensitivity_patient"]
+                      and rows[key]["alerts_per_patient_day"] < row["alerts_per_patient_day"])}
+            for key in (MODEL, MODEL_MONITOR)}
     curves: dict[str, dict] = {}
     for m in methods:
         y_p, s_p = patient_scores(test, m.score)
@@ -258,13 +319,15 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
             "lead_times_hours": [None if np.isnan(v) else float(v)
                                  for v in lead_times(test, m.pred)],
         }
-    for name, r in ((MODEL, risk), (MODEL_MONITOR, risk_monitor)):
+    for mname, r, r_raw in ((MODEL, risk, raw), (MODEL_MONITOR, risk_monitor, raw_monitor)):
         ths = np.unique(np.quantile(r, np.linspace(0, 1, 200)))
-        curves[name]["reliability_quantile_bins"] = reliability(test.labels, r, 10, "quantile")
-        curves[name]["reliability_uniform_bins"] = reliability(test.labels, r, 10, "uniform")
-        curves[name]["utility_vs_threshold"] = {
+        curves[mname]["reliability_quantile_bins"] = reliability(test.labels, r, 10, "quantile")
+        curves[mname]["reliability_uniform_bins"] = reliability(test.labels, r, 10, "uniform")
+        curves[mname]["reliability_quantile_bins_raw"] = reliability(test.labels, r_raw, 10,
+                                                                     "quantile")
+        curves[mname]["utility_vs_threshold"] = {
             "threshold": ths.tolist(), "utility": utility_curve(test, r, ths).tolist()}
-        curves[name]["alert_burden"] = burden_curve(test, r)
+        curves[mname]["alert_burden"] = burden_curve(test, r)
     stage(STAGES[3])
 
     begin(STAGES[4])
@@ -272,12 +335,12 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
     boot = bootstrap_auroc(test, scores, n_bootstrap, seed) if n_bootstrap else None
     if boot is not None:
         for r in table:
-            name = r["method"]
-            r["auroc_hourly_ci95"] = _ci(boot["hourly"][name])
-            r["auroc_patient_ci95"] = _ci(boot["patient"][name])
-            if name != MODEL:
+            mname = r["method"]
+            r["auroc_hourly_ci95"] = _ci(boot["hourly"][mname])
+            r["auroc_patient_ci95"] = _ci(boot["patient"][mname])
+            if mname != MODEL:
                 for lvl in ("hourly", "patient"):
-                    diff = boot[lvl][MODEL] - boot[lvl][name]
+                    diff = boot[lvl][MODEL] - boot[lvl][mname]
                     r[f"model_minus_this_auroc_{lvl}_ci95"] = _ci(diff)
     stage(STAGES[4])
 
@@ -286,7 +349,7 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
     doc = {
         "version": version,
         "evaluated": registry.now_iso(),
-        "split": "test",
+        "split": f"external: {name}" if external else "test",
         "n_patients": len(test.stay_ids),
         "n_septic_patients": septic,
         "n_patient_hours": test.n_rows,
@@ -294,16 +357,18 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
         "patient_days": test.n_rows / 24.0,
         "threshold": th,
         "threshold_monitor_only": th_monitor,
+        "calibration": model.calibration.to_dict(),
+        "calibration_monitor_only": model.calibration_for(True).to_dict(),
         "lead_window_hours": LEAD_WINDOW_HOURS,
         "n_bootstrap": n_bootstrap,
-        "features": list(FEATURES),
-        "monitor_only_hidden_features": list(LAB_FEATURES),
+        "features": list(model.features),
+        "monitor_only_hidden_features": [f for f in model.features if f in LAB_FEATURES],
         "table": table,
         "curves": curves,
         # what live monitoring compares the stream's scores with (backend/risk/drift.py):
         # the hourly risks of these test patients, with labs hidden as on the stream
         "score_reference": {
-            "population": "test patients, every hour",
+            "population": population,
             "monitor_only": drift.reference(risk_monitor).to_dict(),
             "with_labs": drift.reference(risk).to_dict(),
         },
@@ -315,19 +380,36 @@ def evaluate(settings: Settings, version: str | None = None, *, progress: bool =
             "lead_time": "t_sepsis - first alert hour in that window",
             "baseline_scores": "NEWS2 without consciousness (assumed Alert), qSOFA without "
                                "mentation, SIRS without bands; see backend/risk/baselines.py",
+            "calibration": "slope and intercept (calibration-in-the-large) of a logistic "
+                           "recalibration on the hours, ECE over 10 equal-count bins, Brier "
+                           "against always predicting the prevalence; "
+                           "backend/risk/calibration.py",
         },
     }
     timings_total = round(time.monotonic() - t0, 2)
     doc["runtime_seconds"] = {**timings, "total": timings_total}
-    registry.write_json(registry.version_dir(settings, version) / "evaluation.json", doc)
-    summary = {k: v for k, v in rows[MODEL].items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    meta = registry.read_metadata(settings, version)
-    metrics = {**meta.get("metrics", {}), "test": summary}
-    registry.update_metadata(settings, version, metrics=metrics, evaluated=doc["evaluated"])
+    directory = registry.version_dir(settings, version)
+    if external:
+        registry.write_json(directory / f"evaluation-{safe_name(name or 'external')}.json",
+                            doc)
+    else:
+        registry.write_json(directory / "evaluation.json", doc)
+        summary = {k: v for k, v in rows[MODEL].items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        summary.update({k: v for k, v in rows[MODEL]["calibration"].items()
+                        if k != "brier"})
+        meta = registry.read_metadata(settings, version)
+        metrics = {**meta.get("metrics", {}), "test": summary}
+        registry.update_metadata(settings, version, metrics=metrics, evaluated=doc["evaluated"])
     stage(STAGES[5])
     bar.close()
     return registry.jsonable(doc)
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a data set's name."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
+    return cleaned[:60] or "external"
 
 
 # --- the printed comparison table --------------------------------------------------------
@@ -346,9 +428,14 @@ def _equal_text(r: dict) -> str:
     if not eq:
         return ""
     vm = eq.get("validation_matched", {})
+    verdict = {True: ", beats", False: ", does not beat"}.get(vm.get("beats_baseline"), "")
     return (f"{_f(eq['test_curve']['model_alerts_per_patient_day'], '{:.2f}')} / "
             f"{_f(vm.get('model_alerts_per_patient_day'), '{:.2f}')} "
-            f"({_f(vm.get('model_sensitivity_patient'), '{:.2f}')})")
+            f"({_f(vm.get('model_sensitivity_patient'), '{:.2f}')}{verdict})")
+
+
+def _cal(r: dict, key: str, fmt: str) -> str:
+    return _f((r.get("calibration") or {}).get(key), fmt)
 
 
 COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
@@ -364,7 +451,12 @@ COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("Alerts/patient-day", lambda r: _f(r["alerts_per_patient_day"], "{:.2f}")),
     ("Median lead h", lambda r: _f(r["median_lead_hours"], "{:.1f}")),
     ("Brier", lambda r: _f(r.get("brier"), "{:.4f}")),
-    ("Model alerts/pt-day at this sens: test curve / val-matched (its sens)", _equal_text),
+    ("Base-rate Brier", lambda r: _cal(r, "brier_base_rate", "{:.4f}")),
+    ("Cal. slope", lambda r: _cal(r, "calibration_slope", "{:.2f}")),
+    ("Cal. intercept", lambda r: _cal(r, "calibration_intercept", "{:+.2f}")),
+    ("ECE", lambda r: _cal(r, "ece", "{:.4f}")),
+    ("Model alerts/pt-day at this sens: test curve / stored operating point (its sens)",
+     _equal_text),
 )
 
 

@@ -80,12 +80,31 @@ def _feature_names() -> tuple[str, ...]:
     for lab in LABS:
         names += [lab, f"{lab}_hours_since"]
     names += ["hour", "age", "sex"]
+    # added for transfer to other sites (appended, so the first 64 keep their positions)
+    names += [f"{lab}_delta" for lab in LABS]
+    names.append(f"hour{HOUR_CAP}")
     return tuple(names)
 
 
+HOUR_CAP = 48
 FEATURES: tuple[str, ...] = _feature_names()
 LAB_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f.split("_")[0] in LABS)
 VITAL_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in LAB_FEATURES)
+# The 64 features of the first versions.
+V1_FEATURES: tuple[str, ...] = FEATURES[:64]
+
+
+def without(base: tuple[str, ...], *drop: str) -> tuple[str, ...]:
+    unknown = set(drop) - set(base)
+    if unknown:
+        raise ValueError(f"not in the feature set: {sorted(unknown)}")
+    return tuple(f for f in base if f not in drop)
+
+
+# Named feature sets a version can be trained on (``TrainConfig.feature_set``).
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "v1": V1_FEATURES,
+}
 
 
 class Rows:
@@ -131,6 +150,15 @@ class Rows:
         value[ok] = x[idx[ok]]
         since = np.where(ok, self.r - idx, np.nan).astype(np.float64)
         return value, since
+
+    def first_observed(self, x: np.ndarray) -> np.ndarray:
+        """First non-NaN value of the stay up to each row (NaN until there is one)."""
+        idx = np.where(np.isnan(x), self.n, self.r)
+        first = pd.Series(idx).groupby(self.start).cummin().to_numpy()
+        out = np.full(self.n, np.nan)
+        ok = first < self.n
+        out[ok] = x[first[ok]]
+        return out
 
     def stay_mean(self, x: np.ndarray) -> np.ndarray:
         """Mean of the non-NaN values from the stay's first row up to each row (NaN if none)."""
@@ -236,7 +264,12 @@ def hourly_features(history: pd.DataFrame) -> pd.DataFrame:
         out[lab] = np.where(np.isnan(value), NORMAL[lab], value)
         out[f"{lab}_hours_since"] = np.minimum(np.nan_to_num(since, nan=LAB_STALE_CAP_HOURS),
                                                LAB_STALE_CAP_HOURS)
+        # change since the stay's first result: Sepsis-3 counts a rise in SOFA (creatinine,
+        # bilirubin up, platelets down) from the patient's own baseline
+        first = rows.first_observed(clean(history, lab))
+        out[f"{lab}_delta"] = np.nan_to_num(value - first, nan=0.0)
     out["hour"] = _column(history, "hour")
+    out[f"hour{HOUR_CAP}"] = np.minimum(out["hour"], HOUR_CAP)
     age = _column(history, "age")
     out["age"] = np.clip(np.where(np.isnan(age), DEFAULT_AGE, age), *AGE_RANGE)
     sex = _column(history, "sex")

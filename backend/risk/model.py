@@ -6,9 +6,13 @@ consumer that has no SparkSession (a pandas UDF on an executor, the web app, a t
 scores a patient in microseconds with exactly Spark's arithmetic:
 
     margin = sum_i weight_i * tree_i(x)   (a split sends x left when x[f] <= threshold)
-    risk   = 1 / (1 + exp(-2 * margin))   (MLlib's GBT logistic loss)
+    raw    = 1 / (1 + exp(-2 * margin))   (MLlib's GBT logistic loss)
+    risk   = calibration(raw)             (``backend.risk.calibration``, fitted on validation)
 
-Training checks on the validation set that both give the same risks.
+Training checks on the validation set that the raw risks equal Spark's. Patients without
+any lab result (every live patient: the stream carries no labs) get the calibration and
+the threshold fitted on validation stays with their labs hidden. A version saved before
+calibration existed has none (``risk = raw``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backend.risk.calibration import IDENTITY, Calibration
 from backend.risk.features import LABS, hourly_features
 
 
@@ -78,7 +83,11 @@ def trees_from_spark_dir(path: Path) -> tuple[list[Tree], list[float]]:
 
     nodes = pq.read_table(sorted(glob.glob(str(path / "data" / "*.parquet")))).to_pylist()
     meta = pq.read_table(sorted(glob.glob(str(path / "treesMetadata" / "*.parquet"))))
-    weights_by_tree = {row["_1"]: row["_3"] for row in meta.to_pylist()}
+    # Spark 3.5 names the columns (treeID, metadata, weights); Spark 4 writes a tuple
+    # (_1, _2, _3)
+    tree_col, weight_col = (("treeID", "weights") if "treeID" in meta.column_names
+                            else ("_1", "_3"))
+    weights_by_tree = {row[tree_col]: row[weight_col] for row in meta.to_pylist()}
     by_tree: dict[int, list[dict]] = {}
     for row in nodes:
         by_tree.setdefault(row["treeID"], []).append(row["nodeData"])
@@ -117,6 +126,8 @@ class RiskModel:
     # threshold chosen the same way on validation stays with every lab hidden; use it for
     # patients without lab results (``threshold_for``)
     threshold_monitor_only: float | None = None
+    calibration: Calibration = IDENTITY
+    calibration_monitor_only: Calibration | None = None  # None: ``calibration``
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -127,25 +138,38 @@ class RiskModel:
             total += w * tree.predict(x)
         return total
 
-    def predict_features(self, features: pd.DataFrame) -> np.ndarray:
-        """Risk per row of a feature frame (columns by name, extra columns ignored)."""
+    def raw_risk(self, features: pd.DataFrame) -> np.ndarray:
+        """The trees' risk per row of a feature frame, before calibration (Spark's number)."""
         x = features[list(self.features)].to_numpy(dtype=np.float64)
         return 1.0 / (1.0 + np.exp(-2.0 * self.margin(x)))
 
+    def calibration_for(self, monitor_only: bool) -> Calibration:
+        if monitor_only and self.calibration_monitor_only is not None:
+            return self.calibration_monitor_only
+        return self.calibration
+
+    def predict_features(self, features: pd.DataFrame, *,
+                         monitor_only: bool = False) -> np.ndarray:
+        """Calibrated risk per row of a feature frame (columns by name, extra columns
+        ignored); ``monitor_only``: rows of patients without lab results."""
+        return self.calibration_for(monitor_only).apply(self.raw_risk(features))
+
     def score_frame(self, history: pd.DataFrame) -> np.ndarray:
-        """Risk for every hour of one or more stays (see ``features.hourly_features``)."""
-        return self.predict_features(hourly_features(history))
+        """Risk for every hour of one patient's stay (see ``features.hourly_features``);
+        the monitor-only calibration when the history has no lab result."""
+        return self.predict_features(hourly_features(history),
+                                     monitor_only=is_monitor_only(history))
 
     def score_history(self, history: pd.DataFrame) -> float:
         """Risk at the last hour of one patient's hourly history (no ``patient_id`` needed)."""
         if history.empty:
             raise ValueError("empty history")
-        return float(self.predict_features(hourly_features(history).iloc[-1:])[0])
+        return float(self.predict_features(hourly_features(history).iloc[-1:],
+                                           monitor_only=is_monitor_only(history))[0])
 
     def threshold_for(self, history: pd.DataFrame) -> float:
         """The alarm threshold for this history: the monitor-only one when it has no lab."""
-        has_lab = any(c in history.columns and history[c].notna().any() for c in LABS)
-        if has_lab or self.threshold_monitor_only is None:
+        if not is_monitor_only(history) or self.threshold_monitor_only is None:
             return self.threshold
         return self.threshold_monitor_only
 
@@ -170,8 +194,17 @@ class RiskModel:
         trees = json.loads((directory / "trees.json").read_text())
         if trees["features"] != meta["features"]:
             raise ValueError(f"{directory}: trees and metadata list different features")
+        monitor = meta.get("calibration_monitor_only")
         return cls(version=meta["version"], features=tuple(meta["features"]),
                    trees=[Tree.from_dict(t) for t in trees["trees"]],
                    weights=[float(w) for w in trees["weights"]],
                    threshold=float(meta["threshold"]), metadata=meta,
-                   threshold_monitor_only=meta.get("threshold_monitor_only"))
+                   threshold_monitor_only=meta.get("threshold_monitor_only"),
+                   calibration=Calibration.from_dict(meta.get("calibration")),
+                   calibration_monitor_only=(None if monitor is None
+                                             else Calibration.from_dict(monitor)))
+
+
+def is_monitor_only(history: pd.DataFrame) -> bool:
+    """A history without any lab result (a live patient: the stream carries no labs)."""
+    return not any(c in history.columns and history[c].notna().any() for c in LABS)

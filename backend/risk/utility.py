@@ -143,10 +143,17 @@ def normalized_utility(cohort: Cohort, predictions: np.ndarray) -> float:
     return float((observed - inaction) / (best - inaction))
 
 
-def utility_curve(cohort: Cohort, scores: np.ndarray,
-                  thresholds: np.ndarray) -> np.ndarray:
-    """Normalised utility of ``scores >= threshold`` for each threshold, in one pass."""
+def utility_curve(cohort: Cohort, scores: np.ndarray, thresholds: np.ndarray,
+                  row_weights: np.ndarray | None = None) -> np.ndarray:
+    """Normalised utility of ``scores >= threshold`` for each threshold, in one pass.
+
+    ``row_weights`` weighs each row's utility (e.g. septic stays up or down, to see the
+    cohort as a site with another share of septic stays would be); none = the definition.
+    """
     u_pos, u_neg = row_utilities(cohort)
+    if row_weights is not None:
+        w = np.asarray(row_weights, dtype=np.float64)
+        u_pos, u_neg = u_pos * w, u_neg * w
     best = np.where(optimal_predictions(cohort), u_pos, u_neg).sum()
     inaction = u_neg.sum()
     gain = u_pos - u_neg

@@ -24,12 +24,14 @@ from backend.risk.live import HOUR_MS, HourScore
 from backend.settings import Settings
 from backend.storage.risk_scores import RiskScoreStore
 from tests.browser.support import click, wait, wait_text
+from tests.risk_site_fixture import make_recalibration, make_sites
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ACTIVE, OTHER = "20260101T000000Z", "20260102T000000Z"
-GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden")
+GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden",
+          "models-sites-calibration")
 MODEL = "Model (GBT)"
 # live monitoring: reference deciles at 0.1, 0.2, ... 0.9
 REFERENCE = drift.reference(np.arange(1000) / 1000)
@@ -127,6 +129,9 @@ def services(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Se
                             _metadata(version, created))
     registry.write_json(registry.version_dir(settings, ACTIVE) / "evaluation.json",
                         _evaluation())
+    registry.write_json(registry.version_dir(settings, ACTIVE) / "sites.json", make_sites())
+    registry.write_json(registry.version_dir(settings, OTHER) / "recalibration.json",
+                        make_recalibration())
     registry.activate(settings, ACTIVE)
     return settings
 
@@ -206,6 +211,18 @@ def test_physician_sees_every_plot_table_and_note(live_web, browser) -> None:
     assert "stable" in psi_text and "DRIFT" in psi_text
     assert "watch 0.10" in psi_text and "drift 0.25" in psi_text
     assert f"Version {ACTIVE} (active)" in wait_text(browser, (By.ID, "models-live-caption"))
+    # site-robust evaluation: targets and verdicts in words, one curve per split
+    targets = wait_text(browser, (By.ID, "models-sites-targets"))
+    assert "Random patients: meets every target" in targets
+    assert "Surgical ICU → medical ICU: MISSES utility ≥ 0.35 (0.250)" in targets
+    assert len(drawn_paths(browser, "models-sites-calibration",
+                           ".scatterlayer path.js-line")) == 3  # 2 splits + diagonal
+    verdicts = wait_text(browser, (By.ID, "models-sites-baselines"))
+    assert "meets: sens 0.80" in verdicts and "DOES NOT MEET: sens 0.30" in verdicts
+    assert "does not beat qSOFA ≥ 2 (sensitivity 0.30 below its 0.40)" in wait_text(
+        browser, (By.ID, "models-sites-shortfalls"))
+    assert "Platt (logistic) (used)" in wait_text(browser, (By.ID, "models-sites-methods"))
+    assert "not recalibrated locally" in wait_text(browser, (By.ID, "models-recalibration"))
     note = wait_text(browser, (By.ID, "models-data-note"))
     for text in ("PhysioNet", "Reyna", "2019", "Goldberger", "one hospital only"):
         assert text in note, text
@@ -229,6 +246,14 @@ def test_a_version_without_evaluation_says_so(live_web, browser) -> None:
     body = wait_text(browser, (By.ID, "models-body"),
                      lambda t: "has not been evaluated yet" in t)
     assert f"{OTHER} (not active)" in body
+    # its local recalibration: the before/after table and plot; no site evaluation
+    text = wait_text(browser, (By.ID, "models-recalibration-text"))
+    assert "Recalibrated from version v0 on the first 100 stays of site X" in text
+    table = wait_text(browser, (By.ID, "models-recalibration-table"))
+    assert "100 held out (6 septic)" in table and "0.0100 (0.0110)" in table
+    wait(browser, lambda d: len(drawn_paths(d, "models-recalibration-figure",
+                                            ".scatterlayer path.js-line")) == 3)
+    assert "no site-robust evaluation yet" in wait_text(browser, (By.ID, "models-sites"))
 
 
 def test_nurse_is_refused(live_web, browser) -> None:

@@ -58,7 +58,17 @@ def test_training_saves_a_complete_active_version(trained: tuple[Settings, str])
     assert meta["version"] == version
     assert len(meta["training_data_sha256"]) == 64
     assert meta["features"] == list(FEATURES)
-    assert meta["spark_version"].startswith("4.")
+    import pyspark
+
+    assert meta["spark_version"] == pyspark.__version__
+    assert meta["split_scheme"] == "random" and meta["feature_set"] == "v1"
+    # calibrated on validation (Platt), thresholds on the calibrated risks
+    assert meta["calibration"]["method"] == "platt"
+    assert meta["calibration"]["fitted_on"]["n_stays"] == meta["n_patients"]["validation"]
+    assert meta["calibration_monitor_only"]["fitted_on"]["labs"] == "hidden"
+    assert set(meta["operating_points"]) == {"NEWS2 >= 5", "NEWS2 >= 7", "qSOFA >= 2",
+                                             "SIRS >= 2", "HR > 120 or SpO2 < 90"}
+    assert {"calibration_slope", "ece", "brier_base_rate"} <= set(meta["metrics"]["validation"])
     assert 0 < meta["threshold"] < 1
     assert 0 < meta["threshold_monitor_only"] < 1
     assert set(meta["feature_importances"]) == set(FEATURES)
@@ -115,6 +125,131 @@ def test_evaluation_side_by_side(trained: tuple[Settings, str]) -> None:
     assert registry.read_metadata(settings, version)["metrics"]["test"]["auroc_hourly"] \
         == pytest.approx(model_row["auroc_hourly"])
     assert len(json.dumps(saved)) < 1_000_000  # fits a Cassandra text cell comfortably
+    # calibration of the calibrated and the raw risks, and the baselines' verdicts
+    assert {"calibration_slope", "calibration_intercept", "ece", "brier",
+            "brier_base_rate"} <= set(model_row["calibration"])
+    assert model_row["calibration"]["brier"] == pytest.approx(model_row["brier"])
+    assert "brier" in model_row["calibration_raw"]
+    qsofa = next(r for r in saved["table"] if r["method"] == "qSOFA >= 2")
+    assert isinstance(qsofa["model_at_threshold"][MODEL]["beats_baseline"], bool)
+    stored = registry.read_metadata(settings, version)["operating_points"]["qSOFA >= 2"]
+    assert qsofa["equal_sensitivity"]["validation_matched"]["model_threshold"] == \
+        pytest.approx(stored["threshold"])
+
+
+def test_evaluate_another_sites_export(trained: tuple[Settings, str], tmp_path: Path) -> None:
+    """`icu model evaluate --data DIR` on PhysioNet-format files (here 40 set A stays the
+    version never saw, copied to a directory as another hospital would export them)."""
+    settings, version = trained
+    split = Split.from_dict(json.loads(
+        (registry.version_dir(settings, version) / "split.json").read_text()))
+    source = data_mod.ensure_unpacked(settings)
+    seen = set(split.train) | set(split.validation) | set(split.test)
+    others = [p for p in sorted(source.glob("*.psv")) if p.stem not in seen][:40]
+    export = tmp_path / "hospital_x"
+    export.mkdir()
+    for p in others:
+        shutil.copy(p, export / p.name)
+    from backend.risk.cli import cli
+
+    before = (registry.version_dir(settings, version) / "evaluation.json").read_bytes() \
+        if (registry.version_dir(settings, version) / "evaluation.json").exists() else None
+    out = CliRunner().invoke(cli, ["evaluate", version, "--data", str(export), "--bootstrap",
+                                   "0", "--quiet"], env=settings.to_env())
+    assert out.exit_code == 0, out.output
+    assert "40 stays of hospital_x" in out.output and "| Model (GBT) |" in out.output
+    doc = json.loads((registry.version_dir(settings, version)
+                      / "evaluation-hospital_x.json").read_text())
+    assert doc["n_patients"] == 40 and doc["split"] == "external: hospital_x"
+    assert doc["threshold"] == registry.read_metadata(settings, version)["threshold"]
+    after = (registry.version_dir(settings, version) / "evaluation.json")
+    assert (after.read_bytes() if after.exists() else None) == before  # untouched
+    out = CliRunner().invoke(cli, ["evaluate", version, "--data", str(tmp_path / "none")],
+                             env=settings.to_env())
+    assert out.exit_code != 0
+
+
+@pytest.fixture(scope="module")
+def by_unit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
+    """A version trained on the medical ICU's stays of a 1,500-stay subset only."""
+    settings = small_settings(tmp_path_factory.mktemp("risk-unit"))
+    config = TrainConfig(seed=1, max_patients=1500, max_iter=5, max_depth=3,
+                         negative_rate=1.0, split="medical_to_surgical")
+    return settings, train(settings, config, progress=False).version
+
+
+def test_training_on_one_icu_type_tests_on_the_other(by_unit: tuple[Settings, str]) -> None:
+    settings, version = by_unit
+    meta = registry.read_metadata(settings, version)
+    assert meta["split_scheme"] == "medical_to_surgical"
+    split = Split.from_dict(json.loads(
+        (registry.version_dir(settings, version) / "split.json").read_text()))
+    units = data_mod.stay_units(data_mod.load(settings, max_patients=1500, seed=1).frame)
+    assert {units[p] for p in split.train + split.validation} == {"medical"}
+    assert {units[p] for p in split.test} == {"surgical"}
+
+
+def test_site_evaluation_of_a_recipe(by_unit: tuple[Settings, str]) -> None:
+    """`icu model sites`: the version's own split reuses it, the others are retrained."""
+    settings, version = by_unit
+    from backend.risk.cli import cli
+
+    out = CliRunner().invoke(cli, ["sites", version, "--quiet"], env=settings.to_env())
+    assert out.exit_code == 0, out.output
+    doc = json.loads((registry.version_dir(settings, version) / "sites.json").read_text())
+    schemes = {e["scheme"]: e for e in doc["schemes"]}
+    assert set(schemes) == {"random", "medical_to_surgical", "surgical_to_medical"}
+    assert not schemes["medical_to_surgical"]["retrained"]
+    assert schemes["random"]["retrained"] and schemes["surgical_to_medical"]["retrained"]
+    for e in doc["schemes"]:
+        for key in ("model", "monitor_only"):
+            m = e[key]
+            assert set(m["calibration_methods"]) == {"none", "platt", "isotonic"}
+            assert len(m["baselines"]) == 5
+            assert all(isinstance(b["matched"]["beats"], bool) for b in m["baselines"])
+        assert set(doc["targets"][e["scheme"]]) >= {"utility_at_least_0.35",
+                                                     "brier_below_base_rate"}
+    assert "Medical ICU → surgical ICU" in out.output and "targets random" in out.output
+
+
+def test_recalibrate_on_one_icu_type_and_evaluate_its_held_out_stays(
+        by_unit: tuple[Settings, str]) -> None:
+    """The medical-ICU version recalibrated on the first surgical stays (the new site's
+    first weeks), judged on the later surgical stays it was not fitted on."""
+    settings, version = by_unit
+    from backend.risk.cli import cli
+
+    env = settings.to_env()
+    out = CliRunner().invoke(cli, ["recalibrate", version, "--unit", "surgical",
+                                   "--fraction", "0.5"], env=env)
+    assert out.exit_code == 0, out.output
+    child = next(m["version"] for m in registry.list_versions(settings)
+                 if m.get("parent_version") == version)
+    d, parent_dir = (registry.version_dir(settings, v) for v in (child, version))
+    assert (d / "trees.json").read_bytes() == (parent_dir / "trees.json").read_bytes()
+    recal = json.loads((d / "recalibration.json").read_text())
+    local, held = recal["reports"]["local"], recal["reports"]["held_out"]
+    assert set(recal["local_stays"]).isdisjoint(recal["held_out_stays"])
+    # every surgical stay of set A (the version trained on medical stays only)
+    units = data_mod.stay_units(data_mod.load(settings).frame)
+    assert local["n_stays"] + held["n_stays"] == sum(u == "surgical" for u in units.values())
+    assert local["n_stays"] == round(0.5 * (local["n_stays"] + held["n_stays"]))
+    # the medical ICU's risks are too high for the surgical ICU; after the fit they
+    # are calibrated in the large on the fitted stays, and the held-out stays' average
+    # risk moves towards their observed rate
+    assert local["before"]["expected_over_observed"] > 1
+    assert local["after"]["calibration_intercept"] == pytest.approx(0.0, abs=1e-6)
+    assert abs(held["after"]["expected_over_observed"] - 1) < abs(
+        held["before"]["expected_over_observed"] - 1)
+    # the same hours alert (thresholds mapped through)
+    assert held["alarms"]["after"]["sensitivity_patient"] == \
+        held["alarms"]["before"]["sensitivity_patient"]
+    assert held["alarms"]["after"]["alerts_per_patient_day"] == pytest.approx(
+        held["alarms"]["before"]["alerts_per_patient_day"])
+    assert "held_out  after" in out.output
+    # the new version scores like the parent up to the calibration
+    old, new = registry.load(settings, version), registry.load(settings, child)
+    assert new.calibration != old.calibration and new.trees_to_dict() == old.trees_to_dict()
 
 
 def test_activate_and_rollback(trained: tuple[Settings, str]) -> None:

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 
+from tests.risk_site_fixture import make_recalibration, make_sites
 from webapp import models_view as mv
 
 BASE_CURVES = {  # NEWS2 >= 5 and >= 7 share the NEWS2 total curve, as in evaluation.json
@@ -226,3 +227,55 @@ def test_version_picker_and_facts() -> None:
     assert facts["Training-data SHA-256"] == "ab" * 32
     assert facts["Threshold"] == "0.0308 (monitor only: 0.0293)"
     assert facts["Created (UTC)"] == "2026-01-01 00:00:00+00:00"
+
+
+# --- site-robust evaluation and local recalibration ------------------------------------------
+
+def test_site_tables_and_targets_in_words() -> None:
+    doc = make_sites()
+    rows = mv.sites_rows(doc)
+    assert len(rows) == 4 and all(len(r) == len(mv.SITES_HEADER) for r in rows)
+    assert rows[0][:4] == ["Random patients", "with labs", "3,531 (310)", "0.810"]
+    assert rows[2][8:11] == ["0.0270 (0.0260)", "0.60", "+0.50"]
+    lines = mv.target_lines(doc)
+    assert lines[0][:2] == ("Random patients", True)
+    assert lines[0][2].startswith("meets every target")
+    assert lines[1][1] is False
+    assert "MISSES utility ≥ 0.35 (0.250)" in lines[1][2]
+    assert "Brier below the base rate (0.0270 vs 0.0260)" in lines[1][2]
+
+
+def test_site_baseline_verdicts_and_shortfalls_are_words() -> None:
+    doc = make_sites()
+    rows = mv.site_baseline_rows(doc)
+    assert rows[0][1] == "qSOFA ≥ 2" and rows[0][2] == "0.40, 0.60"
+    assert rows[0][4].startswith("meets: sens 0.80")
+    assert rows[1][4].startswith("DOES NOT MEET: sens 0.30")
+    short = mv.site_baseline_shortfalls(doc)
+    assert short == ["Surgical ICU → medical ICU: the model does not beat qSOFA ≥ 2 "
+                     "(sensitivity 0.30 below its 0.40)."]
+    methods = mv.calibration_method_rows(doc)
+    assert methods[1][1] == "Platt (logistic) (used)" and methods[0][1] == "none (raw trees)"
+
+
+def test_site_calibration_figure_draws_each_split() -> None:
+    fig = mv.sites_calibration_figure(make_sites())
+    names = _names(fig)
+    assert names[0].startswith("Random patients (slope 1.05")
+    assert names[-1] == "perfect calibration" and len(names) == 3
+    assert fig.layout.xaxis.type == "log"
+    assert fig.data[0].line.dash != fig.data[1].line.dash  # not colour alone
+
+
+def test_recalibration_rows_and_figure() -> None:
+    recal = make_recalibration()
+    rows = mv.recalibration_rows(recal)
+    assert [r[1] for r in rows] == ["before", "after", "before", "after"]
+    assert rows[0][0] == "100 used for fitting (6 septic)" and rows[2][0].startswith(
+        "100 held out")
+    assert rows[0][6] == "2.40" and rows[1][2] == "0.0100 (0.0110)"
+    assert "same hours alert" in mv.recalibration_text(recal)
+    fig = mv.recalibration_figure(recal)
+    assert [t.name.split(" (")[0] for t in fig.data] == [
+        "before recalibration", "after recalibration", "perfect calibration"]
+    assert "held-out stays" in fig.layout.title.text

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from backend.risk.features import (
+    FEATURE_SETS,
     FEATURES,
     LAB_FEATURES,
     LAB_STALE_CAP_HOURS,
@@ -42,7 +43,10 @@ def random_stay(rng: np.random.Generator, n: int, pid: str | None = None,
 
 
 def test_feature_names_partition() -> None:
-    assert len(FEATURES) == len(set(FEATURES)) == 64
+    assert len(FEATURES) == len(set(FEATURES)) == 71
+    # the first versions' 64 features keep their names and positions
+    assert FEATURE_SETS["v1"] == FEATURES[:64]
+    assert all(set(fs) <= set(FEATURES) for fs in FEATURE_SETS.values())
     assert set(VITAL_FEATURES) | set(LAB_FEATURES) == set(FEATURES)
     assert all(f.split("_")[0] in LABS for f in LAB_FEATURES)
 
@@ -194,3 +198,43 @@ def test_monitor_only_patients_use_the_monitor_only_threshold() -> None:
     assert model.threshold_for(empty_lab) == 0.03
     assert model.threshold_for(with_lab) == 0.05
     assert model.alarm(0.04, monitor_only=True) and not model.alarm(0.04)
+
+
+def test_lab_change_since_the_first_result_and_capped_hour_by_hand() -> None:
+    h = pd.DataFrame({"hour": range(1, 8),
+                      "creatinine": [np.nan, 1.0, np.nan, 1.6, 2.2, np.nan, 0.9],
+                      "platelets": [250.0, np.nan, 180.0, np.nan, np.nan, np.nan, np.nan]})
+    f = hourly_features(h)
+    # no result yet or only one: no change; then last minus the stay's first result
+    assert f["creatinine_delta"].tolist() == pytest.approx([0, 0, 0, 0.6, 1.2, 1.2, -0.1])
+    assert f["platelets_delta"].tolist() == [0, 0, -70, -70, -70, -70, -70]
+    assert (f["lactate_delta"] == 0).all()
+    long = hourly_features(pd.DataFrame({"hour": range(1, 61)}))
+    assert long["hour48"].tolist() == [*range(1, 49), *[48] * 12]
+    # a stay's first result never comes from the previous stay
+    two = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "hour": [1, 2, 1, 2],
+                        "creatinine": [1.0, 3.0, np.nan, 2.0]})
+    assert hourly_features(two)["creatinine_delta"].tolist() == [0, 2.0, 0, 0]
+
+
+def test_calibrated_scores_and_the_monitor_only_calibration() -> None:
+    from backend.risk.calibration import Calibration, expit, logit
+
+    i = FEATURES.index("hr")
+    stump = Tree(feature=np.array([i, -1, -1]), threshold=np.array([100.0, 0, 0]),
+                 left=np.array([1, -1, -1]), right=np.array([2, -1, -1]),
+                 value=np.array([0.0, -1.0, 1.0]))
+    with_labs, monitor = Calibration("platt", a=-1.0, b=0.5), Calibration("platt", a=-2.0)
+    model = RiskModel("test", FEATURES, [stump], [0.5], threshold=0.1,
+                      calibration=with_labs, calibration_monitor_only=monitor)
+    history = pd.DataFrame({"hour": [1, 2], "hr": [90.0, 130.0]})
+    raw = model.raw_risk(hourly_features(history))
+    assert raw == pytest.approx([1 / (1 + np.exp(1.0)), 1 / (1 + np.exp(-1.0))])
+    # no lab in the history: the monitor-only map
+    assert model.score_frame(history) == pytest.approx(expit(-2.0 + logit(raw)))
+    assert model.score_history(history) == pytest.approx(expit(-2.0 + logit(raw[-1])))
+    labs = history.assign(lactate=[np.nan, 3.0])
+    assert model.score_history(labs) == pytest.approx(expit(-1.0 + 0.5 * logit(raw[-1])))
+    # a version saved before calibration: risk = raw
+    plain = RiskModel("old", FEATURES, [stump], [0.5], threshold=0.1)
+    assert plain.score_frame(history) == pytest.approx(raw)

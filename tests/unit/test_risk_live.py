@@ -99,6 +99,26 @@ def test_scores_equal_offline_scoring_of_the_same_history(model) -> None:
         assert s.risk == pytest.approx(HIGH_RISK if hr > 110 else LOW_RISK)
 
 
+def test_the_live_scorer_applies_the_calibration(tmp_path: Path) -> None:
+    # Platt a = -3: the high raw risk 0.8808 becomes expit(-3 + 2) = 0.2689, the low one
+    # expit(-3 - 4) = 0.0009; the threshold 0.2 is on the calibrated scale
+    settings = Settings(cache_dir=tmp_path)
+    write_model(settings, "20260101T000000Z",
+                calibration={"method": "platt", "a": -3.0, "b": 1.0}, threshold=0.2)
+    model = registry.load_active(settings)
+    hrs = [80, 130, 130, 80]
+    state, scores, alerts = run(PatientRiskState("p1"),
+                                [readings(h, hr) for h, hr in enumerate(hrs, 1)], model)
+    high, low = 1 / (1 + math.exp(1.0)), 1 / (1 + math.exp(7.0))
+    assert [s.risk for s in scores] == pytest.approx([low, high, high])
+    assert [s.risk for s in scores] == pytest.approx(list(model.score_frame(state.history())),
+                                                     abs=1e-12)
+    assert all(s.threshold == 0.2 for s in scores)
+    assert [s.above for s in scores] == [False, True, True]
+    assert [a.event for a in alerts] == ["raised"]
+    assert alerts[0].values["risk"] == pytest.approx(high, abs=1e-4)
+
+
 def test_persistence_rule_raises_once_then_clears(model) -> None:
     hrs = {1: 80, 2: 80, 3: 130, 4: 80, 5: 130, 6: 130, 7: 130, 8: 80, 9: 130, 10: 80,
            11: 80, 12: 80}

@@ -18,6 +18,7 @@ from typing import Any
 from dash import Input, Output, dcc, html
 
 from backend.risk import drift, registry
+from backend.risk.recalibrate import read_recalibration
 from backend.storage.risk_scores import RiskScoreStore, days_back
 from webapp import models_live_view as lv
 from webapp import models_view as mv
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
-GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden")
+GRAPHS = ("models-roc", "models-pr", "models-calibration", "models-burden",
+          "models-sites-calibration", "models-recalibration-figure")
 LIVE_GRAPHS = ("models-live-volume", "models-live-dist", "models-live-psi")
 LIVE_DAYS = 7
 LIVE_REFRESH_MS = 60_000
@@ -113,6 +115,24 @@ def layout(**_query: str) -> html.Div:
                             type="dot"),
             ),
             _card(
+                "Does it travel? Site-robust evaluation",
+                html.P("The same recipe (features, trees, calibration, thresholds) judged on "
+                       "stays unlike its training stays: retrained on hospital A's medical "
+                       "ICU and tested on its surgical ICU, and the other way round, beside "
+                       "the random split. Calibration, the alarm threshold and the "
+                       "operating points are chosen on each split's own validation stays; "
+                       "nothing is tuned on the held-out stays. Set A has no calendar "
+                       "time, so no temporal split is possible.", className="muted small"),
+                dcc.Loading(html.Div(id="models-sites"), type="dot"),
+                _graph("models-sites-calibration"),
+            ),
+            _card(
+                "Local recalibration",
+                dcc.Loading(html.Div(id="models-recalibration"), type="dot"),
+                html.Div(id="models-recalibration-graph", children=[
+                    _graph("models-recalibration-figure")]),
+            ),
+            _card(
                 "Live monitoring",
                 dcc.Interval(id="models-live-refresh", interval=LIVE_REFRESH_MS),
                 html.P(id="models-live-caption", className="muted small"),
@@ -150,8 +170,11 @@ def layout(**_query: str) -> html.Div:
                         "at another hospital is unmeasured and is usually worse. The "
                         "baselines lack consciousness/GCS, full oxygen information and "
                         "band forms, so their numbers are a lower bound of what they do at "
-                        "a bedside. Read the risk as a ranking and an alarm, not as a "
-                        "calibrated probability. Details: docs/model.md.",
+                        "a bedside. The risk is calibrated on hospital A's validation "
+                        "patients: at another hospital, with another case mix and sepsis "
+                        "rate, it can be too high or too low (see the site-robust "
+                        "evaluation) until it is recalibrated on that hospital's first "
+                        "labelled weeks (`icu model recalibrate`). Details: docs/model.md.",
                     ]),
                 ]),
             ),
@@ -170,6 +193,15 @@ def _evaluation(version: str) -> dict | None:
     """The version's evaluation document, or None (not evaluated, or not a version)."""
     try:
         path = registry.version_dir(current_settings(), version) / "evaluation.json"
+        return _read_json(str(path), path.stat().st_mtime_ns)
+    except (FileNotFoundError, registry.RegistryError):
+        return None
+
+
+def _version_json(version: str, name: str) -> dict | None:
+    """Another JSON file of a version (``sites.json``), or None."""
+    try:
+        path = registry.version_dir(current_settings(), version) / name
         return _read_json(str(path), path.stat().st_mtime_ns)
     except (FileNotFoundError, registry.RegistryError):
         return None
@@ -310,6 +342,80 @@ def show_operating_point(index: int | None, version: str | None) -> tuple[Any, A
         id="models-threshold-summary")
     current = {**patient, "alerts_per_patient_day": burden}
     return [summary, html.Div(blocks, className="models-grid")], mv.burden_figure(ev, current)
+
+
+@secure_callback(
+    "models",
+    Output("models-sites", "children"),
+    Output("models-sites-calibration", "figure"),
+    Input("models-version", "value"),
+)
+def show_sites(version: str | None) -> tuple[Any, Any]:
+    doc = _version_json(version, "sites.json") if version else None
+    if doc is None:
+        msg = (f"Version {version} has no site-robust evaluation yet: run `icu model sites "
+               f"{version}` (it retrains the recipe on each ICU type, a few minutes)."
+               if version else "No model version.")
+        return (html.P(msg, className="notice notice-info"),
+                _empty_figure("No site-robust evaluation for this version"))
+    targets = [html.Li([html.Strong(f"{name}: "), text],
+                       className="target-met" if met else "target-missed")
+               for name, met, text in mv.target_lines(doc)]
+    shortfalls = mv.site_baseline_shortfalls(doc)
+    children = [
+        html.P(f"Evaluated {doc['evaluated'].replace('T', ' ')}; "
+               f"{len(doc['schemes'])} splits.", className="muted small",
+               id="models-sites-caption"),
+        html.H3("Targets on every held-out split (model with labs)"),
+        html.Ul(targets, id="models-sites-targets"),
+        html.Div(className="table-wrap", children=[
+            _table(mv.SITES_HEADER, mv.sites_rows(doc), "models-sites-table")]),
+        html.H3("Against each baseline, on every split"),
+        html.P("“Meets”: at least the baseline's share of septic stays detected, with fewer "
+               "alerts per patient-day. The matched operating point is the threshold that "
+               "reached the baseline's validation sensitivity plus a margin.",
+               className="muted small"),
+        html.Div(className="table-wrap", children=[
+            _table(mv.SITE_BASELINE_HEADER, mv.site_baseline_rows(doc),
+                   "models-sites-baselines")]),
+        html.Div(id="models-sites-shortfalls", children=(
+            [html.P("Where the model does not beat a baseline even at the matched operating "
+                    "point:"), html.Ul([html.Li(t) for t in shortfalls])] if shortfalls
+            else [html.P("At the matched operating point the model beats every baseline on "
+                         "every split.")]), className="notice notice-info"),
+        html.H3("Calibration methods compared"),
+        html.Div(className="table-wrap", children=[
+            _table(mv.CALIBRATION_METHOD_HEADER, mv.calibration_method_rows(doc),
+                   "models-sites-methods")]),
+    ]
+    return children, mv.sites_calibration_figure(doc)
+
+
+@secure_callback(
+    "models",
+    Output("models-recalibration", "children"),
+    Output("models-recalibration-figure", "figure"),
+    Output("models-recalibration-graph", "hidden"),
+    Input("models-version", "value"),
+)
+def show_recalibration(version: str | None) -> tuple[Any, Any, bool]:
+    recal = None
+    if version:
+        try:
+            recal = read_recalibration(current_settings(), version)
+        except (OSError, ValueError, registry.RegistryError):
+            log.exception("recalibration of %s could not be read", version)
+    if recal is None:
+        return (html.P("This version was not recalibrated locally. At a new hospital, "
+                       "`icu model recalibrate --data EXPORT --first N` refits the "
+                       "calibration on its first N labelled stays, keeps the trees, and "
+                       "registers the result as a new version.",
+                       className="muted small", id="models-recalibration-none"),
+                _empty_figure(""), True)
+    children = [html.P(mv.recalibration_text(recal), id="models-recalibration-text"),
+                _table(mv.RECALIBRATION_HEADER, mv.recalibration_rows(recal),
+                       "models-recalibration-table")]
+    return children, mv.recalibration_figure(recal), False
 
 
 _STORES: dict[int, RiskScoreStore] = {}
