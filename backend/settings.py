@@ -228,6 +228,11 @@ class AlertManagerSettings(BaseModel):
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8050
+    # How often a ward screen asks for its changed tiles. Dash's WebSocket push needs a
+    # FastAPI or Quart server, and flask-login needs Flask, so screens poll; 500 ms keeps
+    # a reading's way to the screen under 1 s at the 99th percentile (docs/benchmarks.md,
+    # "Ward screens: reading to pixel").
+    ward_update_ms: int = Field(default=500, ge=100, le=10_000)
     public_url: str = "http://127.0.0.1:8050"
     idle_timeout_minutes: int = 15
     secure_cookies: bool = False  # True behind TLS in production
