@@ -147,6 +147,7 @@ _CLIPPED_DIGITS = r"""
 // tile, its cell (which hides overflow) or its row (the divider under a row is the
 // row's bottom border), or when a sparkline, a label or an abnormal-value marker lies
 // over it. Returns one line per problem, and the smallest ink height of a vital sign.
+// Writes first, then reads (one layout for the whole screen, not one per number).
 const NUMBERS = '.wt-num, .wt-map, .wt-news-num, .wt-bed, .wt-stale-age';
 const canvas = document.createElement('canvas').getContext('2d');
 const problems = [];
@@ -162,48 +163,49 @@ const content = (el) => {  // the box inside the element's borders
           top: r.top + parseFloat(s.borderTopWidth),
           bottom: r.bottom - parseFloat(s.borderBottomWidth)};
 };
-for (const tile of document.querySelectorAll('#ward-grid .wt')) {
+const numbers = [];
+for (const el of document.querySelectorAll('#ward-grid .wt ' + NUMBERS.split(', ').join(
+    ', #ward-grid .wt '))) {
+  const text = el.textContent.trim();
+  if (!/\d/.test(text) || el.offsetParent === null) { continue; }
+  const probe = document.createElement('span');  // where the baseline is
+  probe.style.cssText = 'display:inline-block;width:0;height:0;vertical-align:baseline';
+  el.appendChild(probe);
+  numbers.push([el, text, probe]);
+}
+for (const [el, text, probe] of numbers) {
+  const tile = el.closest('.wt');
   const bed = tile.getAttribute('data-bed');
-  const tileBox = content(tile);
-  const covers = [...tile.querySelectorAll('.wt-spark, .wt-lab, .wt-unit, .wt-abn')]
-    .filter((e) => e.getBoundingClientRect().width > 0);
-  for (const el of tile.querySelectorAll(NUMBERS)) {
-    const text = el.textContent.trim();
-    if (!/\d/.test(text) || el.offsetParent === null) { continue; }
-    const s = getComputedStyle(el);
-    canvas.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
-    const m = canvas.measureText(text);
-    const probe = document.createElement('span');  // where the baseline is
-    probe.style.cssText = 'display:inline-block;width:0;height:0;vertical-align:baseline';
-    el.appendChild(probe);
-    const baseline = probe.getBoundingClientRect().top;
-    probe.remove();
-    const r = el.getBoundingClientRect();
-    const pad = parseFloat(s.paddingLeft), padR = parseFloat(s.paddingRight);
-    const ink = {left: r.left + pad, right: r.right - padR,
-                 top: baseline - m.actualBoundingBoxAscent,
-                 bottom: baseline + m.actualBoundingBoxDescent};
-    const what = `bed ${bed} ${el.className.split(' ')[0]} "${text}"`;
-    if (el.classList.contains('wt-num')) {
-      smallest = Math.min(smallest, ink.bottom - ink.top);
-    }
-    if (!inside(ink, tileBox, 0.5)) { problems.push(`${what}: outside its tile`); }
-    const cell = el.closest('.wt-cell');
-    if (cell && !inside(ink, cell.getBoundingClientRect(), 0.5)) {
-      problems.push(`${what}: cut by its cell`);
-    }
-    const row = el.closest('.wt-row, .wt-head');
-    if (row && !inside(ink, content(row), 0.5)) {
-      problems.push(`${what}: crosses its row's divider`);
-    }
-    for (const cover of covers) {
-      if (!cover.contains(el) && !el.contains(cover)
-          && meets(ink, cover.getBoundingClientRect())) {
-        problems.push(`${what}: under ${cover.className.split(' ')[0]}`);
-      }
+  const s = getComputedStyle(el);
+  canvas.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  const m = canvas.measureText(text);
+  const baseline = probe.getBoundingClientRect().top;
+  const r = el.getBoundingClientRect();
+  const ink = {left: r.left + parseFloat(s.paddingLeft),
+               right: r.right - parseFloat(s.paddingRight),
+               top: baseline - m.actualBoundingBoxAscent,
+               bottom: baseline + m.actualBoundingBoxDescent};
+  const what = `bed ${bed} ${el.className.split(' ')[0]} "${text}"`;
+  if (el.classList.contains('wt-num')) {
+    smallest = Math.min(smallest, ink.bottom - ink.top);
+  }
+  if (!inside(ink, content(tile), 0.5)) { problems.push(`${what}: outside its tile`); }
+  const cell = el.closest('.wt-cell');
+  if (cell && !inside(ink, cell.getBoundingClientRect(), 0.5)) {
+    problems.push(`${what}: cut by its cell`);
+  }
+  const row = el.closest('.wt-row, .wt-head');
+  if (row && !inside(ink, content(row), 0.5)) {
+    problems.push(`${what}: crosses its row's divider`);
+  }
+  for (const cover of tile.querySelectorAll('.wt-spark, .wt-lab, .wt-unit, .wt-abn')) {
+    const box = cover.getBoundingClientRect();
+    if (box.width > 0 && !cover.contains(el) && !el.contains(cover) && meets(ink, box)) {
+      problems.push(`${what}: under ${cover.className.split(' ')[0]}`);
     }
   }
 }
+for (const [, , probe] of numbers) { probe.remove(); }
 return [problems, smallest];
 """
 

@@ -7,7 +7,7 @@ A stale bed shows no number at all, only "NO DATA" and the age of its last readi
 
 An abnormal value (``BedSnapshot.flags``: the alarm rules' own limits and NEWS2 bands,
 ``backend.alerting.rules.value_flag``) is marked without relying on colour: an arrow
-(▲ above, ▼ below normal) in the corner of its cell, and, when the value alone raises an
+(▲ above, ▼ below normal) after its label, and, when the value alone raises an
 alarm, the cell in inverse video with the alarm's priority (a dark red block with white
 digits for high, a light yellow one with black digits for medium, told apart in
 greyscale too). A value only outside the NEWS2 normal band (it adds 1-2 points) gets the
@@ -139,9 +139,9 @@ def _cell(snapshot: BedSnapshot, vital: Vital, label: str) -> html.Div:
     return html.Div(
         [
             html.Div([html.Span(label, className="wt-lab"),
-                      html.Span(unit, className="wt-unit")], className="wt-labs"),
+                      html.Span(unit, className="wt-unit"),
+                      *_abn_marker(flag, VITALS[vital].label)], className="wt-labs"),
             html.Span(text, className=f"wt-num wt-num--{kind}"),
-            *_abn_marker(flag, VITALS[vital].label),
         ],
         className=f"wt-cell wt-cell--{vital.value} is-{kind}{_abn_classes(flag)}",
     )
@@ -158,10 +158,14 @@ def _worst(*flags: ValueFlag | None) -> ValueFlag | None:
 def _bp(snapshot: BedSnapshot) -> html.Div:
     parts = {v: param_text(snapshot, v) for v in (Vital.SBP, Vital.DBP, Vital.MAP)}
     kinds = {kind for _, kind in parts.values()}
-    labs = html.Div([html.Span("BP", className="wt-lab"),
-                     html.Span("mmHg", className="wt-unit")], className="wt-labs")
+
+    def labs(*marker: html.Span) -> html.Div:
+        return html.Div([html.Span("BP", className="wt-lab"),
+                         html.Span("mmHg", className="wt-unit"), *marker],
+                        className="wt-labs")
+
     if kinds == {"off"} or (parts[Vital.SBP][1] == "off" and parts[Vital.DBP][1] == "off"):
-        return html.Div([labs, html.Span(SENSOR_OFF, className="wt-num wt-num--off")],
+        return html.Div([labs(), html.Span(SENSOR_OFF, className="wt-num wt-num--off")],
                         className="wt-cell wt-cell--bp is-off")
     kind = "value" if "value" in kinds else ("off" if "off" in kinds else "missing")
 
@@ -179,11 +183,10 @@ def _bp(snapshot: BedSnapshot) -> html.Div:
     what = "Systolic BP" if worst is sbp else "Mean BP"
     return html.Div(
         [
-            labs,
+            labs(*_abn_marker(worst, what)),
             html.Span(f"{part(Vital.SBP)}/{part(Vital.DBP)}",
                       className=f"wt-num wt-num--{kind}{_abn_classes(sbp)}"),
             html.Span(f"({part(Vital.MAP)})", className=f"wt-map{_abn_classes(mean)}"),
-            *_abn_marker(worst, what),
         ],
         className=f"wt-cell wt-cell--bp is-{kind}{' abn' if worst else ''}",
     )
