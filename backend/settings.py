@@ -11,8 +11,10 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.vitals import VITALS, Vital
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,17 +103,62 @@ class SparkSettings(BaseModel):
         return f"spark://127.0.0.1:{self.cluster_port}"
 
 
+class AlarmLimits(BaseModel):
+    """Physiological alarm limits of the central station, each with its rule in
+    ``backend.alerting.rules.LIMITS`` (which also fixes its priority). A value beyond a
+    limit, as the monitor displays it, raises that rule; ``None`` switches the rule off.
+    Defaults: the limits of an adult ICU; wards differ (``AlertingSettings.ward_limits``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spo2_below: float | None = 85.0  # %: desaturation
+    hr_below: float | None = 40.0  # /min: extreme bradycardia
+    hr_above: float | None = 150.0  # /min: extreme tachycardia
+    map_below: float | None = 65.0  # mmHg: hypotension (the usual MAP target in shock)
+
+    @model_validator(mode="after")
+    def _plausible(self) -> AlarmLimits:
+        for name, value in self:
+            if value is None:
+                continue
+            spec = VITALS[Vital(name.split("_", 1)[0])]
+            if not spec.plausible_min < value <= spec.plausible_max:
+                raise ValueError(f"{name} {value:g} is outside what a monitor measures "
+                                 f"({spec.plausible_min:g}-{spec.plausible_max:g} "
+                                 f"{spec.display_unit})")
+        if self.hr_below is not None and self.hr_above is not None \
+                and self.hr_below >= self.hr_above:
+            raise ValueError(f"hr_below {self.hr_below:g} must be below hr_above "
+                             f"{self.hr_above:g}")
+        return self
+
+
 class AlertingSettings(BaseModel):
-    """Alarm behaviour. Clinical thresholds live in backend.rules / backend.scores."""
+    """Alarm behaviour. The rules and their priorities are ``backend.alerting.rules``;
+    NEWS2 and qSOFA thresholds are the published tables in ``backend.scores``."""
 
     # A condition must hold for this long (device time) before it raises an alarm, so a
     # one-sample artefact never pages anybody (IEC 60601-1-8 "alarm condition delay").
     persistence_seconds: float = 10.0
     # A condition must stay clear this long before the alarm clears by itself.
     clear_seconds: float = 30.0
-    # No reading from a bed for this long (processing time) raises a technical alarm.
+    # No reading from a bed for this long (processing time) raises a technical alarm:
+    # the floor, right for a monitor that sends every second. A source that reports less
+    # often (a gateway sending numerics once a minute) is stale only after it has missed
+    # ``stale_missed_intervals`` of its own reporting intervals, at most
+    # ``stale_max_seconds`` (``backend.alerting.rules.stale_timeout_ms``).
     stale_after_seconds: float = 30.0
-    # Reference ruleset of the system we replace, kept as a configurable baseline.
+    stale_missed_intervals: float = Field(default=3.0, ge=1.0)
+    # 300 s: the carry-forward validity of the continuous parameters (HR, SpO2, RR), after
+    # which the bed has no current value anyway.
+    stale_max_seconds: float = 300.0
+    # Physiological limits, and the wards whose limits differ from them (only the
+    # differing ones), e.g. ``ICU_ALERTING__WARD_LIMITS='{"CCU": {"hr_below": 35}}'``.
+    limits: AlarmLimits = AlarmLimits()
+    ward_limits: dict[str, dict[str, float | None]] = {}
+    # Reference ruleset of the system we replace (HR above, SpO2 below): no longer an
+    # alarm; the sepsis model's evaluation compares against it (backend.risk.baselines).
     reference_hr_above: float = 120.0
     reference_spo2_below: float = 90.0
     # Readings whose device timestamp is further than this from the receive time are
@@ -128,6 +175,29 @@ class AlertingSettings(BaseModel):
     device_memory_seconds: float = Field(default=60.0, gt=0)
     # At most this many devices are remembered per patient (the most recent ones).
     max_devices_per_patient: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _ward_limits_are_valid(self) -> AlertingSettings:
+        for ward in self.ward_limits:
+            try:
+                self.limits_for(ward)
+            except ValidationError as exc:
+                raise ValueError(f"ward_limits[{ward!r}]: {exc}") from None
+        return self
+
+    def limits_for(self, ward: str | None) -> AlarmLimits:
+        """The physiological limits of ``ward`` (the defaults where it sets none)."""
+        overrides = self.ward_limits.get(ward) if ward is not None else None
+        if not overrides:
+            return self.limits
+        return AlarmLimits.model_validate({**self.limits.model_dump(), **overrides})
+
+    def for_ward(self, ward: str | None) -> AlertingSettings:
+        """These settings as one ward's: ``limits`` are the ward's, ``ward_limits`` empty.
+        ``self`` itself when the ward has no limits of its own."""
+        if ward is None or not self.ward_limits.get(ward):
+            return self
+        return self.model_copy(update={"limits": self.limits_for(ward), "ward_limits": {}})
 
 
 class RiskSettings(BaseModel):
@@ -212,6 +282,11 @@ class AlertManagerSettings(BaseModel):
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8050
+    # How often a ward screen asks for its changed tiles. Dash's WebSocket push needs a
+    # FastAPI or Quart server, and flask-login needs Flask, so screens poll; 500 ms keeps
+    # a reading's way to the screen under 1 s at the 99th percentile (docs/benchmarks.md,
+    # "Ward screens: reading to pixel").
+    ward_update_ms: int = Field(default=500, ge=100, le=10_000)
     public_url: str = "http://127.0.0.1:8050"
     # On (re)connect a ward screen's live state replays this much of vitals.validated on
     # top of Cassandra's latest state, which trails Kafka by the stream job's persist
@@ -280,8 +355,14 @@ class Settings(BaseSettings):
         def put(prefix: str, data: dict) -> None:
             for key, value in data.items():
                 name = f"{prefix}{key.upper()}"
-                if isinstance(value, dict):
+                # Nested variables only carry lowercase identifier keys (names are
+                # case-insensitive): a dict keyed by e.g. ward names goes as JSON.
+                if isinstance(value, dict) and all(
+                        isinstance(k, str) and k.isidentifier() and k == k.lower()
+                        for k in value):
                     put(f"{name}__", value)
+                elif isinstance(value, dict):
+                    env[name] = json.dumps(value)
                 elif value is None:
                     continue
                 elif isinstance(value, (list, bool)):

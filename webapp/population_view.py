@@ -15,6 +15,7 @@ from datetime import date
 
 import plotly.graph_objects as go
 
+from backend.messages import Priority
 from backend.population import disclosure
 
 COUNTS = ("admissions", "alerts_high", "alerts_medium", "alerts_low", "news2_high_episodes",
@@ -202,3 +203,54 @@ def csv_text(region_totals: dict[str, dict], names: dict[str, str], threshold: i
                     *(_cell(v) for v, _ in vals),
                     *(text for _, text in vals)])
     return buf.getvalue()
+
+
+# The alarm burden card (backend.alerting.burden): straight from the alert tables.
+BURDEN_COLUMNS = [("ward", "Ward"), ("bed_days", "Occupied bed-days"),
+                  ("alarms", "Alarms (high / medium / low)"),
+                  ("per_bed_day", "Alarms per bed per day"),
+                  ("acknowledged", "Acknowledged"),
+                  ("median_ack", "Median time to acknowledge"),
+                  ("top_rules", "Most frequent")]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def burden_rows(burdens: Iterable, threshold: int) -> list[dict]:
+    """``WardBurden``s as the table's rows: text with denominators. Counts of alarms
+    from 1 to ``threshold - 1`` are suppressed like every count of the page (with any
+    rate or median built on them); occupied bed-days are a denominator, not a count of
+    people, and are shown."""
+    def count(n: float) -> str:
+        return disclosure.show_count(n, threshold)
+
+    rows = []
+    for b in burdens:
+        pri = b.by_priority
+        acked = b.acknowledged
+        median = b.median_ack_seconds
+        if median is not None and disclosure.is_suppressed(acked, threshold):
+            median_text = f"suppressed (<{threshold} acknowledged)"
+        else:
+            median_text = _duration(median)
+        rows.append({
+            "ward": b.ward,
+            "bed_days": f"{b.bed_days:,.1f}",
+            "alarms": f"{count(b.alarms)} ({count(pri[Priority.HIGH])} / "
+                      f"{count(pri[Priority.MEDIUM])} / {count(pri[Priority.LOW])})",
+            "per_bed_day": ("–" if b.per_bed_day is None
+                            else f"suppressed (<{threshold})"
+                            if disclosure.is_suppressed(b.alarms, threshold)
+                            else f"{b.per_bed_day:,.1f} ({b.alarms:,} / {b.bed_days:,.1f})"),
+            "acknowledged": disclosure.show_rate(acked, b.alarms, threshold, per=100,
+                                                 unit="%", decimals=0),
+            "median_ack": median_text,
+            "top_rules": ", ".join(f"{rule} {count(n)}" for rule, n in b.top_rules) or "–",
+        })
+    return rows

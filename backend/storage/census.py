@@ -31,9 +31,9 @@ def admit(session: Session, admission: Admission) -> None:
          _dt(a.admitted_ts), a.source),
     )
     session.execute(
-        "INSERT INTO beds_by_ward (ward, bed, patient_id, label, admitted_ts)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (a.ward, a.bed, a.patient_id, a.label, _dt(a.admitted_ts)),
+        "INSERT INTO beds_by_ward (ward, bed, patient_id, label, admitted_ts, spo2_scale)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (a.ward, a.bed, a.patient_id, a.label, _dt(a.admitted_ts), a.spo2_scale),
     )
 
 

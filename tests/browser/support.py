@@ -138,3 +138,80 @@ def set_viewport(driver: WebDriver, width: int, height: int, timeout: float = 10
     if inner != (width, height):
         driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
     wait(driver, lambda d: viewport_size(d) == (width, height), timeout)
+
+
+_CLIPPED_DIGITS = r"""
+// Every number on the ward's tiles, checked by the box of its digits' ink: the glyphs'
+// ascent and descent above and below the baseline (canvas measureText in the element's
+// own font), across the element's width. A number is clipped when that box leaves its
+// tile, its cell (which hides overflow) or its row (the divider under a row is the
+// row's bottom border), or when a sparkline, a label or an abnormal-value marker lies
+// over it. Returns one line per problem, and the smallest ink height of a vital sign.
+// Writes first, then reads (one layout for the whole screen, not one per number).
+const NUMBERS = '.wt-num, .wt-map, .wt-news-num, .wt-bed, .wt-stale-age';
+const canvas = document.createElement('canvas').getContext('2d');
+const problems = [];
+let smallest = Infinity;
+const inside = (a, b, slack) => a.left >= b.left - slack && a.right <= b.right + slack
+  && a.top >= b.top - slack && a.bottom <= b.bottom + slack;
+const meets = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom
+  && b.top < a.bottom;
+const content = (el) => {  // the box inside the element's borders
+  const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+  return {left: r.left + parseFloat(s.borderLeftWidth),
+          right: r.right - parseFloat(s.borderRightWidth),
+          top: r.top + parseFloat(s.borderTopWidth),
+          bottom: r.bottom - parseFloat(s.borderBottomWidth)};
+};
+const numbers = [];
+for (const el of document.querySelectorAll('#ward-grid .wt ' + NUMBERS.split(', ').join(
+    ', #ward-grid .wt '))) {
+  const text = el.textContent.trim();
+  if (!/\d/.test(text) || el.offsetParent === null) { continue; }
+  const probe = document.createElement('span');  // where the baseline is
+  probe.style.cssText = 'display:inline-block;width:0;height:0;vertical-align:baseline';
+  el.appendChild(probe);
+  numbers.push([el, text, probe]);
+}
+for (const [el, text, probe] of numbers) {
+  const tile = el.closest('.wt');
+  const bed = tile.getAttribute('data-bed');
+  const s = getComputedStyle(el);
+  canvas.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  const m = canvas.measureText(text);
+  const baseline = probe.getBoundingClientRect().top;
+  const r = el.getBoundingClientRect();
+  const ink = {left: r.left + parseFloat(s.paddingLeft),
+               right: r.right - parseFloat(s.paddingRight),
+               top: baseline - m.actualBoundingBoxAscent,
+               bottom: baseline + m.actualBoundingBoxDescent};
+  const what = `bed ${bed} ${el.className.split(' ')[0]} "${text}"`;
+  if (el.classList.contains('wt-num')) {
+    smallest = Math.min(smallest, ink.bottom - ink.top);
+  }
+  if (!inside(ink, content(tile), 0.5)) { problems.push(`${what}: outside its tile`); }
+  const cell = el.closest('.wt-cell');
+  if (cell && !inside(ink, cell.getBoundingClientRect(), 0.5)) {
+    problems.push(`${what}: cut by its cell`);
+  }
+  const row = el.closest('.wt-row, .wt-head');
+  if (row && !inside(ink, content(row), 0.5)) {
+    problems.push(`${what}: crosses its row's divider`);
+  }
+  for (const cover of tile.querySelectorAll('.wt-spark, .wt-lab, .wt-unit, .wt-abn')) {
+    const box = cover.getBoundingClientRect();
+    if (box.width > 0 && !cover.contains(el) && !el.contains(cover) && meets(ink, box)) {
+      problems.push(`${what}: under ${cover.className.split(' ')[0]}`);
+    }
+  }
+}
+for (const [, , probe] of numbers) { probe.remove(); }
+return [problems, smallest];
+"""
+
+
+def ward_digits(driver: WebDriver) -> tuple[list[str], float]:
+    """(every number of the ward's tiles that is clipped or covered, the smallest ink
+    height in px of a vital sign's digits); see ``_CLIPPED_DIGITS``."""
+    problems, smallest = driver.execute_script(_CLIPPED_DIGITS)
+    return problems, smallest

@@ -137,6 +137,20 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     assert len(rows) >= 6
     assert "computed" in wait_text(b, (By.ID, "population-status"))
     assert "Hospital data" in wait_text(b, (By.ID, "population-map-label"))
+    # the alarm burden, read from the alert tables: every ward of the seeded history
+    rows = wait(b, lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('#population-burden tbody tr'), tr =>"
+        " Object.fromEntries(Array.from(tr.querySelectorAll('td[data-dash-column]'),"
+        " td => [td.getAttribute('data-dash-column'), td.textContent])))"), 60)
+    burden = {r["ward"]: r for r in rows if r.get("ward")}
+    wards = {f"icu-{w:02d}" for w in range(1, 7)}
+    assert wards <= set(burden), burden
+    for ward in wards:  # 10 beds x 7 days x 6 alarms a day: no small counts
+        r = burden[ward]
+        assert re.fullmatch(r"[\d.,]+ \([\d,]+ / [\d.,]+\)", r["per_bed_day"]), r
+        assert 70 <= int(r["acknowledged"].split(" %")[0]) <= 100, r  # 85 % in the seed
+        assert r["median_ack"].endswith((" s", " min")), r
+    assert "alarms over" in wait_text(b, (By.ID, "population-burden-note"))
     # everything drawn: at 1920 wide the page does not scroll sideways
     set_viewport(b, 1920, 1080)
     settled(b)
@@ -153,6 +167,12 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
         scrolled_to(b, wards_top)
         settled(b)
         b.save_screenshot(str(SCREENSHOTS / "population-wards.png"))
+        burden_top = b.execute_script(
+            "return Math.round(document.getElementById('population-burden-card')"
+            ".getBoundingClientRect().top + window.scrollY - 70);")
+        scrolled_to(b, burden_top)
+        settled(b)
+        b.save_screenshot(str(SCREENSHOTS / "population-alarm-burden.png"))
         scrolled_to(b, 0)  # the sticky top bar would cover the radio
     # the public layer is labelled as such and still draws offline
     click(b, (By.CSS_SELECTOR, "#population-layer input[value='cdc']"))
@@ -168,8 +188,10 @@ def test_clinicians_cannot_open_the_page(live_web, browser, role: Role) -> None:
     assert not browser.find_elements(By.ID, "population-map")
 
 
+@pytest.mark.parametrize("output", ["population-wards", "population-burden"])
 @pytest.mark.parametrize("role", [Role.PHYSICIAN, Role.NURSE])
-def test_clinicians_are_refused_the_callbacks_over_http(live_web, role: Role) -> None:
+def test_clinicians_are_refused_the_callbacks_over_http(live_web, role: Role,
+                                                        output: str) -> None:
     name, password = live_web.users[role]
     s = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"',
@@ -178,10 +200,15 @@ def test_clinicians_are_refused_the_callbacks_over_http(live_web, role: Role) ->
                                          "password": password}, timeout=30)
     assert s.get(live_web.url("/population"), allow_redirects=False, timeout=10).status_code \
         == 403
-    body = {"output": "population-wards.data",
-            "outputs": {"id": "population-wards", "property": "data"},
-            "inputs": [{"id": "population-period", "property": "value", "value": "30"}],
+    period = "population-period" if output == "population-wards" else \
+        "population-burden-period"
+    body = {"output": f"{output}.data", "outputs": {"id": output, "property": "data"},
+            "inputs": [{"id": period, "property": "value", "value": "30"}],
             "changedPropIds": []}
+    if output == "population-burden":
+        body["output"] = "..population-burden.data...population-burden-note.children.."
+        body["outputs"] = [{"id": output, "property": "data"},
+                           {"id": "population-burden-note", "property": "children"}]
     r = s.post(live_web.url("/_dash-update-component"), data=json.dumps(body),
                headers={"Content-Type": "application/json",
                         "X-CSRFToken": s.cookies.get("_csrf_token", "")}, timeout=30)

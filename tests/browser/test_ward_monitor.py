@@ -42,7 +42,14 @@ from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore
-from tests.browser.support import click, set_viewport, settled, wait, wait_text
+from tests.browser.support import (
+    click,
+    set_viewport,
+    settled,
+    wait,
+    wait_text,
+    ward_digits,
+)
 from tests.integration.support import StreamJob, consume_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -59,13 +66,15 @@ PSEUDONYMS = [
 NORMAL = {"hr": 78.0, "spo2": 97.0, "rr": 15.0, "sbp": 122.0, "dbp": 71.0, "temp": 36.9}
 # ICU-A: what the pipeline should make of each crafted bed (rules in backend.alerting).
 SHOW_PROFILES = {
-    "3": {"spo2": 86.0},  # ref_spo2_low: HIGH (+ NEWS2 red score)
-    "11": {"hr": 136.0, "rr": 26.0, "spo2": 93.0},  # NEWS2 8: HIGH (+ HR above 120)
-    "7": {"hr": 126.0},  # HR above 120: MEDIUM
+    "3": {"spo2": 83.0},  # SpO2 below the 85 % limit: HIGH (+ NEWS2 red score)
+    "11": {"hr": 136.0, "rr": 26.0, "spo2": 93.0},  # NEWS2 8: HIGH
+    "7": {"hr": 142.0},  # NEWS2 pulse 3: MEDIUM (urgent ward-based response)
     "18": {"rr": 23.0, "sbp": 96.0, "dbp": 58.0},  # qSOFA 2: MEDIUM
-    "12": {"rr": 26.0},  # NEWS2 red score (RR): LOW
+    "12": {"rr": 26.0},  # NEWS2 red score (RR): MEDIUM
+    "14": {"sbp": 88.0, "dbp": 47.0},  # MAP 61 below 65: MEDIUM (+ SBP red score)
     "21": {"spo2": 0.0},  # SpO2 sensor off: LOW
-    "25": {"spo2": 88.0},  # HIGH, acknowledged by the nurse in the test
+    "25": {"hr": 36.0},  # HR below the 40/min limit: HIGH, acknowledged in the test
+    "29": {"hr": 122.0, "temp": 38.4},  # NEWS2 2 + 1: marked, no alarm
 }
 SILENT_BED = "9"  # stops sending: NO DATA, and the pipeline's stale-signal alarm
 
@@ -192,7 +201,7 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[WardSyste
                                        label=PSEUDONYMS[i - 1], admitted_ts=admitted))
     system = WardSystem(f"http://127.0.0.1:{settings.web.port}", settings, db,
                         Monitors(settings), StreamJob(settings, tmp / "stream.log"))
-    for role in (Role.NURSE, Role.ADMIN):
+    for role in (Role.NURSE, Role.CHARGE_NURSE, Role.ADMIN):
         name, pw = f"w-{role.value}", secrets.token_urlsafe(16)
         create_user(db, name, pw, role, f"Ward {role.label}", actor="test", via="test")
         system.users[role] = (name, pw)
@@ -322,6 +331,12 @@ def tile_class(driver, bed: str) -> str:
         "return t ? t.className : '';", bed) or ""
 
 
+def cell_class(driver, bed: str, selector: str) -> str:
+    return driver.execute_script(
+        "var e = document.querySelector(arguments[0]); return e ? e.className : '';",
+        tile_css(bed) + " " + selector) or ""
+
+
 def open_ward(driver, system: WardSystem, ward: str, query: str = "") -> None:
     driver.get(system.url(f"/ward?ward={ward}{query}"))
     wait(driver, lambda d: tile(d, "1") is not None, timeout=30, poll=0.1)
@@ -360,8 +375,8 @@ def test_nurse_sees_live_values_and_acknowledges_an_alarm(system: WardSystem, br
     now = int(time.time() * 1000)
     e = AlertEvent(alert_id=f"bt-{uuid.uuid4().hex[:8]}", event="raised",
                    patient_id=patient(TEST_WARD, "3"), ward=TEST_WARD, bed="3",
-                   rule="ref_spo2_low", priority=Priority.HIGH,
-                   message="SpO2 84 % below 90 %", values={"spo2": 84.0},
+                   rule="limit_spo2_low", priority=Priority.HIGH,
+                   message="Desaturation: SpO2 84 % below 85 %", values={"spo2": 84.0},
                    onset_ts=now - 10_000, reading_ts=now, detected_ts=now)
     assert AlertStore(system.db).raise_alert(e)
     t0 = time.monotonic()
@@ -467,13 +482,22 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     system.monitors.silent.add((SHOW_WARD, SILENT_BED))
     t0 = time.monotonic()
     expected = {"3": "high", "11": "high", "25": "high", "7": "medium", "18": "medium",
-                "12": "low", "21": "low"}
+                "12": "medium", "14": "medium", "21": "low"}
     wait(browser, lambda d: all(f"wt--alarm-{p}" in tile_class(d, b)
                                 for b, p in expected.items()), timeout=120)
     system.timings["pipeline_alarms_s"] = round(time.monotonic() - t0, 2)
     mark("alarms")
     assert tile_text(browser, "21", ".wt-cell--spo2 .wt-num") == "SENSOR OFF"
     assert "NEWS2 red score" in tile_text(browser, "12", ".alarm-msg")
+    # abnormal values, marked by the rules' own limits: shape and inverse video
+    for bed, cell, level, arrow in (("3", ".wt-cell--spo2", "abn--high", "▼"),
+                                    ("25", ".wt-cell--hr", "abn--high", "▼"),
+                                    ("7", ".wt-cell--hr", "abn--medium", "▲"),
+                                    ("12", ".wt-cell--rr", "abn--medium", "▲"),
+                                    ("29", ".wt-cell--hr", "abn--news", "▲")):
+        assert level in cell_class(browser, bed, cell), (bed, cell)
+        assert tile_text(browser, bed, f"{cell} .wt-abn") == arrow, (bed, cell)
+    assert "abn" not in cell_class(browser, "1", ".wt-cell--hr")
     wait(browser, lambda d: "wt--stale" in tile_class(d, SILENT_BED)
          and "wt--alarm-medium" in tile_class(d, SILENT_BED), timeout=90)
     mark("stale")
@@ -500,3 +524,50 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     settled(browser)
     _shot(browser, "ward-monitor-dark.png")
     mark("done")
+
+
+# A wall screen read from 3 m: ISO 9241-303 asks for characters of at least 16, better 20
+# minutes of arc; 20' at 3 m is 17.5 mm, 28 px on a 55-inch 1920x1080 screen.
+MIN_DIGIT_PX = 28
+
+
+@pytest.mark.parametrize(("width", "height", "kiosk"), [
+    (1920, 1080, True),  # a wall screen, full screen
+    (1920, 1080, False),
+    (1920, 937, False),  # a maximised browser: its own bars take 143 px
+    (1920, 937, True),
+])
+def test_32_beds_fit_without_a_clipped_digit(system: WardSystem, browser, width: int,
+                                             height: int, kiosk: bool) -> None:
+    """Every number of every tile whole: inside its tile, cell and row, under no divider,
+    sparkline, label or marker; all 32 tiles on the screen without scrolling; digits tall
+    enough to read from across the room."""
+    sign_in(browser, system, Role.NURSE)
+    set_viewport(browser, width, height)
+    open_ward(browser, system, SHOW_WARD, "&kiosk=1" if kiosk else "")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#ward-grid .wt")) == 32)
+    # the marks and alarms the tiles carry at their busiest
+    wait(browser, lambda d: "abn--high" in cell_class(d, "3", ".wt-cell--spo2"), timeout=120)
+    settled(browser)
+    problems, smallest = ward_digits(browser)
+    assert problems == [], problems
+    assert smallest >= MIN_DIGIT_PX, smallest
+    bottom = browser.execute_script(
+        "return Math.max(...Array.from(document.querySelectorAll('#ward-grid .wt'),"
+        " t => t.getBoundingClientRect().bottom))")
+    assert bottom <= height, bottom
+    system.timings[f"digits_{width}x{height}{'_kiosk' if kiosk else ''}_min_px"] = smallest
+    _shot(browser, f"ward-monitor-{width}x{height}{'-kiosk' if kiosk else ''}.png")
+
+
+def test_charge_nurse_ward_screen(system: WardSystem, browser) -> None:
+    """The charge nurse's ward monitor in a maximised browser (the screenshot a charge
+    nurse sees at the desk)."""
+    sign_in(browser, system, Role.CHARGE_NURSE)
+    set_viewport(browser, 1920, 937)
+    open_ward(browser, system, SHOW_WARD)
+    wait(browser, lambda d: "wt--alarm-high" in tile_class(d, "11"), timeout=120)
+    settled(browser)
+    problems, _ = ward_digits(browser)
+    assert problems == [], problems
+    _shot(browser, "ward-monitor-charge-nurse.png")

@@ -115,7 +115,7 @@ def test_monitor_artefacts_raise_no_clinical_alarm(replayed) -> None:
     alerts = consume_all(settings, settings.kafka.topic_alerts)
     raised = [a for a in alerts if a["event"] == "raised"]
     rules = Counter(a["rule"] for a in raised)
-    assert rules["ref_hr_high"] == 0
+    assert rules["limit_hr_high"] == 0
     for a in raised:
         values = {k: v for k, v in a["values"].items() if v is not None}
         assert 277.0 not in values.values() and 272.8 not in values.values(), a
@@ -124,4 +124,5 @@ def test_monitor_artefacts_raise_no_clinical_alarm(replayed) -> None:
     assert any(r.startswith("sensor_off_") for r in rules), rules
     s00001_clinical = [a["rule"] for a in raised if a["patient_id"] == "mimic-s00001"
                        and not a["rule"].startswith("sensor_off_")]
-    assert "ref_spo2_low" not in s00001_clinical, "SpO2 0 is a sensor off, not a desaturation"
+    assert "limit_spo2_low" not in s00001_clinical, "SpO2 0 is a sensor off, not a desaturation"
+    assert "limit_hr_low" not in s00001_clinical, "HR 0 is a sensor off, not a bradycardia"

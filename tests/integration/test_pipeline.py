@@ -84,8 +84,9 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     settings, session, job = pipeline
     base = int(time.time() * 1000) - 300_000
 
-    # P1: HR 130 for a minute -> the reference rule (HR > 120) after 10 s persistence.
-    p1 = [reading(P1, "01", i, base + i * 1000, hr=130, pulse=130) for i in range(60)]
+    # P1: MAP 60 for a minute -> the MAP limit (< 65) after 10 s persistence (SBP 95 alone
+    # scores 2 in NEWS2 and meets one qSOFA criterion: no other alarm).
+    p1 = [reading(P1, "01", i, base + i * 1000, sbp=95, dbp=42, map=60) for i in range(60)]
     # P2: stable, with artefacts that must raise nothing: a one-sample 250/min spike,
     # SpO2 0 (sensor off) for 3 s, and a pulse of 277/min (rejected as implausible).
     p2 = []
@@ -145,15 +146,16 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     )
     assert raw_count == 125, "every record is stored exactly as received"
 
-    # Exactly one clinical alert: P1's reference HR rule. P2's artefacts raise nothing.
+    # Exactly one clinical alert: P1's MAP limit. P2's artefacts raise nothing.
     alerts = consume_all(settings, settings.kafka.topic_alerts)
     clinical = [(a["patient_id"], a["rule"], a["event"]) for a in alerts
                 if a["rule"] != "stale_signal"]
-    assert clinical == [(P1, "ref_hr_high", "raised")]
-    hr_alert = next(a for a in alerts if a["rule"] == "ref_hr_high")
-    assert hr_alert["priority"] == "medium"
-    assert hr_alert["reading_ts"] - hr_alert["onset_ts"] >= 10_000  # persistence held
-    assert [a["rule"] for a in alerts_of(session, P1)] == ["ref_hr_high"]
+    assert clinical == [(P1, "limit_map_low", "raised")]
+    map_alert = next(a for a in alerts if a["rule"] == "limit_map_low")
+    assert map_alert["priority"] == "medium"
+    assert map_alert["message"] == "Hypotension: MAP 60 mmHg below 65 mmHg"
+    assert map_alert["reading_ts"] - map_alert["onset_ts"] >= 10_000  # persistence held
+    assert [a["rule"] for a in alerts_of(session, P1)] == ["limit_map_low"]
     assert alerts_of(session, P2) == []
 
     # Both beds fall silent: the stale-signal alarm comes from the job's clock ticks.
@@ -179,9 +181,9 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     job.start()
     wait_until(lambda: count_readings(session, P1) == 260, timeout=180,
                what="every phase-2 reading after the restart")
-    wait_until(lambda: any(a["rule"] == "ref_hr_high" and a["event"] == "cleared"
+    wait_until(lambda: any(a["rule"] == "limit_map_low" and a["event"] == "cleared"
                            for a in consume_all(settings, settings.kafka.topic_alerts)),
-               timeout=60, what="the HR alarm to clear")
+               timeout=60, what="the MAP alarm to clear")
 
     validated = consume_all(settings, settings.kafka.topic_validated)
     per_reading = Counter((v["patient_id"], v["seq"]) for v in validated)
@@ -193,7 +195,7 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     assert max(per_event.values()) == 1, f"an alert event was published twice: {per_event}"
     clinical = [(a["patient_id"], a["rule"], a["event"]) for a in alerts
                 if a["rule"] != "stale_signal"]
-    assert clinical == [(P1, "ref_hr_high", "raised"), (P1, "ref_hr_high", "cleared")]
+    assert clinical == [(P1, "limit_map_low", "raised"), (P1, "limit_map_low", "cleared")]
     assert Counter((d["source_partition"], d["source_offset"], d["detail"])
                    for d in consume_all(settings, settings.kafka.topic_deadletter)
                    ).most_common(1)[0][1] == 1, "no dead letter published twice"

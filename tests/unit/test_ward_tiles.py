@@ -177,6 +177,84 @@ def test_sensor_off_and_missing_parameters(state: WardState) -> None:
     assert "partial" in t
 
 
+def cell(tile: Any, vital: str) -> Any:
+    return next(c for c in walk(tile)
+                if f"wt-cell--{vital}" in (getattr(c, "className", "") or "").split())
+
+
+def marker(component: Any) -> Any:
+    return next((c for c in walk(component)
+                 if "wt-abn" in (getattr(c, "className", "") or "").split()), None)
+
+
+def test_abnormal_values_are_marked_by_the_rules_not_by_colour(state: WardState) -> None:
+    state.apply_reading(reading(carried={
+        Vital.HR: 145.0,  # NEWS2 pulse 3: the urgent (medium) alarm on its own
+        Vital.SPO2: 83.0,  # below the 85 % limit: high
+        Vital.RR: 10.0,  # NEWS2 1: outside the normal band, no alarm on its own
+        Vital.TEMP: 37.0, Vital.SBP: 122.0, Vital.DBP: 40.0,  # DBP: no rule looks at it
+        Vital.MAP: 58.0,  # below the 65 mmHg limit: medium
+    }))
+    tile = render_tile(state.bed_snapshot("ICU-A", "1"))
+    hr, spo2, rr, temp, bp = (cell(tile, v) for v in ("hr", "spo2", "rr", "temp", "bp"))
+    assert {"abn", "abn--medium", "abn-side--high"} <= classes(hr)
+    assert {"abn", "abn--high", "abn-side--low"} <= classes(spo2)
+    assert {"abn", "abn--news", "abn-side--low"} <= classes(rr)
+    assert "abn" not in classes(temp)
+    # the marker: a shape that says the direction, with the reason for a screen reader
+    assert marker(hr).children == "▲" and marker(spo2).children == "▼"
+    assert marker(spo2).title == "SpO2 below normal: below limit 85 % (HIGH alarm)"
+    assert marker(rr).title == "Respiratory rate below normal: NEWS2 1"
+    assert marker(temp) is None
+    # blood pressure: the mean is its own block; the systolic/diastolic number is normal
+    bp_num = next(c for c in walk(bp) if "wt-num" in (getattr(c, "className", "") or ""))
+    bp_map = next(c for c in walk(bp) if "wt-map" in (getattr(c, "className", "") or ""))
+    assert "abn" not in bp_num.className.split()
+    assert {"abn", "abn--medium"} <= set(bp_map.className.split())
+    assert marker(bp).children == "▼" and "Mean BP" in marker(bp).title
+    # the numbers are unchanged text (a screen reads them as before)
+    assert {"145", "83", "10", "122/40", "(58)"} <= set(texts(tile))
+
+
+def test_a_normal_patient_has_no_marks(state: WardState) -> None:
+    state.apply_reading(reading(carried={Vital.HR: 75.0, Vital.SPO2: 97.0, Vital.RR: 16.0,
+                                         Vital.TEMP: 37.0, Vital.SBP: 125.0, Vital.DBP: 70.0,
+                                         Vital.MAP: 88.0}))
+    tile = render_tile(state.bed_snapshot("ICU-A", "1"))
+    assert "abn" not in classes(tile) and marker(tile) is None
+
+
+def test_marks_follow_the_wards_limits_and_the_patients_spo2_scale(clock: Clock) -> None:
+    from backend.settings import Settings
+
+    settings = Settings(alerting={"ward_limits": {"ICU-A": {"hr_above": 130}}})
+    state = WardState.from_settings(settings, clock=clock)
+    state.load_ward("ICU-A", beds=[{"bed": "1", "patient_id": "p1", "label": "",
+                                    "spo2_scale": 2}])
+    state.apply_reading(reading(carried={Vital.HR: 135.0, Vital.SPO2: 89.0}))
+    tile = render_tile(state.bed_snapshot("ICU-A", "1"))
+    assert "abn--high" in classes(cell(tile, "hr"))  # this ward alarms above 130/min
+    assert "abn" not in classes(cell(tile, "spo2"))  # 89 % is the target on scale 2
+
+
+def test_a_stale_bed_marks_nothing(state: WardState, clock: Clock) -> None:
+    state.apply_reading(reading(carried={Vital.HR: 160.0}))
+    clock.t = T0 + 45
+    snap = state.bed_snapshot("ICU-A", "1")
+    assert snap.flags == {} and marker(render_tile(snap)) is None
+
+
+def test_a_once_a_minute_source_is_not_stale_between_its_frames(state: WardState,
+                                                                 clock: Clock) -> None:
+    for k in range(4):
+        clock.t = T0 + 60 * k
+        state.apply_reading(reading(t=clock.t))
+    clock.t += 59  # a fixed 30 s timeout would show NO DATA now
+    assert not state.bed_snapshot("ICU-A", "1").stale
+    clock.t += 181 - 59  # three missed frames: stale
+    assert state.bed_snapshot("ICU-A", "1").stale
+
+
 def test_format_age() -> None:
     assert format_age(45.9) == "00:45"
     assert format_age(3725) == "1:02:05"

@@ -7,8 +7,14 @@ screen never queries Cassandra. Writers and readers share one lock; readers get 
 
 Display rules that keep a nurse from reading old data as current:
 
-* a bed whose last reading is older (by processing time) than ``stale_after_seconds`` is
-  *stale*: its snapshot carries no values and no scores at all, only the age;
+* a bed whose last reading is older (by processing time) than its stale timeout is
+  *stale*: its snapshot carries no values and no scores at all, only the age. The timeout
+  is the alarm engine's (``backend.alerting.rules.stale_timeout_ms``): the settings' floor
+  for a monitor sending every second, a few of its own reporting intervals for a source
+  that sends once a minute, so such a bed does not flash "NO DATA" between its frames;
+* the values beyond a limit or outside the NEWS2 normal band carry their ``ValueFlag``
+  (``backend.alerting.rules.value_flag``, with the ward's limits and the patient's SpO2
+  scale): the screen marks them with the same thresholds the alarms use;
 * a parameter in ``sensors_off`` is *off*, never its last good value;
 * a parameter absent from ``carried`` is *missing* ("--").
 
@@ -30,7 +36,15 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
+from backend.alerting.rules import (
+    STALE_GAPS_KEPT,
+    ValueFlag,
+    reporting_interval_ms,
+    stale_timeout_ms,
+    value_flag,
+)
 from backend.messages import AlertEvent, Priority, ValidatedReading
+from backend.settings import AlertingSettings
 from backend.vitals import Vital
 
 Clock = Callable[[], float]
@@ -132,6 +146,8 @@ class BedSnapshot:
     qsofa: int | None
     trend: tuple[TrendPoint, ...]
     alarms: tuple[Alarm, ...]
+    # the abnormal values among ``values``, by the alarm rules (absent: normal)
+    flags: Mapping[Vital, ValueFlag] = field(default_factory=dict)
 
     @property
     def no_data(self) -> bool:
@@ -156,9 +172,10 @@ class BedSnapshot:
 class _Bed:
     """Mutable per-bed record, only touched under the state's lock."""
 
-    __slots__ = ("alarms", "bed", "label", "last_processed_ts", "last_ts", "news2",
-                 "news2_band", "news2_complete", "patient_id", "qsofa", "sensors_off",
-                 "shown_stale", "trend", "values", "version", "ward")
+    __slots__ = ("alarms", "bed", "flags", "gaps", "label", "last_processed_ts", "last_ts", "news2",
+                 "news2_band", "news2_complete", "o2_supplemental", "patient_id", "qsofa",
+                 "sensors_off", "shown_stale", "spo2_scale", "trend", "values", "version",
+                 "ward")
 
     def __init__(self, ward: str, bed: str, trend_len: int) -> None:
         self.ward = ward
@@ -177,6 +194,11 @@ class _Bed:
         self.trend: deque[TrendPoint] = deque(maxlen=trend_len)
         self.alarms: dict[str, Alarm] = {}
         self.shown_stale: bool | None = None
+        # the source's recent gaps between readings (device time, ms): its interval
+        self.gaps: deque[int] = deque(maxlen=STALE_GAPS_KEPT)
+        self.spo2_scale = 1  # the admission's NEWS2 SpO2 scale (census)
+        self.o2_supplemental: bool | None = None  # last charted
+        self.flags: tuple[int, Mapping[Vital, ValueFlag]] | None = None  # (version, flags)
 
     def new_occupant(self, patient_id: str | None) -> None:
         """A different patient is in the bed: nothing of the previous one may show."""
@@ -189,6 +211,9 @@ class _Bed:
         self.news2 = self.news2_band = self.qsofa = None
         self.news2_complete = False
         self.trend.clear()
+        self.gaps.clear()
+        self.spo2_scale = 1
+        self.o2_supplemental = None
         self.alarms = {a.alert_id: a for a in self.alarms.values()
                        if a.patient_id == patient_id}
 
@@ -204,8 +229,12 @@ class WardState:
         trend_window_seconds: float = 600.0,
         trend_step_seconds: float = 5.0,
         clock: Clock = time.time,
+        alerting: AlertingSettings | None = None,
     ) -> None:
         self.stale_after_seconds = stale_after_seconds
+        # the stale timeouts and the wards' limits; the floor above wins over its own
+        base = alerting or AlertingSettings()
+        self.alerting = base.model_copy(update={"stale_after_seconds": stale_after_seconds})
         self.trend_window_ms = int(trend_window_seconds * 1000)
         self.trend_step_ms = max(1, int(trend_step_seconds * 1000))
         self._trend_len = math.ceil(trend_window_seconds / trend_step_seconds) + 1
@@ -220,6 +249,7 @@ class WardState:
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> WardState:
         kwargs.setdefault("stale_after_seconds", settings.alerting.stale_after_seconds)
+        kwargs.setdefault("alerting", settings.alerting)
         return cls(**kwargs)
 
     # ------------------------------------------------------------------ writes
@@ -265,8 +295,12 @@ class WardState:
                     self._touch(b)
                     return True
                 return False
+            if b.last_ts is not None and r.ts > b.last_ts:
+                b.gaps.append(r.ts - b.last_ts)
             b.last_ts = r.ts
             b.last_processed_ts = processed
+            if r.o2_supplemental is not None:
+                b.o2_supplemental = r.o2_supplemental
             b.values = {Vital(k): float(v) for k, v in r.carried.items() if v is not None}
             b.sensors_off = frozenset(Vital(s) for s in r.sensors_off)
             b.news2 = r.news2
@@ -361,8 +395,9 @@ class WardState:
                     if b.patient_id is not None and patient != b.patient_id:
                         b.new_occupant(patient)
                         self._touch(b)
-                    if b.patient_id != patient or b.label != label:
-                        b.patient_id, b.label = patient, label
+                    scale = row.get("spo2_scale") or 1
+                    if b.patient_id != patient or b.label != label or b.spo2_scale != scale:
+                        b.patient_id, b.label, b.spo2_scale = patient, label, scale
                         self._touch(b)
             for row in latest or ():
                 name = str(row["bed"])
@@ -386,6 +421,8 @@ class WardState:
         processed = to_ms(row.get("processed_ts")) or ts
         changed = (ts, values, off, row.get("news2")) != (
             b.last_ts, b.values, b.sensors_off, b.news2)
+        if b.last_ts is not None and ts > b.last_ts:
+            b.gaps.append(ts - b.last_ts)
         b.last_ts = ts
         b.last_processed_ts = max(processed, b.last_processed_ts or processed)
         b.values = values
@@ -463,10 +500,28 @@ class WardState:
 
     # ------------------------------------------------------------------- reads
 
+    def stale_after(self, b: _Bed) -> float:
+        """Seconds of silence after which ``b`` is stale (module docstring)."""
+        return stale_timeout_ms(self.alerting, reporting_interval_ms(b.gaps)) / 1000
+
     def _is_stale(self, b: _Bed, now: float) -> bool:
         if b.last_processed_ts is None:
             return True
-        return now - b.last_processed_ts / 1000 > self.stale_after_seconds
+        return now - b.last_processed_ts / 1000 > self.stale_after(b)
+
+    def _flags(self, b: _Bed) -> Mapping[Vital, ValueFlag]:
+        """The bed's abnormal values, computed once per version of the bed."""
+        if b.flags is not None and b.flags[0] == b.version:
+            return b.flags[1]
+        cfg = self.alerting.for_ward(b.ward)
+        flags = {}
+        for vital, value in b.values.items():
+            flag = value_flag(vital, value, cfg, spo2_scale=b.spo2_scale,
+                              o2_supplemental=b.o2_supplemental)
+            if flag is not None:
+                flags[vital] = flag
+        b.flags = (b.version, MappingProxyType(flags))
+        return b.flags[1]
 
     def _snapshot(self, b: _Bed, now: float) -> BedSnapshot:
         stale = self._is_stale(b, now)
@@ -491,6 +546,7 @@ class WardState:
             qsofa=None if stale else b.qsofa,
             trend=tuple(b.trend),
             alarms=alarms,
+            flags=MappingProxyType({}) if stale else self._flags(b),
         )
 
     def ward_snapshot(self, ward: str, now: float | None = None) -> list[BedSnapshot]:

@@ -21,12 +21,14 @@ from dash import Input, Output, State, dash_table, dcc, html
 
 from backend.population import cdc, geo, store
 from backend.population.periods import day_range
+from backend.storage.alarm_burden import ward_burdens
 from webapp import population_view as pv
 from webapp.security import current_db, current_settings, register_page, secure_callback
 
 register_page(__name__, "population")
 
 PERIODS = {"7": "Last 7 days", "30": "Last 30 days", "90": "Last 90 days"}
+BURDEN_PERIODS = {"1": "Last 24 hours", "7": "Last 7 days", "30": "Last 30 days"}
 LAYERS = {"hospital": "Hospital measure", "cdc": "Public data: CDC drug-poisoning deaths"}
 ALL = "__all__"
 
@@ -100,6 +102,28 @@ def layout(**_query: str) -> html.Div:
         html.Div(className="form-row", children=[
             html.Button("Export current view (CSV)", id="population-export", n_clicks=0),
             dcc.Download(id="population-download")]),
+        _card("Alarm burden",
+              html.P("Every alarm the wards raised, read from the alert tables as they "
+                     "are now (not the daily aggregates): alarms per occupied bed-day, the "
+                     "share acknowledged, the median time to the first acknowledgement, "
+                     "and the rules that raise most of them.", className="muted small"),
+              dcc.RadioItems(id="population-burden-period", value="7", inline=True,
+                             options=[{"label": v, "value": k}
+                                      for k, v in BURDEN_PERIODS.items()]),
+              dash_table.DataTable(
+                  id="population-burden",
+                  columns=[{"name": label, "id": key} for key, label in pv.BURDEN_COLUMNS],
+                  style_table={"overflowX": "auto"},
+                  style_cell={"fontSize": "15px", "padding": "6px", "textAlign": "right",
+                              "whiteSpace": "normal", "height": "auto",
+                              "fontFamily": "var(--icu-font)",
+                              "fontVariantNumeric": "tabular-nums"},
+                  style_cell_conditional=[{"if": {"column_id": c}, "textAlign": "left"}
+                                          for c in ("ward", "top_rules")],
+                  style_header={"fontWeight": "bold", "whiteSpace": "normal",
+                                "height": "auto"}),
+              html.Div(id="population-burden-note", className="muted small"),
+              id="population-burden-card"),
     ])
 
 
@@ -247,3 +271,18 @@ def export_csv(_n: int, period: str | None, region: str | None) -> dict:
     suffix = f"-{region}" if region else ""
     return {"content": text, "filename": f"population-{start}-{end}{suffix}.csv",
             "type": "text/csv"}
+
+
+@secure_callback("population", Output("population-burden", "data"),
+                 Output("population-burden-note", "children"),
+                 Input("population-burden-period", "value"))
+def alarm_burden(period: str | None) -> tuple[list[dict], str]:
+    days = int(period if period in BURDEN_PERIODS else "7")
+    end = datetime.now(UTC)
+    start = end - timedelta(days=days)
+    burdens = ward_burdens(current_db(), start, end)
+    total = sum(b.alarms for b in burdens)
+    bed_days = sum(b.bed_days for b in burdens)
+    note = (f"{start:%d %b %Y %H:%M} – {end:%d %b %Y %H:%M} UTC: {total:,} alarms over "
+            f"{bed_days:,.1f} occupied bed-days in {len(burdens)} wards.")
+    return pv.burden_rows(burdens, current_settings().population.suppress_below), note

@@ -3,7 +3,7 @@
 ``/ward?ward=ICU-A`` (the first ward of the census without it); ``&kiosk=1`` covers the
 whole window (wall screens: no navigation, no picker); ``&theme=light|dark``.
 
-The screen is ``webapp.ward`` (layout, tiles, the 1 s update callback) on this web
+The screen is ``webapp.ward`` (layout, tiles, the periodic update callback) on this web
 process's one ``WardState`` (``webapp.live.live_state``), which ``create_app`` creates
 with the app's settings before Dash imports this module and starts with the app. Its
 callbacks carry the policy's permissions: "ward" for the update, "alerts.acknowledge"
@@ -68,7 +68,8 @@ def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None 
     wards = known_wards()
     ward = ward.strip() if isinstance(ward, str) and ward.strip() else None
     return html.Div(
-        ward_layout(ward, wards, kiosk=(kiosk or "").lower() in TRUE, theme=theme),
+        ward_layout(ward, wards, kiosk=(kiosk or "").lower() in TRUE, theme=theme,
+                    update_ms=current_settings().web.ward_update_ms),
         className="page-ward",
     )
 

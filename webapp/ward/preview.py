@@ -4,8 +4,10 @@
 
 then open http://127.0.0.1:8051/?ward=ICU-A (add ``&theme=light``, ``&kiosk=1``).
 Ward ICU-A has 32 beds: alarms at every priority (one acknowledged, one bed with two),
-a stale bed, a bed that never sent data, sensors off, a missing parameter and a partial
-NEWS2. A thread keeps the values moving once a second, as the live feed would.
+abnormal values at every level, a stale bed, a bed that never sent data, sensors off, a
+missing parameter and a partial NEWS2. Scores and alarm texts come from the real rules
+(``backend.alerting``). A thread keeps the values moving once a second, as the live feed
+would.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import time
 import dash
 from dash import Dash, html
 
-from backend.messages import AlertEvent, Priority, ValidatedReading
-from backend.settings import REPO_ROOT
+from backend.alerting.evaluation import score_news2, score_qsofa
+from backend.alerting.rules import RULES_BY_ID, STALE_RULE, Snapshot, stale_message
+from backend.messages import AlertEvent, Consciousness, ValidatedReading
+from backend.settings import REPO_ROOT, AlertingSettings
 from backend.vitals import Vital
 from webapp.live.state import WardState
 from webapp.ward.view import AckResult, register_ward_callbacks, ward_layout
@@ -59,14 +63,16 @@ class Synthetic:
             state.load_ward(ward, beds=beds, latest=[], alerts=[])
             for i in range(1, n + 1):
                 self.base[(ward, str(i))] = _baseline(i, self.rng)
-        # Scenario values.
+        # Scenario values (the alarms they raise: ``_alarms``).
         a = self.base
-        a[("ICU-A", "3")][Vital.HR] = 148
-        a[("ICU-A", "7")][Vital.SPO2] = 89
-        a[("ICU-A", "12")][Vital.RR] = 23
-        a[("ICU-A", "18")][Vital.SBP] = 84
-        a[("ICU-A", "21")][Vital.HR] = 124
+        a[("ICU-A", "3")][Vital.HR] = 146  # NEWS2 pulse 3: urgent (medium)
+        a[("ICU-A", "7")][Vital.SPO2] = 82  # below the 85 % limit: high
+        a[("ICU-A", "11")].update({Vital.HR: 136, Vital.RR: 27, Vital.SPO2: 92.6})  # NEWS2 8
+        a[("ICU-A", "12")][Vital.RR] = 23  # NEWS2 2: marked, no alarm
+        a[("ICU-A", "18")].update({Vital.SBP: 84, Vital.DBP: 47})  # MAP 59: medium
+        a[("ICU-A", "21")][Vital.HR] = 124  # NEWS2 2 + 1: marked, no alarm
         a[("ICU-A", "21")][Vital.TEMP] = 38.6
+        a[("ICU-A", "25")][Vital.HR] = 36  # below the 40/min limit: high
         now = time.time()
         # Ten minutes of history, so the sparklines show a trend.
         for k in range(120, 0, -1):
@@ -94,14 +100,17 @@ class Synthetic:
         vals = self.values(ward, bed, t)
         off: list[Vital] = []
         if ward == "ICU-A" and bed == SPO2_OFF_BED:
-            off = [Vital.SPO2]
+            off = [Vital.SPO2, Vital.PULSE]
         if ward == "ICU-A" and bed == BP_OFF_BED:
             off = [Vital.SBP, Vital.DBP, Vital.MAP]
         carried = {v: x for v, x in vals.items() if v not in off}
         if ward == "ICU-A" and bed == TEMP_MISSING_BED:
             carried.pop(Vital.TEMP, None)
-        score = self._news2(carried)
-        band = "high" if score >= 7 else "medium" if score >= 5 else "low"
+        n = score_news2(rr=carried.get(Vital.RR), spo2=carried.get(Vital.SPO2), spo2_scale=1,
+                        o2_supplemental=False, sbp=carried.get(Vital.SBP),
+                        pulse=carried.get(Vital.HR), consciousness=Consciousness.ALERT,
+                        temp=carried.get(Vital.TEMP))
+        score, band = (n.total, n.band.value) if n else (None, None)
         self.seq += 1
         self.state.apply_reading(ValidatedReading(
             patient_id=f"{ward}-p{bed}", ward=ward, bed=bed, device_id=f"mon-{ward}-{bed}",
@@ -112,23 +121,6 @@ class Synthetic:
             processed_ts=int(t * 1000) + 300,
         ))
 
-    @staticmethod
-    def _news2(c: dict[Vital, float]) -> int:
-        s = 0
-        hr, spo2, rr = c.get(Vital.HR), c.get(Vital.SPO2), c.get(Vital.RR)
-        sbp, temp = c.get(Vital.SBP), c.get(Vital.TEMP)
-        if hr is not None:
-            s += 3 if hr > 130 or hr <= 40 else 2 if hr > 110 else 1 if hr > 90 or hr <= 50 else 0
-        if spo2 is not None:
-            s += 3 if spo2 <= 91 else 2 if spo2 <= 93 else 1 if spo2 <= 95 else 0
-        if rr is not None:
-            s += 3 if rr >= 25 or rr <= 8 else 2 if rr >= 21 else 1 if rr <= 11 else 0
-        if sbp is not None:
-            s += 3 if sbp <= 90 or sbp >= 220 else 2 if sbp <= 100 else 1 if sbp <= 110 else 0
-        if temp is not None:
-            s += 2 if temp >= 39.1 else 1 if temp >= 38.1 or temp <= 36.0 else 0
-        return s
-
     def tick(self, t: float, *, history: bool = False) -> None:
         for ward, bed in self.base:
             if ward == "ICU-A" and bed in (STALE_BED, NODATA_BED):
@@ -136,23 +128,41 @@ class Synthetic:
             self.reading(ward, bed, t, history=history)
 
     def _alarms(self, now: float) -> None:
-        def raise_(bed: str, rule: str, pri: Priority, msg: str, ago: float, ward="ICU-A"):
-            ms = int((now - ago) * 1000)
-            self.state.apply_alert(AlertEvent(
-                alert_id=f"{ward}-{bed}-{rule}", event="raised", patient_id=f"{ward}-p{bed}",
-                ward=ward, bed=bed, rule=rule, priority=pri, message=msg, values={},
-                onset_ts=ms - 10_000, reading_ts=ms, detected_ts=ms,
-            ))
+        cfg = AlertingSettings()
 
-        raise_("3", "hr_high", Priority.HIGH, "HR 148 > 130", 40)
-        raise_("7", "spo2_low", Priority.MEDIUM, "SpO2 89 < 90", 75)
-        raise_("12", "rr_high", Priority.LOW, "RR 23 > 21", 120)
-        raise_("18", "sbp_low", Priority.HIGH, "SBP 84 < 90", 300)
-        self.state.apply_lifecycle("ICU-A-18-sbp_low", "acknowledged", "n.kim", now - 200)
-        raise_("21", "hr_high", Priority.MEDIUM, "HR 124 > 120", 90)
-        raise_("21", "temp_high", Priority.LOW, "Temp 38.6 > 38.0", 600)
-        raise_(STALE_BED, "stale", Priority.MEDIUM, "No data from monitor", 10)
-        raise_("4", "news2_high", Priority.HIGH, "NEWS2 7", 20, ward="ICU-B")
+        def raise_(bed: str, rules: tuple[str, ...], ago: float, ward: str = "ICU-A") -> None:
+            """The rules that hold for the bed's values now, with their real texts."""
+            values = self.values(ward, bed, now)
+            off = frozenset({Vital.SPO2, Vital.PULSE} if bed == SPO2_OFF_BED else ())
+            n = score_news2(rr=values[Vital.RR], spo2=values[Vital.SPO2], spo2_scale=1,
+                            o2_supplemental=False, sbp=values[Vital.SBP],
+                            pulse=values[Vital.HR], consciousness=Consciousness.ALERT,
+                            temp=values[Vital.TEMP])
+            snap = Snapshot(0, values, off, False, Consciousness.ALERT, n,
+                            score_qsofa(rr=values[Vital.RR], sbp=values[Vital.SBP],
+                                        consciousness=Consciousness.ALERT), Vital.HR)
+            for rule_id in rules:
+                rule = RULES_BY_ID[rule_id]
+                ms = int((now - ago) * 1000)
+                self.state.apply_alert(AlertEvent(
+                    alert_id=f"{ward}-{bed}-{rule_id}", event="raised",
+                    patient_id=f"{ward}-p{bed}", ward=ward, bed=bed, rule=rule_id,
+                    priority=rule.priority, message=rule.message(snap, cfg), values={},
+                    onset_ts=ms - 10_000, reading_ts=ms, detected_ts=ms,
+                ))
+
+        raise_("3", ("news2_red_flag",), 40)
+        raise_("7", ("limit_spo2_low", "news2_red_flag"), 75)
+        raise_("11", ("news2_high",), 20)
+        raise_("18", ("limit_map_low", "news2_red_flag"), 300)
+        self.state.apply_lifecycle("ICU-A-18-limit_map_low", "acknowledged", "n.kim", now - 200)
+        raise_("25", ("limit_hr_low",), 15)
+        raise_(SPO2_OFF_BED, ("sensor_off_spo2",), 600)
+        ms = int((now - 10) * 1000)
+        self.state.apply_alert(AlertEvent(
+            alert_id="ICU-A-stale", event="raised", patient_id=f"ICU-A-p{STALE_BED}",
+            ward="ICU-A", bed=STALE_BED, rule=STALE_RULE.id, priority=STALE_RULE.priority,
+            message=stale_message(32), values={}, onset_ts=ms, reading_ts=ms, detected_ts=ms))
 
     def run(self, stop: threading.Event, period: float = 1.0) -> None:
         while not stop.wait(period):

@@ -4,6 +4,14 @@ A tile is read from across the room: big numbers, one colour per parameter, and 
 alarm priority told three ways (IEC 60601-1-8): colour (red / yellow / cyan), symbol
 (▲▲▲ / ▲▲ / ▲) and text (HIGH / MED / LOW), with a flashing border for high priority.
 A stale bed shows no number at all, only "NO DATA" and the age of its last reading.
+
+An abnormal value (``BedSnapshot.flags``: the alarm rules' own limits and NEWS2 bands,
+``backend.alerting.rules.value_flag``) is marked without relying on colour: an arrow
+(▲ above, ▼ below normal) after its label, and, when the value alone raises an
+alarm, the cell in inverse video with the alarm's priority (a dark red block with white
+digits for high, a light yellow one with black digits for medium, told apart in
+greyscale too). A value only outside the NEWS2 normal band (it adds 1-2 points) gets the
+arrow alone.
 All styling is in ``assets/ward.css``; class names are part of the tests' contract.
 """
 
@@ -16,7 +24,7 @@ from urllib.parse import quote
 
 from dash import dcc, html
 
-from backend.alerting.rules import STALE_RULE
+from backend.alerting.rules import STALE_RULE, ValueFlag
 from backend.messages import Priority
 from backend.vitals import VITALS, Vital
 from webapp.live.state import Alarm, BedSnapshot, ParamState, TrendPoint
@@ -97,27 +105,67 @@ def _news2_badge(s: BedSnapshot) -> html.Div:
                     + ("" if s.news2_complete else " news--partial"))
 
 
-def _cell(snapshot: BedSnapshot, vital: Vital, label: str, extra: str = "") -> html.Div:
+ABN_SYMBOL = {"high": "▲", "low": "▼"}
+_ABN_WORD = {Priority.HIGH: "HIGH alarm", Priority.MEDIUM: "MEDIUM alarm"}
+
+
+def abnormal_level(flag: ValueFlag) -> str:
+    """"high" / "medium" (the value raises an alarm of that priority on its own) or
+    "news" (only outside the NEWS2 normal band)."""
+    return flag.priority.value if flag.priority in _ABN_WORD else "news"
+
+
+def _abn_marker(flag: ValueFlag | None, what: str) -> list:
+    if flag is None:
+        return []
+    word = "above" if flag.side == "high" else "below"
+    title = f"{what} {word} normal: {flag.reason}"
+    if flag.priority in _ABN_WORD:
+        title += f" ({_ABN_WORD[flag.priority]})"
+    return [html.Span(ABN_SYMBOL[flag.side], className="wt-abn", title=title,
+                      **{"aria-label": title})]
+
+
+def _abn_classes(flag: ValueFlag | None) -> str:
+    if flag is None:
+        return ""
+    return f" abn abn--{abnormal_level(flag)} abn-side--{flag.side}"
+
+
+def _cell(snapshot: BedSnapshot, vital: Vital, label: str) -> html.Div:
     text, kind = param_text(snapshot, vital)
     unit = VITALS[vital].display_unit
+    flag = snapshot.flags.get(vital) if kind == "value" else None
     return html.Div(
         [
             html.Div([html.Span(label, className="wt-lab"),
-                      html.Span(unit, className="wt-unit")], className="wt-labs"),
+                      html.Span(unit, className="wt-unit"),
+                      *_abn_marker(flag, VITALS[vital].label)], className="wt-labs"),
             html.Span(text, className=f"wt-num wt-num--{kind}"),
-            extra,
         ],
-        className=f"wt-cell wt-cell--{vital.value} is-{kind}",
+        className=f"wt-cell wt-cell--{vital.value} is-{kind}{_abn_classes(flag)}",
     )
+
+
+_FLAG_RANK = {"high": 3, "medium": 2, "news": 1}
+
+
+def _worst(*flags: ValueFlag | None) -> ValueFlag | None:
+    present = [f for f in flags if f is not None]
+    return max(present, key=lambda f: _FLAG_RANK[abnormal_level(f)]) if present else None
 
 
 def _bp(snapshot: BedSnapshot) -> html.Div:
     parts = {v: param_text(snapshot, v) for v in (Vital.SBP, Vital.DBP, Vital.MAP)}
     kinds = {kind for _, kind in parts.values()}
-    labs = html.Div([html.Span("BP", className="wt-lab"),
-                     html.Span("mmHg", className="wt-unit")], className="wt-labs")
+
+    def labs(*marker: html.Span) -> html.Div:
+        return html.Div([html.Span("BP", className="wt-lab"),
+                         html.Span("mmHg", className="wt-unit"), *marker],
+                        className="wt-labs")
+
     if kinds == {"off"} or (parts[Vital.SBP][1] == "off" and parts[Vital.DBP][1] == "off"):
-        return html.Div([labs, html.Span(SENSOR_OFF, className="wt-num wt-num--off")],
+        return html.Div([labs(), html.Span(SENSOR_OFF, className="wt-num wt-num--off")],
                         className="wt-cell wt-cell--bp is-off")
     kind = "value" if "value" in kinds else ("off" if "off" in kinds else "missing")
 
@@ -125,13 +173,22 @@ def _bp(snapshot: BedSnapshot) -> html.Div:
         text, k = parts[vital]
         return "OFF" if k == "off" else text
 
+    def flag(vital: Vital) -> ValueFlag | None:
+        return snapshot.flags.get(vital) if parts[vital][1] == "value" else None
+
+    # The pressure is read as its systolic; the mean has its own block. One marker for
+    # the cell, the most severe of the two.
+    sbp, mean = _worst(flag(Vital.SBP), flag(Vital.DBP)), flag(Vital.MAP)
+    worst = _worst(sbp, mean)
+    what = "Systolic BP" if worst is sbp else "Mean BP"
     return html.Div(
         [
-            labs,
-            html.Span(f"{part(Vital.SBP)}/{part(Vital.DBP)}", className=f"wt-num wt-num--{kind}"),
-            html.Span(f"({part(Vital.MAP)})", className="wt-map"),
+            labs(*_abn_marker(worst, what)),
+            html.Span(f"{part(Vital.SBP)}/{part(Vital.DBP)}",
+                      className=f"wt-num wt-num--{kind}{_abn_classes(sbp)}"),
+            html.Span(f"({part(Vital.MAP)})", className=f"wt-map{_abn_classes(mean)}"),
         ],
-        className=f"wt-cell wt-cell--bp is-{kind}",
+        className=f"wt-cell wt-cell--bp is-{kind}{' abn' if worst else ''}",
     )
 
 

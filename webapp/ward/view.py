@@ -1,10 +1,16 @@
 """The ward monitor screen: layout and callbacks.
 
 ``ward_layout`` builds the page; ``register_ward_callbacks(app, state, ...)`` wires it
-to a ``WardState``. Every second each screen asks for the ward's beds and receives only
-the tiles that changed since what it already shows (a Dash ``Patch``); the renders are
-cached per process, so fifty screens cost one render per changed tile, not fifty, and
-no screen ever queries Cassandra.
+to a ``WardState``. Every ``web.ward_update_ms`` (500 ms) each screen asks for the ward's
+beds and receives only the tiles that changed since what it already shows; the renders
+are cached per process, so fifty screens cost one render per changed tile, not fifty,
+and no screen ever queries Cassandra.
+
+Polling, not push: Dash's WebSocket callbacks (``websocket=True``, server push with
+``set_props``) exist only on its FastAPI and Quart servers (``websocket_capability``); on
+the Flask server that flask-login needs, Dash 4.4 registers no WebSocket route and sends
+every callback over HTTP. The measured reading-to-pixel times of both intervals are in
+docs/benchmarks.md.
 
 Component ids all start with ``ward-``; the acknowledge buttons are pattern-matching ids
 ``{"type": "ward-ack", "alert": alert_id}``.
@@ -41,7 +47,7 @@ from webapp.ward.tiles import (
 
 log = logging.getLogger(__name__)
 
-INTERVAL_MS = 1000
+INTERVAL_MS = 500  # the default of ``web.ward_update_ms``
 THEMES = ("dark", "light")
 # The parts of a tile a screen updates on their own (see tiles.render_tile).
 PARTS = ("ward-tile", "ward-vitals", "ward-alarm", "ward-trend")
@@ -87,13 +93,14 @@ class ClientsideSpec:
 
 
 def ward_layout(ward: str | None, wards: list[str], *, kiosk: bool = False,
-                theme: str | None = None) -> html.Div:
+                theme: str | None = None, update_ms: int = INTERVAL_MS) -> html.Div:
     """The ward monitor for ``ward`` (the first of ``wards`` if ``None``).
 
     ``kiosk`` (``?kiosk=1``) covers the whole window and hides the navigation chrome and
     the picker; ``theme`` is "dark" (default, night shift) or "light". Without ``theme``
     the toggle's last choice is remembered in the browser; a ``theme`` given (the URL of
-    a wall screen) wins over that memory, and the toggle then lasts until reload."""
+    a wall screen) wins over that memory, and the toggle then lasts until reload.
+    ``update_ms``: how often the screen asks for its changed tiles (``web.ward_update_ms``)."""
     wards = sorted(set(wards) | ({ward} if ward else set()))
     ward = ward or (wards[0] if wards else None)
     explicit = theme in THEMES
@@ -134,7 +141,7 @@ def ward_layout(ward: str | None, wards: list[str], *, kiosk: bool = False,
             dcc.Store(id="ward-theme", storage_type="memory" if explicit else "local",
                       data=theme),
             dcc.Store(id="ward-kiosk", data=kiosk),
-            dcc.Interval(id="ward-interval", interval=INTERVAL_MS, n_intervals=0),
+            dcc.Interval(id="ward-interval", interval=update_ms, n_intervals=0),
             header,
             html.Div(id="ward-banner", className="ward-banner is-hidden", role="status"),
             html.Div(
@@ -324,7 +331,7 @@ def ward_callbacks(
         return snaps, keys
 
     def tick(_n: int, ward: str | None, sent: dict | None, options: list | None):
-        """Every second: the tiles that changed, the banner, the clock, the summary."""
+        """Every update: the tiles that changed, the banner, the clock, the summary."""
         now = clock()
         present = _present_parts()
         keep_parts = [[no_update] * len(present[p]) for p in PARTS]
@@ -560,7 +567,7 @@ def register_ward_callbacks(
       (default: flask-login ``current_user.roles`` or ``.role``).
     * ``wrap(permission, function)``: applied to each server-side callback before
       registration, e.g. ``lambda key, f: webapp.security.tag(f, key)``; the permissions
-      are "ward" (the 1 s update) and "alerts.acknowledge" (the Acknowledge buttons).
+      are "ward" (the periodic update) and "alerts.acknowledge" (the Acknowledge buttons).
       Clientside callbacks (theme, URL, toast timer) never reach the server.
     """
     server, client = ward_callbacks(

@@ -1,0 +1,84 @@
+"""The alarm burden of every ward over a period, read from the alert tables.
+
+Alarms come from the per-ward-day index (``alerts_by_ward_day``: one partition per ward
+and day of the period); the time of an alarm's first acknowledgement from its
+``alert_history`` (the ``acknowledge`` step), or, for rows written without a history
+(a seeded history), from the ``alerts`` row of an alarm still acknowledged. Occupied
+bed-days come from the admissions. Aggregation: ``backend.alerting.burden``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from backend.alerting.burden import WardBurden, occupied_bed_days, ward_burden
+from backend.population.store import load_stays
+from backend.storage import census
+
+CONCURRENCY = 64
+# Statuses an alarm can only have reached through (or after) an acknowledgement, or in
+# which it may have been acknowledged before it ended.
+_MAY_BE_ACKED = ("acknowledged", "resolved", "auto_resolved")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _days(start: datetime, end: datetime) -> list:
+    day, last = start.date(), (end - timedelta(microseconds=1)).date()
+    out = []
+    while day <= last:
+        out.append(day)
+        day += timedelta(days=1)
+    return out
+
+
+def load_alerts(session: Session, wards: Iterable[str], start: datetime,
+                end: datetime) -> list[dict]:
+    """The alarms detected in ``wards`` in ``[start, end)`` with ``ack_ts``."""
+    keys = [(w, d) for w in sorted(set(wards)) for d in _days(start, end)]
+    stmt = session.prepare("SELECT alert_id, ward, rule, priority, detected_ts, status"
+                           " FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
+    alerts: list[dict] = []
+    for _ok, result in execute_concurrent_with_args(session, stmt, keys,
+                                                   concurrency=CONCURRENCY,
+                                                   raise_on_first_error=True):
+        for r in result:
+            detected = _utc(r["detected_ts"])
+            if detected is not None and start <= detected < end:
+                alerts.append({**r, "detected_ts": detected, "ack_ts": None})
+    maybe = [a for a in alerts if a["status"] in _MAY_BE_ACKED]
+    history = session.prepare("SELECT ts, action FROM alert_history WHERE alert_id = ?")
+    results = execute_concurrent_with_args(session, history, [(a["alert_id"],) for a in maybe],
+                                           concurrency=CONCURRENCY, raise_on_first_error=True)
+    without = []
+    for a, (_ok, result) in zip(maybe, results, strict=True):
+        steps = sorted(_utc(r["ts"]) for r in result if r["action"] == "acknowledge")
+        if steps:
+            a["ack_ts"] = steps[0]
+        elif a["status"] == "acknowledged":
+            without.append(a)
+    row = session.prepare("SELECT status_by, status_ts FROM alerts WHERE alert_id = ?")
+    results = execute_concurrent_with_args(session, row, [(a["alert_id"],) for a in without],
+                                           concurrency=CONCURRENCY, raise_on_first_error=True)
+    for a, (_ok, result) in zip(without, results, strict=True):
+        r = result.one()
+        if r is not None and r["status_by"]:
+            a["ack_ts"] = _utc(r["status_ts"])
+    return alerts
+
+
+def ward_burdens(session: Session, start: datetime, end: datetime) -> list[WardBurden]:
+    """Every ward's burden in ``[start, end)``: the wards of the census and of the
+    admissions of the period."""
+    stays = load_stays(session)
+    bed_days = occupied_bed_days(stays, start, end)
+    wards = set(bed_days) | set(census.wards(session))
+    return ward_burden(load_alerts(session, wards, start, end), bed_days, wards)
