@@ -17,6 +17,7 @@ from typing import Any
 
 from dash import Input, Output, dcc, html
 
+from backend import localtime
 from backend.risk import drift, registry
 from backend.storage.risk_scores import RiskScoreStore, days_back
 from webapp import models_live_view as lv
@@ -227,7 +228,7 @@ def show_version(version: str | None) -> tuple[Any, ...]:
         return html.P(str(e), className="notice notice-error"), "", 1, 0, {}
     active = registry.active_version(settings)
     facts = html.Dl(className="models-facts-list", children=[
-        item for k, v in mv.version_facts(meta, active)
+        item for k, v in mv.version_facts(meta, active, current_settings().timezone)
         for item in (html.Dt(k), html.Dd(v, className="mono" if "SHA" in k else None))
     ])
     ev = _evaluation(version)
@@ -340,7 +341,7 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
         return "No model version.", "notice notice-info", "", empty, empty, empty
     active = registry.active_version(current_settings())
     caption = (f"Version {version} ({'active' if version == active else 'not active'}), "
-               f"scores of the last {LIVE_DAYS} days (UTC); refreshed every "
+               f"scores of the last {LIVE_DAYS} days (days and hours in UTC); refreshed every "
                f"{LIVE_REFRESH_MS // 1000} s.")
     ev = _evaluation(version)
     reference = (ev or {}).get("score_reference")
@@ -352,8 +353,8 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
         rows = _scores(version)
     except Exception:  # Cassandra unreachable: say so; the next refresh retries
         log.exception("live risk scores could not be read")
-        now = datetime.now(UTC).strftime("%H:%M:%S")
-        return (f"DATA DELAYED: the live scores could not be read at {now} UTC; retrying "
+        now = localtime.clock(datetime.now(UTC), current_settings().timezone)
+        return (f"DATA DELAYED: the live scores could not be read at {now}; retrying "
                 "every minute.", "notice notice-error", caption, empty, empty, empty)
     if not rows:
         return (f"No live scores of version {version} in the last {LIVE_DAYS} days: the "
