@@ -183,11 +183,10 @@ def field_text(value: Instant, tz: ZoneInfo | str | None = None) -> str:
     local = to_local(value, tz)
     wall = local.replace(tzinfo=None).replace(second=0, microsecond=0)
     text = f"{wall:%Y-%m-%d %H:%M}"
-    try:
-        if resolve(wall, local.tzinfo).ambiguous:  # type: ignore[arg-type]
-            text += f" {local.tzname()}"
-    except LocalTimeError:  # cannot happen for a real instant; keep the offset then
-        text += f" {local.strftime('%z')}"
+    if resolve(wall, local.tzinfo).ambiguous:  # type: ignore[arg-type]
+        name = local.tzname() or ""
+        # zones without letters ("+11") are told apart by the offset (+11:00)
+        text += f" {name}" if name[:1].isalpha() else f" {local.isoformat()[-6:]}"
     return text
 
 

@@ -252,12 +252,16 @@ _ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 
 def export_version(settings: Settings, version: str, path: Path) -> Path:
     """Write ``version`` (its :data:`ARCHIVE_FILES` that exist) as a ``.tar.gz``."""
+    import gzip
     import tarfile
 
     src = version_dir(settings, version)
     read_metadata(settings, version)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
+    # no file name and time in the gzip header: the same version packs to the same bytes
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                 mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         for name in ARCHIVE_FILES:
             if (src / name).exists():
                 info = tar.gettarinfo(str(src / name), arcname=f"{version}/{name}")

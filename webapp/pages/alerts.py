@@ -41,6 +41,8 @@ from backend.auth_policy import allowed
 from backend.storage import census
 from backend.storage.alerts import AlertStore
 from backend.users import get_user, list_users
+from webapp.alerts_view import board_rows, held_for
+from webapp.alerts_view import ms_or_none as _ms_or_none
 from webapp.security import current_db, current_settings, register_page, secure_callback
 
 log = logging.getLogger(__name__)
@@ -76,23 +78,6 @@ def _when(value) -> str:
 
 def _clock(value) -> str:
     return localtime.clock(value, _tz())
-
-
-def held_for(since_ms: int | None, now_ms: int) -> str:
-    """How long an alert has been held: ``45 s``, ``12 min``, ``2 h 05 min``."""
-    if since_ms is None:
-        return ""
-    seconds = max(0, (now_ms - since_ms) // 1000)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _ms(value) -> int | None:
-    return None if value is None else round(localtime.as_utc(value).timestamp() * 1000)
 
 
 def _can_assign() -> bool:
@@ -230,22 +215,6 @@ def list_alerts(wards, statuses, priorities, window, _n, _changed, selected):
     ])
 
 
-def board_rows(active: list[dict], now_ms: int) -> list[tuple[str, list[dict]]]:
-    """Active alerts by holder: nurses by name, each one's alerts highest priority and
-    longest held first; the unassigned last (``""``)."""
-    by: dict[str, list[dict]] = {}
-    for r in active:
-        by.setdefault(r.get("assigned_to") or "", []).append(r)
-    out = []
-    for holder in sorted(by, key=lambda h: (h == "", h)):
-        rows = sorted(by[holder], key=lambda r: (inbox.PRIORITY_RANK.get(r.get("priority")
-                                                                         or "", 3),
-                                                 _ms(r.get("assigned_ts")) or now_ms,
-                                                 r["alert_id"]))
-        out.append((holder, rows))
-    return out
-
-
 @secure_callback(
     "alerts.assign", Output("alerts-board", "children"),
     Input("alerts-ward", "value"), Input("alerts-refresh", "n_intervals"),
@@ -269,7 +238,7 @@ def show_board(wards, _n, _changed):
     for holder, rows in board_rows(active, now):
         for i, r in enumerate(rows):
             p = r.get("priority") or "low"
-            since = _ms(r.get("assigned_ts"))
+            since = _ms_or_none(r.get("assigned_ts"))
             body.append(html.Tr(className="alerts-board-row", **{"data-holder": holder},
                                 children=[
                 html.Td(holder or "Unassigned", className="alerts-board-holder")
@@ -341,7 +310,7 @@ def show_alert(alert_id, _changed, _n):
                  f"{_clock(row.get('acknowledged_ts'))}")
     now = int(datetime.now(UTC).timestamp() * 1000)
     holder = (f"Held by {row['assigned_to']} since {_clock(row.get('assigned_ts'))} "
-              f"({held_for(_ms(row.get('assigned_ts')), now)}; assigned by "
+              f"({held_for(_ms_or_none(row.get('assigned_ts')), now)}; assigned by "
               f"{row.get('assigned_by')})" if row.get("assigned_to") else "Held by nobody yet")
     return html.Div([
         html.H2([html.Span(PRIORITIES.get(p, p), className=f"prio prio-{p}"), " ",

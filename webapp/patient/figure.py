@@ -59,7 +59,7 @@ PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
                  "low": ("circle", "L", "#38bdf8")}
 EVENTS_ROW_HEIGHT = 0.1  # three lanes of labels (webapp.patient.labels.LANES)
 GAP = 0.02
-HEIGHT_PX = 820
+HEIGHT_PX = 860
 MARGIN = {"l": 76, "r": labels.RIGHT_MARGIN_PX, "t": 28, "b": 64}
 TITLE_FONT = {"size": 12}  # row titles fit their row's height (about 80 px)
 DEFAULT_PLOT_WIDTH_PX = 1200  # until the browser has reported the graph's width
