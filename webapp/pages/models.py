@@ -341,7 +341,7 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
         return "No model version.", "notice notice-info", "", empty, empty, empty
     active = registry.active_version(current_settings())
     caption = (f"Version {version} ({'active' if version == active else 'not active'}), "
-               f"scores of the last {LIVE_DAYS} days (days and hours in UTC); refreshed every "
+               f"scores of the last {LIVE_DAYS} days (drift per UTC day); refreshed every "
                f"{LIVE_REFRESH_MS // 1000} s.")
     ev = _evaluation(version)
     reference = (ev or {}).get("score_reference")
@@ -363,7 +363,8 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
                 empty)
     summary = lv.summarize(rows, reference)
     level, text = lv.status_text(summary)
-    return (text, f"notice notice-{level}", caption, lv.volume_figure(summary),
+    return (text, f"notice notice-{level}", caption,
+            lv.volume_figure(summary, current_settings().timezone),
             lv.distribution_figure(summary), lv.psi_figure(summary))
 
 
