@@ -109,8 +109,11 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
     )
     log_dir = settings.cache_dir / "var" / "logs"
     children: dict[str, subprocess.Popen] = {}
-    started: list[str] = []  # the servers this run started (the ones it stops)
     stopping = False
+    # the servers running before the demo are left alone; the others it starts and stops
+    # (decided up front, so a Ctrl-C while they are still starting stops them too)
+    running_before = {name for name, s in services.status(settings).items()
+                      if s.pid or s.external}
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -121,9 +124,7 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
     signal.signal(signal.SIGTERM, stop)
     try:
         click.echo("== starting Kafka and Cassandra")
-        for name, service in services.start_all(settings).items():
-            if service.started:
-                started.append(name)
+        services.start_all(settings)
         _run(settings, children, log_dir, patients, wards, replay_speed)
         signal.signal(signal.SIGINT, stop)
         while not stopping:
@@ -140,10 +141,10 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish stopping whatever is pressed
         click.echo("stopping ...")
         _stop_children(children)
-        kept = [n for n in ("kafka", "cassandra") if n not in started or keep_services]
-        to_stop = [n for n in started if not keep_services]
-        for name in to_stop:
-            services.stop_all(settings, only=name)
+        ours = [n for n in services.SERVICES if n not in running_before]
+        kept = [n for n in services.SERVICES if n in running_before or keep_services]
+        to_stop = [n for n in ours if not keep_services
+                   and n in services.stop_all(settings, only=n)]
         stopped = ", ".join(sorted(children) + to_stop)
         click.echo(f"stopped: {stopped or 'nothing'}")
         if kept:

@@ -16,10 +16,11 @@ from backend.patient_record import alerts_between
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.users import create_user, disable_user, get_user
+from tests.integration import test_alert_lifecycle_db as lifecycle_db
 from tests.integration.test_alert_lifecycle_db import WARD, _race, event
-from tests.integration.test_alert_lifecycle_db import sessions as _sessions  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
+sessions = lifecycle_db.sessions  # the fixture: two Cassandra sessions on a fresh keyspace
 
 
 def nurse(db, name: str, role: Role = Role.NURSE, wards: str | None = None):
