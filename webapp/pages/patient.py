@@ -288,8 +288,8 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, width
                           note_marks(in_window), resolution=timeline.resolution,
                           risk_threshold=risk_now.threshold if risk_now else None, tz=tz,
                           graph_width_px=width)
-    msg = (f"{localtime.stamp(start, tz, seconds=False)} – "
-           f"{localtime.stamp(end, tz, seconds=False)} · {len(alerts)} alert(s) · "
+    msg = (f"{localtime.stamp(start, tz)} – {localtime.stamp(end, tz)} · "
+           f"{len(alerts)} alert(s) · "
            f"{'raw readings' if timeline.resolution == 'raw' else 'per-minute extremes'}")
     # a window that is not a preset's shows "custom", with its ends in the two fields
     is_preset = end == anchor and (
