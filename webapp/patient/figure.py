@@ -146,14 +146,18 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
     layout: dict = {
         "height": HEIGHT_PX, "margin": MARGIN,
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-        "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "x",
+        # "closest": the hover shows the point's value and local time; plotly's shared
+        # x label of hovermode "x" could only show the x value, which is UTC
+        "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "closest",
         "uirevision": f"{start_ms}-{end_ms}",
-        # the local ticks replace plotly's (which would be UTC); hovering shows the local
-        # time of each point, so the axis' own hover label (UTC) is switched off
+        # the local ticks replace plotly's own (which would be UTC); a spike line through
+        # the rows marks the hovered time
         "xaxis": {"type": "date", "range": [iso(start_ms), iso(end_ms)], "gridcolor": grid,
                   "anchor": f"y{len(ROWS) + 1}", "tickmode": "array",
                   "tickvals": axis.values, "ticktext": axis.texts,
-                  "title": {"text": axis.title, "standoff": 8}, "automargin": False},
+                  "title": {"text": axis.title, "standoff": 8}, "automargin": False,
+                  "showspikes": True, "spikemode": "across", "spikesnap": "data",
+                  "spikethickness": 1, "spikedash": "dot", "spikecolor": grid},
         "yaxis": {"domain": list(domains[0]), "range": [0, 1], "showticklabels": False,
                   "fixedrange": True, "showgrid": False, "zeroline": False},
         "shapes": [],
