@@ -141,17 +141,32 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish stopping whatever is pressed
         click.echo("stopping ...")
         _stop_children(children)
-        ours = [n for n in services.SERVICES if n not in running_before]
-        kept = [n for n in services.SERVICES if n in running_before or keep_services]
-        to_stop = [n for n in ours if not keep_services
-                   and n in services.stop_all(settings, only=n)]
-        stopped = ", ".join(sorted(children) + to_stop)
-        click.echo(f"stopped: {stopped or 'nothing'}")
-        if kept:
-            click.echo(f"{' and '.join(n.capitalize() for n in kept)} "
-                       f"{'keeps' if len(kept) == 1 else 'keep'} running "
-                       f"({'--keep-services' if keep_services else 'not started by the demo'}"
-                       f"); stop {'it' if len(kept) == 1 else 'them'} with: icu services stop")
+        to_stop, kept = shutdown_plan(services.SERVICES, running_before, keep_services)
+        stopped = [n for n in to_stop if n in services.stop_all(settings, only=n)]
+        click.echo(f"stopped: {', '.join(sorted(children) + stopped) or 'nothing'}")
+        line = kept_line(kept, running_before)
+        if line:
+            click.echo(line)
+
+
+def shutdown_plan(servers: tuple[str, ...], running_before: set[str],
+                  keep_services: bool) -> tuple[list[str], list[str]]:
+    """(servers to stop, servers kept running) when the demo ends: it stops the servers
+    it started, unless told to keep them; servers running before it are never stopped."""
+    ours = [n for n in servers if n not in running_before]
+    to_stop = [] if keep_services else ours
+    return to_stop, [n for n in servers if n not in to_stop]
+
+
+def kept_line(kept: list[str], running_before: set[str]) -> str | None:
+    """The one line that says which servers keep running, why, and how to stop them."""
+    if not kept:
+        return None
+    names = " and ".join(n.capitalize() for n in kept)
+    why = ("already running before the demo" if set(kept) <= running_before
+           else "--keep-services")
+    return (f"{names} {'keeps' if len(kept) == 1 else 'keep'} running ({why}); stop "
+            f"{'it' if len(kept) == 1 else 'them'} with: icu services stop")
 
 
 def _run(settings: Settings, children: dict[str, subprocess.Popen], log_dir: Path,

@@ -146,3 +146,20 @@ def test_a_sound_minimal_archive_imports(settings: Settings, tmp_path: Path) -> 
                                            (f"{V}/trees.json", TREES, "file")])
     assert registry.import_version(settings, archive) == (V, True)
     assert registry.load(settings, V).threshold == 0.5
+
+
+def test_the_demo_stops_the_servers_it_started_and_says_how_to_stop_the_others() -> None:
+    from ops.demo import kept_line, shutdown_plan
+
+    servers = ("kafka", "cassandra")
+    assert shutdown_plan(servers, set(), False) == (["kafka", "cassandra"], [])
+    assert kept_line([], set()) is None
+    to_stop, kept = shutdown_plan(servers, {"cassandra"}, False)
+    assert (to_stop, kept) == (["kafka"], ["cassandra"])
+    assert kept_line(kept, {"cassandra"}) == (
+        "Cassandra keeps running (already running before the demo); stop it with: "
+        "icu services stop")
+    to_stop, kept = shutdown_plan(servers, set(), True)
+    assert to_stop == [] and kept_line(kept, set()) == (
+        "Kafka and Cassandra keep running (--keep-services); stop them with: "
+        "icu services stop")
