@@ -142,24 +142,24 @@ def window_end(newest_ms: int | None, now_ms: int) -> int:
 
 FIT_MAX_MS = 8 * HOUR_MS  # the "fit" window shows at most one shift
 FIT_MIN_MS = 10 * 60_000
-_first_minute: dict[int, object] = {}  # prepared statement per session
+_first_reading: dict[int, object] = {}  # prepared statement per session
 
 
 def first_reading_ms(session: Session, patient_id: str, since_ms: int,
                      until_ms: int) -> int | None:
-    """The start of the first minute with a reading in ``[since, until)``, or ``None``:
-    one single-row query per day partition, oldest day first."""
-    stmt = _first_minute.get(id(session))
+    """The time of the first reading in ``[since, until)``, or ``None``: one single-row
+    query per day partition (readings are clustered by time), oldest day first."""
+    stmt = _first_reading.get(id(session))
     if stmt is None:
-        stmt = _first_minute[id(session)] = session.prepare(
-            "SELECT minute FROM readings_by_patient_minute WHERE patient_id = ? AND day = ?"
-            " AND minute >= ? AND minute < ? LIMIT 1")
+        stmt = _first_reading[id(session)] = session.prepare(
+            "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " AND ts >= ? AND ts < ? LIMIT 1")
     day, last = day_of(since_ms), day_of(until_ms - 1)
     while day <= last:
         row = session.execute(stmt, (patient_id, day, to_datetime(since_ms),
                                      to_datetime(until_ms))).one()
         if row is not None:
-            return _ms(row["minute"])
+            return _ms(row["ts"])
         day += timedelta(days=1)
     return None
 
@@ -171,7 +171,7 @@ def fit_window(first_ms: int | None, end_ms: int) -> tuple[int, int]:
     if first_ms is None or first_ms >= end_ms:
         return end_ms - FIT_MAX_MS, end_ms
     span = end_ms - first_ms
-    start = first_ms - max(60_000, span // 50)  # a little room before the first point
+    start = first_ms - max(10_000, span // 50)  # a little room before the first point
     start = max(start, end_ms - FIT_MAX_MS)
     return min(start, end_ms - FIT_MIN_MS), end_ms
 

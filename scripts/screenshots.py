@@ -53,16 +53,18 @@ def sign_in(d: webdriver.Chrome, url: str, user: str, password: str) -> None:
     wait(d, lambda x: "/login" not in x.current_url, 30)
 
 
-def capture(d: webdriver.Chrome, name: str, settle_s: float) -> list[Path]:
+def capture(d: webdriver.Chrome, name: str, settle_s: float, dash: bool = True) -> list[Path]:
     set_viewport(d, 1920, 1080)
     time.sleep(settle_s)  # live pages draw on their clocks (ward 1 s, inbox 5 s)
-    settled(d, 60)
+    if dash:
+        settled(d, 60)
     out = [OUT / f"{name}.png"]
     d.save_screenshot(str(out[0]))
     height = d.execute_script("return document.scrollingElement.scrollHeight")
     if height > 1080 + 40:
         set_viewport(d, 1920, min(height, 6000))
-        settled(d, 60)
+        if dash:
+            settled(d, 60)
         out.append(OUT / f"{name}-full.png")
         d.save_screenshot(str(out[1]))
         set_viewport(d, 1920, 1080)
@@ -82,9 +84,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     d = driver()
     try:
-        d.get(args.url + "/login")
-        settled(d)
-        for path in capture(d, "login", 0.5):
+        d.get(args.url + "/login")  # a server-rendered page, not a Dash one
+        for path in capture(d, "login", 0.5, dash=False):
             print(path.relative_to(REPO))
         for item in args.login:
             role, _, cred = item.partition("=")

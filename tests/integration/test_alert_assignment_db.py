@@ -33,8 +33,9 @@ def test_assign_then_reassign_is_indexed_in_the_history_and_audited(sessions) ->
     db, _ = sessions
     lc = Lifecycle(db)
     ann, bea = nurse(db, "ann"), nurse(db, "bea", wards=WARD)
-    AlertStore(db).raise_alert(event(1))
-    t0 = datetime.now(UTC).replace(microsecond=0)
+    raised = event(1)
+    AlertStore(db).raise_alert(raised)
+    t0 = datetime.fromtimestamp(raised.detected_ts / 1000, UTC) + timedelta(seconds=1)
 
     first = lc.assign("lc-1", ann, "cn.lee", "alerts_page", expected=None, now=t0)
     assert first.ok and first.message.startswith("Assigned to ann by cn.lee at ")

@@ -138,9 +138,26 @@ def test_plot_width_leaves_the_margins() -> None:
 def test_the_default_window_fits_the_data() -> None:
     end = T0 + 15 * MINUTE_MS
     start, stop = fit_window(T0, end)  # a demo's quarter of an hour
-    assert stop == end and T0 - 2 * MINUTE_MS <= start < T0
-    assert (T0 - start) / (end - start) < 0.1  # the data fill the chart
+    assert stop == end and T0 - MINUTE_MS <= start < T0
+    assert (T0 - start) / (end - start) < 0.05  # the data fill the chart
     assert fit_window(None, end) == (end - FIT_MAX_MS, end)
     assert fit_window(end - 24 * HOUR_MS, end) == (end - FIT_MAX_MS, end)  # a long stay
     assert fit_window(end - MINUTE_MS, end) == (end - FIT_MIN_MS, end)  # just admitted
     assert fit_window(end + MINUTE_MS, end) == (end - FIT_MAX_MS, end)
+
+
+def test_every_row_exists_without_data_so_the_time_axis_stays_at_the_bottom() -> None:
+    """A patient of a few minutes has no hourly risk score yet: without a trace on that
+    row plotly would not draw it, and the time axis anchored to it would hang below the
+    events strip, over the HR row."""
+    ts = np.array([T0, T0 + 60_000], dtype=np.int64)
+    fig = timeline_figure({"hr": Series(ts, np.array([80.0, 90.0]))}, T0, T0 + HOUR_MS,
+                          tz="UTC")
+    used = {t["yaxis"] for t in fig["data"]}
+    assert used == {"y"} | {f"y{i}" for i in range(2, len(ROWS) + 2)}
+    assert fig["layout"]["xaxis"]["anchor"] == f"y{len(ROWS) + 1}"
+    notes = {a["yref"]: a["text"] for a in fig["layout"]["annotations"]
+             if a.get("yref", "").endswith(" domain")}
+    assert notes[f"y{len(ROWS) + 1} domain"] == "no hourly risk score in this range"
+    assert "y2 domain" not in notes  # HR has data
+    assert len(notes) == len(ROWS) - 1

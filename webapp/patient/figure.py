@@ -60,6 +60,7 @@ PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
 EVENTS_ROW_HEIGHT = 0.1  # three lanes of labels (webapp.patient.labels.LANES)
 GAP = 0.02
 HEIGHT_PX = 860
+EMPTY_ROW = {"risk": "no hourly risk score in this range", "news2": "no NEWS2 in this range"}
 MARGIN = {"l": 76, "r": labels.RIGHT_MARGIN_PX, "t": 28, "b": 64}
 TITLE_FONT = {"size": 12}  # row titles fit their row's height (about 80 px)
 DEFAULT_PLOT_WIDTH_PX = 1200  # until the browser has reported the graph's width
@@ -167,7 +168,9 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                          "xshift": -6, "showarrow": False, "font": TITLE_FONT}],
     }
     traces: list[dict] = []
+    empty_rows: list[tuple[int, str]] = []
     for i, (title, key, params) in enumerate(ROWS, start=2):
+        drawn = len(traces)
         axis_key = f"yaxis{i}"
         layout[axis_key] = {"domain": list(domains[i - 1]),
                             "title": {"text": title, "font": TITLE_FONT, "standoff": 4},
@@ -208,9 +211,18 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                     "x": _iso_array(low.ts), "y": _values(low.values), "xaxis": "x",
                     "yaxis": f"y{i}", "connectgaps": False, "fill": "tonexty",
                     "fillcolor": COLOURS[p] + "55", "line": {**line, "width": 1},
-                    "hovertemplate": f"{LABELS[p]} min %{{y}}<extra></extra>",
+                    "customdata": _local_times(low.ts, tz),
+                    "hovertemplate": f"{LABELS[p]} min %{{y}} · %{{customdata}}<extra></extra>",
                 })
-    if not traces:
+        if len(traces) == drawn:
+            empty_rows.append((i, key))
+    if traces:
+        for i, key in empty_rows:  # said in the row, not left blank
+            layout["annotations"].append({
+                "text": EMPTY_ROW.get(key, "no readings in this range"), "xref": "paper",
+                "yref": f"y{i} domain", "x": 0.5, "y": 0.5, "showarrow": False,
+                "font": {"size": 12, "color": grid if dark else "#6b7280"}})
+    else:
         layout["annotations"].append({
             "text": "No readings in this range", "xref": "paper", "yref": "paper",
             "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 22},
@@ -224,6 +236,12 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
         })
     traces += _event_traces(alerts, notes, start_ms, end_ms, plot_width(graph_width_px), fg,
                             tz)
+    # an empty trace on every row: plotly draws a subplot only for axes that carry a
+    # trace, and without the last row the shared time axis would hang below the events
+    # strip, on top of the HR row, with the rows' titles missing
+    traces += [{"type": "scatter", "mode": "lines", "x": [], "y": [], "xaxis": "x",
+                "yaxis": f"y{i}" if i > 1 else "y", "hoverinfo": "skip", "name": "",
+                "showlegend": False} for i in range(1, len(ROWS) + 2)]
     caption = ("raw 1 Hz readings" if resolution == "raw"
                else "per-minute minimum and maximum")
     layout["annotations"].append({

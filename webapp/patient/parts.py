@@ -188,7 +188,7 @@ def alert_rows(alerts: Sequence[AlertHistory], tz: str | None = None) -> list[di
 ALERT_COLUMNS = [{"name": n, "id": i} for n, i in (
     ("#", "n"), ("Onset", "onset"), ("Raised", "raised"), ("Priority", "priority"),
     ("Message", "message"), ("Status", "status"), ("Acknowledged by", "by"),
-    ("at", "acknowledged"), ("Ended", "ended"))]
+    ("Acknowledged at", "acknowledged"), ("Ended", "ended"))]
 
 
 def note_marks(notes: Sequence[Note]) -> list[NoteMark]:
