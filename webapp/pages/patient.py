@@ -59,12 +59,15 @@ PRESET_OPTIONS = [{"label": "fit data (≤ 8 h)", "value": FIT}] + [
     {"label": "custom", "value": "custom"}]
 
 # The graph's width in pixels, for placing the event labels (webapp.patient.labels);
-# re-read at every refresh, so a resized window gets labels placed for its width.
+# re-read at every refresh, so a resized window gets labels placed for its width. Its
+# first value (always set, 0 if the graph is not laid out yet) draws the timeline once.
 _WIDTH_JS = """
 function(_n, _id, current) {
     var g = document.getElementById('patient-timeline');
     var w = g ? Math.round(g.getBoundingClientRect().width) : 0;
-    if (!w || w === current) { return window.dash_clientside.no_update; }
+    if (current !== null && current !== undefined && (!w || w === current)) {
+        return window.dash_clientside.no_update;
+    }
     return w;
 }
 """
@@ -247,6 +250,7 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
     State("patient-anchor", "data"), State("patient-id", "data"),
     State("patient-range", "data"), State("patient-alerts-table", "data"),
     State("patient-live", "data"),
+    prevent_initial_call=True,  # the first draw follows the graph's width (_WIDTH_JS)
 )
 def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, width, from_text,
                   to_text, anchor, patient_id, current, table_rows, live):
