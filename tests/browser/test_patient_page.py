@@ -144,7 +144,15 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         "spark": services.spark.model_copy(update={"checkpoint_dir": tmp / "checkpoints",
                                                    "trigger_seconds": 0.5}),
         "web": services.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
+        # its own model registry, with the demo's shipped model active, so the live risk
+        # query scores whatever the machine's own registry holds (or lacks)
+        "cache_dir": tmp / "cache",
     })
+    from backend.risk import registry
+    from ops.demo import _demo_model
+
+    _demo_model(settings)
+    assert registry.active_version(settings) is not None
     _created.topics.extend(topics.values())
     _created.keyspaces.append(settings.cassandra.keyspace)
     ensure_topics(settings)
