@@ -139,6 +139,7 @@ def layout(ward: str | None = None, **_query: str) -> html.Div:
                                          className="muted")),
                 html.Div(id="alerts-actions", className="alerts-actions", hidden=True,
                          children=[
+                    *(_assign_controls() if assign else []),
                     html.H3("Act on this alert"),
                     dcc.Input(id="alerts-comment", type="text", maxLength=500,
                               placeholder="Comment (optional)", className="alerts-input"),
@@ -158,7 +159,6 @@ def layout(ward: str | None = None, **_query: str) -> html.Div:
                                     className="button"),
                     ]),
                     html.Div(id="alerts-action-msg", role="status"),
-                    *(_assign_controls() if assign else []),
                 ]),
             ]),
         ]),
@@ -265,13 +265,21 @@ def select_alert(clicks):
     return trigger["alert"]
 
 
+def _step_text(s) -> str:
+    """A history step in words: the status it led to, or what changed (an assignment
+    keeps the status: "Assigned to n.kim (was j.doe)")."""
+    if s.action == "assign":
+        return f"Assigned {s.detail}" if s.detail else "Assigned"
+    return (STATUS_TEXT.get(s.to_status, s.to_status)
+            + (f" ({s.detail})" if s.detail and s.action != "raise" else ""))
+
+
 def _history_table(steps) -> html.Table:
     return html.Table(className="alerts-history", id="alerts-history", children=[
         html.Thead(html.Tr([html.Th(h) for h in ("Time", "Step", "Who", "How", "Comment")])),
         html.Tbody([html.Tr([
-            html.Td(_clock(s.ts)),
-            html.Td(STATUS_TEXT.get(s.to_status, s.to_status)
-                    + (f" ({s.detail})" if s.detail and s.action != "raise" else "")),
+            html.Td(_clock(s.ts), className="nowrap"),
+            html.Td(_step_text(s)),
             html.Td(s.actor), html.Td(VIA_TEXT.get(s.via, s.via)), html.Td(s.comment or ""),
         ]) for s in steps]),
     ])

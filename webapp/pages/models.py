@@ -357,10 +357,13 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
         return (f"DATA DELAYED: the live scores could not be read at {now}; retrying "
                 "every minute.", "notice notice-error", caption, empty, empty, empty)
     if not rows:
-        return (f"No live scores of version {version} in the last {LIVE_DAYS} days: the "
-                "stream job has not scored with it (is `icu stream run` running, and is "
-                "it the active version?).", "notice notice-info", caption, empty, empty,
-                empty)
+        return (f"No live scores of version {version} in the last {LIVE_DAYS} days yet. "
+                "The stream job scores each monitored patient once an hour, when the hour "
+                "has ended, so the first scores come within an hour of monitoring"
+                + ("" if version == active else f"; version {version} is not the active "
+                   "one, the active one is scored") + ". If none come, the system "
+                "administrator should check that the stream job runs.",
+                "notice notice-info", caption, empty, empty, empty)
     summary = lv.summarize(rows, reference)
     level, text = lv.status_text(summary)
     return (text, f"notice notice-{level}", caption,

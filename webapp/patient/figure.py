@@ -216,6 +216,8 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                 })
         if len(traces) == drawn:
             empty_rows.append((i, key))
+    for i, _key in empty_rows:  # no scale without values (plotly would invent 0..4)
+        layout[f"yaxis{i}"].update(showticklabels=False, range=[0, 1])
     if traces:
         for i, key in empty_rows:  # said in the row, not left blank
             layout["annotations"].append({
