@@ -423,7 +423,13 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
                              if (p.get_attribute("d") or "M0,0Z") != "M0,0Z"])
     assert re.search(r"Sepsis risk\s+\d\.\d\d \((ABOVE|below) threshold",
                      wait_text(browser, (By.ID, "patient-facts"))), "no risk in the header"
-    # the header's risk follows new scores without reopening the page (15 s refresh)
+    scrolled_to(browser, 0)
+    settled(browser)
+    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "patient-deteriorating.png"))
+    # (after the screenshot) the header's risk follows new scores without reopening
+    # the page (its 15 s refresh)
     now_ms = int(time.time() * 1000)
     hour = now_ms - now_ms % 3_600_000
     RiskScoreStore(system.db).write([HourScore(
@@ -431,11 +437,6 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
         above=True, monitor_only=True, model_version="header-test", n_readings=60,
         inputs={"hr": 80.0})], now_ms)
     wait_text(browser, (By.ID, "patient-risk"), lambda t: t.startswith("0.99 (ABOVE"), 40)
-    scrolled_to(browser, 0)
-    settled(browser)
-    if os.environ.get("ICU_SAVE_SCREENSHOTS"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOTS / "patient-deteriorating.png"))
 
 
 def test_nurse_reads_notes_but_cannot_add_one(system: PatientSystem, browser) -> None:
