@@ -386,7 +386,7 @@ def operating_rows(ev: dict) -> list[list[str]]:
             for r in ev.get("table", [])]
 
 
-def _local_stamp(iso_text: Any, tz: str | None) -> str:
+def local_stamp(iso_text: Any, tz: str | None) -> str:
     """An ISO timestamp of the registry as the hospital's local time with the zone."""
     try:
         return localtime.stamp(datetime.fromisoformat(str(iso_text)), tz)
@@ -402,7 +402,7 @@ def version_facts(meta: dict, active: str | None,
     facts = [
         ("Version", meta.get("version", "?") + (" (active)" if meta.get("version") == active
                                                 else " (not active)")),
-        ("Created", _local_stamp(meta.get("created"), tz)),
+        ("Created", local_stamp(meta.get("created"), tz)),
         ("Training data", str(meta.get("training_data", "–"))),
         ("Training-data SHA-256", str(meta.get("training_data_sha256", "–"))),
         ("Features", str(len(feats))),
@@ -413,7 +413,7 @@ def version_facts(meta: dict, active: str | None,
     if meta.get("threshold_rule"):
         facts.append(("Threshold rule", str(meta["threshold_rule"])))
     if meta.get("evaluated"):
-        facts.append(("Evaluated", _local_stamp(meta["evaluated"], tz)))
+        facts.append(("Evaluated", local_stamp(meta["evaluated"], tz)))
     return facts
 
 

@@ -236,7 +236,8 @@ def show_version(version: str | None) -> tuple[Any, ...]:
         note = html.P(f"Version {version} has not been evaluated yet: run "
                       f"`icu model evaluate {version}`.", className="notice notice-info")
         return [facts, note], "", 1, 0, {}
-    cohort = html.P(mv.cohort_text(ev) + f"; evaluated {ev['evaluated'].replace('T', ' ')}.",
+    evaluated = mv.local_stamp(ev["evaluated"], current_settings().timezone)
+    cohort = html.P(mv.cohort_text(ev) + f"; evaluated {evaluated}.",
                     className="muted", id="models-cohort")
     tables = [
         html.H3("Ranking, calibration and lead time"),
