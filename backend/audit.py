@@ -55,9 +55,10 @@ ALERT_UNSILENCED = "alert.unsilenced"
 ALERT_RESOLVED = "alert.resolved"
 ALERT_AUTO_RESOLVED = "alert.auto_resolved"
 ALERT_ESCALATED = "alert.escalated"
+ALERT_ASSIGNED = "alert.assigned"  # a charge nurse gave the alert to a nurse
 ACTIONS = (
     *ACTIONS, ALERT_ACKNOWLEDGED, ALERT_SILENCED, ALERT_UNSILENCED, ALERT_RESOLVED,
-    ALERT_AUTO_RESOLVED, ALERT_ESCALATED,
+    ALERT_AUTO_RESOLVED, ALERT_ESCALATED, ALERT_ASSIGNED,
 )
 
 # Users' e-mail address and wards (alert e-mail to the people on duty)
@@ -184,11 +185,23 @@ def search(
     patient_id: str | None = None,
     *,
     limit: int = 1000,
+    tz: str | None = None,
 ) -> list[AuditEvent]:
-    """Events of UTC days ``day_from``..``day_to`` (inclusive), newest first, at most
-    ``limit``. Filters combine with AND; the most selective table is read."""
+    """Events of days ``day_from``..``day_to`` (inclusive), newest first, at most
+    ``limit``. Filters combine with AND; the most selective table is read.
+
+    Days are UTC days, or with ``tz`` (an IANA zone, the hospital's) local calendar days:
+    then the UTC day partitions overlapping them are read and events outside the local
+    days dropped (a local day is 23, 24 or 25 hours)."""
+    day_from, day_to = sorted((_as_date(day_from), _as_date(day_to)))
+    since = until = None
+    if tz is not None:
+        from backend import localtime
+
+        since, until = localtime.day_bounds(day_from, tz)[0], localtime.day_bounds(day_to, tz)[1]
+        day_from, day_to = since.date(), (until - timedelta(milliseconds=1)).date()
     out: list[AuditEvent] = []
-    for day in _days_newest_first(_as_date(day_from), _as_date(day_to)):
+    for day in _days_newest_first(day_from, day_to):
         if patient_id:
             rows = session.execute(_prep(session, _SELECT_PATIENT), (patient_id, day))
             events = (_event(r, target_id=patient_id) for r in rows)
@@ -199,6 +212,8 @@ def search(
             rows = session.execute(_prep(session, _SELECT_DAY), (day,))
             events = (_event(r) for r in rows)
         for e in events:
+            if since is not None and not since <= e.ts < until:  # type: ignore[operator]
+                continue
             if actor and e.actor != actor:
                 continue
             if action and e.action != action:

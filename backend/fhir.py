@@ -13,7 +13,9 @@ parameter value, following the FHIR vital-signs profile:
   profile requires), ``text`` the label;
 * ``valueQuantity``: value, ``unit`` the display unit, ``system`` http://unitsofmeasure.org
   and ``code`` the UCUM code of the table;
-* ``effectiveDateTime``: the reading's timestamp, UTC, millisecond precision;
+* ``effectiveDateTime``: the reading's timestamp, millisecond precision, in UTC (``Z``) or,
+  when a time zone is given (the web export: the hospital's), in local time with its UTC
+  offset (``2026-12-03T09:03:05.007-05:00``): the same instant, as people read it;
 * ``subject`` ``Patient/<patient id>``; ``device`` the monitor's device id (as an
   identifier of system ``DEVICE_SYSTEM``), when the row has one;
 * blood pressure: systolic, diastolic and mean are **separate Observations** (8480-6,
@@ -61,6 +63,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
+from backend import localtime
 from backend.census import Admission
 from backend.messages import DeviceReading
 from backend.vitals import VITALS, Vital
@@ -153,9 +156,15 @@ def _observation(patient_id: str, vital: Vital, ms: int, device_id: str | None,
     return obs
 
 
+def _when(ms: int, tz: str | None) -> str:
+    if tz is None:
+        return _instant(ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return localtime.iso(ms, tz, ms=True)
+
+
 def bundle_dict(
     patient_id: str, rows: Iterable[Mapping[str, Any]], *, start_ms: int, end_ms: int,
-    include_sensor_off: bool = True,
+    include_sensor_off: bool = True, tz: str | None = None,
 ) -> dict:
     """``readings_to_bundle`` as a plain JSON-ready dict, without building the models.
 
@@ -170,7 +179,7 @@ def bundle_dict(
             continue
         device = row.get("device_id")
         off = row.get("sensors_off") or ()
-        when = _instant(ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        when = _when(ms, tz)
         for vital in Vital:
             value = row.get(vital.value)
             if value is not None and not np.isfinite(value):
@@ -190,7 +199,7 @@ def bundle_dict(
 
 def readings_to_bundle(
     patient_id: str, rows: Iterable[Mapping[str, Any]], *, start_ms: int, end_ms: int,
-    include_sensor_off: bool = True,
+    include_sensor_off: bool = True, tz: str | None = None,
 ) -> Bundle:
     """The stored readings of one patient in ``[start_ms, end_ms)`` as a FHIR R4 Bundle.
 
@@ -200,7 +209,7 @@ def readings_to_bundle(
     """
     return Bundle.model_validate(bundle_dict(patient_id, rows, start_ms=start_ms,
                                              end_ms=end_ms,
-                                             include_sensor_off=include_sensor_off))
+                                             include_sensor_off=include_sensor_off, tz=tz))
 
 
 # --- ingest ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,7 +21,7 @@ from backend.storage.alerts import AlertStore
 from backend.storage.minutes import MinuteStore
 from backend.storage.readings import ReadingStore
 from backend.storage.risk_scores import RiskScoreStore
-from backend.storage.timestamps import to_ms
+from backend.storage.timestamps import day_of, to_datetime, to_ms
 from backend.timeline import (
     DEFAULT_MAX_POINTS,
     HOUR_MS,
@@ -140,6 +140,42 @@ def window_end(newest_ms: int | None, now_ms: int) -> int:
     return newest_ms + 60_000
 
 
+FIT_MAX_MS = 8 * HOUR_MS  # the "fit" window shows at most one shift
+FIT_MIN_MS = 10 * 60_000
+_first_reading: dict[int, object] = {}  # prepared statement per session
+
+
+def first_reading_ms(session: Session, patient_id: str, since_ms: int,
+                     until_ms: int) -> int | None:
+    """The time of the first reading in ``[since, until)``, or ``None``: one single-row
+    query per day partition (readings are clustered by time), oldest day first."""
+    stmt = _first_reading.get(id(session))
+    if stmt is None:
+        stmt = _first_reading[id(session)] = session.prepare(
+            "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " AND ts >= ? AND ts < ? LIMIT 1")
+    day, last = day_of(since_ms), day_of(until_ms - 1)
+    while day <= last:
+        row = session.execute(stmt, (patient_id, day, to_datetime(since_ms),
+                                     to_datetime(until_ms))).one()
+        if row is not None:
+            return _ms(row["ts"])
+        day += timedelta(days=1)
+    return None
+
+
+def fit_window(first_ms: int | None, end_ms: int) -> tuple[int, int]:
+    """The default timeline window: from just before the patient's first reading of the
+    last eight hours to ``end_ms`` (a demo's quarter of an hour fills the chart instead
+    of its right edge), at least ten minutes, at most eight hours."""
+    if first_ms is None or first_ms >= end_ms:
+        return end_ms - FIT_MAX_MS, end_ms
+    span = end_ms - first_ms
+    start = first_ms - max(10_000, span // 50)  # a little room before the first point
+    start = max(start, end_ms - FIT_MAX_MS)
+    return min(start, end_ms - FIT_MIN_MS), end_ms
+
+
 def _ms(value: datetime | None) -> int | None:
     return None if value is None else to_ms(value)
 
@@ -156,6 +192,12 @@ class AlertHistory:
     status_by: str | None
     status_ms: int | None
     cleared_ms: int | None
+    # who acknowledged, kept apart from status_by (an escalation or the system's
+    # auto-resolve after the acknowledgement overwrites that)
+    acknowledged_by: str | None = None
+    acknowledged_ms: int | None = None
+    escalation_level: int = 0
+    resolved_ms: int | None = None
 
     @property
     def at_ms(self) -> int:
@@ -181,11 +223,17 @@ def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int
     out = []
     for r, (_ok, result) in zip(index, results, strict=True):
         a = result.one() or {}
+        status = a.get("status") or "raised"
+        acked_by, acked_ts = a.get("acknowledged_by"), a.get("acknowledged_ts")
+        if acked_by is None and status == "acknowledged":  # rows from before the column
+            acked_by, acked_ts = a.get("status_by"), a.get("status_ts")
         out.append(AlertHistory(
             r["alert_id"], r["rule"], r["priority"], r["message"] or "",
             _ms(r["detected_ts"]) or 0, _ms(r.get("onset_ts")),
-            a.get("status") or "raised", a.get("status_by"), _ms(a.get("status_ts")),
+            status, a.get("status_by"), _ms(a.get("status_ts")),
             _ms(a.get("cleared_ts") or r.get("cleared_ts")),
+            acked_by, _ms(acked_ts), a.get("escalation_level") or 0,
+            _ms(a.get("resolved_ts")),
         ))
     out.sort(key=lambda h: h.at_ms)
     return out

@@ -10,8 +10,17 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.vitals import VITALS, Vital
@@ -332,6 +341,10 @@ class Settings(BaseSettings):
     )
 
     demo_mode: bool = False
+    # The hospital's time zone, an IANA name ("Europe/Berlin", "America/New_York"): every
+    # page, e-mail and export shows local time in it, with the zone; storage stays UTC
+    # (backend/localtime.py). The default matches the default catchment (Boston).
+    timezone: str = "America/New_York"
     # Signs sessions and e-mail links. Must come from the environment in production;
     # the run script generates a random one per installation.
     secret_key: SecretStr = Field(default=SecretStr(""))
@@ -347,6 +360,11 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     alert_manager: AlertManagerSettings = AlertManagerSettings()
     population: PopulationSettings = PopulationSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_timezone(value)
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``ICU_*`` environment variables, for child processes."""
@@ -377,6 +395,26 @@ class Settings(BaseSettings):
             if secret is not None:
                 env[name] = secret.get_secret_value()
         return env
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an ``Area/Location`` zone of the IANA database (the system's or
+    the ``tzdata`` package pandas brings) or ``UTC``, else ``ValueError`` naming a few
+    close matches. Legacy names such as ``EST`` (no daylight saving: wrong all summer) or
+    the system's ``localtime`` are refused."""
+    value = (name or "").strip()
+    if (value == "UTC" or "/" in value) and value in available_timezones():
+        try:
+            ZoneInfo(value)
+            return value
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    last = value.lower().rsplit("/", 1)[-1].replace(" ", "_")
+    hint = sorted(z for z in available_timezones()
+                  if "/" in z and value and z.lower().rsplit("/", 1)[-1] == last)[:5]
+    raise ValueError(f"{name!r} is not an IANA time zone name (like 'Europe/Berlin' or "
+                     f"'America/New_York')" + (f"; did you mean {', '.join(hint)}?" if hint
+                                                else ""))
 
 
 @lru_cache(maxsize=1)

@@ -134,6 +134,8 @@ class WebSession:
 # --- demo accounts ----------------------------------------------------------------------
 DEMO_USERS: tuple[tuple[str, str, Role], ...] = (
     ("demo-nurse", "Demo Nurse", Role.NURSE),
+    # a second nurse, so the charge nurse has somebody to assign and reassign alerts to
+    ("demo-nurse-b", "Demo Nurse B", Role.NURSE),
     ("demo-charge", "Demo Charge Nurse", Role.CHARGE_NURSE),
     ("demo-physician", "Demo Physician", Role.PHYSICIAN),
     ("demo-admin", "Demo Administrator", Role.ADMIN),

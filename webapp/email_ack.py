@@ -25,6 +25,7 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
+from backend import localtime
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import EMAIL_LINK, Lifecycle
 from backend.storage.alerts import clock_text
@@ -55,10 +56,10 @@ def _alert_summary(row: dict) -> Markup:
     return Markup(
         '<dl id="ack-link-alert" class="ack-link-alert">'
         "<dt>Ward</dt><dd>{}</dd><dt>Bed</dt><dd>{}</dd>"
-        "<dt>Alert</dt><dd>{} ({})</dd><dt>Priority</dt><dd>{}</dd>"
+        "<dt>Alert</dt><dd>{}</dd><dt>Priority</dt><dd>{}</dd>"
         "<dt>Raised</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd></dl>"
-    ).format(row.get("ward"), row.get("bed"), row.get("message"), row.get("rule"),
-             str(row.get("priority") or "").upper(), clock_text(row.get("detected_ts")),
+    ).format(row.get("ward"), row.get("bed"), row.get("message"),
+             str(row.get("priority") or "").upper(), localtime.day_clock(row.get("detected_ts")),
              row.get("status"))
 
 

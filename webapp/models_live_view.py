@@ -18,6 +18,7 @@ from itertools import pairwise
 import numpy as np
 import plotly.graph_objects as go
 
+from backend import localtime
 from backend.risk import drift
 from webapp.models_view import BLUE, GREY, ORANGE, VERMILLION, _layout
 
@@ -116,14 +117,26 @@ def bin_labels(ref: drift.Reference) -> list[str]:
     return labels
 
 
-def volume_figure(s: LiveSummary) -> go.Figure:
+def volume_figure(s: LiveSummary, tz: str | None = None) -> go.Figure:
+    """Scores per hour; the hours are UTC instants on the axis, labelled (ticks and hover)
+    in the hospital's local time ``tz`` with its zone."""
+    hours = list(s.volume)
     fig = go.Figure(go.Bar(
-        x=list(s.volume), y=list(s.volume.values()), name="hourly scores",
-        marker={"color": BLUE}, hovertemplate="%{x|%Y-%m-%d %H:00} UTC: %{y} scores"
-        "<extra></extra>"))
+        x=[h.strftime("%Y-%m-%d %H:%M:%S") for h in hours], y=list(s.volume.values()),
+        name="hourly scores", marker={"color": BLUE},
+        customdata=[localtime.day_clock(h, tz, seconds=False) for h in hours],
+        hovertemplate="%{customdata}: %{y} scores<extra></extra>"))
+    title = "Hour scored"
+    xaxis: dict = {}
+    if hours:
+        first = round(min(hours).timestamp() * 1000)
+        last = round(max(hours).timestamp() * 1000)
+        axis = localtime.axis_ticks(first - 1_800_000, last + 1_800_000, tz)
+        xaxis = {"tickmode": "array", "tickvals": axis.values, "ticktext": axis.texts}
+        title = axis.title.replace("time", "Hour scored", 1)
     fig = _layout(fig, f"Scoring volume: {s.n_scores} hourly scores of {s.n_patients} "
-                  "patients", "Hour scored (UTC)", "Scores per hour",
-                  yaxis={"rangemode": "tozero"})
+                  "patients", title, "Scores per hour", yaxis={"rangemode": "tozero"},
+                  xaxis=xaxis)
     fig.update_layout(height=380, showlegend=False)
     return fig
 

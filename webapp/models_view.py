@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+
+from backend import localtime
 
 MODEL = "Model (GBT)"
 MODEL_MONITOR = "Model, monitor only (no labs)"
@@ -400,13 +403,23 @@ def operating_rows(ev: dict) -> list[list[str]]:
             for r in ev.get("table", [])]
 
 
-def version_facts(meta: dict, active: str | None) -> list[tuple[str, str]]:
-    """(label, value) pairs describing a registered version."""
+def local_stamp(iso_text: Any, tz: str | None) -> str:
+    """An ISO timestamp of the registry as the hospital's local time with the zone."""
+    try:
+        return localtime.stamp(datetime.fromisoformat(str(iso_text)), tz)
+    except ValueError:
+        return str(iso_text or "–")
+
+
+def version_facts(meta: dict, active: str | None,
+                  tz: str | None = None) -> list[tuple[str, str]]:
+    """(label, value) pairs describing a registered version (times in ``tz``, the
+    hospital's zone by default)."""
     feats = meta.get("features") or []
     facts = [
         ("Version", meta.get("version", "?") + (" (active)" if meta.get("version") == active
                                                 else " (not active)")),
-        ("Created (UTC)", str(meta.get("created", "–")).replace("T", " ")),
+        ("Created", local_stamp(meta.get("created"), tz)),
         ("Training data", str(meta.get("training_data", "–"))),
         ("Training-data SHA-256", str(meta.get("training_data_sha256", "–"))),
         ("Features", str(len(feats))),
@@ -417,7 +430,7 @@ def version_facts(meta: dict, active: str | None) -> list[tuple[str, str]]:
     if meta.get("threshold_rule"):
         facts.append(("Threshold rule", str(meta["threshold_rule"])))
     if meta.get("evaluated"):
-        facts.append(("Evaluated (UTC)", str(meta["evaluated"]).replace("T", " ")))
+        facts.append(("Evaluated", local_stamp(meta["evaluated"], tz)))
     return facts
 
 

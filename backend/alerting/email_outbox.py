@@ -39,6 +39,7 @@ from typing import Any
 from cassandra.cluster import Session
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from backend import localtime
 from backend.settings import AlertManagerSettings, Settings, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -137,22 +138,30 @@ def _fmt_value(v: Any) -> str:
         return str(v)
 
 
+SUBJECT_MAX = 110  # characters of the alarm text in a subject, so phones show the bed
+
+
+def subject_line(alert: Mapping[str, Any], level: int, role: str) -> str:
+    """What happened, in words, and where: ``[HIGH] SpO2 86 % below 90 % - ICU-A bed 2``;
+    an escalation says so first (``[HIGH] Escalated to charge nurse: ...``)."""
+    priority = str(alert.get("priority") or "").upper()
+    text = " ".join(str(alert.get("message") or alert.get("rule") or "alarm").split())
+    if len(text) > SUBJECT_MAX:
+        text = text[:SUBJECT_MAX - 1].rstrip() + "…"
+    head = f"Escalated to {ROLE_TEXT.get(role, role)}: " if level else ""
+    return f"[{priority}] {head}{text} - {alert.get('ward')} bed {alert.get('bed')}"
+
+
 def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
-            policy: AlertManagerSettings, patient_name: str | None = None
-            ) -> tuple[str, str]:
+            policy: AlertManagerSettings, patient_name: str | None = None,
+            tz: str | None = None) -> tuple[str, str]:
     """(subject, plain-text body) of the e-mail about ``alert`` at escalation ``level``.
-    Minimal patient information: ward, bed, alert, values, time; the name only when
-    ``policy.email_include_name``."""
+    Minimal patient information: ward, bed, alert, values, time (the hospital's local
+    time ``tz``, with the zone); the name only when ``policy.email_include_name``."""
     priority = str(alert.get("priority") or "").upper()
     ward, bed = alert.get("ward"), alert.get("bed")
     detected = alert.get("detected_ts")
-    if isinstance(detected, datetime):
-        detected = detected if detected.tzinfo else detected.replace(tzinfo=UTC)
-        when = detected.strftime("%Y-%m-%d %H:%M:%S UTC")
-    else:
-        when = "unknown"
-    head = f"ESCALATED (level {level}) " if level else ""
-    subject = f"[ICU {priority}] {head}{ward} bed {bed}: {alert.get('rule')}"
+    when = localtime.stamp(detected, tz) if isinstance(detected, datetime) else "unknown"
     values = ", ".join(f"{k} {_fmt_value(v)}" for k, v in sorted((alert.get("vals") or {}).items()))
     escalated = f" - escalated to the {ROLE_TEXT.get(role, role)}" if level else ""
     lines = [
@@ -164,7 +173,7 @@ def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
     if policy.email_include_name and patient_name:
         lines.append(f"Patient: {patient_name}")
     lines += [
-        f"Alert:  {alert.get('message')} ({alert.get('rule')})",
+        f"Alert:  {alert.get('message')}",
         f"Values: {values or '-'}",
         f"Raised: {when}",
         "",
@@ -172,9 +181,10 @@ def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
         f"{policy.ack_link_max_age_minutes:g} minutes):",
         link,
         "",
-        "Sent to the " + ROLE_TEXT.get(role, role) + " by the ICU alert manager.",
+        "Sent to the " + ROLE_TEXT.get(role, role) + " by the ICU alert manager "
+        f"(alarm rule {alert.get('rule')}).",
     ]
-    return subject, "\n".join(lines) + "\n"
+    return subject_line(alert, level, role), "\n".join(lines) + "\n"
 
 
 def backoff_seconds(attempts: int, policy: AlertManagerSettings) -> float:
@@ -259,7 +269,7 @@ class Outbox:
         m["From"] = self.settings.smtp.sender
         m["To"] = ", ".join(row["recipients"] or [])
         m["Subject"] = row["subject"]
-        m["Date"] = format_datetime(now)
+        m["Date"] = format_datetime(localtime.to_local(now, self.settings.timezone))
         # The idempotency key as Message-ID: a receiver can drop a duplicate.
         m["Message-ID"] = make_msgid(idstring=row["msg_id"].replace(":", "."),
                                      domain="icu-monitor")

@@ -1,6 +1,7 @@
 """The alert inbox's query: alerts of some wards in a time window, filtered by status
-and priority, newest first, with their current status (``alerts_by_ward_day`` carries a
-copy of the status, refreshed on every lifecycle move)."""
+and priority, highest priority first and newest first within a priority, with their
+current status and holder (``alerts_by_ward_day`` carries a copy of both, refreshed on
+every lifecycle move)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cassandra.cluster import Session
 
 WINDOWS_HOURS = {"1": 1, "8": 8, "24": 24, "72": 72, "168": 168}
 MAX_ROWS = 500
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}  # IEC 60601-1-8 order
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,5 +69,12 @@ def query(session: Session, f: InboxFilter, now: datetime | None = None,
             for r in session.execute(stmt, (ward, day, since)):
                 if f.keeps(r):
                     rows.append(dict(r))
-    rows.sort(key=lambda r: r["detected_ts"], reverse=True)
-    return rows[:limit]
+    return inbox_order(rows)[:limit]
+
+
+def inbox_order(rows: list[dict]) -> list[dict]:
+    """High before medium before low (unknown priorities last), newest first within a
+    priority, then by alert id so equal rows keep one order between refreshes."""
+    by_time = sorted(rows, key=lambda r: (r["detected_ts"], r.get("alert_id") or ""),
+                     reverse=True)
+    return sorted(by_time, key=lambda r: PRIORITY_RANK.get(r.get("priority") or "", 3))

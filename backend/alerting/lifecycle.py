@@ -10,6 +10,9 @@ Statuses::
       └──escalate──▶ escalated (level 1, 2, ...; escalate again, silence, acknowledge)
     raised ──(condition ended before anyone acted; the stream job)──▶ cleared
 
+    any active status ──assign (to a nurse; again = reassign)──▶ the same status
+
+
 THE transition table is :data:`TRANSITIONS` (action -> the statuses it acts on, the
 status it leads to). Every move is one Cassandra lightweight transaction on the
 ``alerts`` row, conditional on the status (and escalation level) the move was decided
@@ -17,6 +20,12 @@ from: of two concurrent moves exactly one is applied, and the other is told what
 happened instead and by whom. After the move: the indexes, one ``alert_history`` step
 (who, when, how, comment), one audit event, and the ``AlertLifecycle`` message the caller
 publishes so every screen updates.
+
+Assigning (the charge nurse's ``alerts.assign``) gives an active alert to a nurse of its
+ward without changing its status: a lightweight transaction conditional on the holder the
+charge nurse saw, so of two concurrent reassignments one wins and the other is told who
+holds it now. Who holds which alert since when is on the alert row and in the ward's
+active-alert index (``assigned_to``, ``assigned_by``, ``assigned_ts``).
 
 "How" (``via``) is one of :data:`CHANNELS`. Acknowledging is
 ``backend.storage.alerts.AlertStore.acknowledge`` (the ward screen's path since issue 3),
@@ -63,6 +72,10 @@ CHANNELS = (WARD_SCREEN, ALERTS_PAGE, EMAIL_LINK, SYSTEM)
 SYSTEM_ACTOR = "system"
 
 UNSILENCE_TO = "(raised or escalated)"  # unsilence returns to where the alert was
+UNCHANGED = "(unchanged)"  # assign keeps the status
+ANY_HOLDER = object()  # assign without saying which holder the user saw
+# Roles an alert may be assigned to (a charge nurse may take one herself).
+ASSIGNABLE_ROLES = frozenset({"nurse", "charge_nurse"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +98,20 @@ TRANSITIONS: Mapping[str, Transition] = {
                           audit.ALERT_RESOLVED),
     "auto_resolve": Transition(frozenset({RAISED, ESCALATED, SILENCED, ACKNOWLEDGED}),
                                AUTO_RESOLVED, audit.ALERT_AUTO_RESOLVED, by_system_only=True),
+    "assign": Transition(ACTIVE, UNCHANGED, audit.ALERT_ASSIGNED),
 }
 
 _VERB = {"acknowledge": "acknowledged", "silence": "silenced", "resolve": "resolved",
-         "escalate": "escalated", "unsilence": "unsilenced", "auto_resolve": "resolved"}
+         "escalate": "escalated", "unsilence": "unsilenced", "auto_resolve": "resolved",
+         "assign": "assigned"}
 
 
 def target_status(action: str, row: Mapping[str, Any]) -> str:
     t = TRANSITIONS[action]
     if t.target == UNSILENCE_TO:
         return ESCALATED if (row.get("escalation_level") or 0) > 0 else RAISED
+    if t.target == UNCHANGED:
+        return str(row.get("status"))
     return t.target
 
 
@@ -115,6 +132,8 @@ def refusal_reason(action: str, row: Mapping[str, Any] | None) -> str | None:
         return f"Already {status.replace('_', '-')}{who} at {clock_text(at)}"
     if action == "silence" and status == SILENCED:
         return (f"Already silenced{who} until {clock_text(row.get('silenced_until'))}")
+    if action == "assign":
+        return f"This alarm has ended ({status.replace('_', '-')}{who} at {clock_text(at)})"
     if action == "silence" and status == ACKNOWLEDGED:
         return f"Already acknowledged{who} at {clock_text(at)}: there is nothing to silence"
     return f"Already {status}{who} at {clock_text(at)}"
@@ -143,6 +162,24 @@ def parse_silence(minutes: Any, reason: Any, max_minutes: float) -> SilenceReque
         raise ValueError(f"The reason is too long (at most {alert_history.MAX_COMMENT} "
                          "characters).")
     return SilenceRequest(value, text)
+
+
+def assignee_problem(user: Any, ward: str | None, *, demo_mode: bool = False) -> str | None:
+    """Why ``user`` (a ``backend.users.User`` or ``None``) cannot hold an alert of
+    ``ward``; ``None`` when they can: an enabled nurse or charge nurse covering the ward
+    (``User.covers``: no wards = every ward), a demo account only in demo mode (it cannot
+    sign in otherwise)."""
+    if user is None:
+        return "No such user."
+    if user.disabled:
+        return f"{user.username} is disabled."
+    if user.is_demo and not demo_mode:
+        return f"{user.username} is a demo account."
+    if user.role.value not in ASSIGNABLE_ROLES:
+        return f"{user.username} is not a nurse: alerts are assigned to nurses."
+    if not user.covers(ward):
+        return f"{user.username} does not cover {ward} (covers {', '.join(sorted(user.wards))})."
+    return None
 
 
 # --- what is due (the alert manager's decisions; pure) -----------------------------------
@@ -226,6 +263,12 @@ class Lifecycle:
             " WHERE alert_id = ? IF status = ? AND escalation_level = ?"
         )
 
+        in_active = ", ".join(f"'{x}'" for x in sorted(ACTIVE))
+        self._assign = session.prepare(
+            "UPDATE alerts SET assigned_to = ?, assigned_by = ?, assigned_ts = ?"
+            f" WHERE alert_id = ? IF status IN ({in_active}) AND assigned_to = ?"
+        )
+
     def get(self, alert_id: str) -> dict | None:
         row = self.session.execute(self._serial, (alert_id,)).one()
         return dict(row) if row else None
@@ -254,6 +297,43 @@ class Lifecycle:
                 *, now: datetime | None = None) -> AckResult:
         return self._transition(alert_id, "resolve", user, via, comment,
                                 _now_ms_precision(now))
+
+    def assign(self, alert_id: str, nurse: Any, user: str, via: str, *,
+               expected: object = ANY_HOLDER, demo_mode: bool = False,
+               now: datetime | None = None) -> AckResult:
+        """``user`` (a charge nurse) gives the active alert to ``nurse`` (a
+        ``backend.users.User``; :func:`assignee_problem` must find nothing). Reassigning is
+        the same call. ``expected``: the holder the user saw (``None`` = nobody); when
+        somebody else changed it meanwhile, nothing happens and the message says who
+        holds it now. ``ValueError`` for an unsuitable nurse (nothing changed)."""
+        if not user:
+            raise ValueError("who acts is required")
+        _check_channel(via)
+        at = _now_ms_precision(now)
+        row = self.get(alert_id)
+        reason = refusal_reason("assign", row)
+        if reason is not None:
+            return _refused(alert_id, reason, row)
+        problem = assignee_problem(nurse, row.get("ward"), demo_mode=demo_mode)
+        if problem is not None:
+            raise ValueError(problem)
+        holder = row.get("assigned_to")
+        seen = holder if expected is ANY_HOLDER else expected
+        if seen != holder:
+            return _refused(alert_id, _holder_text(row), row)
+        if nurse.username == holder:
+            return _refused(alert_id, f"Already assigned to {holder}.", row)
+        applied = self.session.execute(self._assign, (
+            nurse.username, user, at, alert_id, holder)).one()
+        if not applied["[applied]"]:
+            now_row = self.get(alert_id)
+            return _refused(alert_id, refusal_reason("assign", now_row)
+                            or _holder_text(now_row or {}), now_row)
+        detail = f"to {nurse.username}" + (f" (was {holder})" if holder else "")
+        result = self._after_move(alert_id, "assign", row, row["status"], user, via, None,
+                                  at, detail)
+        return AckResult(True, f"Assigned to {nurse.username} by {user} at {clock_text(at)}",
+                         alert_id, row["status"], user, at, result.event, result.problems)
 
     # -- the system's (the alert manager) --
     def escalate(self, alert_id: str, level: int, role: str, *,
@@ -305,6 +385,20 @@ class Lifecycle:
             reason = refusal_reason(action, now_row) or "The alarm changed meanwhile: try again."
             return _refused(alert_id, reason, now_row)
 
+        done = self._after_move(alert_id, action, row, target, actor, via, comment, at,
+                                detail)
+        verb = _VERB[action]
+        message = (f"Silenced by {actor} until {clock_text(silenced_until)}" if action == "silence"
+                   else f"{verb.capitalize()} by {actor} at {clock_text(at)}")
+        return AckResult(True, message, alert_id, target, actor, at, done.event, done.problems)
+
+    def _after_move(self, alert_id: str, action: str, row: Mapping[str, Any], target: str,
+                    actor: str, via: str, comment: str | None, at: datetime,
+                    detail: str | None) -> AckResult:
+        """What follows every applied move: the indexes, one history step, one audit
+        event, and the lifecycle message (``event``) for the caller to publish. Failures
+        here are logged and listed in ``problems``: the move itself stands."""
+        source = row["status"]
         problems: list[str] = []
         alert = None
         try:
@@ -330,12 +424,22 @@ class Lifecycle:
         except Exception as exc:
             log.exception("alert %s %s, but the audit write failed", alert_id, action)
             problems.append(f"audit: {exc!r}")
-        event = AlertLifecycle(alert_id=alert_id, status=target, by=actor, at=_ms(at), via=via,
-                               patient_id=patient, ward=row.get("ward"), bed=row.get("bed"))
-        verb = _VERB[action]
-        message = (f"Silenced by {actor} until {clock_text(silenced_until)}" if action == "silence"
-                   else f"{verb.capitalize()} by {actor} at {clock_text(at)}")
-        return AckResult(True, message, alert_id, target, actor, at, event, tuple(problems))
+        event = None
+        if action != "assign":
+            # an assignment changes no status, and the wire format has no holder: screens
+            # other than the inbox have nothing to redraw
+            event = AlertLifecycle(alert_id=alert_id, status=target, by=actor, at=_ms(at),
+                                   via=via, patient_id=patient, ward=row.get("ward"),
+                                   bed=row.get("bed"))
+        return AckResult(True, "", alert_id, target, actor, at, event, tuple(problems))
+
+
+def _holder_text(row: Mapping[str, Any]) -> str:
+    holder = row.get("assigned_to")
+    if not holder:
+        return "The assignment changed meanwhile: nobody holds this alarm now. Try again."
+    return (f"Meanwhile assigned to {holder} by {row.get('assigned_by') or '?'} at "
+            f"{clock_text(row.get('assigned_ts'))}. Try again if it should change.")
 
 
 def _refused(alert_id: str, reason: str, row: Mapping[str, Any] | None) -> AckResult:

@@ -151,7 +151,8 @@ class AlertManager:
             r = self.session.execute(self._name, (alert.get("patient_id"),)).one()
             name = r and r.get("label")
         link = mail.ack_url(self.settings, self.links.make(alert["alert_id"]))
-        subject, body = mail.compose(alert, level, role, link, self.policy, name)
+        subject, body = mail.compose(alert, level, role, link, self.policy, name,
+                                     self.settings.timezone)
         self.outbox.enqueue(msg_key(alert["alert_id"], level), alert["alert_id"], recipients,
                             subject, body, now)
         self._mailed.add((alert["alert_id"], level))

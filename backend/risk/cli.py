@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -317,3 +318,34 @@ def rollback_cmd(cassandra: bool) -> None:
 def mirror_cmd(version: str | None) -> None:
     """Copy VERSION (default: all versions), evaluations and activations into Cassandra."""
     _mirror(get_settings(), version)
+
+
+@cli.command("export")
+@click.argument("version")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+def export_cmd(version: str, archive: Path) -> None:
+    """Pack VERSION (trees, metadata, split, evaluation; not the Spark directory) into
+    ARCHIVE (.tar.gz), e.g. the demo's shipped model."""
+    settings = get_settings()
+    try:
+        path = registry.export_version(settings, version, archive)
+    except registry.RegistryError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{version} -> {path} ({path.stat().st_size:,} bytes)")
+
+
+@cli.command("import")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--activate/--no-activate", default=None,
+              help="activate it (default: only if no version is active)")
+def import_cmd(archive: Path, activate: bool | None) -> None:
+    """Register the model version packed in ARCHIVE (``icu model export``)."""
+    settings = get_settings()
+    try:
+        version, added = registry.import_version(settings, archive)
+        if activate or (activate is None and registry.active_version(settings) is None):
+            registry.activate(settings, version)
+    except (registry.RegistryError, ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{'registered' if added else 'already registered'}: {version}; "
+               f"active: {registry.active_version(settings)}")

@@ -83,10 +83,9 @@ def trees_from_spark_dir(path: Path) -> tuple[list[Tree], list[float]]:
 
     nodes = pq.read_table(sorted(glob.glob(str(path / "data" / "*.parquet")))).to_pylist()
     meta = pq.read_table(sorted(glob.glob(str(path / "treesMetadata" / "*.parquet"))))
-    # Spark 3.5 names the columns (treeID, metadata, weights); Spark 4 writes a tuple
-    # (_1, _2, _3)
-    tree_col, weight_col = (("treeID", "weights") if "treeID" in meta.column_names
-                            else ("_1", "_3"))
+    # (tree id, params metadata, weight): Spark 3.5 names the columns treeID/metadata/
+    # weights, Spark 4 leaves the tuple's _1/_2/_3, so they are read by position
+    tree_col, _, weight_col = meta.column_names
     weights_by_tree = {row[tree_col]: row[weight_col] for row in meta.to_pylist()}
     by_tree: dict[int, list[dict]] = {}
     for row in nodes:

@@ -241,6 +241,89 @@ class ActiveModel:
         return self.model
 
 
+# --- a version as one file (the demo's shipped model) ---------------------------------------
+# What a portable version holds: everything but the Spark directory (scoring, the Models
+# page and re-evaluation need only these; ``spark/`` is for retraining in Spark).
+ARCHIVE_FILES = ("metadata.json", "trees.json", "split.json", "evaluation.json",
+                 "validation_utility_curve.json")
+_ARCHIVE_REQUIRED = ("metadata.json", "trees.json")
+_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def export_version(settings: Settings, version: str, path: Path) -> Path:
+    """Write ``version`` (its :data:`ARCHIVE_FILES` that exist) as a ``.tar.gz``."""
+    import gzip
+    import tarfile
+
+    src = version_dir(settings, version)
+    read_metadata(settings, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # no file name and time in the gzip header: the same version packs to the same bytes
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                 mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for name in ARCHIVE_FILES:
+            if (src / name).exists():
+                info = tar.gettarinfo(str(src / name), arcname=f"{version}/{name}")
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0  # the same version packs to the same bytes
+                with open(src / name, "rb") as f:
+                    tar.addfile(info, f)
+    return path
+
+
+def import_version(settings: Settings, path: Path) -> tuple[str, bool]:
+    """Register the version packed in ``path`` (:func:`export_version`); returns
+    (version, True) when it was added, (version, False) when the registry had it.
+
+    The archive is untrusted input: only regular files named in :data:`ARCHIVE_FILES`
+    under one valid version directory are read (no links, no paths elsewhere), the model
+    must load, and the version appears only when complete (``publish``)."""
+    import tarfile
+
+    files: dict[str, bytes] = {}
+    version: str | None = None
+    with tarfile.open(path, "r:gz") as tar:
+        total = 0
+        for member in tar:
+            folder, _, name = member.name.partition("/")
+            if member.isdir() and not name:
+                continue
+            if not member.isfile() or name not in ARCHIVE_FILES or "/" in name:
+                raise RegistryError(f"{path}: unexpected entry {member.name!r}")
+            if version is None:
+                version = check_version(folder)
+            elif folder != version:
+                raise RegistryError(f"{path}: holds more than one version")
+            total += member.size
+            if total > _ARCHIVE_MAX_BYTES:
+                raise RegistryError(f"{path}: larger than {_ARCHIVE_MAX_BYTES} bytes")
+            data = tar.extractfile(member)
+            files[name] = data.read() if data else b""
+    missing = [n for n in _ARCHIVE_REQUIRED if n not in files]
+    if version is None or missing:
+        raise RegistryError(f"{path}: not a model version (missing {', '.join(missing)})")
+    meta = json.loads(files["metadata.json"])
+    if meta.get("version") != version:
+        raise RegistryError(f"{path}: metadata names version {meta.get('version')!r}")
+    if (version_dir(settings, version) / "metadata.json").exists():
+        return version, False
+    work = partial_dir(settings, version)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, data in files.items():
+            (work / name).write_bytes(data)
+        RiskModel.load(work)  # refuses trees and metadata that do not belong together
+        publish(settings, version)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return version, True
+
+
 def read_evaluation(settings: Settings, version: str) -> dict | None:
     path = version_dir(settings, version) / "evaluation.json"
     return json.loads(path.read_text()) if path.exists() else None

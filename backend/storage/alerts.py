@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
-from backend import audit
+from backend import audit, localtime
 from backend.messages import AlertEvent, AlertLifecycle
 from backend.storage import alert_history
 from backend.storage.timestamps import to_datetime as _dt
@@ -39,12 +39,8 @@ AUDIT_TARGET = "alert"
 
 
 def clock_text(value: datetime | None) -> str:
-    """``hh:mm:ss`` in the server's local time (what the ward screens' clocks show)."""
-    if value is None:
-        return "--:--:--"
-    if value.tzinfo is None:  # Cassandra returns naive UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone().strftime("%H:%M:%S")
+    """``hh:mm:ss ZONE`` in the hospital's local time (``backend.localtime``)."""
+    return localtime.clock(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +89,16 @@ class AlertStore:
         self._get = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
         self._active = session.prepare(
             "INSERT INTO active_alerts_by_ward (ward, alert_id, patient_id, bed, rule, priority,"
-            " message, detected_ts, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " message, detected_ts, status, assigned_to, assigned_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._unactive = session.prepare(
             "DELETE FROM active_alerts_by_ward WHERE ward = ? AND alert_id = ?"
         )
         self._by_day = session.prepare(
             "INSERT INTO alerts_by_ward_day (ward, day, detected_ts, alert_id, patient_id, bed,"
-            " rule, priority, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " rule, priority, message, status, assigned_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?)"
         )
         self._by_patient = session.prepare(
             "INSERT INTO alerts_by_patient (patient_id, detected_ts, alert_id, rule, priority,"
@@ -120,8 +118,10 @@ class AlertStore:
             "SELECT * FROM alerts_by_patient WHERE patient_id = ? LIMIT ?"
         )
         in_list = ", ".join(f"'{s}'" for s in ACKNOWLEDGEABLE)
+        # acknowledged_by/_ts keep who acknowledged after later moves overwrite status_by
         self._ack = session.prepare(
-            "UPDATE alerts SET status = 'acknowledged', status_by = ?, status_ts = ?"
+            "UPDATE alerts SET status = 'acknowledged', status_by = ?, status_ts = ?,"
+            " acknowledged_by = ?, acknowledged_ts = ?"
             f" WHERE alert_id = ? IF status IN ({in_list})"
         )
         self._get_serial_stmt = None  # prepared on first use (see _get_serial)
@@ -181,7 +181,7 @@ class AlertStore:
             raise ValueError("user and via are required")
         at = now or datetime.now(UTC)
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # Cassandra keeps ms
-        row = self.session.execute(self._ack, (user, at, alert_id)).one()
+        row = self.session.execute(self._ack, (user, at, user, at, alert_id)).one()
         if not row["[applied]"]:
             current = None
             if row.get("status") is not None:
@@ -234,13 +234,14 @@ class AlertStore:
         day = detected.date()
         s = self.session
         s.execute(self._by_day, (a["ward"], day, detected, a["alert_id"], a["patient_id"],
-                                 a["bed"], a["rule"], a["priority"], a["message"], a["status"]))
+                                 a["bed"], a["rule"], a["priority"], a["message"], a["status"],
+                                 a.get("assigned_to")))
         s.execute(self._by_patient, (a["patient_id"], detected, a["alert_id"], a["rule"],
                                      a["priority"], a["message"], a["onset_ts"], a["cleared_ts"]))
         if a["status"] in ACTIVE:
             s.execute(self._active, (a["ward"], a["alert_id"], a["patient_id"], a["bed"],
                                      a["rule"], a["priority"], a["message"], detected,
-                                     a["status"]))
+                                     a["status"], a.get("assigned_to"), a.get("assigned_ts")))
         else:
             s.execute(self._unactive, (a["ward"], a["alert_id"]))
 

@@ -73,7 +73,7 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
     finally:
         mailbox.stop()
     body = msg.get_content()
-    assert msg["Subject"] == f"[ICU HIGH] {WARD} bed 1: ref_spo2_low"
+    assert msg["Subject"] == f"[HIGH] SpO2 84 % below 90 % - {WARD} bed 1"  # words, no code
     assert "pt-1" not in body
     link = re.search(r"(http://\S+/alerts/ack/\S+)", body).group(1)
 
@@ -163,6 +163,10 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
                                       css):
             click(browser, (By.CSS_SELECTOR, css))
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alerts-row")) == 7)
+    # highest priority first, newest first within a priority
+    order = wait(browser, lambda d: [r.get_attribute("data-alert") for r in
+                                     d.find_elements(By.CSS_SELECTOR, ".alerts-row")])
+    assert order == ["e-15", "e-12", "e-10", "e-16", "e-14", "e-11", "e-13"]
     # open e-10, silence it with bad input, then properly
     click(browser, (By.CSS_SELECTOR, '[id*="e-10"]'))
     wait_text(browser, (By.ID, "alerts-detail"), lambda t: "SpO2 84" in t)
@@ -176,8 +180,12 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
     click(browser, (By.ID, "alerts-silence"))
     wait_text(browser, (By.ID, "alerts-action-msg"), lambda t: "Silenced by" in t)
     assert lc.get("e-10")["status"] == "silenced"
-    # the resolved one, with its full history, for the screenshot
+    # the resolved one, with its full history, for the screenshot; the highlight follows
+    # the click at once, not at the next 5 s refresh
     click(browser, (By.CSS_SELECTOR, '[id*="e-12"]'))
+    wait(browser, lambda d: [r.get_attribute("data-alert") for r in
+                             d.find_elements(By.CSS_SELECTOR, ".alerts-row.selected")]
+         == ["e-12"], timeout=3)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-history tbody tr"))
          == 5)
     history = wait_text(browser, (By.ID, "alerts-history"))

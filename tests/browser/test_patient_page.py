@@ -35,9 +35,10 @@ from pydantic import SecretStr
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
-from backend import audit
+from backend import audit, localtime
 from backend.auth_policy import Role
 from backend.notes import NOTE_ADDED
+from backend.risk.live import HourScore
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
@@ -106,6 +107,7 @@ class PatientSystem:
     db: object
     patient_id: str
     ward: str
+    start_ms: int = 0  # the first reading's time
     users: dict[Role, tuple[str, str]] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
@@ -142,7 +144,15 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         "spark": services.spark.model_copy(update={"checkpoint_dir": tmp / "checkpoints",
                                                    "trigger_seconds": 0.5}),
         "web": services.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
+        # its own model registry, with the demo's shipped model active, so the live risk
+        # query scores whatever the machine's own registry holds (or lacks)
+        "cache_dir": tmp / "cache",
     })
+    from backend.risk import registry
+    from ops.demo import _demo_model
+
+    _demo_model(settings)
+    assert registry.active_version(settings) is not None
     _created.topics.extend(topics.values())
     _created.keyspaces.append(settings.cassandra.keyspace)
     ensure_topics(settings)
@@ -157,7 +167,7 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
     plan = plan_patients(cfg)[0]
     census.admit(db, plan.admission(start_ms))
     system = PatientSystem(f"http://127.0.0.1:{settings.web.port}", settings, db,
-                           plan.patient_id, plan.ward)
+                           plan.patient_id, plan.ward, start_ms)
     for role in (Role.NURSE, Role.PHYSICIAN):
         name, pw = f"p-{role.value}", secrets.token_urlsafe(16)
         create_user(db, name, pw, role, f"Patient {role.label}", actor="test", via="test")
@@ -251,6 +261,62 @@ def wait_range_message(driver, part: str, timeout: float = 30) -> str:
     return wait_text(driver, (By.ID, "patient-range-msg"), lambda t: part in t, timeout)
 
 
+def window_of(message: str, system: PatientSystem) -> tuple[int, int]:
+    """The two ends of the range message (local time with the zone), in ms."""
+    ends = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z][A-Za-z]*|"
+                      r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d+", message)
+    assert len(ends) == 2, message
+    return tuple(localtime.parse_ms(e, system.settings.timezone) for e in ends)
+
+
+_BOXES = """
+const gd = document.querySelector('#patient-timeline .js-plotly-plot');
+const g = gd.getBoundingClientRect(), fl = gd._fullLayout;
+const box = e => { const r = e.getBoundingClientRect();
+                   return [r.left, r.top, r.right, r.bottom]; };
+const labels = [...gd.querySelectorAll('g.textpoint text')].filter(t => t.textContent)
+  .map(t => ({text: t.textContent, box: box(t)}));
+const markers = [...gd.querySelectorAll('.scatterlayer .trace path.point')].map(box);
+const rows = Object.keys(fl).filter(k => /^yaxis\\d*$/.test(k)).map(k => ({name: k,
+  top: g.top + fl[k]._offset, bottom: g.top + fl[k]._offset + fl[k]._length}));
+const titles = [...gd.querySelectorAll('[class^="g-y"][class$="title"] text, '
+  + '.annotation-text')].map(t => ({text: t.textContent, box: box(t)}));
+const xtitle = gd.querySelector('.g-xtitle text');
+return {labels, markers, rows, titles, xtitle: xtitle ? xtitle.textContent : null};
+"""
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def assert_layout_is_legible(driver, system: PatientSystem) -> None:
+    """Measured in the browser: no two event labels overlap, no label covers an event's
+    marker, every row title (and "Events") stays beside its own row, and the time axis
+    names the hospital's zone."""
+    def read(d):
+        got = d.execute_script(_BOXES)
+        return got if got["labels"] and got["rows"] else None
+
+    got = wait(driver, read)
+    labels = got["labels"]
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            assert not _overlap(a["box"], b["box"]), ("labels overlap", a, b)
+        for m in got["markers"]:  # (its own marker is left of the text, outside it)
+            cx, cy = (m[0] + m[2]) / 2, (m[1] + m[3]) / 2
+            assert not (a["box"][0] < cx < a["box"][2] and a["box"][1] < cy < a["box"][3]), (
+                "a label covers a marker", a, m)
+    row_titles = {title for title, _, _ in ROWS} | {"Events"}
+    titles = [t for t in got["titles"] if t["text"] in row_titles]
+    assert len(titles) == len(row_titles), titles
+    for t in titles:
+        top, bottom = t["box"][1], t["box"][3]
+        assert any(r["top"] - 3 <= top and bottom <= r["bottom"] + 3 for r in got["rows"]), (
+            "a row title spills over its row", t, got["rows"])
+    assert got["xtitle"] and system.settings.timezone in got["xtitle"]
+
+
 def alert_marker_labels(driver) -> list[str]:
     """The text labels of the alert markers plotly drew (``H #1`` ...), once there are
     some; all read in one attempt, as the 15 s refresh redraws the timeline."""
@@ -287,10 +353,16 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
           60)
     wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-title"),
                                                    system.patient_id))
-    # default 8 h: per-minute extremes; the deterioration's alerts are on the timeline
-    wait_range_message(browser, "per-minute extremes", 60)
+    # default: fit to the data (2.5 h of backfill, so per-minute extremes); the window
+    # starts just before the first reading instead of squashing it against the right edge
+    message = wait_range_message(browser, "per-minute extremes", 60)
+    assert browser.find_element(
+        By.CSS_SELECTOR, '#patient-range-preset input[value="fit"]').is_selected()
+    start, end = window_of(message, system)
+    assert start <= system.start_ms + 60_000 and system.start_ms - start < 10 * 60_000
     labels = alert_marker_labels(browser)
-    assert all(re.fullmatch(r"[HML] #\d+", t) for t in labels), labels
+    assert all(re.fullmatch(r"[HML] #\d+( \+\d+)?", t) for t in labels), labels
+    assert_layout_is_legible(browser, system)
     rows = wait_texts(browser, "#patient-alerts-table tbody tr")
     assert len(rows) >= 2  # header row + at least one alert, numbered like the markers
     assert "#1" in rows[1]
@@ -300,9 +372,8 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
                                                                  "per-minute extremes", 24)):
         preset(browser, value)
         message = wait_range_message(browser, resolution)
-        start, end = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", message)
-        from webapp.patient.parts import parse_when
-        assert parse_when(end) - parse_when(start) == hours * 3_600_000
+        start, end = window_of(message, system)
+        assert end - start == hours * 3_600_000
 
     # zooming in (as a drag on the chart does) re-fetches at the finer resolution
     browser.execute_script(
@@ -330,12 +401,14 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     assert {audit.PATIENT_VIEWED, NOTE_ADDED} <= actions
 
     # a custom range: the whole stay so far, for the screenshot of the deterioration
-    first = datetime.fromtimestamp(time.time() - BACKFILL_S - 60, tz=UTC)
-    last = datetime.fromtimestamp(time.time() + 120, tz=UTC)
+    tz = system.settings.timezone
+    first = localtime.to_local(time.time() * 1000 - BACKFILL_S * 1000 - 60_000, tz)
+    last = localtime.to_local(time.time() * 1000 + 120_000, tz)
     first_text, last_text = first.strftime("%Y-%m-%d %H:%M"), last.strftime("%Y-%m-%d %H:%M")
     apply_custom_range(browser, first_text, last_text)
     wait_range_message(browser, first_text)
     alert_marker_labels(browser)
+    assert_layout_is_legible(browser, system)
     # a bad custom range is refused with a message, the timeline stays as it was
     type_into(browser, (By.ID, "patient-to"), "tomorrow")
     click(browser, (By.ID, "patient-range-apply"))
@@ -355,6 +428,15 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "patient-deteriorating.png"))
+    # (after the screenshot) the header's risk follows new scores without reopening
+    # the page (its 15 s refresh)
+    now_ms = int(time.time() * 1000)
+    hour = now_ms - now_ms % 3_600_000
+    RiskScoreStore(system.db).write([HourScore(
+        patient_id=system.patient_id, hour=999, hour_ts=hour, risk=0.9876, threshold=0.03,
+        above=True, monitor_only=True, model_version="header-test", n_readings=60,
+        inputs={"hr": 80.0})], now_ms)
+    wait_text(browser, (By.ID, "patient-risk"), lambda t: t.startswith("0.99 (ABOVE"), 40)
 
 
 def test_nurse_reads_notes_but_cannot_add_one(system: PatientSystem, browser) -> None:

@@ -212,8 +212,8 @@ def test_demo_users_have_localhost_addresses_and_get_mail_in_demo_mode(
         update={"local_domains": []})})  # demo addresses do not depend on this setting
     logins = ensure_demo_users(db, settings)
     assert {get_user(db, name).email for name, _, _ in logins} == {
-        "demo-nurse@localhost", "demo-charge@localhost", "demo-physician@localhost",
-        "demo-admin@localhost"}
+        "demo-nurse@localhost", "demo-nurse-b@localhost", "demo-charge@localhost",
+        "demo-physician@localhost", "demo-admin@localhost"}
     ensure_demo_users(db, settings)  # a restart of the demo resets, keeps the address
     assert get_user(db, "demo-charge").email == "demo-charge@localhost"
 
@@ -228,7 +228,8 @@ def test_demo_users_have_localhost_addresses_and_get_mail_in_demo_mode(
         manager.tick()
         manager.tick()
         wait_until(lambda: len(mailbox.snapshot()) == 2, timeout=10, what="2 e-mails")
-        assert mailbox.rcpts == [["demo-nurse@localhost", "nurses@localhost"],
+        assert mailbox.rcpts == [["demo-nurse@localhost", "demo-nurse-b@localhost",
+                                  "nurses@localhost"],
                                  ["demo-charge@localhost", "charge@localhost"]]
     finally:
         mailbox.stop()

@@ -120,7 +120,7 @@ def test_escalation_chain_in_app_and_by_email(isolated_settings: Settings, db) -
         msgs = mailbox.snapshot()
         assert [m["X-ICU-Message-Key"] for m in msgs[2:]] == ["m-1:L1", "m-1:L2"]
         assert mailbox.rcpts[2:] == [RECIPIENTS["charge_nurse"], RECIPIENTS["physician"]]
-        assert "ESCALATED (level 2)" in msgs[3]["Subject"]
+        assert msgs[3]["Subject"].startswith("[HIGH] Escalated to physician: ")
         body = msgs[3].get_content()
         assert "Bed:    1" in body and "/alerts/ack/" in body and "pt-1" not in body
         events = [(e.alert_id, e.status, e.by) for e in lifecycle_events()]

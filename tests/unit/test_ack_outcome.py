@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from backend import localtime
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
 from backend.storage import alerts as alerts_mod
@@ -53,13 +54,14 @@ class FakeSession:
     def execute(self, stmt, params=()):
         cql = stmt.cql
         if cql.startswith("UPDATE alerts SET status = 'acknowledged'"):
-            user, at, alert_id = params
+            user, at, acked_by, acked_ts, alert_id = params
             row = self.rows.get(alert_id)
             if row is None:
                 return Result([{"[applied]": False}])
             if row["status"] not in ("raised", "escalated", "silenced"):
                 return Result([{"[applied]": False, "status": row["status"]}])
-            row.update(status="acknowledged", status_by=user, status_ts=at)
+            row.update(status="acknowledged", status_by=user, status_ts=at,
+                       acknowledged_by=acked_by, acknowledged_ts=acked_ts)
             return Result([{"[applied]": True}])
         if cql.startswith("SELECT * FROM alerts WHERE"):
             row = self.rows.get(params[0])
@@ -96,12 +98,14 @@ def test_acknowledge_stores_refreshes_indexes_audits_and_returns_the_event(db) -
     assert result.message == f"Acknowledged by n.kim at {clock_text(AT)}"
     row = db.rows["a1"]
     assert (row["status"], row["status_by"]) == ("acknowledged", "n.kim")
+    # kept apart: a later escalation or auto-resolve overwrites status_by, not this
+    assert (row["acknowledged_by"], row["acknowledged_ts"]) == ("n.kim", row["status_ts"])
     assert row["status_ts"].microsecond == 123000  # Cassandra keeps milliseconds
     # the indexes are written from the alerts row: the ward's active list shows the status
     active = [p for cql, p in db.writes if cql.startswith("INSERT INTO active_alerts_by_ward")]
-    assert active and active[-1][-1] == "acknowledged"
+    assert active and active[-1][8] == "acknowledged"  # (..., status, holder, since)
     by_day = [p for cql, p in db.writes if cql.startswith("INSERT INTO alerts_by_ward_day")]
-    assert by_day and by_day[-1][-1] == "acknowledged"
+    assert by_day and by_day[-1][9] == "acknowledged"  # (..., status, holder)
     # one audit entry: who, what, which alert, which patient, through which channel
     [(actor, action, target_type, target_id, detail, via, now)] = db.audited
     assert (actor, action, target_type, target_id, via, now) == (
@@ -164,7 +168,9 @@ def test_refusal_texts() -> None:
     naive = datetime(2026, 3, 1, 9, 30, 0)  # Cassandra hands back naive UTC
     r = refusal("x", {"status": "acknowledged", "status_by": "a.b", "status_ts": naive})
     assert r.message == f"Already acknowledged by a.b at {clock_text(naive)}"
-    assert clock_text(naive) == naive.replace(tzinfo=UTC).astimezone().strftime("%H:%M:%S")
+    # the hospital's local time with the zone (backend.localtime), not the server's
+    assert clock_text(naive) == localtime.clock(naive.replace(tzinfo=UTC))
+    assert localtime.clock(naive, "Europe/Berlin") == "10:30:00 CET"
     assert refusal("x", {"status": "resolved", "status_by": None,
                          "status_ts": naive}).message.startswith("Already resolved at ")
     assert clock_text(None) == "--:--:--"

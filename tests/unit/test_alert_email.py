@@ -60,17 +60,44 @@ def test_tampered_or_foreign_links_are_invalid() -> None:
 
 def test_the_message_has_minimal_patient_information() -> None:
     policy = AlertManagerSettings(ack_link_max_age_minutes=60)
-    subject, body = mail.compose(ALERT, 0, "nurse", "http://x/alerts/ack/T", policy, "Jane Roe")
-    assert subject == "[ICU HIGH] ICU-A bed 7: ref_spo2_low"
-    for part in ("Ward:   ICU-A", "Bed:    7", "SpO2 84 % below 90 %", "hr 121, spo2 84",
-                 "2026-03-01 14:00:05 UTC", "http://x/alerts/ack/T", "expires in 60 minutes"):
+    subject, body = mail.compose(ALERT, 0, "nurse", "http://x/alerts/ack/T", policy, "Jane Roe",
+                                 "Europe/Berlin")
+    # what happened in words and where, no rule code
+    assert subject == "[HIGH] SpO2 84 % below 90 % - ICU-A bed 7"
+    for part in ("Ward:   ICU-A", "Bed:    7", "Alert:  SpO2 84 % below 90 %\n",
+                 "hr 121, spo2 84", "Raised: 2026-03-01 15:00:05 CET",  # local, with zone
+                 "http://x/alerts/ack/T", "expires in 60 minutes"):
         assert part in body, part
     assert "Jane" not in body and "p-77" not in body  # no name, no identifier
     named = AlertManagerSettings(email_include_name=True)
     _, body = mail.compose(ALERT, 2, "physician", "L", named, "Jane Roe")
     assert "Patient: Jane Roe" in body and "escalated to the physician" in body
     subject, _ = mail.compose(ALERT, 2, "physician", "L", named)
-    assert subject.startswith("[ICU HIGH] ESCALATED (level 2) ICU-A bed 7")
+    assert subject == "[HIGH] Escalated to physician: SpO2 84 % below 90 % - ICU-A bed 7"
+
+
+def test_subjects_say_what_happened_in_words_and_keep_the_bed_visible() -> None:
+    for message in ("NEWS2 7, high clinical risk: Emergency response " * 5, "", None):
+        alert = {**ALERT, "message": message}
+        subject = mail.subject_line(alert, 1, "charge_nurse")
+        assert subject.endswith(" - ICU-A bed 7") and "\n" not in subject
+        assert len(subject) <= mail.SUBJECT_MAX + len("[HIGH] Escalated to charge nurse: ") \
+            + len(" - ICU-A bed 7")
+        assert "ref_spo2_low" not in subject or not message  # the code only when no text
+    assert mail.subject_line({**ALERT, "message": "HR 151/min\nabove  150/min"}, 0,
+                             "nurse") == "[HIGH] HR 151/min above 150/min - ICU-A bed 7"
+
+
+def test_the_date_header_and_raised_time_cross_a_change_of_clocks() -> None:
+    """Raised 30 min either side of the autumn change in Berlin: the same wall time twice,
+    told apart by the zone."""
+    policy = AlertManagerSettings()
+    before = {**ALERT, "detected_ts": datetime(2026, 10, 25, 0, 30)}  # naive UTC
+    after = {**ALERT, "detected_ts": datetime(2026, 10, 25, 1, 30)}
+    assert "Raised: 2026-10-25 02:30:00 CEST" in mail.compose(before, 0, "nurse", "L", policy,
+                                                             None, "Europe/Berlin")[1]
+    assert "Raised: 2026-10-25 02:30:00 CET" in mail.compose(after, 0, "nurse", "L", policy,
+                                                            None, "Europe/Berlin")[1]
 
 
 def test_backoff_doubles_and_is_capped() -> None:

@@ -105,6 +105,19 @@ def test_plain_dict_export_is_the_same_bundle() -> None:
     assert ingested(readings) == as_readings(ROWS)
 
 
+def test_the_web_export_is_in_local_time_with_its_offset_and_reads_back_the_same() -> None:
+    """The same instants as the UTC export, written as people read them (FHIR dateTime
+    with a UTC offset); ingest reads them back to the same readings."""
+    local = bundle_dict("p1", ROWS, start_ms=T0, end_ms=T0 + 3_600_000, tz="America/New_York")
+    whens = {e["resource"]["effectiveDateTime"] for e in local["entry"]}
+    assert whens and all(w.endswith("-04:00") for w in whens)  # September: EDT
+    assert Bundle.model_validate(local)  # valid FHIR R4(B)
+    readings = bundle_to_device_readings(json.dumps(local), census=CENSUS)
+    assert ingested(readings) == as_readings(ROWS)
+    utc = bundle_dict("p1", ROWS, start_ms=T0, end_ms=T0 + 3_600_000)
+    assert [e["fullUrl"] for e in utc["entry"]] == [e["fullUrl"] for e in local["entry"]]
+
+
 def test_every_parameter_has_its_loinc_and_ucum() -> None:
     obs = [json.loads(e.resource.model_dump_json()) for e in export().entry]
     first = {o["code"]["coding"][0]["code"]: o for o in obs[:8]}  # row 0: every parameter

@@ -57,6 +57,14 @@ def test_figures_have_their_traces() -> None:
                                                              [0.5] * 10), SCORE_REFERENCE)
     assert lv.bin_labels(REF)[0].startswith("< 0.1") and len(lv.bin_labels(REF)) == 10
     assert len(lv.volume_figure(s).data) == 1
+    # hours stay UTC instants on the axis, labelled in the hospital's local time
+    local = lv.volume_figure(s, "Asia/Kolkata")
+    assert local.layout.xaxis.title.text == "Hour scored (IST, Asia/Kolkata)"
+    assert local.data[0].x[0] == "2026-03-01 00:00:00"
+    assert local.data[0].customdata[0] == "01 Mar 05:30 IST"
+    ticks = [datetime.fromisoformat(v).replace(tzinfo=UTC) for v in local.layout.xaxis.tickvals]
+    assert [t.split("<br>")[0] for t in local.layout.xaxis.ticktext] == [
+        (v + timedelta(hours=5, minutes=30)).strftime("%H:%M") for v in ticks]
     dist = lv.distribution_figure(s)
     assert [t.name for t in dist.data] == ["reference (test patients)", "live (this window)"]
     assert dist.data[0].marker.pattern.shape == "/"  # not by colour alone

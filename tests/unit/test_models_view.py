@@ -221,12 +221,12 @@ def test_version_picker_and_facts() -> None:
     facts = dict(mv.version_facts({"version": "v1", "created": "2026-01-01T00:00:00+00:00",
                                    "training_data_sha256": "ab" * 32, "features": ["a", "b"],
                                    "threshold": 0.0308, "threshold_monitor_only": 0.0293},
-                                  "v1"))
+                                  "v1", "Europe/Berlin"))
     assert facts["Version"] == "v1 (active)"
     assert facts["Features"] == "2"
     assert facts["Training-data SHA-256"] == "ab" * 32
     assert facts["Threshold"] == "0.0308 (monitor only: 0.0293)"
-    assert facts["Created (UTC)"] == "2026-01-01 00:00:00+00:00"
+    assert facts["Created"] == "2026-01-01 01:00:00 CET"  # local time, with the zone
 
 
 # --- site-robust evaluation and local recalibration ------------------------------------------

@@ -12,7 +12,14 @@ from backend.notes import MAX_NOTE_CHARS, Note, NoteError, clean_body
 from backend.patient_record import AlertHistory, window_end
 from backend.timeline import Series
 from webapp.patient.figure import iso, timeline_figure
-from webapp.patient.parts import alert_marks, lifecycle, notes_list, parse_when, zoom_range
+from webapp.patient.parts import (
+    alert_marks,
+    alert_rows,
+    lifecycle,
+    notes_list,
+    parse_when,
+    zoom_range,
+)
 
 T0 = 1_764_000_000_000
 
@@ -37,15 +44,36 @@ def test_presets_end_now_while_monitored_else_at_the_last_reading() -> None:
     assert window_end(T0 - 86_400_000, T0) == T0 - 86_400_000 + 60_000
 
 
-def _alert(status: str, by: str | None, cleared: int | None) -> AlertHistory:
+def _alert(status: str, by: str | None, cleared: int | None, **kw) -> AlertHistory:
     return AlertHistory("a1", "spo2_low", "high", "SpO2 86 %", T0, T0 - 10_000, status, by,
-                        T0 + 60_000 if by else None, cleared)
+                        T0 + 60_000 if by else None, cleared, **kw)
 
 
-def test_alert_lifecycle_text_names_who_acknowledged_and_when_it_resolved() -> None:
-    text = lifecycle(_alert("acknowledged", "dr_house", T0 + 600_000))
-    assert "raised" in text and "acknowledged by dr_house" in text and "resolved" in text
+def test_alert_lifecycle_text_names_who_acknowledged_and_when_it_ended() -> None:
+    acked = _alert("acknowledged", "dr_house", T0 + 600_000, acknowledged_by="dr_house",
+                   acknowledged_ms=T0 + 60_000)
+    text = lifecycle(acked, "UTC")
+    assert "raised 24 Nov 16:00:00 UTC" in text and "acknowledged by dr_house" in text
+    assert "still active (condition ended 24 Nov 16:10:00 UTC)" in text
     assert "still active" in lifecycle(_alert("raised", None, None))
+    resolved = _alert("resolved", "n.kim", T0 + 600_000, resolved_ms=T0 + 700_000)
+    assert "resolved by n.kim 24 Nov 16:11:40 UTC" in lifecycle(resolved, "UTC")
+
+
+def test_an_escalated_alert_names_who_acknowledged_never_the_system() -> None:
+    """Escalated, then acknowledged by a nurse, then auto-resolved by the alert manager:
+    status_by is "system" now, but the acknowledgement is the nurse's."""
+    a = _alert("auto_resolved", "system", T0 + 600_000, acknowledged_by="n.kim",
+               acknowledged_ms=T0 + 200_000, escalation_level=2, resolved_ms=T0 + 900_000)
+    text = lifecycle(a, "UTC")
+    assert "escalated to level 2" in text and "acknowledged by n.kim" in text
+    assert "system" not in text and "auto-resolved 24 Nov 16:15:00 UTC" in text
+    [row] = alert_rows([a], "UTC")
+    assert (row["by"], row["acknowledged"]) == ("n.kim", "24 Nov 16:03:20 UTC")
+    assert row["status"] == "auto-resolved (escalated to level 2)"
+    never = _alert("escalated", "system", None, escalation_level=1)
+    [row] = alert_rows([never], "UTC")
+    assert row["by"] == "" and row["status"] == "escalated to level 1"
 
 
 def test_alert_markers_carry_priority_and_number_as_text_not_only_colour() -> None:

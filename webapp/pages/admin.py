@@ -11,12 +11,12 @@ validation errors are shown next to the form.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
-from backend import audit
+from backend import audit, localtime
 from backend.auth_policy import Role
 from backend.storage import census
 from backend.users import (
@@ -62,7 +62,8 @@ def _contact_fields(id_prefix: str, label_suffix: str = "",
 
 
 def layout(**_query: str) -> html.Div:
-    today = datetime.now(UTC).date()
+    tz = current_settings().timezone
+    today = localtime.today(tz)
     roles = [{"label": r.label, "value": r.value} for r in Role]
     return html.Div(
         className="page page-admin",
@@ -125,7 +126,7 @@ def layout(**_query: str) -> html.Div:
                     html.Div(
                         className="form-grid",
                         children=[
-                            _field("Days (UTC)", dcc.DatePickerRange(
+                            _field(f"Days ({tz})", dcc.DatePickerRange(
                                 id="audit-dates", display_format="YYYY-MM-DD",
                                 start_date=(today - timedelta(days=DEFAULT_AUDIT_DAYS - 1)),
                                 end_date=today, max_date_allowed=today)),
@@ -157,7 +158,7 @@ def _table(header: list[str], rows: list[list[Any]], table_id: str) -> html.Tabl
 
 
 def _ts(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+    return localtime.stamp(value, current_settings().timezone, seconds=False) if value else ""
 
 
 def _users_view() -> tuple[html.Table, list[dict[str, str]]]:
@@ -167,7 +168,7 @@ def _users_view() -> tuple[html.Table, list[dict[str, str]]]:
              ", ".join(sorted(u.wards)) or "all", "yes" if u.is_demo else "",
              _ts(u.created_ts)] for u in users]
     table = _table(["Username", "Display name", "Role", "State", "E-mail", "Wards", "Demo",
-                    "Created (UTC)"], rows, "admin-users")
+                    "Created"], rows, "admin-users")
     options = [{"label": f"{u.username} ({'disabled' if u.disabled else 'active'})",
                 "value": u.username} for u in users]
     return table, options
@@ -302,7 +303,8 @@ def _parse_day(value: str | None, default: date) -> date:
 )
 def search_audit(_n: int | None, start: str | None, end: str | None, actor: str | None,
                  action: str | None, patient_id: str | None) -> tuple[Any, str, str]:
-    today = datetime.now(UTC).date()
+    tz = current_settings().timezone
+    today = localtime.today(tz)
     try:
         day_to = _parse_day(end, today)
         day_from = _parse_day(start, day_to - timedelta(days=DEFAULT_AUDIT_DAYS - 1))
@@ -310,13 +312,13 @@ def search_audit(_n: int | None, start: str | None, end: str | None, actor: str 
                               actor=(actor or "").strip().lower() or None,
                               action=action or None,
                               patient_id=(patient_id or "").strip() or None,
-                              limit=MAX_AUDIT_ROWS)
+                              limit=MAX_AUDIT_ROWS, tz=tz)
     except ValueError as e:
         return no_update, *_msg(f"Cannot search: {e}.", False)
-    rows = [[e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
+    rows = [[localtime.stamp(e.ts, tz), e.actor, e.action,
              f"{e.target_type}:{e.target_id}" if e.target_type else "", e.detail, e.via]
             for e in events]
     note = f"{len(rows)} event(s)" + (" (first 500 shown)" if len(rows) >= MAX_AUDIT_ROWS else "")
-    table = _table(["Time (UTC)", "User", "Action", "Target", "Detail", "Via"], rows,
+    table = _table(["Time", "User", "Action", "Target", "Detail", "Via"], rows,
                    "audit-table")
     return table, *_msg(note, True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from dash import Input, Output, dcc, html
 
+from backend import localtime
 from backend.risk import drift, registry
 from backend.risk.recalibrate import read_recalibration
 from backend.storage.risk_scores import RiskScoreStore, days_back
@@ -259,7 +260,7 @@ def show_version(version: str | None) -> tuple[Any, ...]:
         return html.P(str(e), className="notice notice-error"), "", 1, 0, {}
     active = registry.active_version(settings)
     facts = html.Dl(className="models-facts-list", children=[
-        item for k, v in mv.version_facts(meta, active)
+        item for k, v in mv.version_facts(meta, active, current_settings().timezone)
         for item in (html.Dt(k), html.Dd(v, className="mono" if "SHA" in k else None))
     ])
     ev = _evaluation(version)
@@ -267,7 +268,8 @@ def show_version(version: str | None) -> tuple[Any, ...]:
         note = html.P(f"Version {version} has not been evaluated yet: run "
                       f"`icu model evaluate {version}`.", className="notice notice-info")
         return [facts, note], "", 1, 0, {}
-    cohort = html.P(mv.cohort_text(ev) + f"; evaluated {ev['evaluated'].replace('T', ' ')}.",
+    evaluated = mv.local_stamp(ev["evaluated"], current_settings().timezone)
+    cohort = html.P(mv.cohort_text(ev) + f"; evaluated {evaluated}.",
                     className="muted", id="models-cohort")
     tables = [
         html.H3("Ranking, calibration and lead time"),
@@ -446,7 +448,7 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
         return "No model version.", "notice notice-info", "", empty, empty, empty
     active = registry.active_version(current_settings())
     caption = (f"Version {version} ({'active' if version == active else 'not active'}), "
-               f"scores of the last {LIVE_DAYS} days (UTC); refreshed every "
+               f"scores of the last {LIVE_DAYS} days (drift per UTC day); refreshed every "
                f"{LIVE_REFRESH_MS // 1000} s.")
     ev = _evaluation(version)
     reference = (ev or {}).get("score_reference")
@@ -458,17 +460,21 @@ def show_live(version: str | None, _tick: int | None) -> tuple[Any, ...]:
         rows = _scores(version)
     except Exception:  # Cassandra unreachable: say so; the next refresh retries
         log.exception("live risk scores could not be read")
-        now = datetime.now(UTC).strftime("%H:%M:%S")
-        return (f"DATA DELAYED: the live scores could not be read at {now} UTC; retrying "
+        now = localtime.clock(datetime.now(UTC), current_settings().timezone)
+        return (f"DATA DELAYED: the live scores could not be read at {now}; retrying "
                 "every minute.", "notice notice-error", caption, empty, empty, empty)
     if not rows:
-        return (f"No live scores of version {version} in the last {LIVE_DAYS} days: the "
-                "stream job has not scored with it (is `icu stream run` running, and is "
-                "it the active version?).", "notice notice-info", caption, empty, empty,
-                empty)
+        return (f"No live scores of version {version} in the last {LIVE_DAYS} days yet. "
+                "The stream job scores each monitored patient once an hour, when the hour "
+                "has ended, so the first scores come within an hour of monitoring"
+                + ("" if version == active else f"; version {version} is not the active "
+                   "one, the active one is scored") + ". If none come, the system "
+                "administrator should check that the stream job runs.",
+                "notice notice-info", caption, empty, empty, empty)
     summary = lv.summarize(rows, reference)
     level, text = lv.status_text(summary)
-    return (text, f"notice notice-{level}", caption, lv.volume_figure(summary),
+    return (text, f"notice notice-{level}", caption,
+            lv.volume_figure(summary, current_settings().timezone),
             lv.distribution_figure(summary), lv.psi_figure(summary))
 
 

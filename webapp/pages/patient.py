@@ -8,16 +8,19 @@ from __future__ import annotations
 import json
 import time
 
-from dash import Input, Output, State, ctx, dash_table, dcc, html, no_update
+from dash import Input, Output, State, clientside_callback, ctx, dash_table, dcc, html, no_update
 from flask_login import current_user
 
-from backend import audit
+from backend import audit, localtime
 from backend.auth_policy import allowed
 from backend.fhir import bundle_dict
 from backend.notes import NoteError, add_note, notes_for
 from backend.patient_record import (
+    FIT_MAX_MS,
     alerts_between,
     current_state,
+    first_reading_ms,
+    fit_window,
     latest_risk,
     load_timeline,
     newest_reading_ms,
@@ -29,27 +32,45 @@ from backend.storage.readings import ReadingStore
 from backend.storage.waveforms import WaveformStore
 from backend.timeline import HOUR_MS, PRESETS_MS, check_window
 from webapp.patient.ecg import ecg_figure
-from webapp.patient.figure import iso, timeline_figure
+from webapp.patient.figure import HEIGHT_PX, iso, timeline_figure
 from webapp.patient.parts import (
     ALERT_COLUMNS,
     alert_marks,
     alert_rows,
     freshness_text,
     header,
+    news2_text,
     note_marks,
     notes_list,
-    parse_when,
+    parse_typed,
+    risk_text,
     zoom_range,
 )
-from webapp.security import current_db, register_page, secure_callback
+from webapp.security import current_db, current_settings, register_page, secure_callback
 
 register_page(__name__, "patient")
 
 REFRESH_MS = 15_000  # a live patient's preset window slides, and freshness is re-checked
 ECG_SECONDS = 10.0  # one strip: 250 mm of paper
 EXPORT_MAX_MS = HOUR_MS  # ~25,000 Observations; a longer range is refused with a message
-PRESET_OPTIONS = [{"label": k.replace("h", " h"), "value": k} for k in PRESETS_MS] + [
+FIT = "fit"  # the default: the patient's data of the last 8 h (patient_record.fit_window)
+PRESET_OPTIONS = [{"label": "fit data (≤ 8 h)", "value": FIT}] + [
+    {"label": k.replace("h", " h"), "value": k} for k in PRESETS_MS] + [
     {"label": "custom", "value": "custom"}]
+
+# The graph's width in pixels, for placing the event labels (webapp.patient.labels);
+# re-read at every refresh, so a resized window gets labels placed for its width. Its
+# first value (always set, 0 if the graph is not laid out yet) draws the timeline once.
+_WIDTH_JS = """
+function(_n, _id, current) {
+    var g = document.getElementById('patient-timeline');
+    var w = g ? Math.round(g.getBoundingClientRect().width) : 0;
+    if (current !== null && current !== undefined && (!w || w === current)) {
+        return window.dash_clientside.no_update;
+    }
+    return w;
+}
+"""
 
 
 def layout(patient_id: str | None = None, **_query: str) -> html.Div:
@@ -69,10 +90,13 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
                      audit.PATIENT, patient_id, "", "web")
     can_write = current_user.is_authenticated and allowed(current_user.role, "patient.write")
     now_ms = int(time.time() * 1000)
+    tz = current_settings().timezone
     admission = census.get(db, patient_id)
     newest = newest_reading_ms(db, patient_id, now_ms)
     state = current_state(db, admission.ward, admission.bed, patient_id) if admission else None
     end = window_end(newest, now_ms)
+    start, _ = fit_window(first_reading_ms(db, patient_id, end - FIT_MAX_MS, end), end)
+    zone_name = localtime.abbreviation(end, tz)
     return html.Div(
         className="page page-patient",
         children=[
@@ -81,22 +105,24 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
             # live: the presets follow the clock (refreshed every REFRESH_MS)
             dcc.Store(id="patient-live", data=end == now_ms),
             dcc.Interval(id="patient-refresh", interval=REFRESH_MS),
-            dcc.Store(id="patient-range", data={"start": end - 8 * HOUR_MS, "end": end}),
+            dcc.Store(id="patient-range", data={"start": start, "end": end}),
             dcc.Store(id="patient-notes-version", data=0),
+            dcc.Store(id="patient-width"),
             header(patient_id, admission, state, now_ms, newest,
-                   latest_risk(db, patient_id, now_ms)),
+                   latest_risk(db, patient_id, now_ms), tz),
             html.Section(className="card pt-timeline-card", children=[
                 html.Div(className="pt-controls", children=[
                     dcc.RadioItems(id="patient-range-preset", options=PRESET_OPTIONS,
-                                   value="8h", inline=True, className="pt-presets"),
-                    html.Label(["from (UTC) ", dcc.Input(
+                                   value=FIT, inline=True, className="pt-presets"),
+                    html.Label([f"from ({zone_name}) ", dcc.Input(
                         id="patient-from", type="text", debounce=True,
-                        style={"width": "11rem"},
-                        placeholder="YYYY-MM-DD HH:MM", value=iso(end - 8 * HOUR_MS)[:16])]),
+                        style={"width": "12rem"},
+                        placeholder="YYYY-MM-DD HH:MM", value=localtime.field_text(start, tz))],
+                        title=f"Local time, {tz}"),
                     html.Label(["to ", dcc.Input(
                         id="patient-to", type="text", debounce=True,
-                        style={"width": "11rem"},
-                        placeholder="YYYY-MM-DD HH:MM", value=iso(end)[:16])]),
+                        style={"width": "12rem"},
+                        placeholder="YYYY-MM-DD HH:MM", value=localtime.field_text(end, tz))]),
                     html.Button("Show range", id="patient-range-apply", n_clicks=0,
                                 className="button"),
                     html.Button("Download FHIR Bundle", id="patient-fhir", n_clicks=0,
@@ -108,7 +134,7 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
                 html.Div(id="patient-fhir-msg", className="form-message", role="status"),
                 dcc.Loading(dcc.Graph(id="patient-timeline",
                                       config={"displaylogo": False, "scrollZoom": False},
-                                      figure={"data": [], "layout": {"height": 760}}),
+                                      figure={"data": [], "layout": {"height": HEIGHT_PX}}),
                             type="default"),
             ]),
             html.Section(className="card", children=[
@@ -180,19 +206,25 @@ def _note_form() -> list:
     ]
 
 
-def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, active, rows,
-                       current):
-    """The window the user asked for, or ``None`` to keep the current one."""
-    if trigger == "patient-range-preset" and preset in PRESETS_MS:
+def _preset_window(preset, anchor, patient_id):
+    if preset in PRESETS_MS:
         return anchor - PRESETS_MS[preset], anchor
+    return fit_window(first_reading_ms(current_db(), patient_id, anchor - FIT_MAX_MS, anchor),
+                      anchor)
+
+
+def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, active, rows,
+                       current, patient_id, tz):
+    """The window the user asked for, or ``None`` to keep the current one."""
+    if trigger == "patient-range-preset" and (preset in PRESETS_MS or preset == FIT):
+        return _preset_window(preset, anchor, patient_id)
     if trigger == "patient-range-apply" or (trigger == "patient-range-preset"
                                             and preset == "custom"):
-        return parse_when(from_text), parse_when(to_text)
+        return parse_typed(from_text, tz), parse_typed(to_text, tz)
     if trigger == "patient-timeline":
         zoom = zoom_range(relayout)
         if zoom is True:
-            p = preset if preset in PRESETS_MS else "8h"
-            return anchor - PRESETS_MS[p], anchor
+            return _preset_window(preset if preset in PRESETS_MS else FIT, anchor, patient_id)
         return zoom
     if trigger == "patient-alerts-table" and active and rows:
         row = rows[active["row"]] if active["row"] < len(rows) else None
@@ -200,7 +232,7 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
             return row["at_ms"] - 30 * 60_000, row["at_ms"] + 30 * 60_000
     if current:
         return current["start"], current["end"]
-    return anchor - 8 * HOUR_MS, anchor
+    return _preset_window(FIT, anchor, patient_id)
 
 
 @secure_callback(
@@ -213,19 +245,24 @@ def _range_from_inputs(trigger, preset, anchor, from_text, to_text, relayout, ac
     Input("patient-range-preset", "value"), Input("patient-range-apply", "n_clicks"),
     Input("patient-timeline", "relayoutData"), Input("patient-alerts-table", "active_cell"),
     Input("patient-notes-version", "data"), Input("patient-refresh", "n_intervals"),
+    Input("patient-width", "data"),
     State("patient-from", "value"), State("patient-to", "value"),
     State("patient-anchor", "data"), State("patient-id", "data"),
     State("patient-range", "data"), State("patient-alerts-table", "data"),
     State("patient-live", "data"),
+    prevent_initial_call=True,  # the first draw follows the graph's width (_WIDTH_JS)
 )
-def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_text, to_text,
-                  anchor, patient_id, current, table_rows, live):
+def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, width, from_text,
+                  to_text, anchor, patient_id, current, table_rows, live):
     keep = (no_update,) * 9
     if not patient_id or not anchor:
         return keep
+    tz = current_settings().timezone
     trigger = ctx.triggered_id
-    sliding = (live and preset in PRESETS_MS and current
+    sliding = (live and (preset in PRESETS_MS or preset == FIT) and current
                and current.get("end") == anchor)
+    if trigger == "patient-width":
+        trigger = None  # the same window, labels placed for the new width
     if trigger == "patient-refresh":
         # only a live patient on a preset window slides; a zoom or custom range stays put
         if not sliding:
@@ -237,7 +274,7 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
         trigger = "patient-range-preset"
     try:
         window = _range_from_inputs(trigger, preset, anchor, from_text, to_text,
-                                    relayout, active, table_rows, current)
+                                    relayout, active, table_rows, current, patient_id, tz)
         if window is None:  # a relayout that was not a zoom (e.g. hover mode)
             return keep
         start, end = window
@@ -251,30 +288,46 @@ def draw_timeline(preset, _apply, relayout, active, _notes_version, _tick, from_
     in_window = [n for n in notes if start <= n.ts_ms < end]
     series = {**timeline.series, "risk": risk_series(db, patient_id, start, end)}
     risk_now = latest_risk(db, patient_id, end)
-    fig = timeline_figure(series, start, end, alert_marks(alerts),
+    fig = timeline_figure(series, start, end, alert_marks(alerts, tz),
                           note_marks(in_window), resolution=timeline.resolution,
-                          risk_threshold=risk_now.threshold if risk_now else None)
-    msg = (f"{iso(start)} – {iso(end)} UTC · {len(alerts)} alert(s) · "
+                          risk_threshold=risk_now.threshold if risk_now else None, tz=tz,
+                          graph_width_px=width)
+    msg = (f"{localtime.stamp(start, tz)} – {localtime.stamp(end, tz)} · "
+           f"{len(alerts)} alert(s) · "
            f"{'raw readings' if timeline.resolution == 'raw' else 'per-minute extremes'}")
     # a window that is not a preset's shows "custom", with its ends in the two fields
-    is_preset = end == anchor and any(end - start == ms for ms in PRESETS_MS.values())
-    return (fig, {"start": start, "end": end}, msg, alert_rows(alerts), notes_list(notes),
-            anchor, no_update if is_preset else "custom", iso(start)[:16], iso(end)[:16])
+    is_preset = end == anchor and (
+        any(end - start == ms for ms in PRESETS_MS.values())
+        or (preset == FIT and (start, end) == _preset_window(FIT, anchor, patient_id)))
+    return (fig, {"start": start, "end": end}, msg, alert_rows(alerts, tz),
+            notes_list(notes, tz), anchor, no_update if is_preset else "custom",
+            localtime.field_text(start, tz), localtime.field_text(end, tz))
+
+
+clientside_callback(_WIDTH_JS, Output("patient-width", "data"),
+                    Input("patient-refresh", "n_intervals"), Input("patient-id", "data"),
+                    State("patient-width", "data"))
 
 
 @secure_callback(
     "patient",
     Output("patient-freshness", "children"), Output("patient-freshness", "className"),
+    Output("patient-news2", "children"), Output("patient-risk", "children"),
     Input("patient-refresh", "n_intervals"), State("patient-id", "data"),
     prevent_initial_call=True,
 )
 def freshness(_tick, patient_id):
-    """The newest reading's age, and DATA DELAYED (not only a colour) when it is old."""
+    """The header's live facts: the newest reading's age (DATA DELAYED in words when it
+    is old), the current NEWS2 and the newest hourly risk score."""
     if not patient_id:
-        return no_update, no_update
+        return no_update, no_update, no_update, no_update
+    db = current_db()
     now = int(time.time() * 1000)
-    newest = newest_reading_ms(current_db(), patient_id, now)
-    return freshness_text(newest, now)
+    newest = newest_reading_ms(db, patient_id, now)
+    admission = census.get(db, patient_id)
+    state = current_state(db, admission.ward, admission.bed, patient_id) if admission else None
+    return (*freshness_text(newest, now, current_settings().timezone), news2_text(state),
+            risk_text(latest_risk(db, patient_id, now)))
 
 
 @secure_callback(
@@ -293,7 +346,8 @@ def save_note(n_clicks, patient_id, text, version):
                         current_user.role.value, text)
     except NoteError as exc:
         return str(exc), no_update, no_update
-    return f"Note saved at {iso(note.ts_ms)} UTC.", (version or 0) + 1, ""
+    return (f"Note saved at {localtime.stamp(note.ts_ms, current_settings().timezone)}.",
+            (version or 0) + 1, "")
 
 
 @secure_callback(
@@ -311,12 +365,14 @@ def export_fhir(n_clicks, patient_id, current):
                            "Observation per value, and an hour of 1 Hz data is already "
                            "about 25,000.")
     db = current_db()
+    tz = current_settings().timezone
     rows = ReadingStore(db).between(patient_id, start, end)
-    bundle = bundle_dict(patient_id, rows, start_ms=start, end_ms=end)
+    bundle = bundle_dict(patient_id, rows, start_ms=start, end_ms=end, tz=tz)
     audit.record(db, current_user.username, audit.PATIENT_EXPORTED, audit.PATIENT,
-                 patient_id, f"FHIR Bundle {iso(start)}..{iso(end)}, "
+                 patient_id, f"FHIR Bundle {iso(start)}..{iso(end)} UTC, "
                  f"{len(bundle['entry'])} observations", "web")
-    name = f"patient-{patient_id}-{iso(start)[:16].replace(' ', 'T')}.fhir.json"
+    local = localtime.to_local(start, tz)
+    name = f"patient-{patient_id}-{local:%Y-%m-%dT%H%M}{local.tzname()}.fhir.json"
     return (dict(content=json.dumps(bundle), filename=name.replace(":", ""),
                  type="application/fhir+json"),
             f"Exported {len(bundle['entry'])} observations.")

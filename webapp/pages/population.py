@@ -19,6 +19,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dash_table, dcc, html
 
+from backend import localtime
 from backend.population import cdc, geo, store
 from backend.population.periods import day_range
 from backend.storage.alarm_burden import ward_burdens
@@ -210,7 +211,8 @@ def _status(end: date) -> tuple[str, str]:
     last = last.replace(tzinfo=UTC) if last.tzinfo is None else last
     age = datetime.now(UTC) - last
     limit = timedelta(minutes=2 * settings.population.schedule_minutes)
-    text = f"Aggregates computed {last:%d %b %Y %H:%M} UTC, up to {end:%d %b %Y}."
+    computed = localtime.day_clock(last, settings.timezone, seconds=False)
+    text = f"Aggregates computed {computed}, up to {end:%d %b %Y} (days in UTC)."
     if age > limit:
         return (f"DATA DELAYED: {text} The scheduled aggregation is late.",
                 "population-status delayed")

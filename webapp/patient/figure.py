@@ -7,7 +7,12 @@ One shared x axis, one y axis per row: zooming or panning any row moves all of t
 
 Alerts are told apart without colour: the marker shape and its text carry the priority
 (``▲ H``, ``◆ M``, ``● L``) and the number that links it to the alert history table
-(``#3``); a dashed vertical line through every row marks when it was raised.
+(``#3``); a dashed vertical line through every row marks when it was raised. Labels are
+placed by ``webapp.patient.labels`` so that none overlaps another.
+
+Time: x values are UTC instants (so a window across a change of clocks is drawn without
+a fold or a tear); the ticks and the hover text are the hospital's local time with its
+zone (``backend.localtime.axis_ticks``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from backend import localtime
 from backend.timeline import HOUR_MS, MIN_SUFFIX, Series
+from webapp.patient import labels
 
 ROWS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("HR /min", "hr", ("hr",)),
@@ -50,8 +57,13 @@ DASH = {"sbp": "solid", "dbp": "dot", "map": "dash"}
 PRIORITY_MARK = {"high": ("triangle-up", "H", "#ef4444"),
                  "medium": ("diamond", "M", "#f59e0b"),
                  "low": ("circle", "L", "#38bdf8")}
-EVENTS_ROW_HEIGHT = 0.08
+EVENTS_ROW_HEIGHT = 0.1  # three lanes of labels (webapp.patient.labels.LANES)
 GAP = 0.02
+HEIGHT_PX = 860
+EMPTY_ROW = {"risk": "no hourly risk score in this range", "news2": "no NEWS2 in this range"}
+MARGIN = {"l": 76, "r": labels.RIGHT_MARGIN_PX, "t": 28, "b": 64}
+TITLE_FONT = {"size": 12}  # row titles fit their row's height (about 80 px)
+DEFAULT_PLOT_WIDTH_PX = 1200  # until the browser has reported the graph's width
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,38 +116,74 @@ def _domains(n_rows: int) -> list[tuple[float, float]]:
     return out
 
 
+def plot_width(graph_width_px: float | None) -> float:
+    """The width of the plotting area inside a graph ``graph_width_px`` wide."""
+    width = graph_width_px or DEFAULT_PLOT_WIDTH_PX + MARGIN["l"] + MARGIN["r"]
+    return max(100.0, float(width) - MARGIN["l"] - MARGIN["r"])
+
+
+def _local_times(ts: np.ndarray, tz: str | None) -> list[str]:
+    """``HH:MM:SS ZONE`` of each instant, for the hover text: vectorised with the one UTC
+    offset of the window, point by point only for a window across a change of clocks."""
+    if len(ts) == 0:
+        return []
+    z = localtime.zone(tz)
+    first, last = localtime.to_local(int(ts[0]), z), localtime.to_local(int(ts[-1]), z)
+    if first.utcoffset() != last.utcoffset():
+        return [localtime.clock(int(t), z) for t in ts]
+    offset = int(first.utcoffset().total_seconds() * 1000)  # type: ignore[union-attr]
+    wall = np.datetime_as_string((ts + offset).astype("datetime64[ms]"), unit="s")
+    return [f"{w[11:]} {first.tzname()}" for w in wall.tolist()]
+
+
 def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                     alerts: Sequence[AlertMark] = (), notes: Sequence[NoteMark] = (),
                     *, resolution: str = "raw", dark: bool = False,
-                    risk_threshold: float | None = None) -> dict:
+                    risk_threshold: float | None = None, tz: str | None = None,
+                    graph_width_px: float | None = None) -> dict:
     domains = _domains(len(ROWS))
     fg, grid = ("#e5e7eb", "#374151") if dark else ("#1f2937", "#d1d5db")
+    axis = localtime.axis_ticks(start_ms, end_ms, tz)
     layout: dict = {
-        "height": 760, "margin": {"l": 70, "r": 20, "t": 28, "b": 40},
+        "height": HEIGHT_PX, "margin": MARGIN,
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-        "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "x",
+        # "closest": the hover shows the point's value and local time; plotly's shared
+        # x label of hovermode "x" could only show the x value, which is UTC
+        "font": {"color": fg, "size": 14}, "showlegend": False, "hovermode": "closest",
         "uirevision": f"{start_ms}-{end_ms}",
+        # the local ticks replace plotly's own (which would be UTC); a spike line through
+        # the rows marks the hovered time
         "xaxis": {"type": "date", "range": [iso(start_ms), iso(end_ms)], "gridcolor": grid,
-                  "anchor": f"y{len(ROWS) + 1}", "title": {"text": "time (UTC)"}},
+                  "anchor": f"y{len(ROWS) + 1}", "tickmode": "array",
+                  "tickvals": axis.values, "ticktext": axis.texts,
+                  "title": {"text": axis.title, "standoff": 8}, "automargin": False,
+                  "showspikes": True, "spikemode": "across", "spikesnap": "data",
+                  "spikethickness": 1, "spikedash": "dot", "spikecolor": grid},
         "yaxis": {"domain": list(domains[0]), "range": [0, 1], "showticklabels": False,
-                  "fixedrange": True, "showgrid": False, "zeroline": False,
-                  "title": {"text": "Events"}},
+                  "fixedrange": True, "showgrid": False, "zeroline": False},
         "shapes": [],
+        # the events strip is named horizontally: a rotated title would not fit its height
+        "annotations": [{"text": "Events", "xref": "paper", "yref": "paper", "x": 0,
+                         "y": sum(domains[0]) / 2, "xanchor": "right", "yanchor": "middle",
+                         "xshift": -6, "showarrow": False, "font": TITLE_FONT}],
     }
     traces: list[dict] = []
+    empty_rows: list[tuple[int, str]] = []
     for i, (title, key, params) in enumerate(ROWS, start=2):
-        axis = f"yaxis{i}"
-        layout[axis] = {"domain": list(domains[i - 1]), "title": {"text": title},
-                        "gridcolor": grid, "zeroline": False, "fixedrange": True}
+        drawn = len(traces)
+        axis_key = f"yaxis{i}"
+        layout[axis_key] = {"domain": list(domains[i - 1]),
+                            "title": {"text": title, "font": TITLE_FONT, "standoff": 4},
+                            "gridcolor": grid, "zeroline": False, "fixedrange": True}
         if key in FROM_ZERO:
-            layout[axis]["rangemode"] = "tozero"
+            layout[axis_key]["rangemode"] = "tozero"
         if key == "risk" and risk_threshold is not None:
             # the alert threshold across the row (autorange includes it), named in words
             layout["shapes"].append({
                 "type": "line", "xref": "paper", "yref": f"y{i}", "x0": 0, "x1": 1,
                 "y0": risk_threshold, "y1": risk_threshold,
                 "line": {"color": COLOURS["risk"], "width": 1, "dash": "dot"}})
-            layout.setdefault("annotations", []).append({
+            layout["annotations"].append({
                 "text": f"threshold {risk_threshold:.2f}", "xref": "paper",
                 "yref": f"y{i}", "x": 1, "y": risk_threshold, "xanchor": "right",
                 "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
@@ -151,9 +199,10 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                 "type": "scattergl" if len(s) > 2000 else "scatter", "mode": "lines",
                 "name": LABELS[p], "x": _iso_array(s.ts),
                 "y": _values(s.values, DECIMALS.get(p, 1)),
+                "customdata": _local_times(s.ts, tz),
                 "xaxis": "x", "yaxis": f"y{i}", "connectgaps": False, "line": line,
                 "hovertemplate": f"{LABELS[p]}{' max' if low is not None else ''} "
-                                 f"%{{y}}<extra></extra>",
+                                 f"%{{y}} · %{{customdata}}<extra></extra>",
             })
             if low is not None and len(low):
                 # the minute minima, filled up to the maxima: the band the value covered
@@ -162,10 +211,21 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
                     "x": _iso_array(low.ts), "y": _values(low.values), "xaxis": "x",
                     "yaxis": f"y{i}", "connectgaps": False, "fill": "tonexty",
                     "fillcolor": COLOURS[p] + "55", "line": {**line, "width": 1},
-                    "hovertemplate": f"{LABELS[p]} min %{{y}}<extra></extra>",
+                    "customdata": _local_times(low.ts, tz),
+                    "hovertemplate": f"{LABELS[p]} min %{{y}} · %{{customdata}}<extra></extra>",
                 })
-    if not traces:
-        layout.setdefault("annotations", []).append({
+        if len(traces) == drawn:
+            empty_rows.append((i, key))
+    for i, _key in empty_rows:  # no scale without values (plotly would invent 0..4)
+        layout[f"yaxis{i}"].update(showticklabels=False, range=[0, 1])
+    if traces:
+        for i, key in empty_rows:  # said in the row, not left blank
+            layout["annotations"].append({
+                "text": EMPTY_ROW.get(key, "no readings in this range"), "xref": "paper",
+                "yref": f"y{i} domain", "x": 0.5, "y": 0.5, "showarrow": False,
+                "font": {"size": 12, "color": grid if dark else "#6b7280"}})
+    else:
+        layout["annotations"].append({
             "text": "No readings in this range", "xref": "paper", "yref": "paper",
             "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 22},
         })
@@ -176,44 +236,77 @@ def timeline_figure(series: Mapping[str, Series], start_ms: int, end_ms: int,
             "x1": iso(a.ts_ms), "y0": 0, "y1": 1,
             "line": {"color": colour, "width": 1, "dash": "dash"},
         })
-    if alerts:
-        traces.append({
-            "type": "scatter", "mode": "markers+text", "name": "alerts",
-            "x": [iso(a.ts_ms) for a in alerts], "y": [0.35] * len(alerts),
-            "xaxis": "x", "yaxis": "y",
-            "text": [f"{PRIORITY_MARK.get(a.priority, ('', '?', ''))[1]} #{a.number}"
-                     for a in alerts],
-            "textposition": "top center",
-            "customdata": [a.alert_id for a in alerts],
-            "hovertext": [f"#{a.number} {a.priority.upper()} {a.rule}: {a.message}<br>"
-                          f"{a.lifecycle}" for a in alerts],
-            "hoverinfo": "text",
-            "marker": {"size": 14, "symbol": [PRIORITY_MARK.get(a.priority, ("x",))[0]
-                                              for a in alerts],
-                       "color": [PRIORITY_MARK.get(a.priority, ("", "", fg))[2]
-                                 for a in alerts],
-                       "line": {"width": 1, "color": fg}},
-        })
-    if notes:
-        traces.append({
-            "type": "scatter", "mode": "markers+text", "name": "notes",
-            "x": [iso(n.ts_ms) for n in notes], "y": [0.1] * len(notes),
-            "xaxis": "x", "yaxis": "y", "text": ["note"] * len(notes),
-            "textposition": "middle left",
-            # hover text is plotly-rendered, which strips tags; escape anyway
-            "hovertext": [f"{_escape(n.author)}: {_escape(n.excerpt)}" for n in notes],
-            "hoverinfo": "text",
-            "marker": {"size": 12, "symbol": "square", "color": fg},
-        })
+    traces += _event_traces(alerts, notes, start_ms, end_ms, plot_width(graph_width_px), fg,
+                            tz)
+    # an empty trace on every row: plotly draws a subplot only for axes that carry a
+    # trace, and without the last row the shared time axis would hang below the events
+    # strip, on top of the HR row, with the rows' titles missing
+    traces += [{"type": "scatter", "mode": "lines", "x": [], "y": [], "xaxis": "x",
+                "yaxis": f"y{i}" if i > 1 else "y", "hoverinfo": "skip", "name": "",
+                "showlegend": False} for i in range(1, len(ROWS) + 2)]
     caption = ("raw 1 Hz readings" if resolution == "raw"
                else "per-minute minimum and maximum")
-    layout.setdefault("annotations", []).append({
+    layout["annotations"].append({
         "text": f"{caption}, reduced to screen width (extremes kept)", "xref": "paper",
         "yref": "paper", "x": 0, "y": 1, "xanchor": "left", "yanchor": "bottom",
         "showarrow": False,
         "font": {"size": 11},
     })
     return {"data": traces, "layout": layout}
+
+
+def _lane_y(lane: int) -> float:
+    """The events axis runs 0..1; lanes from the top, evenly spaced."""
+    return 1 - (lane + 0.5) / labels.LANES
+
+
+def _event_traces(alerts: Sequence[AlertMark], notes: Sequence[NoteMark], start_ms: int,
+                  end_ms: int, width_px: float, fg: str, tz: str | None) -> list[dict]:
+    """The markers and labels of the events strip: one trace of alerts and one of notes,
+    placed together so that no label overlaps another (``webapp.patient.labels``)."""
+    events = [labels.Event(a.ts_ms, f"{PRIORITY_MARK.get(a.priority, ('', '?', ''))[1]} "
+                                    f"#{a.number}") for a in alerts]
+    events += [labels.Event(n.ts_ms, "note") for n in notes]
+    if not events:
+        return []
+    placed = labels.place(events, start_ms, end_ms, width_px)
+    n_alerts = len(alerts)
+
+    def hover(i: int) -> str:
+        if i < n_alerts:
+            a = alerts[i]
+            return (f"#{a.number} {a.priority.upper()} {_escape(a.message)} "
+                    f"({localtime.clock(a.ts_ms, tz)})<br>{_escape(a.lifecycle)}")
+        n = notes[i - n_alerts]
+        # hover text is plotly-rendered, which strips tags; escape anyway
+        return (f"note {localtime.clock(n.ts_ms, tz)} · {_escape(n.author)}: "
+                f"{_escape(n.excerpt)}")
+
+    traces = []
+    for name, chosen in (("alerts", [p for p in placed if p.index < n_alerts]),
+                         ("notes", [p for p in placed if p.index >= n_alerts])):
+        if not chosen:
+            continue
+        if name == "alerts":
+            marks = [PRIORITY_MARK.get(alerts[p.index].priority, ("x", "?", fg))
+                     for p in chosen]
+            marker = {"size": labels.MARKER_PX, "symbol": [m[0] for m in marks],
+                      "color": [m[2] for m in marks], "line": {"width": 1, "color": fg}}
+            ids = [alerts[p.index].alert_id for p in chosen]
+        else:
+            marker = {"size": labels.MARKER_PX - 2, "symbol": "square", "color": fg}
+            ids = ["" for _ in chosen]
+        traces.append({
+            "type": "scatter", "mode": "markers+text", "name": name,
+            "x": [iso(p.ts_ms) for p in chosen], "y": [_lane_y(p.lane) for p in chosen],
+            "xaxis": "x", "yaxis": "y", "text": [p.text for p in chosen],
+            "textposition": "middle right", "cliponaxis": False,
+            "textfont": {"size": labels.FONT_PX},
+            "customdata": ids,
+            "hovertext": ["<br>".join(hover(m) for m in p.members) for p in chosen],
+            "hoverinfo": "text", "marker": marker,
+        })
+    return traces
 
 
 def _escape(text: str) -> str:

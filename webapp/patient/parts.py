@@ -1,5 +1,7 @@
 """Pieces of the patient page that are pure presentation: header, alert table rows, notes
-list and the parsing of the range controls. Everything clinical comes from ``backend``."""
+list and the parsing of the range controls. Everything clinical comes from ``backend``.
+Times are the hospital's local time with the zone (``backend.localtime``); ``tz`` is its
+IANA name (``None``: the settings' zone)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from datetime import UTC, datetime
 
 from dash import html
 
+from backend import localtime
 from backend.census import Admission
 from backend.notes import Note
 from backend.patient_record import AlertHistory, RiskNow
@@ -18,15 +21,15 @@ SEX = {"F": "female", "M": "male", "U": "unknown sex"}
 _RANGE_KEY = re.compile(r"^xaxis\d*\.range\[(0|1)\]$")
 
 
-def clock(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%d %b %H:%M:%S")
+def clock(ms: int | None, tz: str | None = None) -> str:
+    """``03 Dec 14:03:05 CET``."""
+    return localtime.day_clock(ms, tz)
 
 
 def parse_when(text: str | None) -> int:
-    """A date-time typed or sent by plotly (``2026-12-03 05:10:22.5``, ``...T05:10``),
-    read as UTC, in ms; ``ValueError`` with a message for the screen."""
+    """An x value sent by plotly (``2026-12-03 05:10:22.5``, ``...T05:10``): the timeline's
+    x values are UTC instants, so it is read as UTC; in ms. ``ValueError`` with a
+    message for the screen."""
     if not text or not str(text).strip():
         raise ValueError("Enter both the start and the end of the range.")
     raw = str(text).strip().replace("T", " ")
@@ -37,6 +40,14 @@ def parse_when(text: str | None) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return round(value.timestamp() * 1000)
+
+
+def parse_typed(text: str | None, tz: str | None = None) -> int:
+    """A date-time typed into the range fields, in the hospital's local time (see
+    ``backend.localtime.parse``), in ms; ``ValueError`` with a message for the screen."""
+    if not text or not str(text).strip():
+        raise ValueError("Enter both the start and the end of the range.")
+    return localtime.parse_ms(text, tz)
 
 
 def zoom_range(relayout: Mapping | None) -> tuple[int, int] | bool | None:
@@ -68,27 +79,35 @@ def risk_text(risk: RiskNow | None) -> str:
     return f"{risk.risk:.2f} ({side} threshold {risk.threshold:.2f}, model {risk.model_version})"
 
 
-def header(patient_id: str, admission: Admission | None, state: dict | None,
-           now_ms: int, newest_ms: int | None, risk: RiskNow | None = None) -> html.Div:
-    facts = []
-    if admission is not None:
-        facts += [("Ward", admission.ward), ("Bed", admission.bed)]
-        if admission.age is not None:
-            facts.append(("Age", str(admission.age)))
-        if admission.sex:
-            facts.append(("Sex", SEX.get(admission.sex, admission.sex)))
+def news2_text(state: dict | None) -> str:
     news2 = state.get("news2") if state else None
     band = (state.get("news2_band") or "") if state else ""
-    facts.append(("NEWS2", f"{news2} ({band})" if news2 is not None else "-"))
-    facts.append(("Sepsis risk", risk_text(risk)))
-    text, css = freshness_text(newest_ms, now_ms)
+    return f"{news2} ({band})" if news2 is not None else "-"
+
+
+def header(patient_id: str, admission: Admission | None, state: dict | None,
+           now_ms: int, newest_ms: int | None, risk: RiskNow | None = None,
+           tz: str | None = None) -> html.Div:
+    """The header. NEWS2, the risk and the freshness line have ids: the page refreshes
+    them (``patient-news2``, ``patient-risk``, ``patient-freshness``)."""
+    facts: list[tuple[str, str, str | None]] = []
+    if admission is not None:
+        facts += [("Ward", admission.ward, None), ("Bed", admission.bed, None)]
+        if admission.age is not None:
+            facts.append(("Age", str(admission.age), None))
+        if admission.sex:
+            facts.append(("Sex", SEX.get(admission.sex, admission.sex), None))
+    facts.append(("NEWS2", news2_text(state), "patient-news2"))
+    facts.append(("Sepsis risk", risk_text(risk), "patient-risk"))
+    text, css = freshness_text(newest_ms, now_ms, tz)
     return html.Div(
         className="pt-header card",
         children=[
             html.H1([f"Patient {patient_id}",
                      html.Span(f" {admission.label}" if admission and admission.label else "",
                                className="pt-label")], id="patient-title"),
-            html.Dl([item for k, v in facts for item in (html.Dt(k), html.Dd(v))],
+            html.Dl([item for k, v, i in facts
+                     for item in (html.Dt(k), html.Dd(v, id=i) if i else html.Dd(v))],
                     className="pt-facts", id="patient-facts"),
             html.Div(text, className=css, id="patient-freshness", role="status"),
         ],
@@ -99,14 +118,15 @@ DELAYED_AFTER_MS = 60_000
 NOT_MONITORED_AFTER_MS = 24 * 3_600_000
 
 
-def freshness_text(newest_ms: int | None, now_ms: int) -> tuple[str, str]:
+def freshness_text(newest_ms: int | None, now_ms: int,
+                   tz: str | None = None) -> tuple[str, str]:
     """What the header says about the newest reading, and its CSS class. A gap of over
     a minute (but under a day: then the patient is simply not monitored) is DATA
     DELAYED, in words, not only in colour."""
     if newest_ms is None:
         return "No readings in the last 7 days", "pt-fresh pt-fresh--none"
     age = max(0, now_ms - newest_ms)
-    when = f"Last reading {clock(newest_ms)} UTC"
+    when = f"Last reading {clock(newest_ms, tz)}"
     if age <= DELAYED_AFTER_MS:
         return when, "pt-fresh"
     if age < NOT_MONITORED_AFTER_MS:
@@ -115,50 +135,73 @@ def freshness_text(newest_ms: int | None, now_ms: int) -> tuple[str, str]:
     return f"Not monitored now ({when})", "pt-fresh pt-fresh--none"
 
 
-def lifecycle(a: AlertHistory) -> str:
-    parts = [f"onset {clock(a.at_ms)}", f"raised {clock(a.detected_ms)}"]
-    if a.status == "acknowledged" or a.status_by:
-        parts.append(f"acknowledged by {a.status_by or '?'} {clock(a.status_ms)}")
-    if a.cleared_ms:
-        parts.append(f"resolved {clock(a.cleared_ms)}")
-    elif a.status not in ("cleared",):
-        parts.append("still active")
+STATUS_WORDS = {"raised": "raised", "escalated": "escalated", "silenced": "silenced",
+                "acknowledged": "acknowledged", "resolved": "resolved",
+                "auto_resolved": "auto-resolved", "cleared": "ended by itself"}
+ENDED = ("resolved", "auto_resolved", "cleared")
+
+
+def status_text(a: AlertHistory) -> str:
+    """The alert's status in words, with the escalation level reached."""
+    text = STATUS_WORDS.get(a.status, a.status)
+    if a.escalation_level and a.status not in ("escalated",):
+        text += f" (escalated to level {a.escalation_level})"
+    elif a.status == "escalated":
+        text += f" to level {a.escalation_level or 1}"
+    return text
+
+
+def lifecycle(a: AlertHistory, tz: str | None = None) -> str:
+    """Onset, raise, escalation, who acknowledged (never the system: an escalation or
+    the system's auto-resolve do not hide who acknowledged), and the end."""
+    parts = [f"onset {clock(a.at_ms, tz)}", f"raised {clock(a.detected_ms, tz)}"]
+    if a.escalation_level:
+        parts.append(f"escalated to level {a.escalation_level}")
+    if a.acknowledged_by:
+        parts.append(f"acknowledged by {a.acknowledged_by} {clock(a.acknowledged_ms, tz)}")
+    if a.status in ENDED:
+        end = a.resolved_ms or a.cleared_ms or a.status_ms
+        who = f" by {a.status_by}" if a.status == "resolved" and a.status_by else ""
+        parts.append(f"{STATUS_WORDS[a.status]}{who} {clock(end, tz)}")
+    else:
+        parts.append("still active" + (f" (condition ended {clock(a.cleared_ms, tz)})"
+                                       if a.cleared_ms else ""))
     return " · ".join(parts)
 
 
-def alert_marks(alerts: Sequence[AlertHistory]) -> list[AlertMark]:
+def alert_marks(alerts: Sequence[AlertHistory], tz: str | None = None) -> list[AlertMark]:
     return [AlertMark(i, a.alert_id, a.at_ms, a.priority, a.rule, a.message,
-                      lifecycle(a)) for i, a in enumerate(alerts, start=1)]
+                      lifecycle(a, tz)) for i, a in enumerate(alerts, start=1)]
 
 
-def alert_rows(alerts: Sequence[AlertHistory]) -> list[dict]:
-    return [{"n": f"#{i}", "onset": clock(a.at_ms), "raised": clock(a.detected_ms),
-             "priority": a.priority.upper(),
-             "rule": a.rule, "message": a.message, "status": a.status,
-             "by": a.status_by or "", "acknowledged": clock(a.status_ms)
-             if a.status_by else "", "resolved": clock(a.cleared_ms) if a.cleared_ms else "",
+def alert_rows(alerts: Sequence[AlertHistory], tz: str | None = None) -> list[dict]:
+    return [{"n": f"#{i}", "onset": clock(a.at_ms, tz), "raised": clock(a.detected_ms, tz),
+             "priority": a.priority.upper(), "message": a.message, "status": status_text(a),
+             "by": a.acknowledged_by or "",
+             "acknowledged": clock(a.acknowledged_ms, tz) if a.acknowledged_by else "",
+             "ended": clock(a.resolved_ms or a.cleared_ms or a.status_ms, tz)
+             if a.status in ENDED else "",
              "at_ms": a.at_ms}
             for i, a in enumerate(alerts, start=1)]
 
 
 ALERT_COLUMNS = [{"name": n, "id": i} for n, i in (
-    ("#", "n"), ("Onset (UTC)", "onset"), ("Raised", "raised"), ("Priority", "priority"),
-    ("Rule", "rule"),
+    ("#", "n"), ("Onset", "onset"), ("Raised", "raised"), ("Priority", "priority"),
     ("Message", "message"), ("Status", "status"), ("Acknowledged by", "by"),
-    ("at", "acknowledged"), ("Resolved", "resolved"))]
+    ("Acknowledged at", "acknowledged"), ("Ended", "ended"))]
 
 
 def note_marks(notes: Sequence[Note]) -> list[NoteMark]:
     return [NoteMark(n.ts_ms, n.author, n.body[:80]) for n in notes]
 
 
-def notes_list(notes: Sequence[Note]) -> html.Ul | html.P:
+def notes_list(notes: Sequence[Note], tz: str | None = None) -> html.Ul | html.P:
     if not notes:
         return html.P("No notes yet.", className="muted", id="patient-notes-empty")
     # The body is a plain string child: Dash/React renders it as text, so markup typed
     # into a note is shown, never interpreted.
     return html.Ul([
-        html.Li([html.Div(f"{clock(n.ts_ms)} UTC · {n.author}", className="pt-note-meta"),
+        html.Li([html.Div(f"{clock(n.ts_ms, tz)} · {n.author}", className="pt-note-meta"),
                  html.Div(n.body, className="pt-note-body")], className="pt-note")
         for n in notes
     ], className="pt-notes")

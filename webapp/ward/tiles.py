@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from urllib.parse import quote
 
 from dash import dcc, html
 
+from backend import localtime
 from backend.alerting.rules import STALE_RULE, ValueFlag
 from backend.messages import Priority
 from backend.vitals import VITALS, Vital
@@ -53,8 +53,8 @@ def format_age(seconds: float | None) -> str:
 
 
 def format_clock(epoch_seconds: float) -> str:
-    """Local wall-clock time ``hh:mm:ss``."""
-    return datetime.fromtimestamp(epoch_seconds).strftime("%H:%M:%S")
+    """The hospital's wall-clock time ``hh:mm:ss`` (``Settings.timezone``)."""
+    return localtime.clock(epoch_seconds * 1000, with_zone=False)
 
 
 def format_value(vital: Vital, value: float) -> str:
