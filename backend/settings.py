@@ -190,6 +190,9 @@ class WebSettings(BaseModel):
     # https and cookies must be Secure, or the app refuses to start (webapp/app.py).
     public_url: str = "http://127.0.0.1:8050"
     secure_cookies: bool = False  # True behind TLS in production
+    # Plain http outside demo mode, for a developer's machine and the tests: refused
+    # unless host and public_url are loopback addresses (webapp.app.check_transport).
+    allow_insecure_http: bool = False
     # Strict-Transport-Security max-age on every response once public_url is https.
     hsts_seconds: int = Field(default=365 * 24 * 3600, ge=0)
     # Sessions end after this long without a user action (idle) and, whatever the

@@ -51,5 +51,9 @@ def run_cmd(host: str | None, port: int | None, threads: int, wait: float,
     except ConfigurationError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"web app listening on http://{web.host}:{web.port}")
+    # Proxy headers reach the app only when proxies are trusted (ProxyFix decides how
+    # many hops); otherwise waitress drops them so no client can claim an address.
     waitress.serve(app.server, host=web.host, port=web.port, threads=threads,
-                   ident="icu-monitor", clear_untrusted_proxy_headers=True)
+                   ident="icu-monitor",
+                   clear_untrusted_proxy_headers=web.trusted_proxies == 0,
+                   max_request_body_size=web.max_request_bytes)

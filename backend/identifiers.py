@@ -1,0 +1,81 @@
+"""Identifiers and names people read: refuse what can hide or disguise text.
+
+An identifier (a patient id, a device id, a FHIR id, a username) or a short label shown
+to people (a display name) must not contain characters that are invisible or reorder
+what is shown:
+
+- control characters (Unicode category Cc: NUL, ESC, newlines - log and terminal
+  injection),
+- format characters (Cf): the bidirectional overrides and isolates (U+202A-U+202E,
+  U+2066-U+2069: "Trojan Source", a name that displays differently from what it is), the
+  zero-width space, joiners and the BOM (two ids that look the same but are not),
+- line and paragraph separators (Zl, Zp), surrogates (Cs), private-use (Co) and
+  unassigned code points (Cn),
+- spaces other than the plain space (U+00A0, U+2003...), and leading or trailing space,
+- text that is not in Unicode normal form NFC (the same name typed two ways).
+
+``identifier_problem`` returns the reason (for a form message or an HTTP 400/4xx
+answer), ``None`` when the text is acceptable. The stream's device-message validator can
+call it for ``patient_id``, ``device_id``, ``ward`` and ``bed``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = ["IdentifierError", "check_identifier", "identifier_problem"]
+
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character (bidirectional or zero-width)",
+    "Cs": "a surrogate code point",
+    "Co": "a private-use character",
+    "Cn": "an unassigned character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+
+
+class IdentifierError(ValueError):
+    """An identifier that is refused; the message says which and why."""
+
+
+def _describe(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+
+
+def identifier_problem(text: object, what: str = "identifier", *, max_length: int = 64,
+                       allow_space: bool = False) -> str | None:
+    """Why ``text`` is not an acceptable ``what`` (``None``: it is).
+
+    ``allow_space``: plain spaces inside (display names, ward names), never at either end.
+    """
+    if not isinstance(text, str):
+        return f"{what}: must be text, got {type(text).__name__}"
+    if not text:
+        return f"{what}: must not be empty"
+    if len(text) > max_length:
+        return f"{what}: at most {max_length} characters (got {len(text)})"
+    for i, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        reason = _REFUSED_CATEGORIES.get(category)
+        if reason is not None:
+            return f"{what}: contains {reason} ({_describe(ch)}) at position {i + 1}"
+        if category == "Zs" and (ch != " " or not allow_space):
+            kind = "a space" if ch == " " else f"a special space ({_describe(ch)})"
+            return f"{what}: contains {kind} at position {i + 1}"
+    if text != text.strip():
+        return f"{what}: must not start or end with a space"
+    if unicodedata.normalize("NFC", text) != text:
+        return f"{what}: not in Unicode normal form NFC (retype it)"
+    return None
+
+
+def check_identifier(text: object, what: str = "identifier", *, max_length: int = 64,
+                     allow_space: bool = False) -> str:
+    """``text`` if acceptable, else :class:`IdentifierError` with the reason."""
+    problem = identifier_problem(text, what, max_length=max_length, allow_space=allow_space)
+    if problem is not None:
+        raise IdentifierError(problem)
+    return text  # type: ignore[return-value]
