@@ -55,8 +55,8 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 
 MSG_INVALID = "Sign-in failed: the username or password is incorrect, or the account is disabled."
-MSG_LOCKED = ("Too many failed sign-ins: sign-in is paused for up to {minutes} minutes. "
-              "Sign in from a computer you used before, try again later, or ask an "
+MSG_LOCKED = ("Too many failed sign-ins: sign-in is locked for up to {minutes} minutes "
+              "here. Sign in from a computer you used before, try again later, or ask an "
               "administrator to unlock your account (Admin page).")
 MSG_EXPIRED = ("Your session has ended (no activity for a while, or the longest session "
                "allowed for your role). Please sign in again.")

@@ -28,7 +28,7 @@ def run_cmd(host: str | None, port: int | None, threads: int, wait: float,
     import waitress
 
     from backend.storage.cassandra import connect
-    from webapp.app import ConfigurationError, create_app
+    from webapp.app import ConfigurationError, check_transport, create_app
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -36,6 +36,10 @@ def run_cmd(host: str | None, port: int | None, threads: int, wait: float,
     web = settings.web.model_copy(update={k: v for k, v in
                                           (("host", host), ("port", port)) if v is not None})
     settings = settings.model_copy(update={"web": web})
+    try:
+        check_transport(settings)  # before anything else: no insecure start at all
+    except ConfigurationError as e:
+        raise click.ClickException(str(e)) from None
 
     db = connect(settings.cassandra, wait_seconds=wait)
     if demo_users:
