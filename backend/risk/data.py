@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -125,26 +126,63 @@ def ensure_unpacked(settings: Settings) -> Path:
     return target
 
 
+class DataFileError(ValueError):
+    """A ``.psv`` file that cannot be read; the message names the file, line and reason."""
+
+
 def _parse(files: list[Path]) -> tuple[pd.DataFrame, str]:
-    """All files as one frame (one pass of the CSV parser) and the sha256 of their bytes."""
+    """All files as one frame (one pass of the CSV parser) and the sha256 of their bytes.
+    A bad file raises :class:`DataFileError` naming the file, the line and the reason."""
     h = hashlib.sha256()
     parts: list[bytes] = []
+    origin: list[tuple[str, int]] = []  # (file, line) of every data row, in order
     header: list[str] | None = None
     for path in files:
         data = path.read_bytes()
         h.update(path.name.encode() + b"\0" + data)
-        head, _, body = data.partition(b"\n")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            no = data.count(b"\n", 0, exc.start) + 1
+            raise DataFileError(f"{path.name} line {no}: not UTF-8") from None
+        lines = data.split(b"\n")
+        head = lines[0].decode().strip().split("|")
         if header is None:
-            header = head.decode().strip().split("|")
-        elif head.decode().strip().split("|") != header:
-            raise ValueError(f"{path}: unexpected header")
+            header = head
+        elif head != header:
+            raise DataFileError(f"{path.name} line 1: unexpected header")
         pid = path.stem.encode() + b"|"
-        parts.append(b"".join(pid + line + b"\n" for line in body.splitlines() if line.strip()))
+        separators = len(header) - 1
+        for no, line in enumerate(lines[1:], start=2):
+            if line.strip():
+                if line.count(b"|") != separators:
+                    raise DataFileError(f"{path.name} line {no}: {line.count(b'|') + 1} "
+                                        f"fields, expected {len(header)}")
+                parts.append(pid + line.rstrip(b"\r") + b"\n")
+                origin.append((path.name, no))
     if header is None:
         raise ValueError("no .psv files")
-    raw = pd.read_csv(io.BytesIO(b"".join(parts)), sep="|", header=None,
-                      names=["patient_id", *header], na_values=["NaN"],
-                      usecols=["patient_id", *RENAME])
+    try:
+        raw = pd.read_csv(io.BytesIO(b"".join(parts)), sep="|", header=None,
+                          names=["patient_id", *header], na_values=["NaN"],
+                          usecols=["patient_id", *RENAME])
+    except pd.errors.ParserError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        if found and 0 < int(found.group(1)) <= len(origin):
+            name, no = origin[int(found.group(1)) - 1]
+            raise DataFileError(f"{name} line {no}: {str(exc).split('. ')[-1]}") from None
+        raise DataFileError(str(exc)) from None
+    for column in RENAME:
+        if raw[column].dtype == object:  # a value that is not a number
+            values = pd.to_numeric(raw[column], errors="coerce")
+            bad = int(np.flatnonzero(values.isna() & raw[column].notna())[0])
+            name, no = origin[bad]
+            raise DataFileError(f"{name} line {no}: {column} {str(raw[column][bad])[:30]!r} "
+                                "is not a number")
+        if not np.isfinite(raw[column].dropna()).all():
+            bad = int(np.flatnonzero(~np.isfinite(raw[column].fillna(0)))[0])
+            name, no = origin[bad]
+            raise DataFileError(f"{name} line {no}: {column} is not finite")
     frame = raw.rename(columns=RENAME)
     frame["hour"] = frame["hour"].astype(np.int32)
     frame["label"] = frame["label"].astype(np.int8)
