@@ -36,7 +36,8 @@ def render(rows: list[dict], patient_id: str, start_ms: int, end_ms: int, *, fmt
         shifted = []
         for r in rows:
             r = dict(r)
-            r["ts"] = pseudo.shift_ms(patient_id, to_ms(r["ts"]))
+            ms = r["ts"] if isinstance(r["ts"], int) else to_ms(r["ts"])
+            r["ts"] = pseudo.shift_ms(patient_id, ms)
             if r.get("device_id"):
                 r["device_id"] = pseudo.device(r["device_id"])
             shifted.append(r)
