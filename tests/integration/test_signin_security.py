@@ -262,3 +262,37 @@ def test_production_settings_refuse_to_start_insecurely(services: Settings) -> N
     r = subprocess.run([sys.executable, "-m", "ops.cli", "web", "run"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "only for loopback" in r.stderr
+
+
+def test_notes_for_unknown_patients_and_malformed_payloads(web) -> None:
+    from backend.census import Admission
+    from backend.notes import NoteError, add_note
+    from backend.storage import census
+
+    census.admit(web.db, Admission(patient_id="pt-note", ward="ICU-A", bed="9",
+                                   admitted_ts=0))
+    with pytest.raises(NoteError, match="No patient"):
+        add_note(web.db, "pt-nobody", "dr.x", "physician", "text")
+    with pytest.raises(NoteError, match="invisible formatting"):
+        add_note(web.db, "pt-note\u200b", "dr.x", "physician", "text")
+    s = web.as_role(Role.PHYSICIAN)
+    deps = dependencies(web, s)
+    output = next(k for k, v in callbacks(web).items() if v == "patient.write")
+    body = callback_body(deps[output])
+    values = {"patient-note-save": 1, "patient-id": "pt-note", "patient-note": "ok",
+              "patient-notes-version": 0}
+    for item in body["inputs"] + body["state"]:
+        item["value"] = values.get(item["id"])
+    body["changedPropIds"] = ["patient-note-save.n_clicks"]
+    r = post_callback(web, s, body)
+    assert r.status_code == 200 and "Note saved" in r.text
+    for bad in ({"x": 1}, ["list"], 12):  # a hand-made request: never a 500
+        for item in body["state"]:
+            if item["id"] == "patient-note":
+                item["value"] = bad
+        assert post_callback(web, s, body).status_code == 400
+    for item in body["state"]:
+        item["value"] = {"patient-id": "pt-nobody", "patient-note": "x"}.get(
+            item["id"], item["value"])
+    r = post_callback(web, s, body)
+    assert r.status_code == 200 and "No patient pt-nobody" in r.text
