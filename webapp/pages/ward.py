@@ -15,9 +15,9 @@ screen of every process shows who acknowledged.
 
 A ward display account (``auth_policy.ONE_WARD``) sees its one ward, whatever the
 request asks for: the layout and the 1 s update are fixed to it and an alarm of another
-ward is not acknowledged (the server decides, not the hidden picker). The screen is a
-kiosk (no navigation), and the patient label is not a link (the patient page is refused
-to that role anyway).
+ward is not acknowledged (the server decides, not the picker, which offers only that
+ward). The patient label is not a link (the patient page is refused to that role
+anyway). ``?kiosk=1`` covers the window as for any wall screen.
 """
 
 from __future__ import annotations
@@ -82,9 +82,10 @@ def user_scope() -> str | None:
 def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None = None,
            **_query: str) -> html.Div:
     scope = user_scope()
-    if scope is not None:  # a ward display: its ward, full screen
-        return html.Div(ward_layout(scope or None, [scope] if scope else [], kiosk=True,
-                                    theme=theme), className="page-ward ward-display-mode")
+    if scope is not None:  # a ward display: its ward only
+        return html.Div(ward_layout(scope or None, [scope] if scope else [],
+                                    kiosk=(kiosk or "").lower() in TRUE, theme=theme),
+                        className="page-ward ward-display-mode")
     wards = known_wards()
     ward = ward.strip() if isinstance(ward, str) and ward.strip() else None
     return html.Div(
@@ -130,7 +131,12 @@ def _scoped(key: str, function):
     @functools.wraps(function)
     def tick(n, ward, sent, options):
         scope = user_scope()
-        return function(n, ward if scope is None else (scope or None), sent, options)
+        if scope is None:
+            return function(n, ward, sent, options)
+        out = list(function(n, scope or None, sent, options))
+        only = [{"label": scope, "value": scope}] if scope else []
+        out[-2] = only if options != only else dash.no_update  # the picker's options
+        return tuple(out)
 
     return tag(tick, key)
 
