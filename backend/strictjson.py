@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonError", "loads"]
+__all__ = ["JsonError", "load_file", "loads"]
 
 MAX_INT_DIGITS = 30  # beyond any count or timestamp; int64 has 19 digits
 DEFAULT_MAX_DEPTH = 64
@@ -119,3 +121,12 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH,
     if depth(value) > max_depth:
         raise JsonError(f"nested too deeply (at most {max_depth} levels)")
     return value
+
+
+def load_file(path: str | os.PathLike[str], **options: Any) -> Any:
+    """:func:`loads` of a file; a :class:`JsonError` names the file."""
+    p = Path(path)
+    try:
+        return loads(p.read_bytes(), **options)
+    except JsonError as exc:
+        raise JsonError(f"{p.name}: {exc}") from None
