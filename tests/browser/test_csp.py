@@ -4,6 +4,9 @@ Plotly charts, and the population page's offline map (shapes from this origin)."
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -14,6 +17,8 @@ from tests.browser.conftest import CHROMEDRIVER, CHROMIUM
 from tests.browser.support import wait
 
 pytestmark = pytest.mark.browser
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = {(Role.WARD_DISPLAY, "ward"): "ward-display.png", (Role.ADMIN, "admin"): "admin.png"}
 
 
 @pytest.fixture
@@ -51,6 +56,10 @@ def test_pages_render_with_no_csp_violation(live_web, logging_browser, role: Rol
              and not d.find_elements(By.CSS_SELECTOR, "._dash-loading"))
         if page.key == "population":  # the offline map draws from /assets/topojson
             wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".main-svg"), timeout=30)
+        shot = SHOTS.get((role, page.key))
+        if shot and os.environ.get("ICU_SAVE_SCREENSHOTS"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(SCREENSHOTS / shot))
     logs = driver.get_log("browser")
     violations = [e["message"] for e in logs
                   if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
