@@ -15,9 +15,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from backend import audit
 from backend.alerting import email_outbox as mail
+from backend.alerting.ids import alert_id
 from backend.alerting.manager import AlertManager
 from backend.census import Admission
 from backend.messages import AlertEvent, Priority, ValidatedReading
@@ -44,6 +46,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 P, Q = "P-ERASE-7f3a91", "Q-KEEP-2b8c44"  # distinctive: found anywhere they are
 LABEL = "Zelda Quintrell"
 WARD = "ICU-Z"
+
+
+@pytest.fixture
+def settings(isolated_settings: Settings) -> Settings:
+    return isolated_settings.model_copy(update={"secret_key": SecretStr("k" * 48)})
 
 
 @pytest.fixture
@@ -96,7 +103,7 @@ def populate(db, settings: Settings, pid: str, bed: str, label: str, t0: datetim
                    " AND seq = %s", (offset0 + i, pid, t0.date(),
                                      datetime.fromtimestamp(r.ts / 1000, UTC), r.device_id,
                                      r.seq))
-    alert = AlertEvent(alert_id=f"a-{pid}", event="raised", patient_id=pid, ward=WARD,
+    alert = AlertEvent(alert_id=alert_id(pid, "ref_spo2_low", ms0), event="raised", patient_id=pid, ward=WARD,
                        bed=bed, rule="ref_spo2_low", priority=Priority.HIGH,
                        message="SpO2 84 % below 90 %", values={"spo2": 84.0},
                        onset_ts=ms0, reading_ts=ms0, detected_ts=ms0)
@@ -144,8 +151,7 @@ def traces(db, keyspace: str, needles: tuple[bytes, ...]) -> dict[str, int]:
 
 
 def test_erase_reaches_every_table_and_recomputes_the_aggregates(
-        isolated_settings: Settings, db) -> None:
-    settings = isolated_settings
+        settings: Settings, db) -> None:
     assert unclassified_tables(db, settings.cassandra.keyspace) == []
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     populate(db, settings, P, "1", LABEL, t0)
@@ -197,8 +203,7 @@ def test_erase_reaches_every_table_and_recomputes_the_aggregates(
     assert set(TABLES) >= set(before)
 
 
-def test_research_export_is_pseudonymised(isolated_settings: Settings, db, tmp_path) -> None:
-    settings = isolated_settings
+def test_research_export_is_pseudonymised(settings: Settings, db, tmp_path) -> None:
     t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     populate(db, settings, P, "1", LABEL, t0)
     span = ("--since", "2026-03-02T00:00", "--until", "2026-03-03T00:00")
