@@ -104,7 +104,8 @@ def populate(db, settings: Settings, pid: str, bed: str, label: str, t0: datetim
                                      datetime.fromtimestamp(r.ts / 1000, UTC), r.device_id,
                                      r.seq))
     alert = AlertEvent(alert_id=alert_id(pid, "ref_spo2_low", ms0), event="raised",
-                       patient_id=pid, ward=WARD, bed=bed, rule="ref_spo2_low", priority=Priority.HIGH,
+                       patient_id=pid, ward=WARD, bed=bed, rule="ref_spo2_low",
+                       priority=Priority.HIGH,
                        message="SpO2 84 % below 90 %", values={"spo2": 84.0},
                        onset_ts=ms0, reading_ts=ms0, detected_ts=ms0)
     AlertStore(db).raise_alert(alert)
