@@ -279,9 +279,19 @@ class _Eraser:
         self.report.add(table, n)
 
     def audit(self, pseudo: str) -> None:
-        """Replace the patient id by the pseudonym in the audit tables."""
+        """Replace the patient id by the pseudonym in the audit tables, and the ids of
+        the patient's alerts (derived from the patient id) by pseudonyms of their own."""
         pid = self.pid
         moved = 0
+        swaps = {pid: pseudo, **{a: _alert_pseudonym(a, self.settings) for a in self.alert_ids}}
+
+        def swap(text: object) -> object:
+            if not isinstance(text, str):
+                return text
+            for old, new in swaps.items():
+                text = text.replace(old, new)
+            return text
+
         part, _ = _key_columns(self.s, self.ks, "audit_by_patient_day")
         for row in list(_scan(self.s, "SELECT DISTINCT patient_id, day FROM "
                               "audit_by_patient_day")):
@@ -293,25 +303,25 @@ class _Eraser:
                     "INSERT INTO audit_by_patient_day (patient_id, day, event_id, actor, action,"
                     " target_type, detail, via) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (pseudo, r["day"], r["event_id"], r["actor"], r["action"],
-                     r["target_type"], _swap(r.get("detail"), pid, pseudo), r["via"]))
+                     r["target_type"], swap(r.get("detail")), r["via"]))
                 moved += 1
             _delete(self.s, "audit_by_patient_day", {c: row[c] for c in part})
         for table in ("audit_by_day", "audit_by_actor_day"):
             for r in list(_scan(self.s, f"SELECT * FROM {table}")):
-                if r.get("target_id") != pid and pid not in (r.get("detail") or ""):
+                target, detail = r.get("target_id"), r.get("detail") or ""
+                if target not in swaps and not any(old in detail for old in swaps):
                     continue
                 cols = [c for c in r if r[c] is not None]
-                values = [pseudo if c == "target_id" and r[c] == pid
-                          else _swap(r[c], pid, pseudo) if c == "detail" else r[c]
-                          for c in cols]
+                values = [swaps.get(r[c], r[c]) if c == "target_id"
+                          else swap(r[c]) if c == "detail" else r[c] for c in cols]
                 self.s.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                                f"({', '.join(['%s'] * len(cols))})", tuple(values))
                 moved += 1
         self.report.audit_rewritten = moved
 
 
-def _swap(text: object, old: str, new: str) -> object:
-    return text.replace(old, new) if isinstance(text, str) else text
+def _alert_pseudonym(alert_id: str, settings: Settings) -> str:
+    return pseudonym("alert\0" + alert_id, settings)
 
 
 def _mentions(payload: bytes | None, key: bytes) -> bool:

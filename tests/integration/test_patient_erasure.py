@@ -158,7 +158,11 @@ def test_erase_reaches_every_table_and_recomputes_the_aggregates(
     populate(db, settings, P, "1", LABEL, t0)
     populate(db, settings, Q, "2", "Kept Person", t0)
     ks = settings.cassandra.keyspace
-    needles = (P.encode(), LABEL.encode())
+    # P's id, name, and the ids of P's alerts (rows about them need not name P)
+    alert_ids = tuple(r["alert_id"].encode() for r in db.execute(
+        "SELECT alert_id FROM alerts_by_patient WHERE patient_id = %s", (P,)))
+    assert alert_ids
+    needles = (P.encode(), LABEL.encode(), *alert_ids)
     before = traces(db, ks, needles)
     # the fixture reaches the tables a patient's data lives in
     for table in ("readings_by_patient_day", "readings_by_patient_minute", "latest_by_ward",
