@@ -65,6 +65,12 @@ ACTIONS = (
 USER_CONTACT_SET = "user.contact_set"
 ACTIONS = (*ACTIONS, USER_CONTACT_SET)
 
+# Security and privacy
+USER_UNLOCKED = "user.unlocked"  # an administrator lifted a sign-in lock
+PATIENT_ERASED = "patient.erased"  # `icu patient erase`: target is the keyed pseudonym
+RESEARCH_EXPORTED = "patient.research_export"  # a pseudonymised export was written
+ACTIONS = (*ACTIONS, USER_UNLOCKED, PATIENT_ERASED, RESEARCH_EXPORTED)
+
 PATIENT = "patient"  # target_type whose events are also indexed by patient
 
 MAX_DETAIL = 2000

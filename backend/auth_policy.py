@@ -20,6 +20,13 @@ Decisions (documented in one place):
 - **The alert inbox is for the clinical roles.** Charge nurses additionally manage the
   ward-wide alert assignment (``alerts.assign``) once that exists.
 - **Model registry**: physicians (clinical validation) and admins (deployment).
+- **Ward display** (``ward_display``): an account for a wall screen, signed in for exactly
+  one ward (its only ward, enforced when the account is created). It may watch that
+  ward's monitor and acknowledge that ward's alarms (``ward.acknowledge``), nothing else:
+  no patient page, no notes, no export, no inbox, no other ward. The one-ward scope is
+  data-level and enforced by the ward page's callbacks (:func:`ward_scope`); the
+  screen's own updates keep its session alive (``SCREEN_KEEPS_SESSION``), within its
+  own idle and absolute session limits (``settings.web``).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class Role(StrEnum):
     CHARGE_NURSE = "charge_nurse"
     PHYSICIAN = "physician"
     ADMIN = "admin"
+    WARD_DISPLAY = "ward_display"
 
     @property
     def label(self) -> str:
@@ -47,10 +55,16 @@ _ROLE_LABELS = {
     Role.CHARGE_NURSE: "Charge nurse",
     Role.PHYSICIAN: "Physician",
     Role.ADMIN: "Administrator",
+    Role.WARD_DISPLAY: "Ward display",
 }
 
 CLINICAL: frozenset[Role] = frozenset({Role.NURSE, Role.CHARGE_NURSE, Role.PHYSICIAN})
 ALL_ROLES: frozenset[Role] = frozenset(Role)
+# Roles bound to exactly one ward: they see and act on that ward only.
+ONE_WARD: frozenset[Role] = frozenset({Role.WARD_DISPLAY})
+# Roles whose screen's periodic updates count as activity (a wall screen nobody touches
+# must not sign itself out while it shows the ward).
+SCREEN_KEEPS_SESSION: frozenset[Role] = frozenset({Role.WARD_DISPLAY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +101,12 @@ POLICY: Mapping[str, Permission] = _table(
     # Any signed-in user: the app shell itself (navigation, session clock, theme).
     Permission("shell", ALL_ROLES, "the app shell"),
     Permission(
-        "ward", CLINICAL, "live ward monitor: every bed of a ward", phi=True,
+        "ward", CLINICAL | ONE_WARD, "live ward monitor: every bed of a ward", phi=True,
         page=PageInfo("/ward", "Ward monitor", 10),
+    ),
+    Permission(
+        "ward.acknowledge", CLINICAL | ONE_WARD, "acknowledge an alarm on the ward monitor",
+        parent="ward", phi=True,
     ),
     Permission(
         "patient", CLINICAL, "one patient's vitals, scores and alerts (read)", phi=True,
@@ -206,6 +224,17 @@ def page_for_path(path: str) -> Permission | None:
         if p.page.path_template and _template_regex(p.page.path_template).match(norm):
             return p
     return None
+
+
+def ward_scope(role: Role | str | None, wards: Iterable[str]) -> str | None:
+    """The one ward a ward-bound role may see (its only ward), ``None`` for roles that
+    are not bound to a ward. A ward-bound account without exactly one ward may see
+    nothing: ``""``."""
+    r = _as_role(role)
+    if r not in ONE_WARD:
+        return None
+    names = sorted(set(wards))
+    return names[0] if len(names) == 1 else ""
 
 
 def roles_for(key: str) -> frozenset[Role]:

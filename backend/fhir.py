@@ -37,6 +37,16 @@ Ingest (``bundle_to_device_readings``): the reverse, into ``DeviceReading`` mess
 ``vitals.raw``, so that FHIR data goes through the same validation as a monitor's. Every
 entry must be a vital-sign Observation with a known LOINC code and a UCUM unit of that
 parameter; anything else raises ``FhirIngestError`` (a ``ValueError``) naming the entry.
+No other exception escapes, whatever the input: the JSON is parsed strictly
+(``backend.strictjson``: bad UTF-8, duplicate keys, ``NaN``, huge numbers, deep nesting
+are refused), a Bundle larger than ``MAX_BUNDLE_BYTES`` is refused, and an error inside
+the FHIR library becomes a ``FhirIngestError`` naming it. The error carries an HTTP-style
+``status``: 400 (not JSON), 413 (too large), 422 (JSON, but not an acceptable Bundle).
+A value outside the parameter's plausible range (``backend.vitals``) is an error, not a
+missing value: FHIR says "not measured" with ``dataAbsentReason``, and a monitor's 0
+(sensor off) is written that way too. Patient ids must be FHIR ids
+(``[A-Za-z0-9.-]{1,64}``); device ids and sources must be clean identifiers
+(``backend.identifiers``: no control, bidirectional or zero-width characters).
 Unit conversions are only those UCUM defines exactly: ``[degF]`` and ``K`` to ``Cel``, and
 ``1/min`` or an annotated ``{beats}/min`` to ``/min``. Observations are grouped by
 (patient, time, source device) into one reading each; the device id is
@@ -50,7 +60,6 @@ another ``source``).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -65,7 +74,10 @@ from pydantic import ValidationError
 
 from backend import localtime
 from backend.census import Admission
+from backend.identifiers import identifier_problem
 from backend.messages import DeviceReading
+from backend.strictjson import JsonError
+from backend.strictjson import loads as strict_loads
 from backend.vitals import VITALS, Vital
 
 __all__ = [
@@ -93,10 +105,18 @@ _ACCEPTED_STATUS = ("final", "amended", "corrected")
 
 _BY_LOINC: dict[str, Vital] = {s.loinc: v for v, s in VITALS.items()}
 _BY_LOINC[SPO2_ALT_LOINC[0]] = Vital.SPO2
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 32  # a vital-signs Bundle is about 8 levels deep
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class FhirIngestError(ValueError):
-    """A Bundle that cannot be ingested; the message names the entry and the problem."""
+    """A Bundle that cannot be ingested; the message names the entry and the problem.
+    ``status``: 400 not JSON, 413 too large, 422 not an acceptable Bundle."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Census(Protocol):
@@ -215,25 +235,43 @@ def readings_to_bundle(
 # --- ingest ------------------------------------------------------------------------------
 
 
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse_bundle(data: Bundle | Mapping[str, Any] | str | bytes) -> Bundle:
     """A Bundle from a model, a dict or JSON text, validated against FHIR R4(B)."""
     if isinstance(data, Bundle):
         return data
-    try:
-        obj = json.loads(data) if isinstance(data, (str, bytes, bytearray)) else dict(data)
-    except json.JSONDecodeError as exc:
-        raise FhirIngestError(f"not JSON: {exc}") from exc
+    if isinstance(data, (str, bytes, bytearray)):
+        if len(data) > MAX_BUNDLE_BYTES:
+            raise FhirIngestError(f"the Bundle has {len(data):,} bytes; at most "
+                                  f"{MAX_BUNDLE_BYTES:,}", 413)
+        try:
+            obj = strict_loads(data, max_depth=MAX_DEPTH, decimals=True)
+        except JsonError as exc:
+            raise FhirIngestError(str(exc), 400) from None
+    elif isinstance(data, Mapping):
+        obj = dict(data)
+    else:
+        raise FhirIngestError(f"expected a FHIR Bundle, got {type(data).__name__}", 400)
     if not isinstance(obj, dict) or obj.get("resourceType") != "Bundle":
         got = obj.get("resourceType") if isinstance(obj, dict) else type(obj).__name__
-        raise FhirIngestError(f"expected a FHIR Bundle, got resourceType {got!r}")
+        raise FhirIngestError(f"expected a FHIR Bundle, got resourceType {_short(got)}")
     try:
         return Bundle.model_validate(obj)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"])[:200]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise FhirIngestError(f"not a valid FHIR R4 Bundle: {where}: {first['msg']}{more}"
-                              ) from exc
+        raise FhirIngestError(f"not a valid FHIR R4 Bundle: {where}: "
+                              f"{str(first['msg'])[:300]}{more}") from None
+    except RecursionError:
+        raise FhirIngestError(f"nested too deeply (at most {MAX_DEPTH} levels)", 400) from None
+    except Exception as exc:  # the library's own failures: never a traceback to the caller
+        raise FhirIngestError(f"the FHIR library could not read the Bundle "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 _ANNOTATED_PER_MIN = re.compile(r"^(1|\{[^{}]*\})?/min$")
@@ -249,17 +287,34 @@ def _to_table_unit(vital: Vital, quantity: Any, where: str) -> float:
             f"{where}: valueQuantity must be a UCUM unit (system {UCUM} and a code), got "
             f"system {quantity.system!r} code {quantity.code!r}")
     code, value = quantity.code, Decimal(quantity.value)
+    if not value.is_finite() or abs(value.adjusted()) > 30:
+        raise FhirIngestError(f"{where}: {spec.label} {_short(quantity.value)} is not a "
+                              "measurable value")
     if code == spec.ucum:
-        return float(value)
+        return _plausible(vital, float(value), where)
     if spec.ucum == "/min" and _ANNOTATED_PER_MIN.match(code):
-        return float(value)  # UCUM: 1/min and {annotation}/min are /min
+        return _plausible(vital, float(value), where)  # UCUM: 1/min and {x}/min are /min
     if spec.ucum == "Cel" and code == "[degF]":
-        return float((value - 32) * 5 / 9)
+        return _plausible(vital, float((value - 32) * 5 / 9), where)
     if spec.ucum == "Cel" and code == "K":
-        return float(value - Decimal("273.15"))
+        return _plausible(vital, float(value - Decimal("273.15")), where)
     raise FhirIngestError(
         f"{where}: unit {code!r} is not supported for {spec.label} (LOINC {spec.loinc}); "
         f"expected UCUM {spec.ucum!r}")
+
+
+def _plausible(vital: Vital, value: float, where: str) -> float:
+    """``value`` if a monitor can measure it; an absurd value is an error, never turned
+    into "not measured" (FHIR has dataAbsentReason for that)."""
+    spec = VITALS[vital]
+    if value == 0 and spec.zero_means_off:
+        raise FhirIngestError(f"{where}: {spec.label} 0 {spec.display_unit}: a sensor that "
+                              "is off is an Observation with dataAbsentReason, not a 0")
+    if not spec.plausible_min <= value <= spec.plausible_max:
+        raise FhirIngestError(
+            f"{where}: {spec.label} {value:g} {spec.display_unit} is outside the plausible "
+            f"range {spec.plausible_min:g}-{spec.plausible_max:g}")
+    return value
 
 
 def _effective_ms(obs: Observation, where: str) -> int:
@@ -280,19 +335,29 @@ def _patient_of(obs: Observation, where: str) -> str:
     ref = obs.subject.reference if obs.subject is not None else None
     if not ref or not ref.startswith("Patient/") or len(ref) == len("Patient/"):
         raise FhirIngestError(f"{where}: subject must be a reference Patient/<id>, got "
-                              f"{ref!r}")
-    return ref.removeprefix("Patient/").split("/_history/")[0]
+                              f"{_short(ref)}")
+    pid = ref.removeprefix("Patient/").split("/_history/")[0]
+    if not _FHIR_ID.match(pid):
+        raise FhirIngestError(f"{where}: {_short(pid)} is not a FHIR id (1-64 letters, "
+                              "digits, '-' or '.')")
+    return pid
 
 
-def _device_of(obs: Observation) -> str | None:
+def _device_of(obs: Observation, where: str = "") -> str | None:
     dev = obs.device
     if dev is None:
         return None
     if dev.identifier is not None and dev.identifier.value:
-        return dev.identifier.value
-    if dev.reference:
-        return dev.reference.removeprefix("Device/")
-    return dev.display or None
+        name = dev.identifier.value
+    elif dev.reference:
+        name = dev.reference.removeprefix("Device/")
+    else:
+        name = dev.display or None
+    if name is not None:
+        problem = identifier_problem(name, "device", max_length=200)
+        if problem:
+            raise FhirIngestError(f"{where}: {problem}")
+    return name
 
 
 def _codes(concept: Any) -> list[str]:
@@ -320,7 +385,7 @@ def _values_of(obs: Observation, where: str) -> dict[Vital, float]:
                                       f"{_codes(comp.code) or 'none'})")
             vital = _BY_LOINC[ckn[0]]
             if comp.valueQuantity is None:
-                if comp.dataAbsentReason is not None:
+                if comp.dataAbsentReason is not None:  # "not measured", said explicitly
                     out[vital] = 0.0 if VITALS[vital].zero_means_off else float("nan")
                     continue
                 raise FhirIngestError(f"{cwhere}: needs a valueQuantity")
@@ -366,12 +431,29 @@ def bundle_to_device_readings(
     a vital-sign Observation with a known LOINC code and a UCUM unit of its parameter,
     and for two different values of one parameter at one time.
     """
-    parsed = parse_bundle(bundle)
+    try:
+        return _to_readings(parse_bundle(bundle), census, patient_id, source)
+    except FhirIngestError:
+        raise
+    except RecursionError:
+        raise FhirIngestError("nested too deeply", 400) from None
+    except Exception as exc:  # a library or census failure: say so, no traceback
+        raise FhirIngestError(f"the Bundle could not be read ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+
+
+def _to_readings(parsed: Bundle, census: Census, patient_id: str | None,
+                 source: str | None) -> list[DeviceReading]:
+    for what, value, longest in (("patient", patient_id, 64), ("source", source, 200)):
+        if value is not None:
+            problem = identifier_problem(value, what, max_length=longest)
+            if problem:
+                raise FhirIngestError(problem)
     groups: dict[tuple[str, int, str], dict[Vital, float]] = {}
     subjects: set[str] = set()
     for i, entry in enumerate(parsed.entry or []):
         res = entry.resource
-        where = f"entry {i}" + (f" ({entry.fullUrl})" if entry.fullUrl else "")
+        where = f"entry {i}" + (f" ({_short(entry.fullUrl)})" if entry.fullUrl else "")
         if res is None:
             raise FhirIngestError(f"{where}: has no resource")
         kind = res.get_resource_type()
@@ -384,7 +466,7 @@ def bundle_to_device_readings(
         ms = _effective_ms(obs, where)
         if ms < 0:
             raise FhirIngestError(f"{where}: effectiveDateTime before 1970")
-        device = _device_id(source or _device_of(obs) or "bundle")
+        device = _device_id(source or _device_of(obs, where) or "bundle")
         reading = groups.setdefault((subject, ms, device), {})
         for vital, value in values.items():
             old = reading.get(vital)

@@ -2,7 +2,9 @@
 
 A note is plain text. It is stored exactly as typed (after trimming) and the web app
 renders it as text, never as HTML or Markdown, so nothing typed into a note can inject
-markup or script into another clinician's screen.
+markup or script into another clinician's screen. A note is only for a patient the
+census knows (admitted now or before), under a clean identifier
+(``backend.identifiers``): a note can never create a patient.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cassandra.cluster import Session
 from cassandra.util import datetime_from_uuid1, uuid_from_time
 
 from backend import audit
+from backend.identifiers import identifier_problem
 
 MAX_NOTE_CHARS = 4000
 NOTE_ADDED = audit.NOTE_ADDED
@@ -40,6 +43,8 @@ class Note:
 
 def clean_body(text: str | None) -> str:
     """The note as it will be stored, or ``NoteError`` saying what is wrong."""
+    if text is not None and not isinstance(text, str):
+        raise NoteError("A note is text.")
     body = (text or "").replace("\r\n", "\n").strip()
     if not body:
         raise NoteError("Write the note first: it is empty.")
@@ -57,6 +62,14 @@ def add_note(session: Session, patient_id: str, author: str, author_role: str,
     body = clean_body(text)
     if not patient_id or not author:
         raise NoteError("A note needs a patient and an author.")
+    problem = identifier_problem(patient_id, "Patient id")
+    if problem:
+        raise NoteError(problem + ".")
+    from backend.storage import census
+
+    if census.get(session, patient_id) is None:
+        raise NoteError(f"No patient {patient_id} in the census: a note needs a known "
+                        "patient.")
     ts = (now or datetime.now(UTC)).astimezone(UTC)
     note_id = uuid_from_time(ts)
     session.execute(

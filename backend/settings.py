@@ -28,9 +28,36 @@ from backend.vitals import VITALS, Vital
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class TlsSettings(BaseModel):
+    """TLS towards a server (Kafka, Cassandra): PEM files, all optional. ``ca_file`` set
+    (or ``enabled``) turns TLS on; ``cert_file``/``key_file`` add a client certificate
+    (mutual TLS); ``check_hostname`` stays on outside tests with IP-only certificates."""
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    check_hostname: bool = True
+
+    @property
+    def on(self) -> bool:
+        return self.enabled or self.ca_file is not None
+
+
 class KafkaSettings(BaseModel):
     bootstrap: str = "127.0.0.1:9092"
     partitions: int = 4
+    # Authentication: SASL/SCRAM (``SCRAM-SHA-512`` or ``SCRAM-SHA-256``) or ``PLAIN``;
+    # None: no SASL (the local development broker). With ``tls`` the protocol is
+    # SASL_SSL / SSL, without it SASL_PLAINTEXT / PLAINTEXT (backend/clients.py).
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsSettings = TlsSettings()
+    # How long Kafka keeps records (every topic the platform creates). Raw vital signs
+    # stay readable there until this expires, also after `icu patient erase`.
+    retention_hours: float = Field(default=168.0, gt=0)
     topic_raw: str = "vitals.raw"
     topic_validated: str = "vitals.validated"
     topic_deadletter: str = "vitals.deadletter"
@@ -61,6 +88,7 @@ class CassandraSettings(BaseModel):
     # The stream job's writes through the Spark Cassandra Connector (a quorum of the
     # replicas in the local data centre: with replication factor 1, the one node).
     write_consistency: str = "LOCAL_QUORUM"
+    tls: TlsSettings = TlsSettings()
 
 
 class SparkSettings(BaseModel):
@@ -296,15 +324,58 @@ class WebSettings(BaseModel):
     # a reading's way to the screen under 1 s at the 99th percentile (docs/benchmarks.md,
     # "Ward screens: reading to pixel").
     ward_update_ms: int = Field(default=500, ge=100, le=10_000)
+    # The address users reach the app at (links in e-mail). Outside demo mode it must be
+    # https and cookies must be Secure, or the app refuses to start (webapp/app.py).
     public_url: str = "http://127.0.0.1:8050"
     # On (re)connect a ward screen's live state replays this much of vitals.validated on
     # top of Cassandra's latest state, which trails Kafka by the stream job's persist
     # interval (SparkSettings.persist_trigger_seconds) plus a batch.
     live_replay_seconds: float = Field(default=30.0, ge=0)
-    idle_timeout_minutes: int = 15
     secure_cookies: bool = False  # True behind TLS in production
+    # Plain http outside demo mode, for a developer's machine and the tests: refused
+    # unless host and public_url are loopback addresses (webapp.app.check_transport).
+    allow_insecure_http: bool = False
+    # Strict-Transport-Security max-age on every response once public_url is https.
+    hsts_seconds: int = Field(default=365 * 24 * 3600, ge=0)
+    # Sessions end after this long without a user action (idle) and, whatever the
+    # activity, this long after sign-in (absolute); per role where listed, else the
+    # default. A ward display's screen keeps its session alive by showing the ward.
+    idle_timeout_minutes: int = Field(default=15, ge=1)
+    idle_timeout_minutes_by_role: dict[str, int] = {"admin": 10, "ward_display": 30}
+    session_max_hours: float = Field(default=12.0, gt=0)
+    session_max_hours_by_role: dict[str, float] = {"ward_display": 7 * 24.0}
+    # Sign-in throttling (backend/throttle.py): per account, per client address and per
+    # known device, each a fixed window of lockout_minutes.
     max_failed_logins: int = 5
     lockout_minutes: int = 15
+    max_failed_logins_per_address: int = 20
+    # A browser that signed in to an account before carries a signed device cookie for
+    # it; its sign-ins are counted per device, so somebody else's failures elsewhere
+    # cannot keep that user out. Cookie lifetime in days.
+    known_device_days: int = Field(default=90, ge=1)
+    # Reverse proxies in front of the app that set X-Forwarded-For/-Proto/-Host
+    # (werkzeug ProxyFix); 0 = none (the socket's peer is the client). Set it to exactly
+    # the number of proxies: a larger value lets clients forge their address.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
+    # Largest request body accepted (Dash callbacks, forms); larger gets 413.
+    max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+
+    def idle_minutes(self, role: str | None) -> int:
+        return self.idle_timeout_minutes_by_role.get(str(role), self.idle_timeout_minutes)
+
+    def max_hours(self, role: str | None) -> float:
+        return self.session_max_hours_by_role.get(str(role), self.session_max_hours)
+
+
+class PrivacySettings(BaseModel):
+    """Pseudonymised research export (backend/privacy/pseudonymise.py)."""
+
+    # Key of the keyed hash that replaces patient and device ids, and of each patient's
+    # date shift. Secret: whoever has it can link pseudonyms back to patient ids. Empty:
+    # derived from ICU_SECRET_KEY (a separate key lets the web key rotate on its own).
+    pseudonym_key: SecretStr = Field(default=SecretStr(""))
+    # Dates of one patient move by the same whole number of days, at most this many.
+    max_date_shift_days: int = Field(default=365, ge=1, le=3650)
 
 
 class PopulationSettings(BaseModel):
@@ -360,6 +431,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     alert_manager: AlertManagerSettings = AlertManagerSettings()
     population: PopulationSettings = PopulationSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("timezone")
     @classmethod
@@ -391,7 +463,11 @@ class Settings(BaseSettings):
         put("ICU_", self.model_dump(mode="json", context={"reveal": True}))
         for name, secret in (("ICU_SECRET_KEY", self.secret_key),
                              ("ICU_SMTP__PASSWORD", self.smtp.password),
-                             ("ICU_CASSANDRA__PASSWORD", self.cassandra.password)):
+                             ("ICU_CASSANDRA__PASSWORD", self.cassandra.password),
+                             ("ICU_CASSANDRA__TLS__KEY_PASSWORD", self.cassandra.tls.key_password),
+                             ("ICU_KAFKA__PASSWORD", self.kafka.password),
+                             ("ICU_KAFKA__TLS__KEY_PASSWORD", self.kafka.tls.key_password),
+                             ("ICU_PRIVACY__PSEUDONYM_KEY", self.privacy.pseudonym_key)):
             if secret is not None:
                 env[name] = secret.get_secret_value()
         return env

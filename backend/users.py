@@ -2,13 +2,18 @@
 
 - Passwords are hashed with argon2id (``argon2.PasswordHasher`` with its defaults); a
   hash made with older parameters is replaced at the next successful sign-in.
-- Failed sign-ins are rows in ``login_failures`` (server-side, shared by every web
-  process). ``settings.web.max_failed_logins`` failures within ``lockout_minutes`` lock
-  the name for ``lockout_minutes`` from the failure that reached the limit; attempts
-  while locked are refused without checking the password and do not extend the lock.
-  Failures are counted for names that do not exist too, so a lock reveals nothing.
+- Sign-in attempts are counted server-side (``backend.throttle``, shared by every web
+  process) per account, per client address and per known device, each slot reserved
+  with a lightweight transaction before the password is checked, so concurrent guesses
+  cannot exceed the limit. ``settings.web.max_failed_logins`` failures within
+  ``lockout_minutes`` lock the account for that long - for browsers that have not
+  signed in to it before: a known device (signed cookie) is counted on its own, so a
+  lock somebody else caused cannot keep the owner out (see :func:`authenticate`).
+  Attempts while locked are refused without checking the password. Names that do not
+  exist are counted too, so a lock reveals nothing. An administrator can unlock.
 - Web sessions are rows in ``web_sessions``: the browser holds only a random id; the
-  server checks the last activity (idle timeout) and can end a session (logout).
+  server checks the last activity (idle timeout, per role) and the age (absolute
+  lifetime, per role) and can end a session (logout).
 - Every change and every sign-in is written to the audit log (``backend.audit``).
 - A user may have an e-mail address and the wards they cover (none: every ward); the
   alert manager e-mails alerts to the users of the notified role covering the alert's
@@ -27,7 +32,7 @@ import logging
 import re
 import secrets
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
@@ -36,12 +41,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
-from cassandra.util import datetime_from_uuid1, uuid_from_time
 from email_validator import EmailNotValidError, validate_email
 
 from backend import audit
-from backend.auth_policy import Role
+from backend.auth_policy import ONE_WARD, Role
+from backend.identifiers import identifier_problem
 from backend.settings import Settings
+from backend.throttle import Slot, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +135,7 @@ class WebSession:
     created_ts: datetime
     last_seen_ts: datetime
     ip: str | None
+    role: str | None = None  # the user's role at sign-in: its session limits
 
 
 # --- demo accounts ----------------------------------------------------------------------
@@ -229,6 +236,14 @@ def unknown_wards_note(wards: Collection[str], known: Collection[str]) -> str:
             "alerts carry the census's ward names.")
 
 
+def ward_role_problems(role: Role, wards: Collection[str]) -> list[str]:
+    """A ward display is signed in for exactly one ward (``auth_policy.ONE_WARD``)."""
+    if role in ONE_WARD and len(wards) != 1:
+        return [f"Wards: a {role.label.lower()} account shows exactly one ward "
+                f"(got {len(wards) or 'none'})."]
+    return []
+
+
 def contact_detail(email: str | None, wards: Collection[str]) -> str:
     """How the audit log records a user's e-mail and wards."""
     return f"email={email or '(none)'} wards={','.join(sorted(wards)) or '(all)'}"
@@ -255,29 +270,6 @@ def unknown_user_key(typed: str, settings: Settings) -> str:
     secret key, so the typed text cannot be recovered from logs or the database."""
     key = settings.secret_key.get_secret_value().encode() or b"icu-monitor"
     return "?" + hmac.new(key, typed.encode(), hashlib.sha256).hexdigest()[:16]
-
-
-def lockout_until(
-    failures: Sequence[datetime], max_failed: int, lockout: timedelta
-) -> datetime | None:
-    """End of the most recent lock implied by these failure times, or ``None``.
-
-    Failures are counted in a sliding window of ``lockout``; the ``max_failed``-th
-    failure inside the window locks until ``lockout`` after it, and counting starts
-    afresh after a lock. Compare the result with "now" to know whether it still holds.
-    """
-    if max_failed <= 0:
-        return None
-    window: list[datetime] = []
-    until: datetime | None = None
-    for t in sorted(failures):
-        if until is not None and t < until:
-            continue  # attempts while locked are not counted (and are not stored)
-        window = [x for x in window if t - x < lockout] + [t]
-        if len(window) >= max_failed:
-            until = t + lockout
-            window = []
-    return until
 
 
 # --- storage ------------------------------------------------------------------------------
@@ -356,8 +348,10 @@ def create_user(
     username = normalize_username(username)
     display_name = (display_name or "").strip() or username
     problems = username_problems(username) + password_problems(password, username)
-    if len(display_name) > MAX_DISPLAY_NAME:
-        problems.append(f"Display name: at most {MAX_DISPLAY_NAME} characters.")
+    name_problem = identifier_problem(display_name, "Display name",
+                                      max_length=MAX_DISPLAY_NAME, allow_space=True)
+    if name_problem:
+        problems.append(name_problem + ".")
     try:
         role = parse_role(role)
     except UserError as e:
@@ -368,6 +362,8 @@ def create_user(
         problems.append(str(e))
     try:
         ward_set = parse_wards(wards)
+        if isinstance(role, Role):
+            problems += ward_role_problems(role, ward_set)
     except UserError as e:
         problems.append(str(e))
     if problems:
@@ -419,6 +415,9 @@ def update_contact(
     if wards is not KEEP:
         try:
             ward_set = parse_wards(wards)
+            current = get_user(session, username)
+            if current is not None:
+                problems += ward_role_problems(current.role, ward_set)
             sets.append("wards = ?")
             values.append(set(ward_set))
         except UserError as e:
@@ -490,47 +489,55 @@ def _lockout(settings: Settings) -> timedelta:
     return timedelta(minutes=settings.web.lockout_minutes)
 
 
-def recent_failures(
-    session: Session, username: str, settings: Settings, now: datetime | None = None
-) -> list[datetime]:
-    """Failure times of the last two lockout windows (all a lock decision needs)."""
-    since = _now(now) - 2 * _lockout(settings)
-    rows = session.execute(
-        _prep(session, "SELECT ts FROM login_failures WHERE username = ? AND ts > minTimeuuid(?)"),
-        (username, since),
-    )
-    return [datetime_from_uuid1(r["ts"]).replace(tzinfo=UTC) for r in rows]
+def account_key(name: str) -> str:
+    return "acct:" + name
 
 
-def record_failure(
-    session: Session, username: str, settings: Settings, ip: str | None = None,
-    now: datetime | None = None,
-) -> None:
-    ttl = max(1, int(2 * _lockout(settings).total_seconds()))
-    session.execute(
-        _prep(session,
-              "INSERT INTO login_failures (username, ts, ip) VALUES (?, ?, ?) USING TTL ?"),
-        (username, uuid_from_time(_now(now)), ip, ttl),
-    )
+def device_key(device_id: str) -> str:
+    return "dev:" + device_id
 
 
-def reset_failures(session: Session, username: str) -> None:
-    session.execute(
-        _prep(session, "DELETE FROM login_failures WHERE username = ?"),
-        (normalize_username(username),),
-    )
+def address_key(ip: str) -> str:
+    return "addr:" + ip
+
+
+def account_throttle(session: Session, settings: Settings) -> Throttle:
+    """Per account and per known device: ``max_failed_logins`` per window."""
+    return Throttle(session, settings.web.max_failed_logins, _lockout(settings))
+
+
+def address_throttle(session: Session, settings: Settings) -> Throttle:
+    """Per client address, whatever the account: ``max_failed_logins_per_address``."""
+    return Throttle(session, settings.web.max_failed_logins_per_address, _lockout(settings))
+
+
+def reset_failures(session: Session, username: str, settings: Settings | None = None) -> None:
+    """Lift the lock and forget the failures of ``username``'s account counter."""
+    account_throttle(session, settings or Settings()).reset(
+        account_key(normalize_username(username)))
 
 
 def locked_until(
     session: Session, username: str, settings: Settings, now: datetime | None = None
 ) -> datetime | None:
-    """When the lock on ``username`` ends, or ``None`` when it may sign in now."""
-    now = _now(now)
-    until = lockout_until(
-        recent_failures(session, username, settings, now),
-        settings.web.max_failed_logins, _lockout(settings),
-    )
-    return until if until is not None and until > now else None
+    """When the lock on the account ``username`` ends, or ``None`` (not locked)."""
+    return account_throttle(session, settings).state(
+        account_key(normalize_username(username)), now)
+
+
+def unlock_user(session: Session, username: str, settings: Settings, *, actor: str,
+                via: str) -> bool:
+    """An administrator lifts the sign-in lock of ``username``; audited. Returns whether
+    it was locked."""
+    username = normalize_username(username)
+    if get_user(session, username) is None:
+        raise UserNotFound(f"No user {username}.")
+    was = locked_until(session, username, settings) is not None
+    reset_failures(session, username, settings)
+    audit.record(session, actor, audit.USER_UNLOCKED, "user", username,
+                 "was locked" if was else "was not locked", via)
+    log.info("user %s unlocked by %s", username, actor)
+    return was
 
 
 def authenticate(
@@ -541,6 +548,7 @@ def authenticate(
     *,
     ip: str | None = None,
     via: str = "web",
+    known_device: str | None = None,
     now: datetime | None = None,
 ) -> LoginResult:
     """Check a sign-in attempt, apply throttling, and audit the outcome.
@@ -548,6 +556,13 @@ def authenticate(
     Never tells the caller *which* of name and password was wrong: a missing user, a
     wrong password, a disabled account and a demo account outside demo mode are all
     ``INVALID``.
+
+    Throttling (``backend.throttle``; each attempt reserves its slot atomically before
+    the password is checked): a browser that signed in to this account before
+    (``known_device``: the id from its signed device cookie) is counted on its own
+    device counter only; any other attempt is counted on the client address's counter
+    and on the account's. So failures from elsewhere lock the account for unknown
+    browsers, but never keep its owner out of the browser they use.
     """
     now = _now(now)
     typed = normalize_username(username)
@@ -558,23 +573,44 @@ def authenticate(
     name = user.username if user else unknown_user_key(typed, settings)
     actor = name if user else "unknown"
     where = f"ip={ip}" if ip else ""
-    until = locked_until(session, name, settings, now)
-    if until is not None:
-        audit.record(session, actor, audit.LOGIN_LOCKED, "user", name, where, via, now=now)
-        log.info("sign-in refused for %s: locked", name)
-        return LoginResult(LoginOutcome.LOCKED, locked_until=until)
+    accounts = account_throttle(session, settings)
+    addresses = address_throttle(session, settings)
+    taken: list[tuple[Throttle, Slot]] = []
+    if known_device and user is not None:
+        keys = [(accounts, device_key(known_device))]
+        where = f"{where} known-device".strip()
+    else:
+        keys = [(addresses, address_key(ip))] if ip else []
+        keys.append((accounts, account_key(name)))
+    for throttle, key in keys:
+        slot = throttle.take(key, now)
+        if not slot.granted:
+            for t, s in taken:  # not checked: give back what this attempt reserved
+                t.release(s)
+            kind = key.split(":", 1)[0]
+            audit.record(session, actor, audit.LOGIN_LOCKED, "user", name,
+                         f"{where} counter={kind}".strip(), via, now=now)
+            log.info("sign-in refused for %s: %s counter locked", name, kind)
+            return LoginResult(LoginOutcome.LOCKED, locked_until=slot.locked_until)
+        taken.append((throttle, slot))
 
     matches, new_hash = verify_password(user.password_hash if user else _DUMMY_HASH,
                                         password or "")
     if not (user and matches):
-        record_failure(session, name, settings, ip, now)
+        until = None
+        for throttle, slot in taken:
+            until = throttle.failed(slot, now) or until
         audit.record(session, actor, audit.LOGIN_FAILURE, "user", name, where, via, now=now)
         log.info("sign-in failed for %s", name)
-        until = locked_until(session, name, settings, now)
         if until is not None:
             return LoginResult(LoginOutcome.LOCKED, locked_until=until)
         return LoginResult(LoginOutcome.INVALID)
 
+    for throttle, slot in taken:  # the owner: reset their counter, give the address back
+        if slot.key.startswith("addr:"):
+            throttle.release(slot)
+        else:
+            throttle.reset(slot.key)
     if user.disabled or (user.is_demo and not settings.demo_mode):
         reason = "disabled" if user.disabled else "demo account outside demo mode"
         audit.record(session, name, audit.LOGIN_FAILURE, "user", name,
@@ -588,36 +624,68 @@ def authenticate(
             (new_hash, name),
         )
         log.info("password hash of %s upgraded to current argon2 parameters", name)
-    reset_failures(session, name)
     audit.record(session, name, audit.LOGIN_SUCCESS, "user", name, where, via, now=now)
     log.info("sign-in: %s (%s)", name, user.role.value)
     return LoginResult(LoginOutcome.OK, user=user)
 
 
 # --- web sessions -------------------------------------------------------------------------
-def _idle_ttl(settings: Settings) -> int:
-    return max(60, settings.web.idle_timeout_minutes * 60)
+def _ttl(settings: Settings, role: str | None, created: datetime, now: datetime) -> int:
+    """Row TTL: the role's idle timeout, never beyond the absolute lifetime."""
+    idle = settings.web.idle_minutes(role) * 60
+    left = created + timedelta(hours=settings.web.max_hours(role)) - now
+    return max(60, int(min(idle, left.total_seconds())))
+
+
+def session_deadline(ws: WebSession, settings: Settings) -> datetime:
+    """When ``ws`` ends if nothing happens: idle timeout or absolute lifetime, first."""
+    idle = ws.last_seen_ts + timedelta(minutes=settings.web.idle_minutes(ws.role))
+    return min(idle, ws.created_ts + timedelta(hours=settings.web.max_hours(ws.role)))
 
 
 def start_session(
     session: Session, username: str, settings: Settings, ip: str | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, role: Role | str | None = None,
 ) -> WebSession:
-    """A new server-side session for ``username``, with a fresh random id."""
-    ws = WebSession(secrets.token_urlsafe(32), normalize_username(username), _now(now),
-                    _now(now), ip)
+    """A new server-side session for ``username``, with a fresh random id. ``role``
+    decides its idle timeout and absolute lifetime."""
+    now = _now(now)
+    role_name = Role(role).value if role else None
+    ws = WebSession(secrets.token_urlsafe(32), normalize_username(username), now, now, ip,
+                    role_name)
     session.execute(
         _prep(session, "INSERT INTO web_sessions (session_id, username, created_ts, last_seen_ts,"
-                       " ip) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
-        (ws.session_id, ws.username, ws.created_ts, ws.last_seen_ts, ip, _idle_ttl(settings)),
+                       " ip, role) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"),
+        (ws.session_id, ws.username, ws.created_ts, ws.last_seen_ts, ip, role_name,
+         _ttl(settings, role_name, now, now)),
     )
     return ws
+
+
+def session_end_reason(ws: WebSession, settings: Settings,
+                       now: datetime | None = None) -> str | None:
+    """Why ``ws`` is over at ``now`` ("idle timeout", "session lifetime"), else ``None``."""
+    now = _now(now)
+    if now - ws.created_ts >= timedelta(hours=settings.web.max_hours(ws.role)):
+        return "session lifetime"
+    if now - ws.last_seen_ts >= timedelta(minutes=settings.web.idle_minutes(ws.role)):
+        return "idle timeout"
+    return None
 
 
 def get_session(
     session: Session, session_id: str, settings: Settings, now: datetime | None = None
 ) -> WebSession | None:
-    """The live session ``session_id``; ``None`` when unknown, ended or idle too long."""
+    """The live session ``session_id``; ``None`` when unknown, ended, idle too long or
+    older than its role's absolute lifetime."""
+    ws = load_session(session, session_id)
+    if ws is None or session_end_reason(ws, settings, now) is not None:
+        return None
+    return ws
+
+
+def load_session(session: Session, session_id: str) -> WebSession | None:
+    """The stored session ``session_id`` as it is (no time limits applied)."""
     if not session_id or len(session_id) > 128:
         return None
     row = session.execute(
@@ -625,27 +693,24 @@ def get_session(
     ).one()
     if not row or not row.get("username") or row.get("last_seen_ts") is None:
         return None
-    s = WebSession(session_id, row["username"], _utc(row["created_ts"]),
-                   _utc(row["last_seen_ts"]), row.get("ip"))
-    idle = timedelta(minutes=settings.web.idle_timeout_minutes)
-    if _now(now) - s.last_seen_ts >= idle:
-        return None
-    return s
+    return WebSession(session_id, row["username"], _utc(row["created_ts"]),
+                      _utc(row["last_seen_ts"]), row.get("ip"), row.get("role"))
 
 
 def touch_session(
     session: Session, web_session: WebSession, settings: Settings, now: datetime | None = None
 ) -> WebSession:
-    """Record activity: moves ``last_seen_ts`` to now and renews the row's TTL."""
+    """Record activity: moves ``last_seen_ts`` to now and renews the row's TTL (never
+    past the absolute lifetime)."""
     now = _now(now)
+    ws = web_session
     session.execute(
         _prep(session, "INSERT INTO web_sessions (session_id, username, created_ts, last_seen_ts,"
-                       " ip) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
-        (web_session.session_id, web_session.username, web_session.created_ts, now,
-         web_session.ip, _idle_ttl(settings)),
+                       " ip, role) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"),
+        (ws.session_id, ws.username, ws.created_ts, now, ws.ip, ws.role,
+         _ttl(settings, ws.role, ws.created_ts, now)),
     )
-    return WebSession(web_session.session_id, web_session.username, web_session.created_ts,
-                      now, web_session.ip)
+    return WebSession(ws.session_id, ws.username, ws.created_ts, now, ws.ip, ws.role)
 
 
 def end_session(session: Session, session_id: str) -> None:

@@ -183,12 +183,15 @@ def set_password_cmd(username: str, password_stdin: bool) -> None:
 @cli.command("unlock")
 @click.argument("username")
 def unlock_cmd(username: str) -> None:
-    """Forget USERNAME's failed sign-ins (lifts a lockout)."""
-    from backend.users import normalize_username, reset_failures
+    """Forget USERNAME's failed sign-ins (lifts a lockout); audited."""
+    from backend.users import UserError, unlock_user
 
     with _db() as session:
-        reset_failures(session, normalize_username(username))
-    click.echo(f"unlocked {username}")
+        try:
+            was = unlock_user(session, username, get_settings(), actor=_actor(), via="cli")
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"unlocked {username}" + ("" if was else " (it was not locked)"))
 
 
 @cli.command("list")

@@ -69,7 +69,7 @@ from pydantic_core import from_json
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from backend.census import Admission
-from backend.identifiers import identifier_problem
+from backend.identifiers import device_identifier_problem
 from backend.messages import SCHEMA_VERSION, Consciousness
 from backend.settings import AlertingSettings
 from backend.vitals import VITALS, Vital
@@ -346,14 +346,14 @@ def _second_problems(raw: bytes, obj: dict) -> Rejection | None:
     if len(_KEY.findall(raw)) != keys:
         return _schema("a key is given more than once")
     for field in _IDS:
-        problem = identifier_problem(obj[field])
+        problem = device_identifier_problem(obj[field], field)
         if problem:
-            return _schema(f"{field}: {problem}")
+            return _schema(problem)
     source = obj.get("source")
     if source:
-        problem = identifier_problem(source)
+        problem = device_identifier_problem(source, "source")
         if problem:
-            return _schema(f"source: {problem}")
+            return _schema(problem)
     return None
 
 

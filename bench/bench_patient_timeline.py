@@ -223,7 +223,8 @@ def main() -> None:
         "secret_key": SecretStr(secrets.token_urlsafe(48)),
         "cassandra": base.cassandra.model_copy(
             update={"keyspace": f"icu_bench_pt_{uuid.uuid4().hex[:10]}"}),
-        "web": base.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
+        "web": base.web.model_copy(update={"host": "127.0.0.1", "port": _free_port(),
+                                           "allow_insecure_http": True}),
     })
     db = connect(settings.cassandra, keyspace=False, wait_seconds=60)
     stopping = []

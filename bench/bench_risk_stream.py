@@ -140,7 +140,7 @@ def screenshot(settings: Settings, db, out: Path) -> None:
         port = s.getsockname()[1]
     web_settings = settings.model_copy(update={
         "secret_key": SecretStr(secrets.token_urlsafe(48)),
-        "web": settings.web.model_copy(update={"port": port})})
+        "web": settings.web.model_copy(update={"port": port, "allow_insecure_http": True})})
     password = secrets.token_urlsafe(16)
     create_user(db, "dr-bench", password, Role.PHYSICIAN, "Dr Bench", actor="bench",
                 via="bench")

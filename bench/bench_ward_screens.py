@@ -93,7 +93,8 @@ def bench_settings(base: Settings, suffix: str, port: int) -> Settings:
         "kafka": k.model_copy(update=topics),
         "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_{suffix}"}),
         "web": base.web.model_copy(update={"host": "127.0.0.1", "port": port,
-                                           "idle_timeout_minutes": 60}),
+                                           "idle_timeout_minutes": 60,
+                                           "allow_insecure_http": True}),
     })
 
 

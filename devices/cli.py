@@ -39,6 +39,7 @@ from typing import Any
 import click
 
 from backend.census import Admission
+from backend.clients import kafka_security
 from backend.settings import Settings, get_settings
 from devices.publisher import ProducerOptions, Publisher, PublishStats
 from devices.regions import Catchment
@@ -218,7 +219,7 @@ def _run(
     options = ProducerOptions(
         bootstrap=settings.kafka.bootstrap, topic=opts["topic"] or settings.kafka.topic_raw,
         acks=opts["acks"], linger_ms=opts["linger_ms"], batch_size=opts["batch_size"],
-        compression=opts["compression"],
+        compression=opts["compression"], security=kafka_security(settings.kafka),
     )
     cfg = options.producer_config()
     click.echo(f"publishing to {options.topic} at {options.bootstrap} (acks={options.acks}, "

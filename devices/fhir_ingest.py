@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from backend.clients import kafka_security
 from backend.fhir import Census, bundle_to_device_readings, parse_bundle
 from backend.messages import DeviceReading
 from backend.settings import Settings
@@ -77,7 +78,8 @@ def ingest(
         bundle, census=census if census is not None else read_census(settings),
         patient_id=patient_id, source=source)
     options = ProducerOptions(bootstrap=settings.kafka.bootstrap,
-                              topic=topic or settings.kafka.topic_raw, client_id="icu-fhir")
+                              topic=topic or settings.kafka.topic_raw, client_id="icu-fhir",
+                              security=kafka_security(settings.kafka))
     publisher = Publisher(options)
     try:
         stats = publisher.run(outgoing(readings), progress_every=0, out=None)

@@ -106,10 +106,13 @@ class ProducerOptions:
     client_id: str = "icu-simulator"
     request_timeout_ms: int = 30_000
     delivery_timeout_ms: int = 120_000
+    # Authentication and TLS (backend.clients.kafka_security of the Kafka settings).
+    security: dict = field(default_factory=dict, repr=False)
 
     def producer_config(self) -> dict:
         acks: int | str = "all" if self.acks == "all" else int(self.acks)
         return dict(
+            **self.security,
             bootstrap_servers=self.bootstrap.split(","),
             client_id=self.client_id,
             acks=acks,

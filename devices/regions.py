@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,5 +109,7 @@ def draw_fips(catchment: Catchment, seed: object, patient_id: str) -> str:
 
 def known_fips(data_dir: Path) -> set[str]:
     """Every county FIPS of ``<data_dir>/geo/geojson-counties-fips.json``."""
-    with open(Path(data_dir) / "geo" / "geojson-counties-fips.json", encoding="utf-8") as f:
-        return {feature["id"] for feature in json.load(f)["features"]}
+    from backend.strictjson import load_file
+
+    doc = load_file(Path(data_dir) / "geo" / "geojson-counties-fips.json")
+    return {feature["id"] for feature in doc["features"]}

@@ -26,6 +26,7 @@ import numpy as np
 import wfdb
 from kafka import KafkaProducer
 
+from backend.clients import kafka_config
 from backend.settings import get_settings
 from backend.waveforms import WaveformChunk
 
@@ -125,8 +126,7 @@ def replay(record: str, patient_id: str, seconds: float | None, offset: float,
     duration_ms = round(rec.signals.shape[0] * 1000 / rec.fs)
     if start_ms is None:
         start_ms = int(time.time() * 1000) - (0 if paced else duration_ms)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                             linger_ms=20)
+    producer = KafkaProducer(**kafka_config(settings.kafka, acks="all", linger_ms=20))
     try:
         n = publish(producer, settings.kafka.topic_waveforms,
                     chunks(rec, patient_id, start_ms, chunk_s), paced)

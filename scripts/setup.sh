@@ -2,6 +2,11 @@
 # Installs everything the project needs on a fresh Debian machine (idempotent):
 # Chromium + chromedriver for browser tests, a Python venv with the project, and the
 # Kafka / Cassandra / Spark-connector artefacts from Maven Central (cached outside the repo).
+#
+# Python packages come from uv.lock (every version and sha256 pinned, for Python 3.11 and
+# 3.12 on every platform): `uv sync --locked` installs exactly that, and fails when
+# pyproject.toml changed without `uv lock`. uv itself is installed from PyPI, at the
+# pinned version below, into a tools venv outside the project's .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,15 +23,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
+UV_VERSION=0.13.9
+TOOLS=${ICU_CACHE_DIR:-$HOME/.cache/icu-monitor}/tools/uv-$UV_VERSION
+if [ ! -x "$TOOLS/bin/uv" ]; then
+  echo "== installing uv $UV_VERSION (tools venv $TOOLS)"
+  "$PY" -m venv "$TOOLS"
+  "$TOOLS/bin/pip" install -q "uv==$UV_VERSION"
+fi
+export UV="$TOOLS/bin/uv"
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml uv.lock | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "== installing Python packages"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  echo "== installing Python packages (uv.lock)"
+  UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --locked --extra test --python .venv/bin/python
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 

@@ -79,6 +79,9 @@ def services(_created: _Created) -> Iterator[Settings]:
     from ops import services as svc
 
     settings = Settings()
+    # The tests serve the web app over plain http on 127.0.0.1 (allowed on loopback only).
+    settings = settings.model_copy(update={
+        "web": settings.web.model_copy(update={"allow_insecure_http": True})})
     with svc.lease(settings, holder=f"pytest pid {os.getpid()}") as mine:
         try:
             if all(svc.is_local(settings).values()):

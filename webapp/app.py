@@ -2,7 +2,10 @@
 
 Order matters and is fixed here:
 
-1. a Flask server with hardened cookie settings and the secret key;
+0. outside demo mode, refuse to start without Secure cookies and an https public URL
+   (:func:`check_transport`);
+1. a Flask server with hardened cookie settings, the secret key, the request size
+   limit and - behind ``trusted_proxies`` reverse proxies - werkzeug's ``ProxyFix``;
 2. Dash with Dash Pages (``webapp/pages``), the shell layout and its clientside callbacks;
 3. one warm-up request so Dash moves every page's ``dash.callback`` into this app and
    registers the Pages router - then every server-side callback must carry a permission
@@ -17,9 +20,11 @@ Order matters and is fixed here:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dash
 import flask
@@ -60,6 +65,47 @@ def secret_key(settings: Settings) -> str:
     return key
 
 
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(settings: Settings) -> None:
+    """Outside demo mode: cookies must be ``Secure`` and the public URL https, so no
+    session or password ever crosses a network in clear text. The one exception,
+    ``web.allow_insecure_http``, is for a developer's machine and the tests: it is
+    refused unless the app listens on, and is reached at, a loopback address only."""
+    web = settings.web
+    if settings.demo_mode:
+        return
+    public = urlsplit(web.public_url)
+    if web.allow_insecure_http:
+        if not (_loopback(web.host) and _loopback(public.hostname)):
+            raise ConfigurationError(
+                "ICU_WEB__ALLOW_INSECURE_HTTP is only for loopback (127.0.0.1): it cannot "
+                f"be used with host {web.host!r} and public URL {web.public_url!r}")
+        log.warning("INSECURE: plain http on loopback (ICU_WEB__ALLOW_INSECURE_HTTP); "
+                    "never use this for a deployment")
+        return
+    problems = []
+    if not web.secure_cookies:
+        problems.append("cookies must be Secure (ICU_WEB__SECURE_COOKIES=true)")
+    if public.scheme != "https" or not public.hostname:
+        problems.append(f"the public URL must be https (ICU_WEB__PUBLIC_URL is "
+                        f"{web.public_url!r})")
+    if problems:
+        raise ConfigurationError(
+            "refusing to start outside demo mode: " + "; ".join(problems)
+            + ". Serve the app behind a TLS-terminating reverse proxy (and set "
+            "ICU_WEB__TRUSTED_PROXIES), or use ICU_DEMO_MODE=true on a demo machine.")
+
+
 def _server(settings: Settings) -> flask.Flask:
     # Paths given explicitly: under some editable installs ``webapp`` imports as a
     # namespace package, from which Flask cannot infer them (no instance folder is used).
@@ -78,8 +124,18 @@ def _server(settings: Settings) -> flask.Flask:
         # from the cookie the server refreshes on every response.
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=settings.web.secure_cookies,
-        MAX_CONTENT_LENGTH=16 * 1024 * 1024,  # callback bodies carry page state
+        # callback bodies carry page state; larger requests are answered 413
+        MAX_CONTENT_LENGTH=settings.web.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.web.max_request_bytes,
     )
+    n = settings.web.trusted_proxies
+    if n:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Trust exactly the n proxies in front: the client address is the n-th from the
+        # right of X-Forwarded-For, so a client cannot forge it by sending the header.
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n, x_host=n,  # type: ignore[method-assign]
+                                   x_port=n, x_prefix=0)
     return server
 
 
@@ -89,6 +145,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     ``settings`` when omitted); the schema must exist (``icu db migrate``).
     ``start_live=False`` leaves the live follower stopped (tests that only inspect the
     app)."""
+    check_transport(settings)
     if db is None:
         from backend.storage.cassandra import connect
 
@@ -130,6 +187,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     ctx.router_callback = router
     security.check_callbacks(app)
 
+    ctx.csp = security.content_security_policy(app, layout.inline_script_hashes())
     security.install(app, ctx)
     CSRFProtect(server)
     if start_live:

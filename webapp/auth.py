@@ -10,17 +10,28 @@ at once in every web process.
   different address or browser.
 - The login form is CSRF-protected like every other POST (Flask-WTF).
 - Errors never say which of username and password was wrong.
+- Known devices: a successful sign-in leaves a signed cookie (``icu_device``, HMAC-SHA-256,
+  bound to the username, only sent to ``/login``) naming this browser as a device of that
+  account. Sign-ins from it are throttled on their own counter, so a lock caused by
+  failures elsewhere does not keep the account's owner out of the browser they use
+  (``backend.users.authenticate``).
+- The client address recorded in the audit log is the socket peer's, or - behind
+  ``settings.web.trusted_proxies`` reverse proxies - the one they forwarded (werkzeug
+  ``ProxyFix``, installed by ``webapp.app``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from urllib.parse import urlencode, urlsplit
 
 import flask
 from flask import Blueprint, Response, g, request
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from backend import audit
 from backend.auth_policy import Role, home_path
@@ -30,8 +41,10 @@ from backend.users import (
     WebSession,
     authenticate,
     end_session,
-    get_session,
     get_user,
+    load_session,
+    normalize_username,
+    session_end_reason,
     start_session,
 )
 from webapp.security import IDLE_COOKIE, PUBLIC, SHELL, WebContext, route
@@ -42,9 +55,11 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 
 MSG_INVALID = "Sign-in failed: the username or password is incorrect, or the account is disabled."
-MSG_LOCKED = ("Too many failed sign-ins: this account is locked for {minutes} minutes. "
-              "Try again later or ask an administrator to unlock it.")
-MSG_EXPIRED = "Your session has ended (no activity for {minutes} minutes). Please sign in again."
+MSG_LOCKED = ("Too many failed sign-ins: sign-in is locked for up to {minutes} minutes "
+              "here. Sign in from a computer you used before, try again later, or ask an "
+              "administrator to unlock your account (Admin page).")
+MSG_EXPIRED = ("Your session has ended (no activity for a while, or the longest session "
+               "allowed for your role). Please sign in again.")
 MSG_LOGGED_OUT = "You have signed out."
 MSG_CSRF = "The sign-in form had expired. Please try again."
 
@@ -97,9 +112,45 @@ def login_url(next_path: str | None = None, *, expired: bool = False,
     return LOGIN_PATH + ("?" + urlencode(query) if query else "")
 
 
+DEVICE_COOKIE = "icu_device"
+MAX_KNOWN_ACCOUNTS = 8  # accounts remembered per browser (a shared ward workstation)
+_DEVICE_SALT = "icu-known-device"
+
+
 def _client_ip() -> str | None:
-    # Behind a reverse proxy, configure werkzeug's ProxyFix so this is the client.
+    # The peer, or behind settings.web.trusted_proxies the forwarded client (ProxyFix).
     return request.remote_addr
+
+
+class KnownDevices:
+    """The signed ``icu_device`` cookie: ``{username: device id}`` of the accounts that
+    signed in from this browser. HMAC-SHA-256 with the app's secret key; expires after
+    ``known_device_days``."""
+
+    def __init__(self, secret: str, max_age_days: int) -> None:
+        self.max_age = max_age_days * 86_400
+        self._s = URLSafeTimedSerializer(
+            secret, salt=_DEVICE_SALT,
+            signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"})
+
+    def read(self, cookie: str | None) -> dict[str, str]:
+        if not cookie or len(cookie) > 4000:
+            return {}
+        try:
+            data = self._s.loads(cookie, max_age=self.max_age)
+        except BadSignature:
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v) for k, v in data.items()
+                if isinstance(k, str) and isinstance(v, str)}
+
+    def add(self, devices: dict[str, str], username: str) -> tuple[dict[str, str], str]:
+        """``devices`` with ``username`` (kept or given a new device id) most recent."""
+        device = devices.get(username) or secrets.token_urlsafe(16)
+        rest = [(u, d) for u, d in devices.items() if u != username]
+        kept = dict([*rest[-(MAX_KNOWN_ACCOUNTS - 1):], (username, device)])
+        return kept, self._s.dumps(kept)
 
 
 def _login_page(*, error: str | None = None, info: str | None = None, status: int = 200,
@@ -121,15 +172,26 @@ def init_auth(server: flask.Flask, ctx: WebContext) -> LoginManager:
     manager.login_view = "auth.login"
     manager.init_app(server)
 
+    devices = KnownDevices(server.config["SECRET_KEY"], settings.web.known_device_days)
+
     @manager.user_loader
     def load_user(session_id: str) -> WebUser | None:
-        ws = get_session(ctx.db, session_id, settings)
+        ws = load_session(ctx.db, session_id)
         if ws is None:
             g.icu_session_end = "idle timeout or signed out"
+            return None
+        reason = session_end_reason(ws, settings)
+        if reason is not None:
+            g.icu_session_end = reason
+            end_session(ctx.db, session_id)
             return None
         user = get_user(ctx.db, ws.username)
         if user is None or user.disabled or (user.is_demo and not settings.demo_mode):
             g.icu_session_end = "account disabled"
+            end_session(ctx.db, session_id)
+            return None
+        if ws.role is not None and ws.role != user.role.value:
+            g.icu_session_end = "role changed"
             end_session(ctx.db, session_id)
             return None
         return WebUser(user, ws)
@@ -139,21 +201,22 @@ def init_auth(server: flask.Flask, ctx: WebContext) -> LoginManager:
     @bp.route(LOGIN_PATH, methods=["GET", "POST"])
     @route(PUBLIC)
     def login() -> Response:
-        minutes = settings.web.idle_timeout_minutes
         if request.method == "GET":
             if current_user.is_authenticated:
                 return flask.redirect(safe_next(request.args.get("next"))
                                       or home_path(current_user.role) or "/")
             info = None
             if request.args.get("expired"):
-                info = MSG_EXPIRED.format(minutes=minutes)
+                info = MSG_EXPIRED
             elif request.args.get("logged_out"):
                 info = MSG_LOGGED_OUT
             return _login_page(info=info)
 
         username = request.form.get("username", "")[:200]
         password = request.form.get("password", "")[:2000]
-        result = authenticate(ctx.db, settings, username, password, ip=_client_ip(), via="web")
+        known = devices.read(request.cookies.get(DEVICE_COOKIE))
+        result = authenticate(ctx.db, settings, username, password, ip=_client_ip(),
+                              via="web", known_device=known.get(normalize_username(username)))
         if result.outcome is LoginOutcome.LOCKED:
             resp = _login_page(error=MSG_LOCKED.format(minutes=settings.web.lockout_minutes),
                                status=429, username=username)
@@ -164,12 +227,17 @@ def init_auth(server: flask.Flask, ctx: WebContext) -> LoginManager:
 
         user = result.user
         flask.session.clear()  # session fixation: nothing from before the sign-in survives
-        ws = start_session(ctx.db, user.username, settings, ip=_client_ip())
+        ws = start_session(ctx.db, user.username, settings, ip=_client_ip(), role=user.role)
         login_user(WebUser(user, ws), remember=False, fresh=True)
         flask.session["icu_user"] = user.username
         g.icu_activity = True
         target = safe_next(request.form.get("next")) or home_path(user.role) or "/"
-        return flask.redirect(target)
+        resp = flask.redirect(target)
+        _, cookie = devices.add(known, user.username)
+        resp.set_cookie(DEVICE_COOKIE, cookie, max_age=settings.web.known_device_days * 86_400,
+                        secure=settings.web.secure_cookies, httponly=True, samesite="Strict",
+                        path=LOGIN_PATH)
+        return resp
 
     @bp.route(LOGOUT_PATH, methods=["POST"])
     @route(SHELL)

@@ -28,7 +28,7 @@ def run_cmd(host: str | None, port: int | None, threads: int, wait: float,
     import waitress
 
     from backend.storage.cassandra import connect
-    from webapp.app import ConfigurationError, create_app
+    from webapp.app import ConfigurationError, check_transport, create_app
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -36,6 +36,10 @@ def run_cmd(host: str | None, port: int | None, threads: int, wait: float,
     web = settings.web.model_copy(update={k: v for k, v in
                                           (("host", host), ("port", port)) if v is not None})
     settings = settings.model_copy(update={"web": web})
+    try:
+        check_transport(settings)  # before anything else: no insecure start at all
+    except ConfigurationError as e:
+        raise click.ClickException(str(e)) from None
 
     db = connect(settings.cassandra, wait_seconds=wait)
     if demo_users:
@@ -51,5 +55,9 @@ def run_cmd(host: str | None, port: int | None, threads: int, wait: float,
     except ConfigurationError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"web app listening on http://{web.host}:{web.port}")
+    # Proxy headers reach the app only when proxies are trusted (ProxyFix decides how
+    # many hops); otherwise waitress drops them so no client can claim an address.
     waitress.serve(app.server, host=web.host, port=web.port, threads=threads,
-                   ident="icu-monitor", clear_untrusted_proxy_headers=True)
+                   ident="icu-monitor",
+                   clear_untrusted_proxy_headers=web.trusted_proxies == 0,
+                   max_request_body_size=web.max_request_bytes)

@@ -4,7 +4,10 @@ GET shows the alarm (ward, bed, alert, time) and an "Acknowledge" button; POST (
 protected like every form) acknowledges it. Both need a signed-in user whose role holds
 ``alerts.acknowledge`` (``webapp.security`` enforces it; a visitor who is not signed in
 is sent to the sign-in page and back here). The token is checked on both: a link that is
-not ours, has expired, or was used before gets a clear page saying so. Single use is a
+not ours, has expired, or was used before gets a clear page saying so. A link is bound
+to its recipient (``LinkClaim.allows``): followed by anybody else it is refused (403) and
+the refusal audited with the alert's id, never the token (a token in the audit log
+could be replayed by whoever reads the log). Single use is a
 Cassandra lightweight transaction (``alert_ack_links``); the acknowledgement itself is
 the one of every channel (``Lifecycle.acknowledge``, via ``email_link``: history, audit,
 lifecycle event).
@@ -25,7 +28,7 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
-from backend import localtime
+from backend import audit, localtime
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import EMAIL_LINK, Lifecycle
 from backend.storage.alerts import clock_text
@@ -91,6 +94,19 @@ def init_email_ack(server: flask.Flask, ctx: WebContext, *,
                             "the alert inbox to see and acknowledge the alarm.", 410)
         except mail.LinkInvalid:
             return _refused("Invalid link", "This is not a valid acknowledgement link.", 400)
+        if not claim.allows(current_user.username, current_user.role.value,
+                            current_user.user.covers):
+            bound = f"user {claim.user}" if claim.user else f"role {claim.role} on {claim.ward}"
+            log.warning("acknowledgement link for %s followed by %s: refused", bound,
+                        current_user.username)
+            try:
+                audit.record(ctx.db, current_user.username, audit.ACCESS_DENIED, "alert",
+                             claim.alert_id, f"e-mail link bound to {bound}", "email_link")
+            except Exception:
+                log.exception("could not audit a refused acknowledgement link")
+            return _refused("Not your link", "This acknowledgement link was sent to somebody "
+                            "else. Open the alert inbox to see and acknowledge the alarm.",
+                            403)
         lifecycle = Lifecycle(ctx.db, ctx.settings.alert_manager)
         row = lifecycle.get(claim.alert_id)
         if row is None:

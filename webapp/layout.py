@@ -144,10 +144,18 @@ def register_shell_callbacks(app: dash.Dash) -> None:
 
 # --- server-rendered pages ------------------------------------------------------------------
 # Applies the theme chosen in the app (Dash keeps dcc.Store data as JSON in localStorage).
-_THEME_SCRIPT = Markup(
-    "<script>try{var t=JSON.parse(localStorage.getItem('shell-theme'));"
-    "if(t){document.documentElement.setAttribute('data-theme',t);}}catch(e){}</script>"
-)
+THEME_JS = ("try{var t=JSON.parse(localStorage.getItem('shell-theme'));"
+            "if(t){document.documentElement.setAttribute('data-theme',t);}}catch(e){}")
+_THEME_SCRIPT = Markup("<script>") + THEME_JS + Markup("</script>")
+
+
+def inline_script_hashes() -> list[str]:
+    """CSP hashes of the inline scripts of the server-rendered pages."""
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(THEME_JS.encode()).digest()).decode()
+    return [f"'sha256-{digest}'"]
 
 
 def _document(title: str, body: Markup) -> str:

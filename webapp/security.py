@@ -21,7 +21,17 @@ any other Flask route                     signed in, and the role holds the perm
 ========================================  ===============================================
 
 Not signed in: ``401`` (JSON) for API requests, a redirect to the login page for pages.
-Wrong role: ``403`` and an ``access.denied`` audit event.
+Wrong role: ``403`` and an ``access.denied`` audit event. The event records the page
+path, or for other routes the route's pattern (``/alerts/ack/<token>``), never the
+values in it: a route may carry a secret.
+
+JSON request bodies are parsed strictly before anything else reads them
+(``backend.strictjson``: a duplicate key, ``NaN`` or a huge number is a 400) and may not
+exceed ``settings.web.max_request_bytes`` (413).
+
+Every response carries ``Content-Security-Policy`` (scripts from this origin and the
+hashes of Dash's inline scripts only; see :func:`content_security_policy`), and once
+the public URL is https ``Strict-Transport-Security``.
 
 Pages register callbacks with :func:`secure_callback`::
 
@@ -50,8 +60,17 @@ from flask import Response, current_app, g, request
 from flask_login import current_user
 
 from backend import audit
-from backend.auth_policy import POLICY, Role, allowed, home_path, permission
+from backend.auth_policy import (
+    POLICY,
+    SCREEN_KEEPS_SESSION,
+    Role,
+    allowed,
+    home_path,
+    permission,
+)
 from backend.settings import Settings
+from backend.strictjson import JsonError
+from backend.strictjson import loads as strict_loads
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +97,7 @@ class WebContext:
     settings: Settings
     db: Session
     router_callback: str | None = None
+    csp: str = ""  # the Content-Security-Policy header (webapp.app sets it)
 
 
 # --- what pages and views use -----------------------------------------------------------
@@ -199,14 +219,23 @@ def _unauthenticated(expired: bool = False) -> Response:
     return _json(401, "session expired" if expired else "authentication required")
 
 
+def recorded_path() -> str:
+    """The request's path as logs and the audit trail may keep it: a page's path (its
+    id is what an access review needs), or a route's pattern without the values."""
+    if request.endpoint in {"/", "/<path:path>"} or request.url_rule is None:
+        return request.path[:300]
+    return request.url_rule.rule
+
+
 def _deny(target_type: str, target_id: str, detail: str) -> Response:
     ctx = context()
     user = current_username()
+    path = recorded_path()
     log.warning("access denied: user=%s role=%s %s %s (%s)", user,
-                current_role() and current_role().value, request.method, request.path, target_id)
+                current_role() and current_role().value, request.method, path, target_id)
     try:
         audit.record(ctx.db, user, audit.ACCESS_DENIED, target_type, target_id,
-                     f"{request.method} {request.path} {detail}".strip(), "web")
+                     f"{request.method} {path} {detail}".strip(), "web")
     except Exception:  # the denial stands even when the audit write fails
         log.exception("could not audit an access denial")
     if _wants_page():
@@ -311,10 +340,25 @@ def _timer_only(body: Mapping[str, Any]) -> bool:
     return bool(changed) and all(str(c).endswith(".n_intervals") for c in changed)
 
 
+def _strict_body() -> Response | None:
+    """Refuse a JSON body that is not strictly JSON (before Dash or a view reads it).
+    Reading it enforces the size limit (Flask answers 413)."""
+    if not request.is_json:
+        return None
+    try:
+        strict_loads(request.get_data(cache=True), max_depth=200)
+    except JsonError as exc:
+        return _json(400, f"bad request body: {exc}")
+    return None
+
+
 def _authorise(app: dash.Dash, rules: Mapping[str, str]) -> Response | None:
     endpoint = request.endpoint
     if endpoint is None:
         return None  # no such route: Flask answers 404/405
+    bad = _strict_body()
+    if bad is not None:
+        return bad
     rule = rules.get(endpoint)
     if rule is None:
         view = current_app.view_functions.get(endpoint)
@@ -358,7 +402,7 @@ def _authorise(app: dash.Dash, rules: Mapping[str, str]) -> Response | None:
         if not isinstance(body, dict) or not isinstance(body.get("output"), str):
             return _json(400, "bad callback request")
         output = body["output"]
-        g.icu_activity = not _timer_only(body)
+        g.icu_activity = not _timer_only(body) or role in SCREEN_KEEPS_SESSION
         needed = callback_permission(app, output)
         if needed is None:
             return _deny("callback", output[:200], "untagged or unknown callback")
@@ -397,10 +441,17 @@ def install(app: dash.Dash, ctx: WebContext) -> None:
     def _icu_harden(response: Response) -> Response:
         from flask_wtf.csrf import generate_csrf
 
-        settings = context().settings
+        ctx = context()
+        settings = ctx.settings
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if ctx.csp:
+            response.headers.setdefault("Content-Security-Policy", ctx.csp)
+        if settings.web.public_url.startswith("https://") or request.is_secure:
+            response.headers.setdefault(
+                "Strict-Transport-Security",
+                f"max-age={settings.web.hsts_seconds}; includeSubDomains")
         if rules.get(request.endpoint or "") == PUBLIC:  # static files: no cookies
             return response
         response.headers["Cache-Control"] = "no-store"
@@ -408,12 +459,36 @@ def install(app: dash.Dash, ctx: WebContext) -> None:
         response.set_cookie(CSRF_COOKIE, generate_csrf(), secure=secure, httponly=False,
                             samesite="Lax")
         if current_user.is_authenticated and g.get("icu_activity"):
+            from backend.users import session_deadline
+
             _touch(ctx, settings)
-            expires = int(current_user.web_session.last_seen_ts.timestamp()
-                          + settings.web.idle_timeout_minutes * 60)
+            expires = int(session_deadline(current_user.web_session, settings).timestamp())
             response.set_cookie(IDLE_COOKIE, str(expires), secure=secure, httponly=False,
                                 samesite="Lax")
         return response
+
+
+def content_security_policy(app: dash.Dash, extra_script_hashes: list[str]) -> str:
+    """The policy every response carries. Scripts: this origin and the sha256 of each
+    inline script Dash writes (its renderer start and the clientside callbacks, so
+    ``app.csp_hashes()`` is taken once every callback is registered) plus our own.
+    Styles may be inline (Plotly writes ``<style>`` elements and style attributes);
+    images from this origin, data: and blob: URLs (Plotly's images and downloads);
+    everything else - connections, fonts, the offline map's shapes - from this origin."""
+    scripts = " ".join(["'self'", *app.csp_hashes(), *extra_script_hashes])
+    return "; ".join([
+        "default-src 'self'",
+        f"script-src {scripts}",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
 
 
 def _touch(ctx: WebContext, settings: Settings) -> None:

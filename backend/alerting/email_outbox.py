@@ -21,10 +21,17 @@ Content: ward, bed, alert, values, time - no patient name unless
 ``alert_manager.email_include_name`` - and a signed, expiring, single-use link to
 acknowledge (``AckLinks``; single use is enforced when the link is followed, in
 ``alert_ack_links``).
+
+Each recipient gets a message of their own (key ``<alert>:L<level>:<address digest>``)
+whose link is bound to them: a user's link acknowledges only when that user is signed
+in; a distribution list's link only for a user of the notified role who covers the
+alert's ward. A forwarded link is refused to anybody else. Links are HMAC-SHA-256
+signed (``itsdangerous`` with SHA-256 instead of its SHA-1 default).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import smtplib
 import ssl
@@ -65,11 +72,24 @@ class LinkExpired(ValueError):
 class LinkClaim:
     alert_id: str
     link_id: str
+    user: str | None = None  # bound to this user
+    role: str | None = None  # or: to the users of this role covering ``ward``
+    ward: str | None = None
+
+    def allows(self, username: str, role: str, covers: Callable[[str | None], bool]) -> bool:
+        """May the signed-in ``username`` (of ``role``; ``covers(ward)`` says whether they
+        cover a ward) use this link? A link bound to nobody is refused."""
+        if self.user is not None:
+            return username == self.user
+        if self.role is not None:
+            return role == self.role and covers(self.ward)
+        return False
 
 
 class AckLinks:
-    """Signed, expiring acknowledgement tokens (``itsdangerous``). ``clock`` (seconds since
-    the epoch) replaces the time used for signing and checking, in tests."""
+    """Signed, expiring acknowledgement tokens (``itsdangerous``, HMAC-SHA-256), each
+    bound to its recipient. ``clock`` (seconds since the epoch) replaces the time used
+    for signing and checking, in tests."""
 
     def __init__(self, secret: str, max_age_seconds: float,
                  clock: Callable[[], float] | None = None) -> None:
@@ -80,10 +100,21 @@ class AckLinks:
         if clock is not None:
             signer = type("ClockSigner", (TimestampSigner,),
                           {"get_timestamp": lambda self: int(clock())})
-        self._s = URLSafeTimedSerializer(secret, salt=_SALT, signer=signer)
+        self._s = URLSafeTimedSerializer(
+            secret, salt=_SALT, signer=signer,
+            signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"})
 
-    def make(self, alert_id: str) -> str:
-        return self._s.dumps({"a": alert_id, "l": uuid.uuid4().hex})
+    def make(self, alert_id: str, *, user: str | None = None, role: str | None = None,
+             ward: str | None = None) -> str:
+        """A token for ``alert_id`` bound to ``user``, or to ``role`` on ``ward``."""
+        if (user is None) == (role is None):
+            raise ValueError("a link is bound to a user or to a role (exactly one)")
+        data: dict[str, str | None] = {"a": alert_id, "l": uuid.uuid4().hex}
+        if user is not None:
+            data["u"] = user
+        else:
+            data["r"], data["w"] = role, ward
+        return self._s.dumps(data)
 
     def check(self, token: str) -> LinkClaim:
         try:
@@ -95,7 +126,19 @@ class AckLinks:
         if not isinstance(data, dict) or not isinstance(data.get("a"), str) \
                 or not isinstance(data.get("l"), str):
             raise LinkInvalid("this is not a valid acknowledgement link")
-        return LinkClaim(data["a"], data["l"])
+        user, role, ward = data.get("u"), data.get("r"), data.get("w")
+        if not (isinstance(user, str) or isinstance(role, str)):
+            raise LinkInvalid("this is not a valid acknowledgement link")
+        return LinkClaim(data["a"], data["l"], user if isinstance(user, str) else None,
+                         role if isinstance(role, str) else None,
+                         ward if isinstance(ward, str) else None)
+
+
+def message_key(alert_id: str, level: int, address: str) -> str:
+    """The idempotency key of the e-mail to ``address`` about ``alert_id`` at ``level``
+    (the address as a short digest: the key is also the Message-ID)."""
+    digest = hashlib.sha256(address.strip().casefold().encode()).hexdigest()[:12]
+    return f"{alert_id}:L{level}:{digest}"
 
 
 def links_from_settings(settings: Settings, clock: Callable[[], float] | None = None

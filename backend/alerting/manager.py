@@ -15,7 +15,8 @@ Then it delivers the e-mail outbox. Time comes from ``clock`` (tests inject one)
 
 Who is e-mailed when a role is notified: the enabled users of that role with an address
 covering the alert's ward, plus the role's distribution list (``recipients.py``; the
-users are cached for ``alert_manager.user_cache_seconds``).
+users are cached for ``alert_manager.user_cache_seconds``). Each gets their own message
+with an acknowledgement link bound to them (``email_outbox``).
 
 Restart safety: the work list (``alert_manager_open``), every move (a lightweight
 transaction: a repeated escalation is refused) and every e-mail (an idempotency key) are
@@ -49,9 +50,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def msg_key(alert_id: str, level: int) -> str:
-    """The idempotency key of the e-mail about ``alert_id`` at escalation ``level``."""
-    return f"{alert_id}:L{level}"
+def msg_key(alert_id: str, level: int, address: str) -> str:
+    """The idempotency key of the e-mail to ``address`` about ``alert_id`` at escalation
+    ``level``."""
+    return mail.message_key(alert_id, level, address)
 
 
 class AlertManager:
@@ -143,16 +145,24 @@ class AlertManager:
         return chain[min(level, len(chain) - 1)]
 
     def _enqueue(self, alert: dict, level: int, role: str, now: datetime) -> None:
-        recipients = self.directory.recipients(role, alert.get("ward"),
-                                               self.policy.recipients.get(role, []),
-                                               demo_mode=self.settings.demo_mode)
+        ward = alert.get("ward")
+        recipients = self.directory.bound(role, ward, self.policy.recipients.get(role, []),
+                                          demo_mode=self.settings.demo_mode)
+        if not recipients:
+            log.warning("alert %s: no e-mail recipients for %s", alert["alert_id"], role)
         name = None
         if self.policy.email_include_name:
             r = self.session.execute(self._name, (alert.get("patient_id"),)).one()
             name = r and r.get("label")
-        link = mail.ack_url(self.settings, self.links.make(alert["alert_id"]))
-        subject, body = mail.compose(alert, level, role, link, self.policy, name,
-                                     self.settings.timezone)
-        self.outbox.enqueue(msg_key(alert["alert_id"], level), alert["alert_id"], recipients,
-                            subject, body, now)
+        for rcpt in recipients:
+            key = msg_key(alert["alert_id"], level, rcpt.address)
+            if self.outbox.get(key) is not None:
+                continue  # enqueued before (a replay): its link stays the one sent
+            token = (self.links.make(alert["alert_id"], user=rcpt.username)
+                     if rcpt.username else
+                     self.links.make(alert["alert_id"], role=role, ward=ward))
+            subject, body = mail.compose(alert, level, role, mail.ack_url(self.settings, token),
+                                         self.policy, name,
+                                         self.settings.timezone)
+            self.outbox.enqueue(key, alert["alert_id"], [rcpt.address], subject, body, now)
         self._mailed.add((alert["alert_id"], level))

@@ -30,29 +30,49 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from backend.users import User
 
 log = logging.getLogger(__name__)
 
 
-def select_recipients(users: Iterable[User], role: str, ward: str | None,
-                      fallback: Iterable[str], *, demo_mode: bool) -> list[str]:
-    """The addresses to e-mail when ``role`` is notified about an alert on ``ward``:
-    matching users (by username) then the role's ``fallback`` list, de-duplicated."""
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One address to e-mail, and who it is: a user (their acknowledgement link works
+    for them only) or ``None`` for the role's distribution list (its link works for the
+    role's users covering the alert's ward)."""
+
+    address: str
+    username: str | None = None
+
+
+def select_bound(users: Iterable[User], role: str, ward: str | None,
+                 fallback: Iterable[str], *, demo_mode: bool) -> list[Recipient]:
+    """The recipients when ``role`` is notified about an alert on ``ward``: matching
+    users (by username) then the role's ``fallback`` list, each address once (the first
+    occurrence kept, so a user's own address stays bound to them)."""
     chosen = [
-        u.email for u in sorted(users, key=lambda u: u.username)
+        Recipient(u.email, u.username) for u in sorted(users, key=lambda u: u.username)
         if u.email and not u.disabled and u.role.value == role and u.covers(ward)
         and (demo_mode or not u.is_demo)
     ]
     seen: set[str] = set()
-    out: list[str] = []
-    for address in (*chosen, *fallback):
-        key = address.strip().casefold()
+    out: list[Recipient] = []
+    for r in (*chosen, *(Recipient(a) for a in fallback)):
+        address = r.address.strip()
+        key = address.casefold()
         if key and key not in seen:
             seen.add(key)
-            out.append(address.strip())
+            out.append(Recipient(address, r.username))
     return out
+
+
+def select_recipients(users: Iterable[User], role: str, ward: str | None,
+                      fallback: Iterable[str], *, demo_mode: bool) -> list[str]:
+    """The addresses of :func:`select_bound`."""
+    return [r.address for r in select_bound(users, role, ward, fallback,
+                                            demo_mode=demo_mode)]
 
 
 class UserDirectory:
@@ -97,3 +117,7 @@ class UserDirectory:
     def recipients(self, role: str, ward: str | None, fallback: Iterable[str], *,
                    demo_mode: bool) -> list[str]:
         return select_recipients(self.users(), role, ward, fallback, demo_mode=demo_mode)
+
+    def bound(self, role: str, ward: str | None, fallback: Iterable[str], *,
+              demo_mode: bool) -> list[Recipient]:
+        return select_bound(self.users(), role, ward, fallback, demo_mode=demo_mode)

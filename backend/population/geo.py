@@ -6,11 +6,11 @@ from), so the browser receives a few hundred kB, not the 3 MB national file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from backend.strictjson import load_file
 from devices.regions import Catchment  # the one parser of the catchment spec
 
 COUNTIES_FILE = "geojson-counties-fips.json"
@@ -19,14 +19,14 @@ STATES_FILE = "us-states.json"
 
 @lru_cache(maxsize=2)
 def _counties(data_dir: Path) -> dict[str, dict]:
-    with open(Path(data_dir) / "geo" / COUNTIES_FILE, encoding="utf-8") as f:
-        return {feat["id"]: feat for feat in json.load(f)["features"]}
+    doc = load_file(Path(data_dir) / "geo" / COUNTIES_FILE)
+    return {feat["id"]: feat for feat in doc["features"]}
 
 
 @lru_cache(maxsize=2)
 def _state_names(data_dir: Path) -> dict[str, str]:
-    with open(Path(data_dir) / "geo" / STATES_FILE, encoding="utf-8") as f:
-        return {feat["id"]: feat["properties"]["name"] for feat in json.load(f)["features"]}
+    doc = load_file(Path(data_dir) / "geo" / STATES_FILE)
+    return {feat["id"]: feat["properties"]["name"] for feat in doc["features"]}
 
 
 def catchment_fips(spec: str) -> list[str]:

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -133,8 +134,13 @@ def ensure_unpacked(settings: Settings) -> Path:
     return target
 
 
+class DataFileError(ValueError):
+    """A ``.psv`` file that cannot be read; the message names the file, line and reason."""
+
+
 def _parse(files: list[Path]) -> tuple[pd.DataFrame, str]:
-    """All files as one frame (one pass of the CSV parser) and the sha256 of their bytes."""
+    """All files as one frame (one pass of the CSV parser) and the sha256 of their bytes.
+    A bad file raises :class:`DataFileError` naming the file, the line and the reason."""
     return _parse_members((path.name, path.read_bytes()) for path in files)
 
 
@@ -142,25 +148,58 @@ def _parse_members(members: Iterable[tuple[str, bytes]]) -> tuple[pd.DataFrame, 
     """``(file name, bytes)`` of PhysioNet 2019 ``.psv`` stays, in name order, as one frame."""
     h = hashlib.sha256()
     parts: list[bytes] = []
+    origin: list[tuple[str, int]] = []  # (file, line) of every data row, in order
     header: list[str] | None = None
     for name, data in members:
         h.update(name.encode() + b"\0" + data)
-        head, _, body = data.partition(b"\n")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            no = data.count(b"\n", 0, exc.start) + 1
+            raise DataFileError(f"{name} line {no}: not UTF-8") from None
+        lines = data.split(b"\n")
+        head = lines[0].decode().strip().split("|")
         if header is None:
-            header = head.decode().strip().split("|")
+            header = head
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
-                raise ValueError(f"{name}: not a PhysioNet 2019 stay, missing columns "
-                                 f"{', '.join(missing)}")
-        elif head.decode().strip().split("|") != header:
-            raise ValueError(f"{name}: unexpected header")
+                raise DataFileError(f"{name}: not a PhysioNet 2019 stay, missing columns "
+                                    f"{', '.join(missing)}")
+        elif head != header:
+            raise DataFileError(f"{name} line 1: unexpected header")
         pid = Path(name).stem.encode() + b"|"
-        parts.append(b"".join(pid + line + b"\n" for line in body.splitlines() if line.strip()))
+        separators = len(header) - 1
+        for no, line in enumerate(lines[1:], start=2):
+            if line.strip():
+                if line.count(b"|") != separators:
+                    raise DataFileError(f"{name} line {no}: {line.count(b'|') + 1} "
+                                        f"fields, expected {len(header)}")
+                parts.append(pid + line.rstrip(b"\r") + b"\n")
+                origin.append((name, no))
     if header is None:
         raise ValueError("no .psv files")
-    raw = pd.read_csv(io.BytesIO(b"".join(parts)), sep="|", header=None,
-                      names=["patient_id", *header], na_values=["NaN"],
-                      usecols=["patient_id", *(c for c in RENAME if c in header)])
+    present = [c for c in RENAME if c in header]
+    try:
+        raw = pd.read_csv(io.BytesIO(b"".join(parts)), sep="|", header=None,
+                          names=["patient_id", *header], na_values=["NaN"],
+                          usecols=["patient_id", *present])
+    except pd.errors.ParserError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        if found and 0 < int(found.group(1)) <= len(origin):
+            name, no = origin[int(found.group(1)) - 1]
+            raise DataFileError(f"{name} line {no}: {str(exc).split('. ')[-1]}") from None
+        raise DataFileError(str(exc)) from None
+    for column in present:
+        if raw[column].dtype == object:  # a value that is not a number
+            values = pd.to_numeric(raw[column], errors="coerce")
+            bad = int(np.flatnonzero(values.isna() & raw[column].notna())[0])
+            name, no = origin[bad]
+            raise DataFileError(f"{name} line {no}: {column} {str(raw[column][bad])[:30]!r} "
+                                "is not a number")
+        if not np.isfinite(raw[column].dropna()).all():
+            bad = int(np.flatnonzero(~np.isfinite(raw[column].fillna(0)))[0])
+            name, no = origin[bad]
+            raise DataFileError(f"{name} line {no}: {column} is not finite")
     for column in RENAME:  # optional columns (another site may not export the ICU type)
         if column not in raw.columns:
             raw[column] = np.nan

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import time
 
-from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy
 from cassandra.query import dict_factory
 
+from backend.clients import cassandra_security
 from backend.settings import CassandraSettings
 
 
 def make_cluster(cfg: CassandraSettings) -> Cluster:
-    auth = None
-    if cfg.username and cfg.password:
-        auth = PlainTextAuthProvider(cfg.username, cfg.password.get_secret_value())
     profile = ExecutionProfile(
         load_balancing_policy=DCAwareRoundRobinPolicy(),
         retry_policy=RetryPolicy(),
@@ -26,7 +23,7 @@ def make_cluster(cfg: CassandraSettings) -> Cluster:
     return Cluster(
         cfg.hosts,
         port=cfg.port,
-        auth_provider=auth,
+        **cassandra_security(cfg),
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=10,

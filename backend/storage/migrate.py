@@ -8,7 +8,8 @@ takes effect at the next start.
 
 Number ranges keep parallel work apart: 0001-0099 core pipeline, 0100-0199 risk model,
 0200-0299 users and audit, 0300-0399 alert lifecycle, 0400-0499 population analytics,
-0500-0599 patient notes, 0700-0799 users' e-mail and wards.
+0500-0599 patient notes, 0700-0799 users' e-mail and wards, 0900-0999 security and
+privacy.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def live_web(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     web = LiveWeb(f"http://127.0.0.1:{settings.web.port}", settings, db)
     for role in Role:
         name, pw = f"b-{role.value.replace('_', '-')}", secrets.token_urlsafe(16)
-        create_user(db, name, pw, role, f"Browser {role.label}", actor="test", via="test")
+        create_user(db, name, pw, role, f"Browser {role.label}", actor="test", via="test",
+                    wards=("ICU-A",) if role is Role.WARD_DISPLAY else None)
         web.users[role] = (name, pw)
 
     log_path = tmp_path_factory.mktemp("web") / "web.log"

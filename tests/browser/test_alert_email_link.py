@@ -112,7 +112,7 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
     old = mail.AckLinks(settings.secret_key.get_secret_value(),
                         settings.alert_manager.ack_link_max_age_minutes * 60,
                         clock=lambda: time.time() - 7200)
-    browser.get(mail.ack_url(settings, old.make("e-2")))
+    browser.get(mail.ack_url(settings, old.make("e-2", role="nurse", ward=WARD)))
     refused = wait_text(browser, (By.ID, "ack-link-refused"))
     assert "expired" in refused
     assert lc.get("e-2")["status"] == "raised"

@@ -46,3 +46,8 @@ class Mailbox:
 
     def keys(self) -> list[str]:
         return [m["X-ICU-Message-Key"] for m in self.snapshot()]
+
+    def levels(self) -> list[str]:
+        """The keys without their recipient digest: ``<alert>:L<level>`` (each recipient
+        gets a message of their own)."""
+        return [k.rsplit(":", 1)[0] for k in self.keys()]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from backend.alerting.manager import AlertManager
+from backend.alerting.manager import AlertManager, msg_key
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
@@ -96,7 +96,7 @@ def test_escalation_chain_in_app_and_by_email(isolated_settings: Settings, db) -
                           value=e.model_dump_json().encode()).get(10)
         # level 0: the nurses are e-mailed on the raise
         wait_until(lambda: len(mailbox.snapshot()) == 2, timeout=30, what="raise e-mails")
-        assert sorted(mailbox.keys()) == ["m-1:L0", "m-2:L0"]
+        assert sorted(mailbox.levels()) == ["m-1:L0", "m-2:L0"]
         assert all(r == RECIPIENTS["nurse"] for r in mailbox.rcpts)
         # m-2 is acknowledged by a nurse: it never escalates
         from backend.alerting.lifecycle import Lifecycle
@@ -118,7 +118,8 @@ def test_escalation_chain_in_app_and_by_email(isolated_settings: Settings, db) -
         clock.t = t0 + timedelta(hours=3)  # end of the chain: nothing more
         time.sleep(1.5)
         msgs = mailbox.snapshot()
-        assert [m["X-ICU-Message-Key"] for m in msgs[2:]] == ["m-1:L1", "m-1:L2"]
+        assert [m["X-ICU-Message-Key"].rsplit(":", 1)[0] for m in msgs[2:]] == [
+            "m-1:L1", "m-1:L2"]
         assert mailbox.rcpts[2:] == [RECIPIENTS["charge_nurse"], RECIPIENTS["physician"]]
         assert msgs[3]["Subject"].startswith("[HIGH] Escalated to physician: ")
         body = msgs[3].get_content()
@@ -160,14 +161,14 @@ def test_smtp_outage_every_email_delivered_exactly_once_across_a_restart(
         manager.on_alert_event(e)  # a replayed Kafka message changes nothing
     stats = manager.tick()
     assert (stats.sent, stats.failed) == (0, 6)
-    row = manager.outbox.get("m-0:L0")
+    row = manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test"))
     assert (row["status"], row["attempts"]) == ("pending", 1)
     assert row["next_attempt_ts"].replace(tzinfo=UTC) == t0 + timedelta(seconds=5)
     clock.t = t0 + timedelta(seconds=4)  # backoff: not yet
     assert manager.tick().waiting == 6
     clock.t = t0 + timedelta(seconds=5)
     assert manager.tick().failed == 6  # second attempt fails: next in 10 s
-    assert manager.outbox.get("m-0:L0")["attempts"] == 2
+    assert manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test"))["attempts"] == 2
 
     # the manager restarts (a new process: new outbox owner, nothing in memory)
     manager = AlertManager(db, settings, published.append, clock=clock)
@@ -188,7 +189,7 @@ def test_smtp_outage_every_email_delivered_exactly_once_across_a_restart(
         assert again.tick().sent == 0
         time.sleep(0.5)
         keys = mailbox.keys()
-        assert sorted(keys) == [f"m-{n}:L0" for n in range(6)]  # each exactly once
+        assert sorted(mailbox.levels()) == [f"m-{n}:L0" for n in range(6)]  # exactly once
         assert manager.outbox.pending_ids() == []
         assert {manager.outbox.get(k)["status"] for k in keys} == {"sent"}
     finally:

@@ -35,7 +35,8 @@ def _raise(db, alert_id: str) -> None:
 def test_email_ack_route_login_role_csrf_and_single_use(web) -> None:  # noqa: F811
     _raise(web.db, "h-1")
     links = mail.links_from_settings(web.settings)
-    path = "/alerts/ack/" + links.make("h-1")
+    token = links.make("h-1", user=web.users[Role.CHARGE_NURSE])
+    path = "/alerts/ack/" + token
     anon = requests.Session()
     r = anon.get(web.url(path), allow_redirects=False, timeout=10)
     assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=%2Falerts%2Fack")
@@ -49,6 +50,17 @@ def test_email_ack_route_login_role_csrf_and_single_use(web) -> None:  # noqa: F
     denied = audit.search(web.db, today, today, actor=web.users[Role.ADMIN],
                           action=audit.ACCESS_DENIED)
     assert any(e.target_id == "alerts.acknowledge" for e in denied)
+    # the audit trail keeps the route's pattern, never the token (it could be replayed)
+    assert all(token not in e.detail for e in denied)
+    assert any("/alerts/ack/<token>" in e.detail for e in denied)
+
+    # bound to the charge nurse: a nurse who got the link forwarded is refused
+    nurse = web.users[Role.NURSE]
+    r = web.as_role(Role.NURSE).get(web.url(path), timeout=10)
+    assert r.status_code == 403 and 'id="ack-link-refused"' in r.text
+    refused = audit.search(web.db, today, today, actor=nurse, action=audit.ACCESS_DENIED)
+    assert any(e.target_id == "h-1" and "bound to user" in e.detail for e in refused)
+    assert all(token not in e.detail for e in refused)
 
     s = web.as_role(Role.CHARGE_NURSE)
     page = s.get(web.url(path), timeout=10)

@@ -70,10 +70,12 @@ class Web:
         s.last_login = r  # type: ignore[attr-defined]
         return s
 
-    def add_user(self, name: str, role: Role) -> str:
+    def add_user(self, name: str, role: Role, wards: tuple[str, ...] | None = None) -> str:
         password = secrets.token_urlsafe(16)
+        if wards is None and role is Role.WARD_DISPLAY:
+            wards = ("ICU-A",)  # a ward display is signed in for one ward
         create_user(self.db, name, password, role, f"Test {role.label}", actor="test",
-                    via="test")
+                    via="test", wards=wards)
         self.users.setdefault(role, name)
         self.passwords[name] = password
         return name
@@ -320,7 +322,9 @@ def test_bad_password_and_lockout(web: Web) -> None:
     assert r.status_code == 429 and "locked" in r.text
     r = web.login(name).last_login  # the right password does not help while locked
     assert r.status_code == 429 and "locked" in r.text
-    web.db.execute("DELETE FROM login_failures WHERE username = %s", (name,))
+    from backend.users import unlock_user
+
+    assert unlock_user(web.db, name, web.settings, actor="test", via="test")
     assert web.login(name).last_login.status_code == 302
 
 

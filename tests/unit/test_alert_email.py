@@ -28,7 +28,7 @@ class Clock:
 
 def test_a_link_round_trips_and_each_link_is_distinct() -> None:
     links = mail.AckLinks("k" * 40, 3600)
-    a, b = links.make("a-1"), links.make("a-1")
+    a, b = links.make("a-1", user="ann"), links.make("a-1", user="ann")
     assert a != b
     ca, cb = links.check(a), links.check(b)
     assert ca.alert_id == cb.alert_id == "a-1" and ca.link_id != cb.link_id
@@ -37,7 +37,7 @@ def test_a_link_round_trips_and_each_link_is_distinct() -> None:
 def test_a_link_expires_on_the_injected_clock() -> None:
     clock = Clock(1_700_000_000)
     links = mail.AckLinks("k" * 40, 600, clock)
-    token = links.make("a-1")
+    token = links.make("a-1", user="ann")
     clock.t += 600
     assert links.check(token).alert_id == "a-1"
     clock.t += 1
@@ -45,9 +45,37 @@ def test_a_link_expires_on_the_injected_clock() -> None:
         links.check(token)
 
 
+def test_a_link_is_bound_to_its_recipient() -> None:
+    links = mail.AckLinks("k" * 40, 600)
+    mine = links.check(links.make("a-1", user="ann"))
+    assert mine.allows("ann", "nurse", lambda w: True)
+    assert not mine.allows("bob", "nurse", lambda w: True)  # forwarded to a colleague
+    listed = links.check(links.make("a-1", role="nurse", ward="ICU-A"))
+    assert listed.allows("bob", "nurse", lambda w: w == "ICU-A")
+    assert not listed.allows("bob", "nurse", lambda w: w == "ICU-B")  # another ward
+    assert not listed.allows("carl", "physician", lambda w: True)  # another role
+    with pytest.raises(ValueError):
+        links.make("a-1")  # bound to nobody: not made
+
+
+def test_links_are_signed_with_hmac_sha256() -> None:
+    """The signature is HMAC-SHA-256 of the payload, checked independently here."""
+    import base64
+    import hashlib
+    import hmac
+
+    secret = "k" * 40
+    token = mail.AckLinks(secret, 600).make("a-1", user="ann")
+    value, sig = token.rsplit(".", 1)
+    key = hmac.new(secret.encode(), b"icu-alert-ack-link", hashlib.sha256).digest()
+    expected = hmac.new(key, value.encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)) == expected
+    assert len(expected) == 32
+
+
 def test_tampered_or_foreign_links_are_invalid() -> None:
     links = mail.AckLinks("k" * 40, 600)
-    token = links.make("a-1")
+    token = links.make("a-1", user="ann")
     with pytest.raises(mail.LinkInvalid):
         links.check(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
     with pytest.raises(mail.LinkInvalid):

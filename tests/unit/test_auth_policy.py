@@ -3,6 +3,7 @@ from pydantic import SecretStr
 
 from backend.auth_policy import (
     CLINICAL,
+    ONE_WARD,
     POLICY,
     Role,
     allowed,
@@ -13,15 +14,18 @@ from backend.auth_policy import (
     pages,
     roles_for,
     validate,
+    ward_scope,
 )
 from backend.settings import Settings
 
 N, C, P, A = Role.NURSE, Role.CHARGE_NURSE, Role.PHYSICIAN, Role.ADMIN
+D = Role.WARD_DISPLAY
 
 # The decisions, written out once more by hand: a change to the policy must change this.
 EXPECTED: dict[str, set[Role]] = {
-    "shell": {N, C, P, A},
-    "ward": {N, C, P},
+    "shell": {N, C, P, A, D},
+    "ward": {N, C, P, D},
+    "ward.acknowledge": {N, C, P, D},
     "patient": {N, C, P},
     "patient.write": {P},
     "alerts": {N, C, P},
@@ -39,6 +43,7 @@ NAV = {
     C: ["ward", "patient", "alerts"],
     P: ["ward", "patient", "alerts", "models"],
     A: ["population", "models", "admin"],
+    D: ["ward"],
 }
 
 
@@ -75,7 +80,18 @@ def test_admin_gets_no_patient_data() -> None:
     for p in POLICY.values():
         if p.phi:
             assert not allowed(A, p.key), p.key
-            assert p.roles <= CLINICAL
+            assert p.roles <= CLINICAL | ONE_WARD
+
+
+def test_ward_display_sees_one_ward_and_nothing_else() -> None:
+    """The wall screen: its ward's monitor and acknowledging there; no drill-down, no
+    notes, no export (the patient page's callbacks), no inbox."""
+    assert {k for k in POLICY if allowed(D, k)} == {"shell", "ward", "ward.acknowledge"}
+    assert home_path(D) == "/ward"
+    assert ward_scope(D, {"ICU-A"}) == "ICU-A"
+    assert ward_scope(D, {"ICU-A", "ICU-B"}) == ""  # misconfigured: sees nothing
+    assert ward_scope(D, set()) == ""
+    assert ward_scope(N, {"ICU-A"}) is None  # clinicians are not bound to a ward
 
 
 def test_unknown_roles_and_permissions_are_denied() -> None:
@@ -129,7 +145,8 @@ def app():
     from webapp.app import create_app
 
     # No Cassandra needed to build the app; requests are not served here.
-    return create_app(Settings(secret_key=SecretStr("k" * 40)), db=object())
+    return create_app(Settings(secret_key=SecretStr("k" * 40),
+                               web={"allow_insecure_http": True}), db=object())
 
 
 def test_every_server_callback_carries_a_known_permission(app) -> None:

@@ -5,12 +5,12 @@ from argon2 import PasswordHasher
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from backend.settings import Settings
+from backend.throttle import Counter, Plan, plan
 from backend.users import (
     MIN_PASSWORD_LENGTH,
     User,
     ensure_demo_users,
     hash_password,
-    lockout_until,
     normalize_username,
     parse_role,
     password_problems,
@@ -104,45 +104,27 @@ def test_names_that_are_no_account_are_never_kept_in_clear() -> None:
     assert key != unknown_user_key("other", a)
 
 
-# --- lockout ------------------------------------------------------------------------------
-def test_no_lock_below_the_limit() -> None:
-    assert lockout_until([at(0), at(1), at(2), at(3)], 5, LOCK) is None
+# --- throttling: the decision of backend.throttle (pure) ---------------------------------
+def test_first_attempt_creates_the_counter() -> None:
+    assert plan(None, 5, LOCK, at(0)) == Plan("create", 1)
 
 
-def test_fifth_failure_in_the_window_locks_for_the_lockout_period() -> None:
-    failures = [at(0), at(1), at(2), at(3), at(4)]
-    assert lockout_until(failures, 5, LOCK) == at(4) + LOCK
+def test_attempts_take_the_next_slot_until_the_limit() -> None:
+    for used in range(1, 5):
+        assert plan(Counter(used, at(0)), 5, LOCK, at(1)) == Plan("increment", used + 1)
+    # all five slots used and no lock written (its writer died): the window's end
+    assert plan(Counter(5, at(0)), 5, LOCK, at(1)) == Plan("refuse", locked_until=at(15))
 
 
-def test_failures_spread_wider_than_the_window_do_not_lock() -> None:
-    failures = [at(0), at(5), at(10), at(15), at(20), at(25)]
-    assert lockout_until(failures, 5, LOCK) is None
+def test_a_lock_holds_until_its_end_even_after_the_window() -> None:
+    locked = Counter(5, at(0), locked_until=at(4) + LOCK)
+    assert plan(locked, 5, LOCK, at(18)) == Plan("refuse", locked_until=at(19))
+    assert plan(locked, 5, LOCK, at(19)) == Plan("restart", 1)
 
 
-def test_window_slides() -> None:
-    # the first failure drops out of the window before the fifth arrives ...
-    assert lockout_until([at(0), at(10), at(11), at(12), at(15.5)], 5, LOCK) is None
-    # ... but a sixth inside the window of the last five locks
-    assert lockout_until([at(0), at(10), at(11), at(12), at(15.5), at(16)], 5, LOCK) == (
-        at(16) + LOCK)
-
-
-def test_counting_restarts_after_a_lock() -> None:
-    first = [at(0), at(1), at(2), at(3), at(4)]  # locked until 19
-    after = [at(20), at(21)]
-    assert lockout_until(first + after, 5, LOCK) == at(19)  # lock over, 2 new failures
-    more = [at(22), at(23), at(24)]
-    assert lockout_until(first + after + more, 5, LOCK) == at(24) + LOCK
-
-
-def test_order_of_failures_does_not_matter_and_zero_limit_disables() -> None:
-    failures = [at(4), at(0), at(2), at(1), at(3)]
-    assert lockout_until(failures, 5, LOCK) == at(4) + LOCK
-    assert lockout_until(failures, 0, LOCK) is None
-
-
-def test_limit_of_one_locks_at_the_first_failure() -> None:
-    assert lockout_until([at(7)], 1, LOCK) == at(7) + LOCK
+def test_a_new_window_starts_counting_afresh() -> None:
+    assert plan(Counter(4, at(0)), 5, LOCK, at(15)) == Plan("restart", 1)
+    assert plan(Counter(4, at(0)), 5, LOCK, at(14.9)) == Plan("increment", 5)
 
 
 # --- demo users -------------------------------------------------------------------------

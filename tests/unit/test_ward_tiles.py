@@ -454,7 +454,7 @@ def test_acknowledge_calls_the_workflow_and_updates_the_tile(state: WardState, c
     ack = _tick(state, clock, current_user=lambda: "n.kim",
                 on_acknowledge=lambda a, u: calls.append((a, u)) or AckResult(True))[
         "ward_acknowledge"]
-    assert ack.permission == "alerts.acknowledge"
+    assert ack.permission == "ward.acknowledge"
     _click(monkeypatch, "a1")
     toast = ack.function([1])
     assert calls == [("a1", "n.kim")]
@@ -496,7 +496,7 @@ def test_register_wraps_each_callback_with_its_permission(state: WardState) -> N
     seen = []
     view.register_ward_callbacks(FakeApp(), state,
                                  wrap=lambda key, f: seen.append(key) or f)
-    assert seen == ["ward", "alerts.acknowledge"]
+    assert seen == ["ward", "ward.acknowledge"]
     assert sum(1 for r in registered if r[0] == "client") == 4
 
 

@@ -49,11 +49,13 @@ class LifecyclePublisher:
     def _make_producer(self) -> Any:
         from kafka import KafkaProducer
 
-        return KafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap, client_id="icu-web-lifecycle",
+        from backend.clients import kafka_config
+
+        return KafkaProducer(**kafka_config(
+            self.settings.kafka, client_id="icu-web-lifecycle",
             acks="all", linger_ms=0, retries=5, max_block_ms=int(self.timeout * 1000),
             request_timeout_ms=int(self.timeout * 1000),
-        )
+        ))
 
     def publish(self, event: AlertLifecycle) -> None:
         """Send and wait for the broker's acknowledgement (raises on failure)."""

@@ -1,5 +1,5 @@
-"""Administration: users (create, disable, enable, e-mail address and wards) and the
-audit log search.
+"""Administration: users (create, disable, enable, unlock sign-in, e-mail address and
+wards) and the audit log search.
 
 A user's e-mail address and wards decide which alert e-mail they receive (the alert
 manager mails the users of the notified role who cover the alert's ward; no wards = every
@@ -27,6 +27,7 @@ from backend.users import (
     get_user,
     list_users,
     unknown_wards_note,
+    unlock_user,
     update_contact,
 )
 from webapp.security import (
@@ -106,6 +107,9 @@ def layout(**_query: str) -> html.Div:
                                         className="button button-danger"),
                             html.Button("Enable", id="admin-enable", n_clicks=0,
                                         className="button"),
+                            html.Button("Unlock sign-in", id="admin-unlock", n_clicks=0,
+                                        className="button",
+                                        title="Lift a lock after too many failed sign-ins"),
                         ],
                     ),
                     html.Div(id="admin-toggle-msg", className="form-message", role="status"),
@@ -193,6 +197,7 @@ def _msg(text: str, ok: bool) -> tuple[str, str]:
     Input("admin-create", "n_clicks"),
     Input("admin-disable", "n_clicks"),
     Input("admin-enable", "n_clicks"),
+    Input("admin-unlock", "n_clicks"),
     Input("admin-contact-save", "n_clicks"),
     State("admin-new-username", "value"),
     State("admin-new-display", "value"),
@@ -206,7 +211,7 @@ def _msg(text: str, ok: bool) -> tuple[str, str]:
     State("admin-edit-wards", "value"),
 )
 def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
-                 _save: int | None, username: str | None, display: str | None,
+                 _unlock: int | None, _save: int | None, username: str | None, display: str | None,
                  role: str | None, password: str | None, password2: str | None,
                  new_email: str | None, new_wards: str | None, selected: str | None,
                  edit_email: str | None, edit_wards: str | None) -> tuple[Any, ...]:
@@ -247,6 +252,16 @@ def manage_users(_create: int | None, _disable: int | None, _enable: int | None,
                 else:
                     enable_user(db, selected, actor=actor, via="web")
                     toggle_msg = _msg(f"Enabled {selected}.", True)
+            except UserError as e:
+                toggle_msg = _msg(str(e), False)
+    elif trigger == "admin-unlock":
+        if not selected:
+            toggle_msg = _msg("Choose a user first.", False)
+        else:
+            try:
+                was = unlock_user(db, selected, current_settings(), actor=actor, via="web")
+                toggle_msg = _msg(f"Unlocked {selected}: they can sign in now." if was else
+                                  f"{selected} was not locked; nothing to do.", True)
             except UserError as e:
                 toggle_msg = _msg(str(e), False)
     elif trigger == "admin-contact-save":

@@ -10,10 +10,12 @@ import time
 
 from dash import Input, Output, State, clientside_callback, ctx, dash_table, dcc, html, no_update
 from flask_login import current_user
+from werkzeug.exceptions import BadRequest
 
 from backend import audit, localtime
 from backend.auth_policy import allowed
 from backend.fhir import bundle_dict
+from backend.identifiers import identifier_problem
 from backend.notes import NoteError, add_note, notes_for
 from backend.patient_record import (
     FIT_MAX_MS,
@@ -84,6 +86,11 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
             ],
         )
     patient_id = patient_id[:64]
+    problem = identifier_problem(patient_id, "Patient id")
+    if problem:
+        return html.Div(className="page page-patient", children=[
+            html.H1("Patient"), html.P(problem, className="form-message error",
+                                       id="patient-bad-id")])
     db = current_db()
     if current_user.is_authenticated:
         audit.record(db, current_user.username, audit.PATIENT_VIEWED,
@@ -330,6 +337,13 @@ def freshness(_tick, patient_id):
             risk_text(latest_risk(db, patient_id, now)))
 
 
+def _require(value, kinds: tuple[type, ...], what: str):
+    """A callback argument of the type the page sends, else 400 (a hand-made request)."""
+    if value is not None and not isinstance(value, kinds):
+        raise BadRequest(f"{what}: expected {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
 @secure_callback(
     "patient.write",
     Output("patient-note-msg", "children"), Output("patient-notes-version", "data"),
@@ -339,6 +353,10 @@ def freshness(_tick, patient_id):
     prevent_initial_call=True,
 )
 def save_note(n_clicks, patient_id, text, version):
+    _require(n_clicks, (int,), "n_clicks")
+    _require(patient_id, (str,), "patient id")
+    _require(text, (str,), "note")
+    _require(version, (int,), "notes version")
     if not n_clicks or not patient_id:
         return "", no_update, no_update
     try:

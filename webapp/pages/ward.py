@@ -6,16 +6,23 @@ whole window (wall screens: no navigation, no picker); ``&theme=light|dark``.
 The screen is ``webapp.ward`` (layout, tiles, the periodic update callback) on this web
 process's one ``WardState`` (``webapp.live.live_state``), which ``create_app`` creates
 with the app's settings before Dash imports this module and starts with the app. Its
-callbacks carry the policy's permissions: "ward" for the update, "alerts.acknowledge"
+callbacks carry the policy's permissions: "ward" for the update, "ward.acknowledge"
 for the Acknowledge buttons (the server refuses other roles before the callback runs).
 
 Acknowledge: ``AlertStore.acknowledge`` (one Cassandra lightweight transaction decides
 between concurrent clicks; audited), then an ``alerts.lifecycle`` message so every
 screen of every process shows who acknowledged.
+
+A ward display account (``auth_policy.ONE_WARD``) sees its one ward, whatever the
+request asks for: the layout and the 1 s update are fixed to it and an alarm of another
+ward is not acknowledged (the server decides, not the picker, which offers only that
+ward). The patient label is not a link (the patient page is refused to that role
+anyway). ``?kiosk=1`` covers the window as for any wall screen.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -23,7 +30,9 @@ import weakref
 import dash
 from cassandra.cluster import Session
 from dash import html
+from flask_login import current_user
 
+from backend.auth_policy import ward_scope
 from backend.storage import census
 from backend.storage.alerts import AckResult, AlertStore
 from webapp.live import lifecycle_publisher, live_state
@@ -63,8 +72,20 @@ def known_wards() -> list[str]:
     return sorted(wards)
 
 
+def user_scope() -> str | None:
+    """The one ward the signed-in user may see (ward display), ``None`` if not bound."""
+    if not current_user or not current_user.is_authenticated:
+        return ""
+    return ward_scope(current_user.role, current_user.user.wards)
+
+
 def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None = None,
            **_query: str) -> html.Div:
+    scope = user_scope()
+    if scope is not None:  # a ward display: its ward only
+        return html.Div(ward_layout(scope or None, [scope] if scope else [],
+                                    kiosk=(kiosk or "").lower() in TRUE, theme=theme),
+                        className="page-ward ward-display-mode")
     wards = known_wards()
     ward = ward.strip() if isinstance(ward, str) and ward.strip() else None
     return html.Div(
@@ -74,8 +95,19 @@ def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None 
     )
 
 
+def _alert_ward(alert_id: str) -> str | None:
+    row = current_db().execute("SELECT ward FROM alerts WHERE alert_id = %s",
+                               (alert_id,)).one()
+    return row.get("ward") if row else None
+
+
 def acknowledge(alert_id: str, user: str) -> AckResult:
     """The Acknowledge button: record it (the LWT decides), then tell every screen."""
+    scope = user_scope()
+    if scope is not None and (not scope or _alert_ward(alert_id) != scope):
+        log.warning("ward display %s: acknowledging %s of another ward refused", user,
+                    alert_id)
+        return AckResult(False, "This alarm is not on this screen's ward.", alert_id)
     result = _alert_store(current_db()).acknowledge(alert_id, user, VIA)
     if result.ok and result.event is not None:
         try:
@@ -91,4 +123,23 @@ def acknowledge(alert_id: str, user: str) -> AckResult:
     return result
 
 
-register_ward_callbacks(dash, STATE, on_acknowledge=acknowledge, wrap=lambda key, f: tag(f, key))
+def _scoped(key: str, function):
+    """Tag each callback with its permission; the 1 s update of a ward display shows
+    its own ward whatever ward the request names."""
+    if key != "ward":
+        return tag(function, key)
+
+    @functools.wraps(function)
+    def tick(n, ward, sent, options):
+        scope = user_scope()
+        if scope is None:
+            return function(n, ward, sent, options)
+        out = list(function(n, scope or None, sent, options))
+        only = [{"label": scope, "value": scope}] if scope else []
+        out[-2] = only if options != only else dash.no_update  # the picker's options
+        return tuple(out)
+
+    return tag(tick, key)
+
+
+register_ward_callbacks(dash, STATE, on_acknowledge=acknowledge, wrap=_scoped)

@@ -71,7 +71,7 @@ class CallbackSpec:
 
     name: str
     # The permission the callback needs in backend.auth_policy ("ward" to watch the
-    # ward, "alerts.acknowledge" to acknowledge); for the shell's authorisation wrapper.
+    # ward, "ward.acknowledge" to acknowledge); for the shell's authorisation wrapper.
     permission: str
     outputs: list[Output]
     inputs: list[Input]
@@ -441,7 +441,7 @@ def ward_callbacks(
         ),
         CallbackSpec(
             name="ward_acknowledge",
-            permission="alerts.acknowledge",
+            permission="ward.acknowledge",
             outputs=[Output("ward-toast", "children")],
             inputs=[Input({"type": "ward-ack", "alert": ALL}, "n_clicks")],
             states=[],
@@ -567,7 +567,7 @@ def register_ward_callbacks(
       (default: flask-login ``current_user.roles`` or ``.role``).
     * ``wrap(permission, function)``: applied to each server-side callback before
       registration, e.g. ``lambda key, f: webapp.security.tag(f, key)``; the permissions
-      are "ward" (the periodic update) and "alerts.acknowledge" (the Acknowledge buttons).
+      are "ward" (the periodic update) and "ward.acknowledge" (the Acknowledge buttons).
       Clientside callbacks (theme, URL, toast timer) never reach the server.
     """
     server, client = ward_callbacks(

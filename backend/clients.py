@@ -1,0 +1,151 @@
+"""Client configuration for Kafka (kafka-python) and Cassandra (cassandra-driver), built
+from the settings in one place: security protocol, SASL mechanism and credentials, TLS
+CA / client certificate. Every Kafka producer, consumer and admin client and every
+Cassandra ``Cluster`` of the platform gets its security options from here, so turning on
+authentication or TLS is a settings change, not a code change.
+
+- Kafka: ``kafka_security(settings.kafka)`` is the keyword arguments kafka-python's
+  ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient`` take
+  (``security_protocol``, ``sasl_*``, ``ssl_*``); ``kafka_config(settings.kafka, **kw)``
+  adds ``bootstrap_servers`` and the caller's own options. For Spark's Kafka source and
+  sink, ``spark_kafka_options`` gives the same as ``kafka.*`` options (JAAS config).
+- Cassandra: ``cassandra_security(settings.cassandra)`` is ``auth_provider`` and
+  ``ssl_context`` for ``cassandra.cluster.Cluster``.
+
+No password is ever logged: the dictionaries hold them, so do not print them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from backend.settings import CassandraSettings, KafkaSettings, TlsSettings
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class ClientConfigError(ValueError):
+    """The settings do not describe a usable client configuration."""
+
+
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext | None:
+    """A client TLS context from ``tls`` (``None`` when TLS is off): the CA file when
+    given (else the system's trust store), the client certificate when given, TLS 1.2+."""
+    if not tls.on:
+        return None
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = tls.check_hostname
+    if tls.cert_file:
+        password = tls.key_password.get_secret_value() if tls.key_password else None
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None,
+                            password)
+    elif tls.key_file:
+        raise ClientConfigError("a TLS key_file needs its cert_file")
+    return ctx
+
+
+def kafka_protocol(cfg: KafkaSettings) -> str:
+    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``."""
+    if cfg.sasl_mechanism:
+        return "SASL_SSL" if cfg.tls.on else "SASL_PLAINTEXT"
+    return "SSL" if cfg.tls.on else "PLAINTEXT"
+
+
+def kafka_security(cfg: KafkaSettings) -> dict[str, Any]:
+    """kafka-python keyword arguments for authentication and TLS (empty for the
+    unauthenticated local broker)."""
+    out: dict[str, Any] = {}
+    protocol = kafka_protocol(cfg)
+    if protocol == "PLAINTEXT":
+        return out
+    out["security_protocol"] = protocol
+    if cfg.sasl_mechanism:
+        mechanism = cfg.sasl_mechanism.upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ClientConfigError(f"Kafka SASL mechanism {cfg.sasl_mechanism!r}: one of "
+                                    f"{', '.join(SASL_MECHANISMS)}")
+        if not cfg.username or cfg.password is None:
+            raise ClientConfigError("Kafka SASL needs ICU_KAFKA__USERNAME and "
+                                    "ICU_KAFKA__PASSWORD")
+        out.update(sasl_mechanism=mechanism, sasl_plain_username=cfg.username,
+                   sasl_plain_password=cfg.password.get_secret_value())
+    if cfg.tls.on:
+        # kafka-python builds its own context from these; passing ssl_context as well
+        # keeps one definition of the TLS policy (minimum version, hostname check).
+        out["ssl_context"] = ssl_context(cfg.tls)
+        out["ssl_check_hostname"] = cfg.tls.check_hostname
+    return out
+
+
+def kafka_config(cfg: KafkaSettings, **options: Any) -> dict[str, Any]:
+    """``bootstrap_servers`` + :func:`kafka_security` + the caller's ``options``."""
+    return {"bootstrap_servers": [b.strip() for b in cfg.bootstrap.split(",") if b.strip()],
+            **kafka_security(cfg), **options}
+
+
+def _jaas_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def spark_kafka_options(cfg: KafkaSettings) -> dict[str, str]:
+    """The same security as Spark Kafka source/sink options (``kafka.`` prefixed).
+
+    TLS for the JVM client takes PEM files directly (Kafka >= 2.7:
+    ``ssl.truststore.type=PEM``)."""
+    out = {"kafka.bootstrap.servers": cfg.bootstrap}
+    protocol = kafka_protocol(cfg)
+    if protocol == "PLAINTEXT":
+        return out
+    out["kafka.security.protocol"] = protocol
+    if cfg.sasl_mechanism:
+        mechanism = cfg.sasl_mechanism.upper()
+        module = ("org.apache.kafka.common.security.plain.PlainLoginModule"
+                  if mechanism == "PLAIN"
+                  else "org.apache.kafka.common.security.scram.ScramLoginModule")
+        if not cfg.username or cfg.password is None:
+            raise ClientConfigError("Kafka SASL needs ICU_KAFKA__USERNAME and "
+                                    "ICU_KAFKA__PASSWORD")
+        out["kafka.sasl.mechanism"] = mechanism
+        out["kafka.sasl.jaas.config"] = (
+            f'{module} required username="{_jaas_quote(cfg.username)}" '
+            f'password="{_jaas_quote(cfg.password.get_secret_value())}";')
+    if cfg.tls.on:
+        if cfg.tls.ca_file:
+            out["kafka.ssl.truststore.type"] = "PEM"
+            out["kafka.ssl.truststore.location"] = str(cfg.tls.ca_file)
+        if cfg.tls.cert_file:
+            out["kafka.ssl.keystore.type"] = "PEM"
+            out["kafka.ssl.keystore.location"] = str(cfg.tls.cert_file)
+        if not cfg.tls.check_hostname:
+            out["kafka.ssl.endpoint.identification.algorithm"] = ""
+    return out
+
+
+def cassandra_security(cfg: CassandraSettings) -> dict[str, Any]:
+    """``auth_provider`` and ``ssl_context`` keyword arguments for ``Cluster``."""
+    from cassandra.auth import PlainTextAuthProvider
+
+    out: dict[str, Any] = {}
+    if cfg.username or cfg.password is not None:
+        if not cfg.username or cfg.password is None:
+            raise ClientConfigError("Cassandra authentication needs both "
+                                    "ICU_CASSANDRA__USERNAME and ICU_CASSANDRA__PASSWORD")
+        out["auth_provider"] = PlainTextAuthProvider(cfg.username,
+                                                     cfg.password.get_secret_value())
+    context = ssl_context(cfg.tls)
+    if context is not None:
+        # with check_hostname on, the driver checks each node's name against its address
+        out["ssl_context"] = context
+    return out
+
+
+def describe(kafka: KafkaSettings, cassandra: CassandraSettings) -> dict[str, str]:
+    """What the clients will use, without secrets (start-up logs, ``icu config``)."""
+    return {
+        "kafka": kafka_protocol(kafka) + (f" {kafka.sasl_mechanism} as {kafka.username}"
+                                          if kafka.sasl_mechanism else ""),
+        "cassandra": ("TLS" if cassandra.tls.on else "plaintext")
+        + (f", user {cassandra.username}" if cassandra.username else ", no authentication"),
+    }
