@@ -20,8 +20,8 @@ answer), ``None`` when the text is acceptable.
 Identifiers in device messages (``patient_id``, ``device_id``, ``ward``, ``bed``,
 ``source``) are checked with ``device_identifier_problem``, which also refuses the
 characters that structure JSON (quotes, backslash, comma, braces and brackets). Real
-device, bed and record numbers never contain them, and without them the stream job can bound a message's structure from its raw bytes
-before parsing it (``backend.validation``).
+device, bed and record numbers never contain them, and without them the stream job can
+bound a message's structure from its raw bytes before parsing it (``backend.validation``).
 """
 
 from __future__ import annotations
