@@ -9,7 +9,6 @@ itself, so a restart never duplicates anything. A chunk that fails validation go
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -51,11 +50,11 @@ class WaveformSink:
                     chunks.append(parse_chunk(rec.value))
                 except WaveformError as exc:
                     self.rejected += 1
-                    letter = DeadLetter(
-                        reason="invalid_waveform", detail=str(exc)[:500],
-                        original_b64=base64.b64encode(rec.value or b"").decode("ascii"),
-                        source_topic=rec.topic, source_partition=rec.partition,
-                        source_offset=rec.offset, received_ts=rec.timestamp, rejected_ts=now)
+                    letter = DeadLetter.about(
+                        rec.value, reason="invalid_waveform", detail=str(exc)[:500],
+                        topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                        received_ts=rec.timestamp, rejected_ts=now, key=rec.key,
+                        head_bytes=self.settings.spark.deadletter_head_bytes)
                     self.producer.send(self.settings.kafka.topic_deadletter, key=rec.key,
                                        value=letter.model_dump_json().encode())
         if chunks:

@@ -146,7 +146,9 @@ def register_shell_callbacks(app: dash.Dash) -> None:
 # Applies the theme chosen in the app (Dash keeps dcc.Store data as JSON in localStorage).
 THEME_JS = ("try{var t=JSON.parse(localStorage.getItem('shell-theme'));"
             "if(t){document.documentElement.setAttribute('data-theme',t);}}catch(e){}")
-_THEME_SCRIPT = Markup("<script>") + THEME_JS + Markup("</script>")
+# A constant, so safe to mark up as it is: escaping its quotes would change the script
+# that the CSP hash below allows.
+_THEME_SCRIPT = Markup(f"<script>{THEME_JS}</script>")
 
 
 def inline_script_hashes() -> list[str]:

@@ -100,10 +100,10 @@ def test_monitor_artefacts_raise_no_clinical_alarm(replayed) -> None:
     assert {d["reason"] for d in dead} == {"implausible_value"}
     by_position = {(d["source_partition"], d["source_offset"]) for d in dead}
     assert len(dead) == len(IMPLAUSIBLE) and len(by_position) == len(IMPLAUSIBLE) - 1
-    fields = sorted(d["detail"].split(":", 1)[0] for d in dead)
+    fields = sorted(d["field"] for d in dead)
     assert fields == sorted(f for _, f in IMPLAUSIBLE)
     pulse_277 = [d for d in dead if "277" in d["detail"]]
-    assert len(pulse_277) == 1 and pulse_277[0]["detail"].startswith("pulse")
+    assert len(pulse_277) == 1 and pulse_277[0]["field"] == "pulse"
     s25047 = {r["seq"]: r for r in rows["mimic-s25047"]}
     # Minute 63 (ECG off, pulse 277, SpO2 96): kept, with its SpO2 and without the pulse.
     assert s25047[63]["pulse"] is None and s25047[63]["spo2"] == 96.0
