@@ -345,8 +345,11 @@ def _strict_body() -> Response | None:
     Reading it enforces the size limit (Flask answers 413)."""
     if not request.is_json:
         return None
+    data = request.get_data(cache=True)
+    if not data:  # Dash's renderer sends GETs (layout, dependencies) with a JSON type
+        return None
     try:
-        strict_loads(request.get_data(cache=True), max_depth=200)
+        strict_loads(data, max_depth=200)
     except JsonError as exc:
         return _json(400, f"bad request body: {exc}")
     return None
