@@ -118,6 +118,7 @@ def test_export_and_reingest_equal(pipeline) -> None:
     window_ms = settings.alerting.duplicate_window_seconds * 1000
     newest = max(r.ts for r in readings)
     assert len(dups) == sum(r.ts >= newest - window_ms for r in readings) == 1
+    assert late == MINUTES - 1
     time.sleep(2 * settings.spark.persist_trigger_seconds + 2)  # and through persistence
     again = store.between(COPY, start, end)
     assert len(again) == MINUTES
