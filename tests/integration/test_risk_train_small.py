@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,10 @@ from click.testing import CliRunner
 from backend.risk import data as data_mod
 from backend.risk import registry
 from backend.risk.evaluate import MODEL, MODEL_MONITOR, evaluate, markdown_table
-from backend.risk.features import FEATURES, hourly_features
+from backend.risk.features import FEATURE_SETS, FEATURES, hourly_features
 from backend.risk.split import PARTS, Split
 from backend.risk.train import TrainConfig, train
-from backend.settings import Settings
+from backend.settings import Settings, get_settings
 from backend.storage.migrate import MIGRATIONS_DIR, split_statements
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def test_training_saves_a_complete_active_version(trained: tuple[Settings, str])
     meta = registry.read_metadata(settings, version)
     assert meta["version"] == version
     assert len(meta["training_data_sha256"]) == 64
-    assert meta["features"] == list(FEATURES)
+    assert meta["features"] == list(FEATURE_SETS["v1"])
     import pyspark
 
     assert meta["spark_version"] == pyspark.__version__
@@ -71,7 +72,7 @@ def test_training_saves_a_complete_active_version(trained: tuple[Settings, str])
     assert {"calibration_slope", "ece", "brier_base_rate"} <= set(meta["metrics"]["validation"])
     assert 0 < meta["threshold"] < 1
     assert 0 < meta["threshold_monitor_only"] < 1
-    assert set(meta["feature_importances"]) == set(FEATURES)
+    assert set(meta["feature_importances"]) == set(FEATURE_SETS["v1"])
     assert meta["spark_check_max_abs_diff"] <= 1e-9
     assert sum(meta["n_patients"].values()) == 300
     assert set(meta["metrics"]["validation"]) >= {"auroc_hourly", "utility"}
@@ -189,9 +190,17 @@ def test_training_on_one_icu_type_tests_on_the_other(by_unit: tuple[Settings, st
     assert {units[p] for p in split.test} == {"surgical"}
 
 
-def test_site_evaluation_of_a_recipe(by_unit: tuple[Settings, str]) -> None:
+@pytest.fixture
+def cli_settings(by_unit: tuple[Settings, str]) -> Iterator[tuple[Settings, str]]:
+    """``by_unit``'s settings as the CLI reads them (``get_settings`` is cached)."""
+    get_settings.cache_clear()
+    yield by_unit
+    get_settings.cache_clear()
+
+
+def test_site_evaluation_of_a_recipe(cli_settings: tuple[Settings, str]) -> None:
     """`icu model sites`: the version's own split reuses it, the others are retrained."""
-    settings, version = by_unit
+    settings, version = cli_settings
     from backend.risk.cli import cli
 
     out = CliRunner().invoke(cli, ["sites", version, "--quiet"], env=settings.to_env())
@@ -213,10 +222,10 @@ def test_site_evaluation_of_a_recipe(by_unit: tuple[Settings, str]) -> None:
 
 
 def test_recalibrate_on_one_icu_type_and_evaluate_its_held_out_stays(
-        by_unit: tuple[Settings, str]) -> None:
+        cli_settings: tuple[Settings, str]) -> None:
     """The medical-ICU version recalibrated on the first surgical stays (the new site's
     first weeks), judged on the later surgical stays it was not fitted on."""
-    settings, version = by_unit
+    settings, version = cli_settings
     from backend.risk.cli import cli
 
     env = settings.to_env()
@@ -324,5 +333,5 @@ def test_cassandra_mirror_matches_the_migration(trained: tuple[Settings, str]) -
     assert tables.count("risk_model_evaluation_docs") == 1
     assert "risk_model_activations" in tables
     model_row = next(r for t, r in session.rows if t == "risk_models")
-    assert model_row["features"] == list(FEATURES)
+    assert model_row["features"] == list(FEATURE_SETS["v1"])
     assert all(np.isfinite(v) for v in model_row["validation_metrics"].values())
