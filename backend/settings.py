@@ -118,10 +118,15 @@ class SparkSettings(BaseModel):
     # much, and each batch pays ~0.15 s per table written, so larger is cheaper.
     persist_trigger_seconds: float = Field(default=5.0, gt=0)
     persist_max_offsets_per_trigger: int = 200_000
-    # "rocksdb" or "hdfs" (Spark's in-memory map with delta files).
-    state_store: str = Field(default="rocksdb", pattern="^(rocksdb|hdfs)$")
+    # "hdfs" (Spark's in-memory map with delta files) or "rocksdb". The state is one small
+    # row per bucket, so the in-memory map is faster (docs/benchmarks.md, "Stream design").
+    # A checkpoint keeps the store it was started with.
+    state_store: str = Field(default="hdfs", pattern="^(rocksdb|hdfs)$")
+    # FileSystemBased renames files into place (atomic on a local or HDFS file system;
+    # object stores such as S3 need FileContextBased). The FileContext one forks chmod
+    # and readlink helpers on the local file system: 5x the forks of an idle job.
     checkpoint_file_manager: str = Field(
-        default="FileContextBasedCheckpointFileManager",
+        default="FileSystemBasedCheckpointFileManager",
         pattern="^(FileContextBasedCheckpointFileManager|FileSystemBasedCheckpointFileManager)$")
     # Spark's driver JVM heap (local mode: the executors run in it too).
     driver_memory: str = "1g"
