@@ -150,6 +150,10 @@ class ValidatedReading(BaseModel):
     o2_supplemental: bool | None = None
     consciousness: Consciousness | None = None
     processed_ts: int
+    # Where the reading came from: its record on vitals.raw (the stored reading names it,
+    # so what is derived from a reading can name its raw message, and erasure finds it).
+    source_partition: int | None = None
+    source_offset: int | None = None
 
 
 class AlertEvent(BaseModel):

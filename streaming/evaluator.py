@@ -148,7 +148,7 @@ def _ms(value: Any) -> int:
     return int(pd.Timestamp(value).value // 1_000_000)
 
 
-def _validated_json(s: ScoredReading, now_ms: int) -> bytes:
+def _validated_json(s: ScoredReading, rec: _Record, now_ms: int) -> bytes:
     r = s.reading
     # model_construct: every field comes from validated data; validating it again would
     # double the cost of a reading.
@@ -161,7 +161,7 @@ def _validated_json(s: ScoredReading, now_ms: int) -> bytes:
         news2_complete=bool(s.news2 and s.news2.complete),
         qsofa=s.qsofa.score if s.qsofa else None,
         o2_supplemental=r.o2_supplemental, consciousness=r.consciousness,
-        processed_ts=now_ms,
+        processed_ts=now_ms, source_partition=rec.partition, source_offset=rec.offset,
     ).model_dump_json().encode()
 
 
@@ -256,9 +256,8 @@ def make_evaluator(settings: Settings) -> Callable:
             elif isinstance(res, Duplicate):
                 out.append(reject(next(recs), res.rejection, now_ms))
             elif isinstance(res, ScoredReading):
-                next(recs)
-                out.append((topics.topic_validated, pk, _validated_json(res, now_ms),
-                            READING))
+                out.append((topics.topic_validated, pk,
+                            _validated_json(res, next(recs), now_ms), READING))
 
     def evaluate_patient(patient_key: str | None, records: list[_Record],
                          pstate: PatientState, census: CensusCache, now_ms: int,

@@ -70,6 +70,8 @@ READING_SCHEMA = StructType([
     StructField("o2_supplemental", BooleanType()),
     StructField("consciousness", StringType()),
     StructField("processed_ts", LongType()),
+    StructField("source_partition", IntegerType()),
+    StructField("source_offset", LongType()),
 ])
 # backend.messages.DeadLetter, the fields deadletters_by_day keeps.
 DEAD_LETTER_SCHEMA = StructType([
@@ -131,6 +133,8 @@ def history_rows(r: DataFrame) -> DataFrame:
         _nonempty(F.col("sensors_off")).alias("sensors_off"),
         "o2_supplemental", "consciousness", "news2", "news2_band", "news2_complete", "qsofa",
         _ts("processed_ts").alias("processed_ts"),
+        F.col("source_partition").alias("kafka_partition"),
+        F.col("source_offset").alias("kafka_offset"),
     )
 
 
