@@ -10,14 +10,20 @@ authentication or TLS is a settings change, not a code change.
   adds ``bootstrap_servers`` and the caller's own options. For Spark's Kafka source and
   sink, ``spark_kafka_options`` gives the same as ``kafka.*`` options (JAAS config).
 - Cassandra: ``cassandra_security(settings.cassandra)`` is ``auth_provider`` and
-  ``ssl_context`` for ``cassandra.cluster.Cluster``.
+  ``ssl_context`` for ``cassandra.cluster.Cluster``; ``spark_cassandra_options`` the same
+  for the Spark Cassandra Connector (``spark.cassandra.auth.*``,
+  ``spark.cassandra.connection.ssl.*``).
 
 No password is ever logged: the dictionaries hold them, so do not print them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 import ssl
+from pathlib import Path
 from typing import Any
 
 from backend.settings import CassandraSettings, KafkaSettings, TlsSettings
@@ -116,8 +122,14 @@ def spark_kafka_options(cfg: KafkaSettings) -> dict[str, str]:
             out["kafka.ssl.truststore.type"] = "PEM"
             out["kafka.ssl.truststore.location"] = str(cfg.tls.ca_file)
         if cfg.tls.cert_file:
+            # The JVM client reads a PEM keystore from one file: key and certificate chain.
+            if cfg.tls.key_file and cfg.tls.key_file != cfg.tls.cert_file:
+                raise ClientConfigError("the Spark Kafka client needs the private key and its "
+                                        "certificate in one PEM file (ICU_KAFKA__TLS__CERT_FILE)")
             out["kafka.ssl.keystore.type"] = "PEM"
             out["kafka.ssl.keystore.location"] = str(cfg.tls.cert_file)
+            if cfg.tls.key_password is not None:
+                out["kafka.ssl.key.password"] = cfg.tls.key_password.get_secret_value()
         if not cfg.tls.check_hostname:
             out["kafka.ssl.endpoint.identification.algorithm"] = ""
     return out
@@ -138,6 +150,89 @@ def cassandra_security(cfg: CassandraSettings) -> dict[str, Any]:
     if context is not None:
         # with check_hostname on, the driver checks each node's name against its address
         out["ssl_context"] = context
+    return out
+
+
+def java_truststore(ca_file: Path, directory: Path) -> tuple[Path, str]:
+    """A PKCS#12 trust store (for JVM clients that take no PEM, such as the Spark Cassandra
+    Connector) holding the certificates of ``ca_file``, written once per content under
+    ``directory``. Its password only protects integrity: a trust store holds public
+    certificates, nothing secret."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    pem = Path(ca_file).read_bytes()
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise ClientConfigError(f"{ca_file}: not a PEM certificate file ({exc})") from None
+    password = "icu-truststore"
+    path = Path(directory) / f"truststore-{hashlib.sha256(pem).hexdigest()[:16]}.p12"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(c, f"ca{i}".encode()) for i, c in enumerate(certs)],
+            BestAvailableEncryption(password.encode()))
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path, password
+
+
+def _java_keystore(tls: TlsSettings, directory: Path) -> tuple[Path, str]:
+    """The client certificate and key of ``tls`` as a PKCS#12 key store (owner-only file,
+    random password, written for this process)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        load_pem_private_key,
+        pkcs12,
+    )
+
+    assert tls.cert_file is not None
+    chain = x509.load_pem_x509_certificates(Path(tls.cert_file).read_bytes())
+    key_pem = Path(tls.key_file or tls.cert_file).read_bytes()
+    password = tls.key_password.get_secret_value().encode() if tls.key_password else None
+    key = load_pem_private_key(key_pem, password)
+    store_password = secrets.token_urlsafe(24)
+    data = pkcs12.serialize_key_and_certificates(
+        b"client", key, chain[0], chain[1:] or None,  # type: ignore[arg-type]
+        BestAvailableEncryption(store_password.encode()))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"keystore-{os.getpid()}.p12"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return path, store_password
+
+
+def spark_cassandra_options(cfg: CassandraSettings, tls_dir: Path) -> dict[str, str]:
+    """The Spark Cassandra Connector's authentication and TLS options
+    (``spark.cassandra.auth.*``, ``spark.cassandra.connection.ssl.*``). The connector
+    takes Java key stores, so the PEM files of the settings are converted into
+    ``tls_dir``."""
+    out: dict[str, str] = {}
+    if cfg.username or cfg.password is not None:
+        if not cfg.username or cfg.password is None:
+            raise ClientConfigError("Cassandra authentication needs both "
+                                    "ICU_CASSANDRA__USERNAME and ICU_CASSANDRA__PASSWORD")
+        out["spark.cassandra.auth.username"] = cfg.username
+        out["spark.cassandra.auth.password"] = cfg.password.get_secret_value()
+    if cfg.tls.on:
+        out["spark.cassandra.connection.ssl.enabled"] = "true"
+        out["spark.cassandra.connection.ssl.protocol"] = "TLSv1.2"
+        if cfg.tls.ca_file:
+            path, password = java_truststore(cfg.tls.ca_file, tls_dir)
+            out["spark.cassandra.connection.ssl.trustStore.path"] = str(path)
+            out["spark.cassandra.connection.ssl.trustStore.password"] = password
+            out["spark.cassandra.connection.ssl.trustStore.type"] = "PKCS12"
+        if cfg.tls.cert_file:
+            path, password = _java_keystore(cfg.tls, tls_dir)
+            out["spark.cassandra.connection.ssl.clientAuth.enabled"] = "true"
+            out["spark.cassandra.connection.ssl.keyStore.path"] = str(path)
+            out["spark.cassandra.connection.ssl.keyStore.password"] = password
+            out["spark.cassandra.connection.ssl.keyStore.type"] = "PKCS12"
     return out
 
 

@@ -623,7 +623,10 @@ def _kafka_admin_kwargs(bootstrap: str, timeout_ms: int) -> dict:
 def kafka_admin(settings: Settings, timeout_ms: int = 10_000) -> Iterator[object]:
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(**_kafka_admin_kwargs(settings.kafka.bootstrap, timeout_ms))
+    from backend.clients import kafka_security
+
+    admin = KafkaAdminClient(**_kafka_admin_kwargs(settings.kafka.bootstrap, timeout_ms),
+                             **kafka_security(settings.kafka))
     try:
         yield admin
     finally:
