@@ -20,13 +20,17 @@ No password is ever logged: the dictionaries hold them, so do not print them.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import os
 import secrets
 import ssl
 from pathlib import Path
 from typing import Any
 
-from backend.settings import CassandraSettings, KafkaSettings, TlsSettings
+from backend.settings import CassandraSettings, KafkaSettings, Settings, TlsSettings
+
+log = logging.getLogger(__name__)
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -244,3 +248,74 @@ def describe(kafka: KafkaSettings, cassandra: CassandraSettings) -> dict[str, st
         "cassandra": ("TLS" if cassandra.tls.on else "plaintext")
         + (f", user {cassandra.username}" if cassandra.username else ", no authentication"),
     }
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_services(settings: Settings, *, smtp: bool = False) -> list[str]:
+    """What is unauthenticated or unencrypted among the servers ``settings`` reach
+    (Kafka, Cassandra, and with ``smtp`` the mail relay), each with the settings that fix
+    it; empty when everything has credentials and TLS."""
+    problems = []
+    k, c = settings.kafka, settings.cassandra
+    if not k.sasl_mechanism or not k.username or k.password is None:
+        problems.append("Kafka without authentication (ICU_KAFKA__SASL_MECHANISM, "
+                        "ICU_KAFKA__USERNAME, ICU_KAFKA__PASSWORD)")
+    if not k.tls.on:
+        problems.append("Kafka without TLS (ICU_KAFKA__TLS__CA_FILE or ICU_KAFKA__TLS__ENABLED)")
+    elif not k.tls.check_hostname:
+        problems.append("Kafka TLS without the server name check "
+                        "(ICU_KAFKA__TLS__CHECK_HOSTNAME=false)")
+    if not c.username or c.password is None:
+        problems.append("Cassandra without authentication (ICU_CASSANDRA__USERNAME, "
+                        "ICU_CASSANDRA__PASSWORD)")
+    if not c.tls.on:
+        problems.append("Cassandra without TLS (ICU_CASSANDRA__TLS__CA_FILE or "
+                        "ICU_CASSANDRA__TLS__ENABLED)")
+    elif not c.tls.check_hostname:
+        problems.append("Cassandra TLS without the server name check "
+                        "(ICU_CASSANDRA__TLS__CHECK_HOSTNAME=false)")
+    if smtp and not (settings.smtp.tls or settings.smtp.starttls):
+        problems.append("SMTP without TLS (ICU_SMTP__TLS or ICU_SMTP__STARTTLS)")
+    return problems
+
+
+def require_secure_services(settings: Settings, component: str, *,
+                            smtp: bool = False) -> None:
+    """Refuse to start ``component`` outside demo mode while any server it reaches lacks
+    credentials or TLS (:func:`insecure_services`). ``allow_insecure_services`` (a
+    developer's machine, the tests) is accepted only when every server is on loopback;
+    demo mode and that exception start with a loud warning."""
+    problems = insecure_services(settings, smtp=smtp)
+    if not problems:
+        return
+    if settings.demo_mode:
+        log.warning("DEMO MODE, NO SECURITY: %s runs with %s. Never use demo mode with "
+                    "patient data.", component, "; ".join(problems))
+        return
+    if settings.allow_insecure_services:
+        hosts = [b.rsplit(":", 1)[0] for b in settings.kafka.bootstrap.split(",") if b.strip()]
+        hosts += list(settings.cassandra.hosts)
+        if smtp:
+            hosts.append(settings.smtp.host)
+        remote = [h for h in hosts if not _loopback(h)]
+        if remote:
+            raise ClientConfigError(
+                f"ICU_ALLOW_INSECURE_SERVICES is only for servers on loopback (127.0.0.1); "
+                f"{', '.join(sorted(set(remote)))} is not")
+        log.warning("INSECURE: %s runs with %s (ICU_ALLOW_INSECURE_SERVICES, loopback "
+                    "only); never use this for a deployment", component, "; ".join(problems))
+        return
+    raise ClientConfigError(
+        f"refusing to start {component} outside demo mode: " + "; ".join(problems)
+        + ". A hospital deployment needs credentials and TLS for every server "
+        "(docs/security.md); `icu services secure start` runs secured local servers; "
+        "ICU_DEMO_MODE=true is for demo machines without patient data.")

@@ -100,7 +100,14 @@ def manager_cmd() -> None:
     """Run the alert manager (escalation, silences, auto-resolve, e-mail)."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from backend.clients import ClientConfigError, require_secure_services
+
+    settings = get_settings()
+    try:
+        require_secure_services(settings, "the alert manager", smtp=True)
+    except ClientConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(get_settings(), stop)
+    run(settings, stop)
