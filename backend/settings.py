@@ -263,6 +263,8 @@ class SmtpSettings(BaseModel):
     port: int = 2525
     starttls: bool = False
     tls: bool = False
+    # The CA that signed the relay's certificate (PEM); the system's trust store if unset.
+    ca_file: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "icu-monitor@localhost"
