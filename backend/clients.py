@@ -33,6 +33,12 @@ from backend.settings import CassandraSettings, KafkaSettings, Settings, TlsSett
 log = logging.getLogger(__name__)
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# TLS 1.3 and forward-secret TLS 1.2 suites, for JVM clients that take a list.
+JVM_CIPHER_SUITES = (
+    "TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+)
 
 
 class ClientConfigError(ValueError):
@@ -225,7 +231,9 @@ def spark_cassandra_options(cfg: CassandraSettings, tls_dir: Path) -> dict[str, 
         out["spark.cassandra.auth.password"] = cfg.password.get_secret_value()
     if cfg.tls.on:
         out["spark.cassandra.connection.ssl.enabled"] = "true"
-        out["spark.cassandra.connection.ssl.protocol"] = "TLSv1.2"
+        # The connector's default is two TLS_RSA suites (no forward secrecy, refused by
+        # current JVMs and impossible with an EC certificate).
+        out["spark.cassandra.connection.ssl.enabledAlgorithms"] = ",".join(JVM_CIPHER_SUITES)
         if cfg.tls.ca_file:
             path, password = java_truststore(cfg.tls.ca_file, tls_dir)
             out["spark.cassandra.connection.ssl.trustStore.path"] = str(path)

@@ -106,6 +106,8 @@ def test_spark_cassandra_connector_gets_credentials_and_a_java_trust_store(
     assert out["spark.cassandra.auth.username"] == "icu_stream"
     assert out["spark.cassandra.auth.password"] == "s3cret"
     assert out["spark.cassandra.connection.ssl.enabled"] == "true"
+    suites = out["spark.cassandra.connection.ssl.enabledAlgorithms"].split(",")
+    assert suites and not [s for s in suites if s.startswith("TLS_RSA_")]  # forward secrecy
     store = Path(out["spark.cassandra.connection.ssl.trustStore.path"])
     loaded = pkcs12.load_pkcs12(store.read_bytes(),
                                 out["spark.cassandra.connection.ssl.trustStore.password"]
