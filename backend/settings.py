@@ -268,6 +268,8 @@ class SmtpSettings(BaseModel):
     port: int = 2525
     starttls: bool = False
     tls: bool = False
+    # The CA that signed the relay's certificate (PEM); the system's trust store if unset.
+    ca_file: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "icu-monitor@localhost"
@@ -417,6 +419,11 @@ class Settings(BaseSettings):
     )
 
     demo_mode: bool = False
+    # Outside demo mode the stream job, web app and alert manager refuse Kafka or
+    # Cassandra without credentials and TLS (backend.clients.require_secure_services).
+    # This lets a developer's machine and the tests use the unauthenticated local servers;
+    # it is refused unless every server is on loopback.
+    allow_insecure_services: bool = False
     # The hospital's time zone, an IANA name ("Europe/Berlin", "America/New_York"): every
     # page, e-mail and export shows local time in it, with the zone; storage stays UTC
     # (backend/localtime.py). The default matches the default catchment (Boston).

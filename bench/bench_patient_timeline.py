@@ -221,6 +221,7 @@ def main() -> None:
     base = Settings()
     settings = base.model_copy(update={
         "secret_key": SecretStr(secrets.token_urlsafe(48)),
+        "allow_insecure_services": True,  # the local servers (loopback)
         "cassandra": base.cassandra.model_copy(
             update={"keyspace": f"icu_bench_pt_{uuid.uuid4().hex[:10]}"}),
         "web": base.web.model_copy(update={"host": "127.0.0.1", "port": _free_port(),

@@ -207,6 +207,7 @@ def main() -> None:
     topics = {n: f"{getattr(base.kafka, n)}.bench{suffix}"
               for n in type(base.kafka).model_fields if n.startswith("topic_")}
     settings = base.model_copy(update={
+        "allow_insecure_services": True,  # the local servers (loopback)
         "kafka": base.kafka.model_copy(update=topics),
         "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_risk_{suffix}"}),
         "spark": base.spark.model_copy(update={"checkpoint_dir": work / "checkpoint",

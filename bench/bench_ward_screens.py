@@ -90,6 +90,7 @@ def bench_settings(base: Settings, suffix: str, port: int) -> Settings:
               if n.startswith("topic_")}
     return base.model_copy(update={
         "secret_key": SecretStr(secrets.token_urlsafe(48)),
+        "allow_insecure_services": True,  # the local servers (loopback)
         "kafka": k.model_copy(update=topics),
         "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_{suffix}"}),
         "web": base.web.model_copy(update={"host": "127.0.0.1", "port": port,

@@ -90,8 +90,11 @@ def isolated_settings(base: Settings, tag: str, workdir: Path, **updates: dict) 
                   **updates.pop("spark", {})},
         **updates,
     }
+    # the local servers have no credentials or TLS (loopback only)
     return base.model_copy(update={
-        name: getattr(base, name).model_copy(update=values) for name, values in groups.items()
+        "allow_insecure_services": True,
+        **{name: getattr(base, name).model_copy(update=values)
+           for name, values in groups.items()},
     })
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import click
 
 from backend.census import Admission
-from backend.clients import kafka_security
+from backend.clients import kafka_config, kafka_security
 from backend.settings import Settings, get_settings
 from devices.publisher import ProducerOptions, Publisher, PublishStats
 from devices.regions import Catchment
@@ -471,8 +471,8 @@ def hostile(records: int, beds: int, ward: str, seed: int, valid_share: float,
                                             label=bed, admitted_ts=_now_ms(),
                                             source="simulator/hostile"))
         session.cluster.shutdown()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                             linger_ms=20, max_request_size=4 * 2**20)
+    producer = KafkaProducer(**kafka_config(settings.kafka, acks="all", linger_ms=20,
+                                            max_request_size=4 * 2**20))
     kinds: Counter[str] = Counter()
     step = 20
     for rec in generate(target, n=records, start_ms=_now_ms() - records * step,

@@ -90,6 +90,12 @@ def _stop_children(children: dict[str, subprocess.Popen], timeout: float = 30) -
             proc.wait(5)
 
 
+DEMO_SECURITY_BANNER = (
+    "!! DEMO MODE: NO AUTHENTICATION, NO TLS. Kafka and Cassandra accept anyone on this "
+    "machine; never put patient data here.\n"
+    "!! A secured setup: `icu services secure start` (docs/security.md, section 1).")
+
+
 @click.command()
 @click.option("--patients", default=30, show_default=True, help="generated patients")
 @click.option("--wards", default=2, show_default=True)
@@ -124,6 +130,7 @@ def cli(patients: int, wards: int, replay_speed: float, keep_services: bool) -> 
     signal.signal(signal.SIGTERM, stop)
     try:
         click.echo("== starting Kafka and Cassandra")
+        click.echo(DEMO_SECURITY_BANNER)
         services.start_all(settings)
         _run(settings, children, log_dir, patients, wards, replay_speed)
         signal.signal(signal.SIGINT, stop)
@@ -234,3 +241,4 @@ def _run(settings: Settings, children: dict[str, subprocess.Popen], log_dir: Pat
     # demo users have addresses at localhost (backend.users.demo_email)
     click.echo("  to the role lists and the demo users (demo-nurse@localhost, ...)")
     click.echo(f"Logs: {log_dir}   Stop: Ctrl-C (stops everything the demo started)")
+    click.echo(DEMO_SECURITY_BANNER)

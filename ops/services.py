@@ -597,7 +597,8 @@ def _kafka_prepare(spec: _Spec, settings: Settings) -> list[str]:
     ]
     if not (data / "meta.properties").exists():
         cluster_id = _kafka_cluster_id(spec.var)
-        fmt = [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+        # "--cluster-id=": a base64url id may start with "-" (argparse takes it for an option)
+        fmt = [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                "-c", str(spec.config), "--ignore-formatted"]
         proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120,
                               cwd=spec.var)
@@ -623,7 +624,10 @@ def _kafka_admin_kwargs(bootstrap: str, timeout_ms: int) -> dict:
 def kafka_admin(settings: Settings, timeout_ms: int = 10_000) -> Iterator[object]:
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(**_kafka_admin_kwargs(settings.kafka.bootstrap, timeout_ms))
+    from backend.clients import kafka_security
+
+    admin = KafkaAdminClient(**_kafka_admin_kwargs(settings.kafka.bootstrap, timeout_ms),
+                             **kafka_security(settings.kafka))
     try:
         yield admin
     finally:
@@ -1012,7 +1016,21 @@ def _run(fn: Callable[[], object]) -> object:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class _Group(click.Group):
+    """``secure``: the secured servers (ops/secure_services.py), imported when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "secure"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "secure":
+            from ops.secure_services import cli as secure
+
+            return secure
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group)
 def cli() -> None:
     """Local Kafka and Cassandra servers (no Docker), and the Spark connector jars."""
 
@@ -1047,6 +1065,8 @@ def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool,
     assert isinstance(services, dict)
     for s in services.values():
         _echo_service(s)
+    click.echo("NO AUTHENTICATION, NO TLS: development servers for this machine only "
+               "(`icu services secure start` runs secured ones)")
     if spark:
         from ops.spark_cluster import start_spark
 
@@ -1131,3 +1151,4 @@ def logs_cmd(name: str, lines: int) -> None:
     spec = _kafka_spec(settings) if name == "kafka" else _cassandra_spec(settings)
     click.echo(f"--- {spec.server_log}")
     click.echo(tail(spec.server_log, lines))
+

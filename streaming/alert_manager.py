@@ -28,9 +28,11 @@ class LifecycleProducer:
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaProducer
 
+        from backend.clients import kafka_config
+
         self.topic = settings.kafka.topic_lifecycle
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                                      linger_ms=0, client_id="icu-alert-manager")
+        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all", linger_ms=0,
+                                                     client_id="icu-alert-manager"))
 
     def __call__(self, event: AlertLifecycle) -> None:
         self.producer.send(self.topic, key=event.alert_id.encode(),
@@ -45,6 +47,7 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
     from kafka import KafkaConsumer
 
     from backend.alerting.manager import AlertManager
+    from backend.clients import kafka_config
     from backend.storage.cassandra import connect
 
     session = None
@@ -53,11 +56,10 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
         session = connect(settings.cassandra, wait_seconds=60)
         producer = LifecycleProducer(settings)
         manager = AlertManager(session, settings, producer)
-    consumer = KafkaConsumer(
-        settings.kafka.topic_alerts, bootstrap_servers=settings.kafka.bootstrap,
-        group_id=settings.alert_manager.consumer_group, enable_auto_commit=False,
-        auto_offset_reset="earliest", client_id="icu-alert-manager",
-    )
+    consumer = KafkaConsumer(settings.kafka.topic_alerts, **kafka_config(
+        settings.kafka, group_id=settings.alert_manager.consumer_group,
+        enable_auto_commit=False, auto_offset_reset="earliest", client_id="icu-alert-manager",
+    ))
     tick = settings.alert_manager.tick_seconds
     log.info("alert manager running (group %s, topic %s)", settings.alert_manager.consumer_group,
              settings.kafka.topic_alerts)
@@ -98,7 +100,14 @@ def manager_cmd() -> None:
     """Run the alert manager (escalation, silences, auto-resolve, e-mail)."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from backend.clients import ClientConfigError, require_secure_services
+
+    settings = get_settings()
+    try:
+        require_secure_services(settings, "the alert manager", smtp=True)
+    except ClientConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(get_settings(), stop)
+    run(settings, stop)

@@ -15,8 +15,14 @@ def cli() -> None:
     """Spark streaming jobs."""
 
 
-def _settings(master: str | None) -> Settings:
+def _settings(master: str | None = None) -> Settings:
+    from backend.clients import ClientConfigError, require_secure_services
+
     settings = get_settings()
+    try:
+        require_secure_services(settings, "the stream job")
+    except ClientConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     if master:
         settings = settings.model_copy(
             update={"spark": settings.spark.model_copy(update={"master": master})}
@@ -104,7 +110,7 @@ def waveforms() -> None:
     from streaming.waveform_sink import WaveformSink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sink = WaveformSink(get_settings())
+    sink = WaveformSink(_settings())
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     click.echo("waveform sink running")

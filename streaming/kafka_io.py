@@ -19,6 +19,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 
+from backend.clients import kafka_config, spark_kafka_options
 from backend.settings import KafkaSettings, Settings
 
 
@@ -29,7 +30,7 @@ def kafka_source(spark: SparkSession, settings: Settings, topics: list[str], *,
     read), at most ``max_offsets`` records per micro-batch."""
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .options(**spark_kafka_options(settings.kafka))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", "earliest")
         .option("kafka.isolation.level", "read_committed")
@@ -47,17 +48,17 @@ class TransactionalPublisher:
         # broker never read each other's progress or fence each other's producer.
         self.group = f"icu-sink-{sink_name}-{cfg.topic_sink_progress}"
         self._progress_tp = TopicPartition(cfg.topic_sink_progress, 0)
-        self._admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap)
+        self._admin = KafkaAdminClient(**kafka_config(cfg))
         with contextlib.suppress(TopicAlreadyExistsError):
             self._admin.create_topics([NewTopic(cfg.topic_sink_progress, 1, 1)])
-        self._producer = KafkaProducer(
-            bootstrap_servers=cfg.bootstrap,
+        self._producer = KafkaProducer(**kafka_config(
+            cfg,
             transactional_id=self.group,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
             batch_size=256 * 1024,
-        )
+        ))
         # Fences any zombie producer of a previous run with the same transactional id.
         self._producer.init_transactions()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from backend.clients import spark_cassandra_options
 from backend.settings import Settings
 
 # The scheduler pools (``spark.scheduler.mode=FAIR``): the evaluate query's tasks go
@@ -70,10 +71,7 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.output.concurrent.writes": "16",
         "spark.cassandra.output.consistency.level": c.write_consistency,
     }
-    if c.username:
-        conf["spark.cassandra.auth.username"] = c.username
-    if c.password is not None:
-        conf["spark.cassandra.auth.password"] = c.password.get_secret_value()
+    conf.update(spark_cassandra_options(c, settings.cache_dir / "tls"))
     return conf
 
 

@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupStateTimeout
 
+from backend.clients import kafka_config
 from backend.settings import Settings
 from streaming.evaluator import (
     BUCKET_STATE_VERSION,
@@ -103,8 +104,8 @@ class Ticker:
         self._producer: KafkaProducer | None = None
 
     def start(self) -> Ticker:
-        self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap,
-                                       acks=1, linger_ms=0)
+        self._producer = KafkaProducer(**kafka_config(self.settings.kafka, acks=1,
+                                                      linger_ms=0))
         self._thread.start()
         return self
 

@@ -79,8 +79,10 @@ def services(_created: _Created) -> Iterator[Settings]:
     from ops import services as svc
 
     settings = Settings()
-    # The tests serve the web app over plain http on 127.0.0.1 (allowed on loopback only).
+    # The tests serve the web app over plain http on 127.0.0.1 and use the local servers
+    # without credentials or TLS (both allowed on loopback only).
     settings = settings.model_copy(update={
+        "allow_insecure_services": True,
         "web": settings.web.model_copy(update={"allow_insecure_http": True})})
     with svc.lease(settings, holder=f"pytest pid {os.getpid()}") as mine:
         try:

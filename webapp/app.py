@@ -77,10 +77,18 @@ def _loopback(host: str | None) -> bool:
 
 
 def check_transport(settings: Settings) -> None:
-    """Outside demo mode: cookies must be ``Secure`` and the public URL https, so no
-    session or password ever crosses a network in clear text. The one exception,
-    ``web.allow_insecure_http``, is for a developer's machine and the tests: it is
-    refused unless the app listens on, and is reached at, a loopback address only."""
+    """Outside demo mode: Kafka and Cassandra with credentials and TLS
+    (``backend.clients.require_secure_services``), cookies ``Secure`` and the public
+    URL https, so no session, password or patient data crosses a network in clear text.
+    The one exception, ``web.allow_insecure_http``, is for a developer's machine and the
+    tests: it is refused unless the app listens on, and is reached at, a loopback address
+    only."""
+    from backend.clients import ClientConfigError, require_secure_services
+
+    try:
+        require_secure_services(settings, "the web app")
+    except ClientConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
     web = settings.web
     if settings.demo_mode:
         return

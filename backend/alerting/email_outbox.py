@@ -241,7 +241,8 @@ def backoff_seconds(attempts: int, policy: AlertManagerSettings) -> float:
 # --- sending ----------------------------------------------------------------------------------
 def smtp_send(cfg: SmtpSettings, message: EmailMessage) -> None:
     """One message over SMTP as configured (implicit TLS, STARTTLS, auth)."""
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cfg.tls:
         client: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_seconds,
                                                 context=context)

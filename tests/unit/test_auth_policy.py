@@ -145,7 +145,7 @@ def app():
     from webapp.app import create_app
 
     # No Cassandra needed to build the app; requests are not served here.
-    return create_app(Settings(secret_key=SecretStr("k" * 40),
+    return create_app(Settings(secret_key=SecretStr("k" * 40), allow_insecure_services=True,
                                web={"allow_insecure_http": True}), db=object())
 
 

@@ -14,6 +14,7 @@ from backend.clients import (
     kafka_config,
     kafka_protocol,
     kafka_security,
+    spark_cassandra_options,
     spark_kafka_options,
 )
 from backend.settings import CassandraSettings, KafkaSettings, TlsSettings
@@ -90,3 +91,47 @@ def test_cassandra_password_and_tls(tmp_path: Path) -> None:
     assert not out["ssl_context"].check_hostname
     with pytest.raises(ClientConfigError, match="both"):
         cassandra_security(CassandraSettings(username="only-a-name"))
+
+
+def test_spark_cassandra_connector_gets_credentials_and_a_java_trust_store(
+        tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    assert spark_cassandra_options(CassandraSettings(), tmp_path) == {}
+    ca = _ca(tmp_path)
+    out = spark_cassandra_options(CassandraSettings(
+        username="icu_stream", password=SecretStr("s3cret"), tls=TlsSettings(ca_file=ca)),
+        tmp_path / "tls")
+    assert out["spark.cassandra.auth.username"] == "icu_stream"
+    assert out["spark.cassandra.auth.password"] == "s3cret"
+    assert out["spark.cassandra.connection.ssl.enabled"] == "true"
+    suites = out["spark.cassandra.connection.ssl.enabledAlgorithms"].split(",")
+    assert suites and not [s for s in suites if s.startswith("TLS_RSA_")]  # forward secrecy
+    store = Path(out["spark.cassandra.connection.ssl.trustStore.path"])
+    loaded = pkcs12.load_pkcs12(store.read_bytes(),
+                                out["spark.cassandra.connection.ssl.trustStore.password"]
+                                .encode())
+    assert [c.certificate for c in loaded.additional_certs] == [
+        x509.load_pem_x509_certificate(ca.read_bytes())]
+    assert loaded.key is None  # public certificates only
+    # the same CA gives the same file; the stream job's executors read it by path
+    again = spark_cassandra_options(CassandraSettings(tls=TlsSettings(ca_file=ca)),
+                                    tmp_path / "tls")
+    assert again["spark.cassandra.connection.ssl.trustStore.path"] == str(store)
+    with pytest.raises(ClientConfigError, match="both"):
+        spark_cassandra_options(CassandraSettings(password=SecretStr("x")), tmp_path)
+
+
+def test_spark_kafka_client_certificate_needs_key_and_chain_in_one_file(
+        tmp_path: Path) -> None:
+    ca = _ca(tmp_path)
+    tls = TlsSettings(ca_file=ca, cert_file=tmp_path / "c.pem", key_file=tmp_path / "k.pem")
+    with pytest.raises(ClientConfigError, match="one PEM file"):
+        spark_kafka_options(KafkaSettings(tls=tls))
+    one = TlsSettings(ca_file=ca, cert_file=tmp_path / "both.pem",
+                      key_password=SecretStr("kp"))
+    out = spark_kafka_options(KafkaSettings(tls=one))
+    assert out["kafka.security.protocol"] == "SSL"
+    assert out["kafka.ssl.keystore.location"] == str(tmp_path / "both.pem")
+    assert out["kafka.ssl.key.password"] == "kp"

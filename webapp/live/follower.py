@@ -147,8 +147,10 @@ class LiveFollower:
     def _make_consumer(self) -> Any:
         from kafka import KafkaConsumer
 
-        return KafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
+        from backend.clients import kafka_config
+
+        return KafkaConsumer(**kafka_config(
+            self.settings.kafka,
             client_id="icu-web-live",
             group_id=None,
             enable_auto_commit=False,
@@ -157,7 +159,7 @@ class LiveFollower:
             bootstrap_timeout_ms=self.bootstrap_timeout_ms,
             request_timeout_ms=max(10_000, self.probe_timeout_ms + 1000),
             reconnect_backoff_max_ms=2000,
-        )
+        ))
 
     def _topic_partitions(self, consumer: Any) -> list[Any]:
         from kafka.structs import TopicPartition
