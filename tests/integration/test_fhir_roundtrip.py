@@ -112,7 +112,7 @@ def test_export_and_reingest_equal(pipeline) -> None:
                 if d["reason"] == "duplicate" and d["patient_key"] == COPY]
         return late - MINUTES, dups
 
-    _late, dups = wait_until(lambda: (r := through_stream()) and r[0] + len(r[1]) == MINUTES
+    late, dups = wait_until(lambda: (r := through_stream()) and r[0] + len(r[1]) == MINUTES
                             and r, timeout=120, what="the second ingest through the stream")
     # only the newest reading lies within the duplicate window of device time
     window_ms = settings.alerting.duplicate_window_seconds * 1000
