@@ -10,7 +10,7 @@ What runs (its own Cassandra keyspace ``icu_bench_pt_<hex>``, dropped at the end
    written with the sink's own stores (``ReadingStore.write`` for the raw rows,
    ``MinuteStore.write`` for the per-minute extremes) in micro-batches of 500 readings,
    as the stream job writes them. The Spark job itself is not part of this benchmark
-   (``bench_pipeline.py`` measures it).
+   (``bench_stream.py`` measures it).
 2. For each window (1 h, 24 h, 72 h, ending at the newest reading), ``--repeats`` times:
    * **chosen path**: ``backend.patient_record.load_timeline`` (raw rows for <= 2 h,
      per-minute extremes beyond; min/max to 1,600 points per series) + the plotly figure
