@@ -190,12 +190,17 @@ def test_training_on_one_icu_type_tests_on_the_other(by_unit: tuple[Settings, st
     assert {units[p] for p in split.test} == {"surgical"}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """The CLI reads the test's settings from the environment, not a cached copy."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
-def cli_settings(by_unit: tuple[Settings, str]) -> Iterator[tuple[Settings, str]]:
-    """``by_unit``'s settings as the CLI reads them (``get_settings`` is cached)."""
-    get_settings.cache_clear()
-    yield by_unit
-    get_settings.cache_clear()
+def cli_settings(by_unit: tuple[Settings, str]) -> tuple[Settings, str]:
+    return by_unit
 
 
 def test_site_evaluation_of_a_recipe(cli_settings: tuple[Settings, str]) -> None:
