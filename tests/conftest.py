@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cassandra.cluster import Session
 
 from backend.settings import Settings
 
@@ -140,3 +141,16 @@ def isolated_settings(services: Settings, _created: _Created, tmp_path: Path) ->
     """Settings of one test: its own topics (created), keyspace (not created) and
     Spark checkpoint directory."""
     return isolated_copy(services, _created, tmp_path)
+
+
+@pytest.fixture
+def db(isolated_settings: Settings) -> Iterator[Session]:
+    """A session on the test's own keyspace, migrated."""
+    from backend.storage.cassandra import connect
+    from backend.storage.migrate import migrate
+
+    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
+    migrate(session, isolated_settings)
+    session.set_keyspace(isolated_settings.cassandra.keyspace)
+    yield session
+    session.cluster.shutdown()

@@ -21,8 +21,6 @@ from backend.alerting.manager import AlertManager, msg_key
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
 from streaming.alert_manager import LifecycleProducer, run
 from tests.integration.mailbox import Mailbox, free_port
 from tests.integration.support import Clock, wait_until
@@ -54,15 +52,6 @@ def configure(settings: Settings, smtp_port: int) -> Settings:
             "consumer_group": f"icu-alert-manager-{settings.cassandra.keyspace}",
         }),
     })
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def test_escalation_chain_in_app_and_by_email(isolated_settings: Settings, db) -> None:

@@ -30,8 +30,6 @@ from backend.risk.live import HourScore
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
 from backend.storage.minutes import MinuteStore
 from backend.storage.raw import DeadLetterRow, RawMessage, RawStore
 from backend.storage.readings import ReadingStore
@@ -51,15 +49,6 @@ WARD = "ICU-Z"
 @pytest.fixture
 def settings(isolated_settings: Settings) -> Settings:
     return isolated_settings.model_copy(update={"secret_key": SecretStr("k" * 48)})
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def icu(settings: Settings, *args: str) -> subprocess.CompletedProcess:
