@@ -20,27 +20,7 @@ from backend.vitals import Vital
 from devices.wire import encode
 from streaming import evaluator
 from streaming.evaluator import INPUT_COLUMNS, OUTPUT_COLUMNS, make_evaluator
-
-
-class FakeGroupState:
-    """The part of Spark's ``GroupState`` the evaluator uses."""
-
-    def __init__(self) -> None:
-        self.value: str | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.value is not None
-
-    @property
-    def get(self) -> tuple:
-        return (self.value,)
-
-    def update(self, row: tuple) -> None:
-        self.value = row[0]
-
-    def remove(self) -> None:
-        self.value = None
+from tests.spark_fakes import FakeGroupState
 
 
 class FakeCensus:

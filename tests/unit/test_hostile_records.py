@@ -21,6 +21,7 @@ from backend.validation import RejectReason
 from devices.hostile import KINDS, HostileRecord, Ward, generate
 from streaming import evaluator
 from streaming.evaluator import INPUT_COLUMNS, make_evaluator
+from tests.spark_fakes import FakeGroupState
 
 N_RECORDS = 12_000
 BUCKETS = 4
@@ -68,25 +69,6 @@ EXPECTED: dict[str, set[str]] = {
 }
 
 
-class _State:
-    def __init__(self) -> None:
-        self.value: str | None = None
-
-    @property
-    def exists(self) -> bool:
-        return self.value is not None
-
-    @property
-    def get(self) -> tuple:
-        return (self.value,)
-
-    def update(self, row: tuple) -> None:
-        self.value = row[0]
-
-    def remove(self) -> None:
-        self.value = None
-
-
 class _Census:
     def __init__(self, ward: Ward) -> None:
         self.admitted = {p: Admission(patient_id=p, ward=ward.name, bed=bed, admitted_ts=0)
@@ -126,7 +108,7 @@ def test_every_hostile_record_is_stored_or_dead_lettered_with_a_reason(settings)
     assert set(kinds) == {*KINDS, "valid"}, "every class is drawn"
 
     evaluate = make_evaluator(settings)
-    states = [_State() for _ in range(BUCKETS)]
+    states = [FakeGroupState() for _ in range(BUCKETS)]
     readings = 0
     letters: dict[int, dict] = {}
     field_letters = 0
