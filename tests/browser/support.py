@@ -90,14 +90,28 @@ def type_into(driver: WebDriver, locator: Locator, text: str, timeout: float = 3
     wait(driver, attempt, timeout)
 
 
-_IDLE = """
-// Dash has no callback requested, queued or running (dash.testing reads the same store)
-const s = window.store && window.store.getState();
-if (!s) { return false; }
-const cbs = Object.assign({}, s.callbacks);
-delete cbs.stored; delete cbs.completed;
-const pending = [].concat(...Object.values(cbs)).length;
-return pending === 0 && !document.querySelector('[data-dash-is-loading="true"]');
+_AWAIT_IDLE = """
+// Resolves true at the first moment Dash has no callback requested, queued or running
+// (dash.testing reads the same store), false after arguments[0] ms. A page that redraws
+// on its own clock (the ward asks every 500 ms) is rarely idle when polled from outside
+// on a loaded machine: listening to the store catches the idle moment between two
+// callbacks instead of hoping a poll lands on it.
+const [limitMs, done] = [arguments[0], arguments[arguments.length - 1]];
+const idle = () => {
+  const s = window.store && window.store.getState();
+  if (!s) { return false; }
+  const cbs = Object.assign({}, s.callbacks);
+  delete cbs.stored; delete cbs.completed;
+  return [].concat(...Object.values(cbs)).length === 0
+    && !document.querySelector('[data-dash-is-loading="true"]');
+};
+if (idle()) { done(true); return; }
+if (!window.store) { setTimeout(() => done(false), Math.min(limitMs, 200)); return; }
+let unsubscribe = () => {};
+const timer = setTimeout(() => { unsubscribe(); done(false); }, limitMs);
+unsubscribe = window.store.subscribe(() => {
+  if (idle()) { clearTimeout(timer); unsubscribe(); done(true); }
+});
 """
 
 _TWO_FRAMES = """
@@ -108,9 +122,10 @@ requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
 
 def settled(driver: WebDriver, timeout: float = 30) -> None:
     """Wait until the page is idle and painted - what a screenshot needs, instead of a
-    fixed sleep: no Dash callback in flight, web fonts loaded, then two animation frames
-    (the second starts after the first's layout and paint)."""
-    wait(driver, lambda d: d.execute_script(_IDLE), timeout, poll=0.1)
+    fixed sleep: a moment with no Dash callback in flight, web fonts loaded, then two
+    animation frames (the second starts after the first's layout and paint)."""
+    driver.set_script_timeout(timeout + 5)
+    wait(driver, lambda d: d.execute_async_script(_AWAIT_IDLE, 2_000), timeout, poll=0)
     wait(driver, lambda d: d.execute_script("return document.fonts.status === 'loaded'"),
          timeout)
     driver.execute_async_script(_TWO_FRAMES)
