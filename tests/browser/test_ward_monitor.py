@@ -516,12 +516,12 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     assert not browser.find_element(By.CSS_SELECTOR, ".ward-picker").is_displayed()
     summary = browser.find_element(By.ID, "ward-summary").text
     assert "2 HIGH" in summary and "32 beds" in summary
-    settled(browser)
+    settled(browser, freeze=True)
     _shot(browser, "ward-monitor.png")
     open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=dark")
     wait(browser, lambda d: "wt--stale" in tile_class(d, SILENT_BED))
     assert "ward-theme-dark" in browser.find_element(By.ID, "ward-root").get_attribute("class")
-    settled(browser)
+    settled(browser, freeze=True)
     _shot(browser, "ward-monitor-dark.png")
     mark("done")
 
@@ -548,7 +548,7 @@ def test_32_beds_fit_without_a_clipped_digit(system: WardSystem, browser, width:
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#ward-grid .wt")) == 32)
     # the marks and alarms the tiles carry at their busiest
     wait(browser, lambda d: "abn--high" in cell_class(d, "3", ".wt-cell--spo2"), timeout=120)
-    settled(browser)
+    settled(browser, freeze=True)
     problems, smallest = ward_digits(browser)
     assert problems == [], problems
     assert smallest >= MIN_DIGIT_PX, smallest
@@ -567,7 +567,7 @@ def test_charge_nurse_ward_screen(system: WardSystem, browser) -> None:
     set_viewport(browser, 1920, 937)
     open_ward(browser, system, SHOW_WARD)
     wait(browser, lambda d: "wt--alarm-high" in tile_class(d, "11"), timeout=120)
-    settled(browser)
+    settled(browser, freeze=True)
     problems, _ = ward_digits(browser)
     assert problems == [], problems
     _shot(browser, "ward-monitor-charge-nurse.png")
