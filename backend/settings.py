@@ -388,8 +388,9 @@ class PrivacySettings(BaseModel):
 class PopulationSettings(BaseModel):
     """Population analytics (issue 7): catchment, disclosure control, surge detection."""
 
-    # Counties the hospital admits from, "FIPS=weight,..." as devices.regions.Catchment
-    # parses it ("" = the default Boston catchment). The map zooms to these counties.
+    # Counties the hospital admits from, "FIPS=weight,..." as
+    # backend.population.catchment.Catchment parses it ("" = the default Boston
+    # catchment). The map zooms to these counties.
     catchment: str = ""
     # Counts from 1 to suppress_below - 1 are shown as "<N" (and rates built on them
     # hidden), so nobody can be singled out. 11 follows the CMS cell-size rule.

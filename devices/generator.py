@@ -38,8 +38,9 @@ import numpy as np
 
 from backend.census import Admission
 from backend.messages import DeviceReading
+from backend.population.catchment import Catchment
 from backend.vitals import VITALS, Vital
-from devices.regions import Catchment, draw_fips
+from devices.regions import draw_fips
 from devices.scenarios import SCENARIOS, Baseline
 from devices.wire import Record, SeqCounter, bed_label, stable_rng
 

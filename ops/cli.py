@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
     "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
     "population": "streaming.population_cli:cli",
-    "patient": "backend.privacy.cli:cli",  # erasure and pseudonymised research export
+    "patient": "ops.patient_cli:cli",  # erasure and pseudonymised research export
 }
 
 

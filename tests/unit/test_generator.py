@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from backend.census import Admission
 from backend.messages import Consciousness, DeviceReading
+from backend.population.catchment import BOSTON, Catchment, County, known_fips
 from backend.scores.news2 import News2Inputs, news2
 from backend.settings import Settings
 from backend.vitals import VITALS, Vital
@@ -23,7 +24,7 @@ from devices.cli import cli
 from devices.faults import FAULTS, YEAR_MS, inject
 from devices.generator import GeneratorConfig, generate, parse_mix, plan_patients, ward_names
 from devices.publisher import ProducerOptions, Publisher, choose_compression
-from devices.regions import BOSTON, Catchment, County, draw_fips, known_fips
+from devices.regions import draw_fips
 from devices.wire import Outgoing, encode, to_outgoing
 
 T0 = 1_800_000_000_000
