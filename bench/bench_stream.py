@@ -544,13 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     base = get_settings()
     from ops import services
+    from ops.topics import ensure_topics
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     spark = {"master": args.master} if args.master else {}
     # Bed silence is not part of this bench: beds go quiet between phases.
     settings = isolated_settings(base, "s", workdir, spark=spark,
                                  alerting={"stale_after_seconds": 3600.0})
-    services.ensure_topics(settings)
+    ensure_topics(settings)
     admit(settings, args.patients)
     result: dict = {"machine": machine_info(), "args": vars(args) | {"out": str(args.out)},
                     "settings": {"spark": settings.spark.model_dump(mode="json"),
@@ -615,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             for master in ("local[1]", "local[2]"):
                 s2 = isolated_settings(base, "x", workdir, spark={"master": master},
                                        alerting={"stale_after_seconds": 3600.0})
-                services.ensure_topics(s2)
+                ensure_topics(s2)
                 admit(s2, args.patients)
                 j2 = job_process(s2, workdir, f"job-{master}")
                 j2.start()

@@ -9,7 +9,7 @@ import click
 
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS: dict[str, str] = {
-    "services": "ops.services:cli",
+    "services": "ops.services_cli:cli",
     "db": "backend.storage.cli:cli",
     "simulate": "devices.cli:cli",
     "stream": "streaming.cli:cli",
