@@ -92,7 +92,7 @@ class CassandraSettings(BaseModel):
 
 
 class SparkSettings(BaseModel):
-    """The stream job: the evaluate query (latency) and the persist query (throughput)."""
+    """The stream job: the alarm query (latency) and the persist query (throughput)."""
 
     master: str = "local[2]"
     checkpoint_dir: Path = Path.home() / ".cache" / "icu-monitor" / "checkpoints" / "vitals"

@@ -333,7 +333,7 @@ def kafka_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:
 
     # Devices only send readings and waveforms.
     topic("devices", "WRITE", k.topic_raw, k.topic_waveforms)
-    # The stream job: the evaluate query reads raw readings and its clock and publishes
+    # The stream job: the alarm query reads raw readings and its clock and publishes
     # its outputs in transactions; the persist query reads what it stores; the risk query
     # reads validated readings; the waveform sink reads waveforms, dead-letters bad ones.
     topic("stream", "READ", k.topic_raw, k.topic_ticks, k.topic_validated,

@@ -149,7 +149,7 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         "cache_dir": tmp / "cache",
     })
     from backend.risk import registry
-    from ops.demo import _demo_model
+    from ops.demo_cli import _demo_model
 
     _demo_model(settings)
     assert registry.active_version(settings) is not None
