@@ -283,7 +283,8 @@ class SmtpSettings(BaseModel):
 
 
 class AlertManagerSettings(BaseModel):
-    """The alert lifecycle and the alert manager (issue 4; backend/alerting/)."""
+    """The alert lifecycle and the alert manager (backend/alerting/): escalation, silences,
+    auto-resolve, alert e-mail."""
 
     # Escalation per priority: minutes after the alert was raised, still unacknowledged,
     # at which it escalates one more step along ``chain`` (cumulative, from the raise):
@@ -386,7 +387,7 @@ class PrivacySettings(BaseModel):
 
 
 class PopulationSettings(BaseModel):
-    """Population analytics (issue 7): catchment, disclosure control, surge detection."""
+    """Population analytics: catchment, disclosure control, surge detection."""
 
     # Counties the hospital admits from, "FIPS=weight,..." as
     # backend.population.catchment.Catchment parses it ("" = the default Boston

@@ -180,7 +180,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     app.layout = layout.shell
     layout.register_shell_callbacks(app)
     auth.init_auth(server, ctx)
-    from webapp.email_ack import init_email_ack  # issue 4: acknowledge from an e-mail link
+    from webapp.email_ack import init_email_ack  # acknowledge from an e-mail link
 
     init_email_ack(server, ctx)
 
