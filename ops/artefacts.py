@@ -84,7 +84,3 @@ def fetch_all(settings: Settings) -> dict[str, list[Path]]:
         "cassandra": fetch_cassandra(settings),
         "spark": spark_jars(settings),
     }
-
-
-# ---------------------------------------------------------------------------------------
-# Processes

@@ -214,6 +214,3 @@ def start_cassandra(settings: Settings, *, timeout: float = 180,
 
 def stop_cassandra(settings: Settings, *, timeout: float = 90) -> bool:
     return stop_server(cassandra_spec(settings), timeout)
-
-
-# ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ops.server_processes import Service, ServiceError, alive, find_pid, port_op
 
 log = logging.getLogger(__name__)
 
+
 def is_local(settings: Settings) -> dict[str, bool]:
     """Per server: do the settings point at this machine (so ``start`` can run it)?"""
     return {"kafka": kafka_spec(settings).local, "cassandra": cassandra_spec(settings).local}
@@ -157,7 +158,3 @@ def other_lease_holders(settings: Settings, mine: Path | None = None) -> list[st
         else:
             path.unlink(missing_ok=True)
     return holders
-
-
-# ---------------------------------------------------------------------------------------
-# CLI
