@@ -36,7 +36,7 @@ USER_ENABLED = "user.enabled"
 USER_PASSWORD_SET = "user.password_set"
 DEMO_USERS_RESET = "user.demo_reset"
 PATIENT_VIEWED = "patient.viewed"
-# issue 5 (patient drill-down)
+# the patient page: notes, FHIR download, ECG strip
 NOTE_ADDED = "note.added"
 PATIENT_EXPORTED = "patient.exported"  # a FHIR Bundle of the patient's readings downloaded
 WAVEFORM_VIEWED = "waveform.viewed"

@@ -1,4 +1,4 @@
-"""Peak-preserving downsampling of a vital-sign series for drawing (issue 5, drill-down).
+"""Peak-preserving downsampling of a vital-sign series for drawing (patient timeline).
 
 A 72 h window of 1 Hz readings is 259,200 samples per parameter; a chart draws ~2,000
 points. Averaging or picking every n-th sample would hide a 10-second desaturation, so

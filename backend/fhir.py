@@ -1,4 +1,4 @@
-"""FHIR R4 export and ingest of vital signs (issue 5).
+"""FHIR R4 export and ingest of vital signs (the patient page's download, devices/fhir_ingest.py).
 
 The models are ``fhir.resources.R4B`` (FHIR 4.3.0): ``fhir.resources`` 8.x ships R5 as its
 default package and R4B and STU3 as sub-packages; there is no separate 4.0.1 package.

@@ -92,7 +92,7 @@ class CassandraSettings(BaseModel):
 
 
 class SparkSettings(BaseModel):
-    """The stream job: the evaluate query (latency) and the persist query (throughput)."""
+    """The stream job: the alarm query (latency) and the persist query (throughput)."""
 
     master: str = "local[2]"
     checkpoint_dir: Path = Path.home() / ".cache" / "icu-monitor" / "checkpoints" / "vitals"
@@ -283,7 +283,8 @@ class SmtpSettings(BaseModel):
 
 
 class AlertManagerSettings(BaseModel):
-    """The alert lifecycle and the alert manager (issue 4; backend/alerting/)."""
+    """The alert lifecycle and the alert manager (backend/alerting/): escalation, silences,
+    auto-resolve, alert e-mail."""
 
     # Escalation per priority: minutes after the alert was raised, still unacknowledged,
     # at which it escalates one more step along ``chain`` (cumulative, from the raise):
@@ -386,10 +387,11 @@ class PrivacySettings(BaseModel):
 
 
 class PopulationSettings(BaseModel):
-    """Population analytics (issue 7): catchment, disclosure control, surge detection."""
+    """Population analytics: catchment, disclosure control, surge detection."""
 
-    # Counties the hospital admits from, "FIPS=weight,..." as devices.regions.Catchment
-    # parses it ("" = the default Boston catchment). The map zooms to these counties.
+    # Counties the hospital admits from, "FIPS=weight,..." as
+    # backend.population.catchment.Catchment parses it ("" = the default Boston
+    # catchment). The map zooms to these counties.
     catchment: str = ""
     # Counts from 1 to suppress_below - 1 are shown as "<N" (and rates built on them
     # hidden), so nobody can be singled out. 11 follows the CMS cell-size rule.

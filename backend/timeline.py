@@ -1,4 +1,4 @@
-"""The patient timeline's data, at the resolution its window needs (issue 5, drill-down).
+"""The patient timeline's data, at the resolution its window needs (patient page).
 
 A physician looks at one hour or at three days. 72 h of 1 Hz readings are 259,200 rows
 per patient; reading them all for every redraw takes far longer than the 1 s budget, and

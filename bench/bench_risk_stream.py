@@ -195,7 +195,8 @@ def main() -> None:
     ap.add_argument("--screenshot", type=Path, default=None)
     args = ap.parse_args()
 
-    from ops.services import ensure_topics, kafka_admin
+    from ops.kafka_server import kafka_admin
+    from ops.topics import ensure_topics
 
     base = Settings()
     version = registry.active_version(base)

@@ -25,7 +25,7 @@ has its own topics, keyspace and checkpoints, dropped at the end. Phases, in ord
    reading that completed the persistence window -> on ``alerts.events``. Halfway, an
    alert storm: ``--storm`` beds cross HR 150 (to 160) in the same second; their raises are
    timed the same way and their rows checked in Cassandra. The backlog (``vitals.raw``
-   end offsets minus the evaluate query's committed offsets) is sampled every 5 s.
+   end offsets minus the alarm query's committed offsets) is sampled every 5 s.
 6. **drain**: the same ``--backlog`` as the peer, produced as fast as possible while the
    warm job runs; timed until the last reading is on ``vitals.validated`` and until the
    persist query has committed the batch holding it (every row in Cassandra).
@@ -138,7 +138,7 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
     from backend.census import Admission
     from backend.validation import Accepted, validate
     from streaming import persist_job as pj
-    from streaming.evaluator import _validated_json
+    from streaming.alarm_evaluator import _validated_json
     from streaming.session import spark_session
 
     records = backlog_records(patients, n, boot="ceiling")
@@ -391,7 +391,7 @@ def end_offsets(settings: Settings, topic: str) -> int:
 
 def job_process(settings: Settings, workdir: Path, name: str) -> Process:
     return Process(settings, ["stream", "run"], workdir / f"{name}.log",
-                   ready_text="evaluate query running")
+                   ready_text="alarm query running")
 
 
 def evaluate_checkpoint(settings: Settings) -> Path:
@@ -544,13 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     base = get_settings()
     from ops import services
+    from ops.topics import ensure_topics
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     spark = {"master": args.master} if args.master else {}
     # Bed silence is not part of this bench: beds go quiet between phases.
     settings = isolated_settings(base, "s", workdir, spark=spark,
                                  alerting={"stale_after_seconds": 3600.0})
-    services.ensure_topics(settings)
+    ensure_topics(settings)
     admit(settings, args.patients)
     result: dict = {"machine": machine_info(), "args": vars(args) | {"out": str(args.out)},
                     "settings": {"spark": settings.spark.model_dump(mode="json"),
@@ -615,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             for master in ("local[1]", "local[2]"):
                 s2 = isolated_settings(base, "x", workdir, spark={"master": master},
                                        alerting={"stale_after_seconds": 3600.0})
-                services.ensure_topics(s2)
+                ensure_topics(s2)
                 admit(s2, args.patients)
                 j2 = job_process(s2, workdir, f"job-{master}")
                 j2.start()

@@ -119,7 +119,7 @@ def setup(args: argparse.Namespace) -> Env:
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.services import ensure_topics
+    from ops.topics import ensure_topics
 
     settings = bench_settings(Settings(), uuid.uuid4().hex[:10], args.port or _free_port())
     ensure_topics(settings)
@@ -176,7 +176,7 @@ def teardown(env: Env, keep: bool) -> None:
     except Exception as exc:
         print(f"dropping the keyspace failed: {exc!r}")
     try:
-        from ops.services import kafka_admin
+        from ops.kafka_server import kafka_admin
 
         k = env.settings.kafka
         topics = [getattr(k, n) for n in type(k).model_fields if n.startswith("topic_")]

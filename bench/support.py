@@ -52,7 +52,7 @@ def dist(values: Iterable[float]) -> dict:
 
 
 def machine_info() -> dict:
-    from ops import services as svc
+    from ops import artefacts
 
     try:
         java = subprocess.run(["java", "-version"], capture_output=True, text=True,
@@ -70,8 +70,8 @@ def machine_info() -> dict:
         "nproc": os.cpu_count(), "cpu_model": model,
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(), "python": platform.python_version(), "java": java,
-        "kafka": svc.KAFKA_VERSION, "cassandra": svc.CASSANDRA_VERSION,
-        "spark": svc.SPARK_VERSION, "git_commit": commit + ("+dirty" if dirty else ""),
+        "kafka": artefacts.KAFKA_VERSION, "cassandra": artefacts.CASSANDRA_VERSION,
+        "spark": artefacts.SPARK_VERSION, "git_commit": commit + ("+dirty" if dirty else ""),
         "load_avg_at_start": os.getloadavg(),
     }
 

@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from devices.regions import Catchment, draw_fips
+from backend.population.catchment import Catchment
+from devices.regions import draw_fips
 from devices.wire import stable_rng
 
 RULE_MIX = (("news2_high", "high", 0.10), ("news2_medium", "medium", 0.20),

@@ -7,21 +7,23 @@ import importlib
 
 import click
 
-# name -> "module:attribute" of a click command or group
+# name -> "module:attribute" of a click command or group. `icu NAME` is the ``cli`` of a
+# module named NAME_cli.py in the package that owns it (db: backend/storage/cli.py, the one
+# left to rename to db_cli.py).
 SUBCOMMANDS: dict[str, str] = {
-    "services": "ops.services:cli",
+    "services": "ops.services_cli:cli",
     "db": "backend.storage.cli:cli",
-    "simulate": "devices.cli:cli",
-    "stream": "streaming.cli:cli",
-    "model": "backend.risk.cli:cli",
+    "simulate": "devices.simulate_cli:cli",
+    "stream": "streaming.stream_cli:cli",
+    "model": "backend.risk.model_cli:cli",
     "users": "backend.users_cli:cli",
-    "web": "webapp.cli:cli",
-    "demo": "ops.demo:cli",
-    "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay
-    "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
-    "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
+    "web": "webapp.web_cli:cli",
+    "demo": "ops.demo_cli:cli",
+    "waveforms": "devices.waveforms_cli:cli",  # ECG / pleth replay
+    "alerts": "streaming.alerts_cli:cli",  # the alert manager
+    "mail": "ops.mail_cli:cli",  # the development SMTP catcher
     "population": "streaming.population_cli:cli",
-    "patient": "backend.privacy.cli:cli",  # erasure and pseudonymised research export
+    "patient": "ops.patient_cli:cli",  # erasure and pseudonymised research export
 }
 
 

@@ -1,6 +1,6 @@
 """A secured local Kafka and Cassandra: authentication, authorisation per component and
 TLS, run by this project beside (never instead of) the development servers of
-``ops.services``, which accept anyone on this machine.
+``ops/services.py``, which accept anyone on this machine.
 
 ``icu services secure start`` runs them on their own ports (Kafka 19092, its KRaft
 controller 19093; Cassandra 19042, gossip 17000) with their own data under
@@ -44,7 +44,19 @@ import click
 from pydantic import SecretStr
 
 from backend.settings import Settings, TlsSettings, get_settings
-from ops import services as svc
+from ops import cassandra_server, kafka_server
+from ops.artefacts import cassandra_home, fetch_kafka, kafka_home
+from ops.server_processes import (
+    ServerSpec,
+    Service,
+    ServiceError,
+    java,
+    quiet,
+    start_server,
+    stop_server,
+)
+from ops.services_cli import echo_service
+from ops.topics import ensure_topics
 
 KAFKA_PORT = 19092
 CASSANDRA_PORT = 19042
@@ -95,7 +107,7 @@ def saved_layout(root: Path) -> Layout:
     """The layout ``start`` used in ``root`` (ports, TLS)."""
     path = root / "layout.json"
     if not path.exists():
-        raise svc.ServiceError(f"no secured servers set up in {root} (`icu services secure "
+        raise ServiceError(f"no secured servers set up in {root} (`icu services secure "
                                "start` first)")
     data = json.loads(path.read_text())
     return Layout(root, data["kafka_port"], data["cassandra_port"], data["tls"])
@@ -243,11 +255,9 @@ def write_env_files(settings: Settings, layout: Layout) -> dict[str, Path]:
 # ---------------------------------------------------------------------------------------
 # Kafka
 
-KAFKA_SECURE_PROPERTIES = """\
-# Written by `icu services secure start` on every start; edits are overwritten.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+# Who may connect to the secured broker; storage, partitions, replication and retention
+# come from ops/kafka_server.broker_properties like the development broker's.
+KAFKA_SECURE_LISTENERS = """\
 listeners=CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=CLIENT://127.0.0.1:{port}
 inter.broker.listener.name=CLIENT
@@ -266,26 +276,7 @@ username="{admin}" password="{admin_password}";
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
 super.users=User:{admin}
-{tls}log.dirs={data}
-num.network.threads=2
-num.io.threads=4
-num.recovery.threads.per.data.dir=1
-auto.create.topics.enable=false
-delete.topic.enable=true
-num.partitions={partitions}
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-log.retention.hours={retention_hours}
-log.segment.bytes=268435456
-"""
+{tls}"""
 
 KAFKA_TLS_PROPERTIES = """\
 listener.name.client.ssl.keystore.type=PKCS12
@@ -300,49 +291,34 @@ ssl.client.auth=none
 """
 
 
-def _kafka_spec(settings: Settings, layout: Layout) -> svc._Spec:
-    return svc._Spec("kafka", svc.KAFKA_MAIN, svc.kafka_home(settings), layout.root / "kafka",
+def _kafka_spec(settings: Settings, layout: Layout) -> ServerSpec:
+    return ServerSpec("kafka", kafka_server.KAFKA_MAIN, kafka_home(settings), layout.root / "kafka",
                      "127.0.0.1", layout.kafka_port, [layout.kafka_port + 1],
                      setting=f"secure Kafka on {layout.bootstrap}",
                      config_name="server.properties", log_name="logs/server.log")
 
 
-def _kafka_prepare(spec: svc._Spec, settings: Settings, layout: Layout) -> list[str]:
-    lib = spec.home / "lib"
-    if not list(lib.glob("kafka_*.jar")):
-        svc.fetch_kafka(settings)
+def _kafka_prepare(spec: ServerSpec, settings: Settings, layout: Layout) -> list[str]:
+    if not list((spec.home / "lib").glob("kafka_*.jar")):
+        fetch_kafka(settings)
     creds = credentials(layout)
-    data, logs = spec.var / "data", spec.var / "logs"
-    data.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
+    base, data = kafka_server.jvm_argv(spec)
     tls = (KAFKA_TLS_PROPERTIES.format(keystore=layout.tls_dir / "server.p12",
                                        password=creds["keystore"], ca_file=layout.ca_file)
            if layout.tls else "")
-    text = KAFKA_SECURE_PROPERTIES.format(
-        port=spec.port, controller_port=spec.other_ports[0], data=data,
-        client_protocol="SASL_SSL" if layout.tls else "SASL_PLAINTEXT",
-        mechanism=MECHANISM, mechanism_lower=MECHANISM.lower(), admin=principal(ADMIN),
-        admin_password=creds[ADMIN], tls=tls, partitions=settings.kafka.partitions,
-        retention_hours=max(1, round(settings.kafka.retention_hours)))
+    text = (kafka_server.kraft_header(spec.other_ports[0], "icu services secure start")
+            + KAFKA_SECURE_LISTENERS.format(
+                port=spec.port, controller_port=spec.other_ports[0],
+                client_protocol="SASL_SSL" if layout.tls else "SASL_PLAINTEXT",
+                mechanism=MECHANISM, mechanism_lower=MECHANISM.lower(),
+                admin=principal(ADMIN), admin_password=creds[ADMIN], tls=tls)
+            + kafka_server.broker_properties(settings, data))
     _write_private(spec.config, text.encode())  # holds the administrator's password
-    log4j = spec.var / "log4j2.xml"
-    log4j.write_text(svc.KAFKA_LOG4J2.replace("{logs}", str(logs)))
-    base = [svc._java(), *svc.KAFKA_HEAP, *svc._common_jvm_flags(),
-            f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={logs}",
-            "-cp", f"{lib}/*"]
-    if not (data / "meta.properties").exists():
-        scram = []
-        for name in (ADMIN, *COMPONENTS):
-            scram += ["--add-scram",
-                      f"{MECHANISM}=[name={principal(name)},password={creds[name]}]"]
-        # "--cluster-id=": a base64url id may start with "-"
-        fmt = [*base, "kafka.tools.StorageTool", "format",
-               f"--cluster-id={svc._kafka_cluster_id(spec.var)}", "-c", str(spec.config), *scram]
-        proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120, cwd=spec.var)
-        if proc.returncode != 0:
-            raise svc.ServiceError("secure kafka storage format failed:\n"
-                                   + (proc.stdout + proc.stderr).replace(creds[ADMIN], "***"))
-    return [*base, svc.KAFKA_MAIN, str(spec.config)]
+    scram = []
+    for name in (ADMIN, *COMPONENTS):
+        scram += ["--add-scram", f"{MECHANISM}=[name={principal(name)},password={creds[name]}]"]
+    kafka_server.format_storage(spec, base, scram, secret=creds[ADMIN])
+    return [*base, kafka_server.KAFKA_MAIN, str(spec.config)]
 
 
 def kafka_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:
@@ -357,7 +333,7 @@ def kafka_acls(settings: Settings) -> list[tuple[str, str, str, str, str]]:
 
     # Devices only send readings and waveforms.
     topic("devices", "WRITE", k.topic_raw, k.topic_waveforms)
-    # The stream job: the evaluate query reads raw readings and its clock and publishes
+    # The stream job: the alarm query reads raw readings and its clock and publishes
     # its outputs in transactions; the persist query reads what it stores; the risk query
     # reads validated readings; the waveform sink reads waveforms, dead-letters bad ones.
     topic("stream", "READ", k.topic_raw, k.topic_ticks, k.topic_validated,
@@ -399,11 +375,11 @@ def apply_kafka_acls(admin_settings: Settings) -> int:
                    resource_pattern=ResourcePattern(ResourceType[rtype], name,
                                                     ACLResourcePatternType[ptype]))
                for who, rtype, ptype, name, op in kafka_acls(admin_settings)]
-    with svc.kafka_admin(admin_settings, 30_000) as admin:
+    with kafka_server.kafka_admin(admin_settings, 30_000) as admin:
         result = admin.create_acls(entries)  # type: ignore[attr-defined]
     failed = result.get("failed") or []
     if failed:
-        raise svc.ServiceError(f"creating Kafka ACLs: {failed[:3]}")
+        raise ServiceError(f"creating Kafka ACLs: {failed[:3]}")
     return len(entries)
 
 
@@ -437,23 +413,23 @@ client_encryption_options:
 AUDIT_TABLES = ("audit_by_day", "audit_by_actor_day", "audit_by_patient_day")
 
 
-def _cassandra_spec(settings: Settings, layout: Layout) -> svc._Spec:
-    storage = layout.cassandra_port - svc.CASSANDRA_STORAGE_PORT_OFFSET
-    return svc._Spec("cassandra", svc.CASSANDRA_MAIN, svc.cassandra_home(settings),
+def _cassandra_spec(settings: Settings, layout: Layout) -> ServerSpec:
+    storage = layout.cassandra_port - cassandra_server.CASSANDRA_STORAGE_PORT_OFFSET
+    return ServerSpec("cassandra", cassandra_server.CASSANDRA_MAIN, cassandra_home(settings),
                      layout.root / "cassandra", "127.0.0.1", layout.cassandra_port, [storage],
                      setting=f"secure Cassandra on 127.0.0.1:{layout.cassandra_port}",
                      config_name="cassandra.yaml", log_name="logs/system.log")
 
 
-def _cassandra_prepare(spec: svc._Spec, settings: Settings, layout: Layout,
+def _cassandra_prepare(spec: ServerSpec, settings: Settings, layout: Layout,
                        unsafe_system: bool) -> list[str]:
     from backend.clients import java_truststore
 
-    argv = svc._cassandra_prepare(spec, settings, unsafe_system)
+    argv = cassandra_server.cassandra_prepare(spec, settings, unsafe_system)
     text = spec.config.read_text()
     plain = "authenticator: AllowAllAuthenticator\nauthorizer: AllowAllAuthorizer\n"
     if plain not in text:
-        raise svc.ServiceError("the Cassandra configuration template changed: no "
+        raise ServiceError("the Cassandra configuration template changed: no "
                                "AllowAllAuthenticator to replace")
     text = text.replace(plain, CASSANDRA_AUTH).replace("cluster_name: icu-local",
                                                        "cluster_name: icu-secure")
@@ -475,7 +451,7 @@ APPEND_ONLY_HANDLER = "icu.cassandra.AppendOnlyQueryHandler"
 APPEND_ONLY_SOURCE = Path(__file__).with_name("cassandra") / "AppendOnlyQueryHandler.java"
 
 
-def _append_only_handler(spec: svc._Spec, settings: Settings) -> Path:
+def _append_only_handler(spec: ServerSpec, settings: Settings) -> Path:
     """Compile the append-only query handler against this Cassandra (once per source
     change); returns its class directory."""
     import shutil
@@ -484,22 +460,21 @@ def _append_only_handler(spec: svc._Spec, settings: Settings) -> Path:
     built = classes / "icu" / "cassandra" / "AppendOnlyQueryHandler.class"
     if built.exists() and built.stat().st_mtime >= APPEND_ONLY_SOURCE.stat().st_mtime:
         return classes
-    java = Path(svc._java()).resolve()
-    javac = java.with_name("javac")
+    javac = Path(java()).resolve().with_name("javac")
     if not javac.exists():
         javac = Path(shutil.which("javac") or "javac")
     try:
         proc = subprocess.run(
             [str(javac), "-nowarn", "--release", "17", "-cp",
-             f"{svc.cassandra_home(settings) / 'lib'}/*", "-d", str(classes),
+             f"{cassandra_home(settings) / 'lib'}/*", "-d", str(classes),
              str(APPEND_ONLY_SOURCE)], capture_output=True, text=True, timeout=180)
     except FileNotFoundError:
-        raise svc.ServiceError("the secured Cassandra needs javac (a JDK 17: apt-get install "
-                               "openjdk-17-jdk-headless) to build its append-only query "
-                               "handler") from None
+        raise ServiceError("the secured Cassandra needs javac (a JDK 17: apt-get install "
+                           "openjdk-17-jdk-headless) to build its append-only query "
+                           "handler") from None
     if proc.returncode != 0:
-        raise svc.ServiceError(f"compiling {APPEND_ONLY_SOURCE.name} failed:\n"
-                               f"{proc.stdout}{proc.stderr}")
+        raise ServiceError(f"compiling {APPEND_ONLY_SOURCE.name} failed:\n"
+                           f"{proc.stdout}{proc.stderr}")
     return classes
 
 
@@ -531,7 +506,7 @@ def _cassandra_probe(settings: Settings, layout: Layout) -> str | None:
     first = not (layout.root / "cassandra" / "roles.done").exists()
     user, password = (("cassandra", "cassandra") if first
                       else (principal(ADMIN), credentials(layout)[ADMIN]))
-    with svc._quiet("cassandra"), _cql(admin, user, password) as s:
+    with quiet("cassandra"), _cql(admin, user, password) as s:
         row = s.execute("SELECT release_version FROM system.local").one()  # type: ignore[attr-defined]
     return f"Cassandra {row['release_version']}, authentication on" if row else None
 
@@ -601,7 +576,7 @@ def grant_cassandra(settings: Settings, layout: Layout) -> list[str]:
 
 
 def start_secure(settings: Settings, layout: Layout, *, timeout: float = 240,
-                 unsafe_system: bool = False, migrate: bool = True) -> dict[str, svc.Service]:
+                 unsafe_system: bool = False, migrate: bool = True) -> dict[str, Service]:
     """Start (idempotently) the secured Kafka and Cassandra, then make sure topics, ACLs,
     roles, the schema and the grants are in place and write the environment files."""
     from concurrent.futures import ThreadPoolExecutor
@@ -615,14 +590,14 @@ def start_secure(settings: Settings, layout: Layout, *, timeout: float = 240,
     admin = _admin_session_settings(settings, layout)
     kspec, cspec = _kafka_spec(settings, layout), _cassandra_spec(settings, layout)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="secure-start") as pool:
-        kafka = pool.submit(svc._start, kspec, admin, lambda: svc._kafka_probe(admin),
+        kafka = pool.submit(start_server, kspec, admin, lambda: kafka_server.kafka_probe(admin),
                             lambda: _kafka_prepare(kspec, settings, layout), timeout)
-        cassandra = pool.submit(svc._start, cspec, admin,
+        cassandra = pool.submit(start_server, cspec, admin,
                                 lambda: _cassandra_probe(settings, layout),
                                 lambda: _cassandra_prepare(cspec, settings, layout,
                                                            unsafe_system), timeout)
         started = {"kafka": kafka.result(), "cassandra": cassandra.result()}
-    svc.ensure_topics(admin)
+    ensure_topics(admin)
     apply_kafka_acls(admin)
     setup_cassandra_roles(settings, layout)
     if migrate:
@@ -643,7 +618,7 @@ def stop_secure(settings: Settings, layout: Layout) -> list[str]:
     stopped = []
     for name, spec in (("kafka", _kafka_spec(settings, layout)),
                        ("cassandra", _cassandra_spec(settings, layout))):
-        if spec.var.exists() and svc._stop(spec, 90):
+        if spec.var.exists() and stop_server(spec, 90):
             stopped.append(name)
     return stopped
 
@@ -690,10 +665,10 @@ def start_cmd(root: Path | None, kafka_port: int, cassandra_port: int, tls: bool
         install_certificates(layout, ca_file, cert_file, key_file)  # type: ignore[arg-type]
     try:
         started = start_secure(settings, layout, timeout=timeout)
-    except svc.ServiceError as exc:
+    except ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     for s in started.values():
-        svc._echo_service(s)
+        echo_service(s)
     click.echo(f"Kafka {layout.bootstrap}: SASL/{MECHANISM}"
                + (" over TLS" if tls else " WITHOUT TLS") + ", ACLs per component")
     click.echo(f"Cassandra 127.0.0.1:{cassandra_port}: password authentication, "
@@ -710,7 +685,7 @@ def stop_cmd(root: Path | None) -> None:
     settings, directory = _root(root)
     try:
         stopped = stop_secure(settings, saved_layout(directory))
-    except svc.ServiceError as exc:
+    except ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
@@ -722,7 +697,7 @@ def grant_cmd(root: Path | None) -> None:
     settings, directory = _root(root)
     try:
         statements = grant_cassandra(settings, saved_layout(directory))
-    except svc.ServiceError as exc:
+    except ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     for statement in statements:
         click.echo(statement)

@@ -11,15 +11,13 @@ not an ``AlertEvent`` is logged with its position and skipped (it stays in Kafka
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 
-import click
 from pydantic import ValidationError
 
 from backend.messages import AlertEvent, AlertLifecycle
-from backend.settings import Settings, get_settings
+from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -88,26 +86,3 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
         if session is not None:
             session.cluster.shutdown()
         log.info("alert manager stopped")
-
-
-@click.group()
-def cli() -> None:
-    """Alert lifecycle services."""
-
-
-@cli.command("manager")
-def manager_cmd() -> None:
-    """Run the alert manager (escalation, silences, auto-resolve, e-mail)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from backend.clients import ClientConfigError, require_secure_services
-
-    settings = get_settings()
-    try:
-        require_secure_services(settings, "the alert manager", smtp=True)
-    except ClientConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run(settings, stop)

@@ -6,7 +6,7 @@
                           readings_by_patient_minute   (per-minute extremes, for long timelines)
     vitals.deadletter --> deadletters_by_day           (what was rejected, and why)
 
-This is the throughput path. It reads what the evaluate query published (committed
+This is the throughput path. It reads what the alarm query published (committed
 transactions only) and what the devices sent, and writes Cassandra in large micro-batches
 (``SparkSettings.persist_trigger_seconds``): each table write is a Spark job with a fixed
 cost (~0.15 s), so batches of seconds of data amortise it, and no row crosses into
@@ -88,7 +88,7 @@ DEAD_LETTER_SCHEMA = StructType([
 
 
 def persist_checkpoint_dir(settings: Settings) -> Path:
-    """Next to the evaluate query's checkpoints (``.../vitals`` -> ``.../vitals-persist``)."""
+    """Next to the alarm query's checkpoints (``.../vitals`` -> ``.../vitals-persist``)."""
     cp = settings.spark.checkpoint_dir
     return cp.with_name(f"{cp.name}-persist")
 

@@ -36,7 +36,7 @@ from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
 from backend.storage.risk_scores import RiskScoreStore
-from streaming.evaluator import CensusCache
+from streaming.alarm_evaluator import CensusCache
 from streaming.kafka_io import TransactionalPublisher, kafka_source
 
 log = logging.getLogger(__name__)

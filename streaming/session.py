@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from backend.clients import spark_cassandra_options
 from backend.settings import Settings
 
-# The scheduler pools (``spark.scheduler.mode=FAIR``): the evaluate query's tasks go
+# The scheduler pools (``spark.scheduler.mode=FAIR``): the alarm query's tasks go
 # before the persist query's, so a large Cassandra write never queues the next
 # readings behind it. Pools are chosen per thread (``use_pool``).
 LATENCY_POOL = "latency"

@@ -1,6 +1,6 @@
-"""What the evaluate query does with each micro-batch in the driver (foreachBatch).
+"""What the alarm query does with each micro-batch in the driver (foreachBatch).
 
-The Python workers have already built every output message (``streaming.evaluator``);
+The Python workers have already built every output message (``streaming.alarm_evaluator``);
 the driver collects them (Arrow), stores the alert changes in Cassandra, then publishes
 every message in one Kafka transaction that also records the batch id
 (``TransactionalPublisher``). Order matters: an alert is readable in Cassandra before it
@@ -23,7 +23,7 @@ from backend.messages import AlertEvent
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
-from streaming.evaluator import ALERT, READING
+from streaming.alarm_evaluator import ALERT, READING
 from streaming.kafka_io import TransactionalPublisher
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class AlertWriter:
         self._pool.shutdown(wait=True)
 
 
-class EvaluateSink:
+class AlarmSink:
     def __init__(self, settings: Settings, name: str = "vitals") -> None:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)

@@ -44,7 +44,7 @@ class _Created:
     def cleanup(self, settings: Settings) -> list[str]:
         problems = []
         if self.topics:
-            from ops.services import kafka_admin
+            from ops.kafka_server import kafka_admin
 
             try:
                 with kafka_admin(settings, 30_000) as admin:
@@ -78,6 +78,7 @@ def _created() -> _Created:
 def services(_created: _Created) -> Iterator[Settings]:
     """Kafka and Cassandra are up; yields the base settings."""
     from ops import services as svc
+    from ops.topics import ensure_topics
 
     settings = Settings()
     # The tests serve the web app over plain http on 127.0.0.1 and use the local servers
@@ -92,7 +93,7 @@ def services(_created: _Created) -> Iterator[Settings]:
                 started = svc.start_all(settings, unsafe_system=True, timeout=240)
             else:  # servers elsewhere (e.g. docker compose): only wait for them
                 started = svc.wait_until_ready(settings, timeout=240)
-            svc.ensure_topics(settings)
+            ensure_topics(settings)
         except Exception as exc:
             pytest.fail(
                 "Kafka/Cassandra could not be started for the integration tests "
@@ -116,7 +117,7 @@ def isolated_copy(base: Settings, created: _Created, checkpoints: Path,
                   **spark: object) -> Settings:
     """A copy of ``base`` with topics (created) and a keyspace (not created) of its own,
     and its Spark checkpoints under ``checkpoints`` (``spark``: more Spark settings)."""
-    from ops.services import ensure_topics
+    from ops.topics import ensure_topics
 
     suffix = uuid.uuid4().hex[:12]
     kafka = base.kafka

@@ -32,7 +32,7 @@ from cassandra.cluster import Session
 from flask_wtf.csrf import CSRFProtect
 
 from backend.settings import REPO_ROOT, Settings
-from webapp import auth, layout, security
+from webapp import auth, documents, layout, security
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
         use_pages=True,
         pages_folder=str(PAGES_DIR),
         assets_folder=str(ASSETS_DIR),
-        title=layout.APP_NAME,
+        title=documents.APP_NAME,
         update_title=None,
         suppress_callback_exceptions=True,
         serve_locally=True,
@@ -180,7 +180,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     app.layout = layout.shell
     layout.register_shell_callbacks(app)
     auth.init_auth(server, ctx)
-    from webapp.email_ack import init_email_ack  # issue 4: acknowledge from an e-mail link
+    from webapp.email_ack import init_email_ack  # acknowledge from an e-mail link
 
     init_email_ack(server, ctx)
 
@@ -195,7 +195,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     ctx.router_callback = router
     security.check_callbacks(app)
 
-    ctx.csp = security.content_security_policy(app, layout.inline_script_hashes())
+    ctx.csp = security.content_security_policy(app, documents.inline_script_hashes())
     security.install(app, ctx)
     CSRFProtect(server)
     if start_live:

@@ -40,7 +40,7 @@ PERMISSION = "alerts.acknowledge"
 
 
 def _page(title: str, body: Markup, status: int = 200) -> Response:
-    from webapp.layout import _document
+    from webapp.documents import document as _document
 
     return Response(_document(f"{title} - ICU Monitor", Markup(
         '<main class="login-card ack-link-card">{}</main>').format(body)),

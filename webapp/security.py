@@ -71,6 +71,8 @@ from backend.auth_policy import (
 from backend.settings import Settings
 from backend.strictjson import JsonError
 from backend.strictjson import loads as strict_loads
+from webapp.documents import forbidden_page
+from webapp.signin_urls import login_url
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +210,6 @@ def _wants_page() -> bool:
 
 
 def _login_redirect(expired: bool) -> Response:
-    from webapp.auth import login_url
-
     return flask.redirect(login_url(next_path=request.full_path.rstrip("?"), expired=expired))
 
 
@@ -239,8 +239,6 @@ def _deny(target_type: str, target_id: str, detail: str) -> Response:
     except Exception:  # the denial stands even when the audit write fails
         log.exception("could not audit an access denial")
     if _wants_page():
-        from webapp.layout import forbidden_page
-
         return Response(forbidden_page(current_user), status=403, mimetype="text/html")
     return _json(403, "forbidden")
 

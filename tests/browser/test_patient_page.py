@@ -130,7 +130,7 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.services import ensure_topics
+    from ops.topics import ensure_topics
 
     tmp = tmp_path_factory.mktemp("patient-system")
     suffix = uuid.uuid4().hex[:12]
@@ -149,7 +149,7 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
         "cache_dir": tmp / "cache",
     })
     from backend.risk import registry
-    from ops.demo import _demo_model
+    from ops.demo_cli import _demo_model
 
     _demo_model(settings)
     assert registry.active_version(settings) is not None

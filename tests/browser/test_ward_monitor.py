@@ -172,7 +172,7 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[WardSyste
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.services import ensure_topics
+    from ops.topics import ensure_topics
 
     tmp = tmp_path_factory.mktemp("ward-system")
     suffix = uuid.uuid4().hex[:12]

@@ -49,7 +49,7 @@ class StreamJob:
 
     def __init__(self, settings: Settings, log_path: Path,
                  command: tuple[str, ...] = ("stream", "run"),
-                 ready_text: str = "evaluate query running") -> None:
+                 ready_text: str = "alarm query running") -> None:
         self.settings = settings
         self.log_path = log_path
         self.command = command  # e.g. ("stream", "risk") for the risk query alone

@@ -1,4 +1,4 @@
-"""FHIR round trip through the real pipeline (issue 5).
+"""FHIR round trip through the real pipeline.
 
 The real stay s25047 (72 minutes of MIMIC numerics) is replayed through Kafka and the
 Spark job into Cassandra; the stored readings are exported as a FHIR R4 Bundle, which must

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from backend.risk import data as data_mod
 from backend.risk import registry
-from backend.risk.evaluate import MODEL, MODEL_MONITOR, evaluate, markdown_table
 from backend.risk.features import FEATURE_SETS, FEATURES, hourly_features
+from backend.risk.model_evaluation import MODEL, MODEL_MONITOR, evaluate_model, markdown_table
 from backend.risk.split import PARTS, Split
 from backend.risk.train import TrainConfig, train
 from backend.settings import Settings, get_settings
@@ -106,7 +106,7 @@ def test_streaming_api_scores_one_patients_history(trained: tuple[Settings, str]
 
 def test_evaluation_side_by_side(trained: tuple[Settings, str]) -> None:
     settings, version = trained
-    doc = evaluate(settings, version, progress=False, n_bootstrap=20)
+    doc = evaluate_model(settings, version, progress=False, n_bootstrap=20)
     methods = [r["method"] for r in doc["table"]]
     assert methods[:2] == [MODEL, MODEL_MONITOR]
     assert {"NEWS2 >= 5", "NEWS2 >= 7", "qSOFA >= 2", "SIRS >= 2",
@@ -151,7 +151,7 @@ def test_evaluate_another_sites_export(trained: tuple[Settings, str], tmp_path: 
     export.mkdir()
     for p in others:
         shutil.copy(p, export / p.name)
-    from backend.risk.cli import cli
+    from backend.risk.model_cli import cli
 
     before = (registry.version_dir(settings, version) / "evaluation.json").read_bytes() \
         if (registry.version_dir(settings, version) / "evaluation.json").exists() else None
@@ -206,7 +206,7 @@ def cli_settings(by_unit: tuple[Settings, str]) -> tuple[Settings, str]:
 def test_site_evaluation_of_a_recipe(cli_settings: tuple[Settings, str]) -> None:
     """`icu model sites`: the version's own split reuses it, the others are retrained."""
     settings, version = cli_settings
-    from backend.risk.cli import cli
+    from backend.risk.model_cli import cli
 
     out = CliRunner().invoke(cli, ["sites", version, "--quiet"], env=settings.to_env())
     assert out.exit_code == 0, out.output
@@ -231,7 +231,7 @@ def test_recalibrate_on_one_icu_type_and_evaluate_its_held_out_stays(
     """The medical-ICU version recalibrated on the first surgical stays (the new site's
     first weeks), judged on the later surgical stays it was not fitted on."""
     settings, version = cli_settings
-    from backend.risk.cli import cli
+    from backend.risk.model_cli import cli
 
     env = settings.to_env()
     out = CliRunner().invoke(cli, ["recalibrate", version, "--unit", "surgical",
@@ -278,7 +278,7 @@ def test_activate_and_rollback(trained: tuple[Settings, str]) -> None:
     registry.publish(settings, second)
     runner = CliRunner()
     env = settings.to_env()
-    from backend.risk.cli import cli
+    from backend.risk.model_cli import cli
 
     out = runner.invoke(cli, ["activate", second], env=env)
     assert out.exit_code == 0, out.output
@@ -328,7 +328,7 @@ class RecordingSession:
 def test_cassandra_mirror_matches_the_migration(trained: tuple[Settings, str]) -> None:
     settings, version = trained
     if registry.read_evaluation(settings, version) is None:
-        evaluate(settings, version, progress=False, n_bootstrap=0)
+        evaluate_model(settings, version, progress=False, n_bootstrap=0)
     session = RecordingSession(settings.cassandra.keyspace)
     done = registry.mirror_all(session, settings, version)
     assert done == [version]

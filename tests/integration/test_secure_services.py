@@ -55,7 +55,7 @@ def _ports() -> tuple[int, int]:
     for base in range(29092, 29992, 100):
         kafka, cassandra = base, base + 50
         if _free(kafka, kafka + 1, cassandra,
-                 cassandra - secure.svc.CASSANDRA_STORAGE_PORT_OFFSET):
+                 cassandra - secure.cassandra_server.CASSANDRA_STORAGE_PORT_OFFSET):
             return kafka, cassandra
     raise RuntimeError("no free ports for the secured servers")
 

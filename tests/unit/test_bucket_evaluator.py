@@ -1,4 +1,4 @@
-"""The evaluate query's stateful step (``streaming.evaluator``) outside Spark: several
+"""The alarm query's stateful step (``streaming.alarm_evaluator``) outside Spark: several
 patients share one state bucket, each keeps its own order, state and alarms, every record
 comes out exactly once, and nothing a record contains stops the others."""
 
@@ -18,8 +18,8 @@ from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.vitals import Vital
 from devices.wire import encode
-from streaming import evaluator
-from streaming.evaluator import INPUT_COLUMNS, OUTPUT_COLUMNS, make_evaluator
+from streaming import alarm_evaluator as evaluator
+from streaming.alarm_evaluator import INPUT_COLUMNS, OUTPUT_COLUMNS, make_evaluator
 from tests.spark_fakes import FakeGroupState
 
 

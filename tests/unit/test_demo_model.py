@@ -23,8 +23,8 @@ from backend.risk import registry
 from backend.risk.features import FEATURE_SETS, FEATURES
 from backend.risk.train import TrainConfig
 from backend.settings import Settings
-from ops.demo import DEMO_MODEL_DIR, _demo_model
-from webapp import models_view as mv
+from ops.demo_cli import DEMO_MODEL_DIR, _demo_model
+from webapp.risk_models import evaluation_figures as mv
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_a_sound_minimal_archive_imports(settings: Settings, tmp_path: Path) -> 
 
 
 def test_the_demo_stops_the_servers_it_started_and_says_how_to_stop_the_others() -> None:
-    from ops.demo import kept_line, shutdown_plan
+    from ops.demo_cli import kept_line, shutdown_plan
 
     servers = ("kafka", "cassandra")
     assert shutdown_plan(servers, set(), False) == (["kafka", "cassandra"], [])

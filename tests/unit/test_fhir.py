@@ -293,7 +293,7 @@ def test_cli_dry_run(tmp_path, monkeypatch) -> None:
     from click.testing import CliRunner
 
     from devices import fhir_ingest
-    from devices.cli import cli
+    from devices.simulate_cli import cli
 
     monkeypatch.setattr(fhir_ingest, "read_census", lambda settings: CENSUS)
     path = tmp_path / "bundle.json"

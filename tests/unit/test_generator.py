@@ -15,15 +15,16 @@ from pydantic import ValidationError
 
 from backend.census import Admission
 from backend.messages import Consciousness, DeviceReading
+from backend.population.catchment import BOSTON, Catchment, County, known_fips
 from backend.scores.news2 import News2Inputs, news2
 from backend.settings import Settings
 from backend.vitals import VITALS, Vital
 from devices import scenarios as sc
-from devices.cli import cli
 from devices.faults import FAULTS, YEAR_MS, inject
 from devices.generator import GeneratorConfig, generate, parse_mix, plan_patients, ward_names
 from devices.publisher import ProducerOptions, Publisher, choose_compression
-from devices.regions import BOSTON, Catchment, County, draw_fips, known_fips
+from devices.regions import draw_fips
+from devices.simulate_cli import cli
 from devices.wire import Outgoing, encode, to_outgoing
 
 T0 = 1_800_000_000_000
@@ -455,8 +456,8 @@ def test_progress_lines_report_the_rate() -> None:
 
 
 def test_parallel_stats_add_up_and_counts_are_shared() -> None:
-    from devices.cli import _share
     from devices.publisher import PublishStats
+    from devices.simulate_cli import _share
 
     a = PublishStats(sent=10, failed=1, faults=Counter(bad_json=2), elapsed_s=2.0)
     b = PublishStats(sent=5, faults=Counter(bad_json=1, future_ts=1), elapsed_s=3.0,

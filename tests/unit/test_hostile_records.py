@@ -1,5 +1,5 @@
 """Twelve thousand hostile, malformed and edge-case records (``devices.hostile``) through
-the evaluate query's stateful step, as Spark hands them over: no exception escapes, every
+the alarm query's stateful step, as Spark hands them over: no exception escapes, every
 record comes out exactly once (a reading or a dead letter with a reason and a bounded
 size), each class of record gets the outcome it deserves, and no record is an
 ``internal_error`` (that would be a defect, not a hostile input)."""
@@ -19,8 +19,8 @@ from backend.census import Admission
 from backend.settings import Settings
 from backend.validation import RejectReason
 from devices.hostile import KINDS, HostileRecord, Ward, generate
-from streaming import evaluator
-from streaming.evaluator import INPUT_COLUMNS, make_evaluator
+from streaming import alarm_evaluator as evaluator
+from streaming.alarm_evaluator import INPUT_COLUMNS, make_evaluator
 from tests.spark_fakes import FakeGroupState
 
 N_RECORDS = 12_000

@@ -10,10 +10,10 @@ import pytest
 
 from backend.census import Admission
 from backend.messages import DeviceReading
+from backend.population.catchment import DEFAULT_CATCHMENT
 from backend.settings import Settings
 from backend.vitals import Vital
 from devices import mimic_replay as mr
-from devices.regions import DEFAULT_CATCHMENT
 from devices.wire import encode
 
 DATA = Settings().data_dir

@@ -1,4 +1,4 @@
-"""Live-monitoring figures and status of the models page (webapp.models_live_view) on
+"""Live-monitoring figures and status of the models page (webapp.risk_models.live_figures) on
 hand-made scores."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backend.risk import drift
-from webapp import models_live_view as lv
+from webapp.risk_models import live_figures as lv
 
 REF = drift.reference(np.arange(1000) / 1000)
 SCORE_REFERENCE = {"monitor_only": REF.to_dict(),

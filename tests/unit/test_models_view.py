@@ -1,5 +1,6 @@
-"""Figure and table builders of the model page (``webapp.models_view``) on a small
-hand-made evaluation document; the threshold-slider numbers are worked out by hand."""
+"""Figure and table builders of the model page (``webapp.risk_models.evaluation_figures``)
+on a small hand-made evaluation document; the threshold-slider numbers are worked out by
+hand."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import copy
 import pytest
 
 from tests.risk_site_fixture import make_recalibration, make_sites
-from webapp import models_view as mv
+from webapp.risk_models import evaluation_figures as mv
 
 BASE_CURVES = {  # NEWS2 >= 5 and >= 7 share the NEWS2 total curve, as in evaluation.json
     "roc_hourly": {"x": [0.0, 0.3, 1.0], "y": [0.0, 0.6, 1.0], "threshold": [None, 5.0, 0.0]},

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 
-from webapp import layout
+from webapp import documents
 
 
 def _inline_scripts(html: str) -> list[str]:
@@ -14,10 +14,10 @@ def _inline_scripts(html: str) -> list[str]:
 
 
 def test_every_inline_script_of_the_login_page_has_its_hash_in_the_policy() -> None:
-    for page in (layout.login_page(csrf_token="t"),
-                 layout.login_page(csrf_token="t", error="Wrong password", username="a'b")):
+    for page in (documents.login_page(csrf_token="t"),
+                 documents.login_page(csrf_token="t", error="Wrong password", username="a'b")):
         scripts = _inline_scripts(page)
         assert scripts, "the theme script is inline"
         for script in scripts:
             digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-            assert f"'sha256-{digest}'" in layout.inline_script_hashes(), script
+            assert f"'sha256-{digest}'" in documents.inline_script_hashes(), script

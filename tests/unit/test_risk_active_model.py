@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from backend.risk import registry
-from backend.risk.cli import cli
+from backend.risk.model_cli import cli
 from backend.settings import Settings
 from tests.risk_fixture import write_model
 
@@ -59,7 +59,7 @@ def test_no_active_model(tmp_path: Path) -> None:
 
 
 def test_rollback_is_one_command(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("backend.risk.cli.get_settings", lambda: settings)
+    monkeypatch.setattr("backend.risk.model_cli.get_settings", lambda: settings)
     result = CliRunner().invoke(cli, ["rollback"])
     assert result.exit_code == 0, result.output
     assert f"active: {V1} (rolled back from {V2})" in result.output

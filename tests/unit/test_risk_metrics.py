@@ -9,7 +9,6 @@ from sklearn.metrics import roc_auc_score
 
 from backend.messages import Consciousness
 from backend.risk.baselines import BASELINES, baseline_scores
-from backend.risk.evaluate import _weighted_auroc, bootstrap_auroc
 from backend.risk.metrics import (
     alert_starts,
     alerts_per_patient_day,
@@ -26,6 +25,7 @@ from backend.risk.metrics import (
     threshold_for_hourly_sensitivity,
     threshold_for_patient_sensitivity,
 )
+from backend.risk.model_evaluation import _weighted_auroc, bootstrap_auroc
 from backend.risk.utility import Cohort
 from backend.scores import News2Inputs, news2, qsofa, sirs
 from backend.settings import Settings

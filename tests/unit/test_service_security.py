@@ -98,10 +98,10 @@ def test_web_app_refuses_insecure_servers_before_anything_else() -> None:
 
 
 @pytest.mark.parametrize("module, args, component", [
-    ("streaming.cli", ["run"], "the stream job"),
-    ("streaming.cli", ["risk"], "the stream job"),
-    ("streaming.cli", ["waveforms"], "the stream job"),
-    ("streaming.alert_manager", ["manager"], "the alert manager"),
+    ("streaming.stream_cli", ["run"], "the stream job"),
+    ("streaming.stream_cli", ["risk"], "the stream job"),
+    ("streaming.stream_cli", ["waveforms"], "the stream job"),
+    ("streaming.alerts_cli", ["manager"], "the alert manager"),
 ])
 def test_commands_refuse_production_settings_without_security(
         monkeypatch: pytest.MonkeyPatch, module: str, args: list[str],

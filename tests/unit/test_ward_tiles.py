@@ -433,13 +433,6 @@ def test_empty_ward_is_never_blank(state: WardState, clock: Clock, monkeypatch) 
     assert texts(grid[0]) == ["No ward selected."]
 
 
-def test_not_allowed_role_sees_no_data(state: WardState, clock: Clock, monkeypatch) -> None:
-    state.apply_reading(reading())
-    screen = Screen(state, clock, monkeypatch, allowed_roles={"nurse"},
-                    user_roles=lambda: {"admin"})
-    assert "123" not in texts(html.Div(screen.update()["grid"]))
-
-
 def _click(monkeypatch, alert_id: str) -> None:
     trigger = {"type": "ward-ack", "alert": alert_id}
     monkeypatch.setattr(view, "_triggered_id", lambda: trigger)

@@ -320,7 +320,7 @@ def render_vitals(s: BedSnapshot) -> list:
     head = html.Div(
         [
             html.Span(s.bed, className="wt-bed"),
-            # issue 5: the patient's label opens the drill-down page
+            # the patient's label opens the drill-down page
             dcc.Link(s.label or "patient ›", href=f"/patient/{quote(s.patient_id, safe='')}",
                      className="wt-pt wt-pt-link", title=s.label or "")
             if s.patient_id else html.Span(s.label or "", className="wt-pt",

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 
 from backend import localtime
 from backend.risk import drift
-from webapp.models_view import BLUE, GREY, ORANGE, VERMILLION, _layout
+from webapp.risk_models.evaluation_figures import BLUE, GREY, ORANGE, VERMILLION, _layout
 
 STATUS_STYLE = {
     drift.Stability.STABLE: ("circle", BLUE),

@@ -1,9 +1,10 @@
-"""Deterioration-risk model performance, for physicians and administrators (issue 6).
+"""Deterioration-risk model performance, for physicians and administrators.
 
 The registered versions come from the file registry (``backend.risk.registry`` under
 ``settings.cache_dir / "models"``); the figures from each version's ``evaluation.json``
-(``icu model evaluate``), drawn by the pure builders of ``webapp.models_view``. The
-layout carries no data: everything arrives through callbacks tagged ``"models"``.
+(``icu model evaluate``), drawn by the pure builders of
+``webapp.risk_models.evaluation_figures``. The layout carries no data: everything arrives
+through callbacks tagged ``"models"``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from backend import localtime
 from backend.risk import drift, registry
 from backend.risk.recalibrate import read_recalibration
 from backend.storage.risk_scores import RiskScoreStore, days_back
-from webapp import models_live_view as lv
-from webapp import models_view as mv
+from webapp.risk_models import evaluation_figures as mv
+from webapp.risk_models import live_figures as lv
 from webapp.security import current_db, current_settings, register_page, secure_callback
 
 register_page(__name__, "models")

@@ -1,4 +1,4 @@
-"""The per-patient stateful step of the evaluate query, run in Spark's Python workers.
+"""The per-patient stateful step of the alarm query, run in Spark's Python workers.
 
 Spark groups the raw Kafka records by state bucket (a hash of the patient key) and calls
 ``evaluate`` with the bucket's new records and the state of its patients. All clinical

@@ -1,5 +1,9 @@
 """``icu patient``: erase a patient; export a patient's readings (optionally
-pseudonymised for research)."""
+pseudonymised for research).
+
+It lives in ops/, beside the other entry points, because erasure recomputes the population
+aggregates with the Spark batch job (streaming/), which the domain (backend/) must not import.
+"""
 
 from __future__ import annotations
 

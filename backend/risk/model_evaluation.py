@@ -21,7 +21,7 @@ Calibration: every model row carries ``calibration`` (slope, intercept, ECE, Bri
 the base-rate Brier of the calibrated risks, ``backend.risk.calibration``) and
 ``calibration_raw`` (the same for the trees' raw risks).
 
-``evaluate(..., test_frame=...)`` evaluates on other stays (another hospital's
+``evaluate_model(..., test_frame=...)`` evaluates on other stays (another hospital's
 PhysioNet-format export, ``icu model evaluate --data``) with the thresholds of the
 version, and saves ``evaluation-<name>.json`` without touching the version's own
 evaluation.
@@ -213,7 +213,7 @@ def _frame_for(frame: pd.DataFrame, ids: tuple[str, ...]) -> pd.DataFrame:
     return frame[frame["patient_id"].isin(ids)].reset_index(drop=True)
 
 
-def evaluate(settings: Settings, version: str | None = None, *, progress: bool = True,
+def evaluate_model(settings: Settings, version: str | None = None, *, progress: bool = True,
              n_bootstrap: int = 200, seed: int = 0, test_frame: pd.DataFrame | None = None,
              name: str | None = None) -> dict:
     """Evaluate ``version`` (default: the active one) on its test patients, or on

@@ -37,7 +37,7 @@ def _settings(master: str | None = None) -> Settings:
 @click.option("--persist/--no-persist", default=True, show_default=True,
               help="also run the persist query (Kafka -> Cassandra, streaming/persist_job.py)")
 def run(master: str | None, risk: bool, persist: bool) -> None:
-    """Run the stream job until interrupted: the evaluate query (Kafka -> alarms ->
+    """Run the stream job until interrupted: the alarm query (Kafka -> alarms ->
     Kafka), the persist query (Kafka -> Cassandra) and the risk query."""
     from streaming.persist_job import persist_checkpoint_dir, start_persist_query
     from streaming.session import LATENCY_POOL, THROUGHPUT_POOL, spark_session, use_pool
@@ -50,7 +50,7 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
     use_pool(spark, LATENCY_POOL)
     query, sink = start_vitals_query(spark, settings)
     ticker = Ticker(settings).start()
-    click.echo(f"evaluate query running (master {settings.spark.master}, "
+    click.echo(f"alarm query running (master {settings.spark.master}, "
                f"checkpoint {checkpoint_location(settings)})")
     use_pool(spark, THROUGHPUT_POOL)
     closers = [ticker.stop, sink.close]

@@ -1,5 +1,5 @@
 """Figures and tables of the model-performance page: pure functions of the evaluation
-document that ``icu model evaluate`` saves (``backend.risk.evaluate``) and of a version's
+document that ``icu model evaluate`` saves (``backend.risk.model_evaluation``) and of a version's
 metadata. No Dash, no I/O, so they are unit-tested on a small hand-made document.
 
 Conventions of ``evaluation.json`` relied on here:

@@ -184,10 +184,10 @@ def _run(settings: Settings, children: dict[str, subprocess.Popen], log_dir: Pat
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import ensure_demo_users
-    from ops import services
+    from ops.topics import ensure_topics
 
     env = {**os.environ, **settings.to_env()}
-    services.ensure_topics(settings)
+    ensure_topics(settings)
     session = connect(settings.cassandra, keyspace=False, wait_seconds=120)
     migrate(session, settings)
     session.set_keyspace(settings.cassandra.keyspace)

@@ -156,11 +156,11 @@ def _site_frame(settings: Settings, data: str | None, unit: str | None,
 def evaluate_cmd(version: str | None, bootstrap: int, seed: int, data: str | None,
                  cassandra: bool, quiet: bool) -> None:
     """Compare the model (default: the active version) with the baselines on TEST patients."""
-    from backend.risk.evaluate import evaluate, markdown_table
+    from backend.risk.model_evaluation import evaluate_model, markdown_table
 
     settings = get_settings()
     frame, name = (None, None) if data is None else _site_frame(settings, data, None, version)
-    doc = evaluate(settings, version, progress=not quiet, n_bootstrap=bootstrap, seed=seed,
+    doc = evaluate_model(settings, version, progress=not quiet, n_bootstrap=bootstrap, seed=seed,
                    test_frame=frame, name=name)
     where = "test patients" if data is None else f"stays of {name}"
     click.echo(f"version {doc['version']}: {doc['n_patients']} {where} "

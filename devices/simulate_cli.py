@@ -40,9 +40,9 @@ import click
 
 from backend.census import Admission
 from backend.clients import kafka_config, kafka_security
+from backend.population.catchment import Catchment
 from backend.settings import Settings, get_settings
 from devices.publisher import ProducerOptions, Publisher, PublishStats
-from devices.regions import Catchment
 from devices.wire import Outgoing, Record, boot_id, to_outgoing
 
 log = logging.getLogger("devices")
