@@ -245,7 +245,7 @@ class ActiveModel:
 # What a portable version holds: everything but the Spark directory (scoring, the Models
 # page and re-evaluation need only these; ``spark/`` is for retraining in Spark).
 ARCHIVE_FILES = ("metadata.json", "trees.json", "split.json", "evaluation.json",
-                 "validation_utility_curve.json")
+                 "validation_utility_curve.json", "sites.json")
 _ARCHIVE_REQUIRED = ("metadata.json", "trees.json")
 _ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 

@@ -64,7 +64,7 @@ STAGES = ("load data", "split patients", "features", "start Spark", "fit GBT (Sp
 # What a version's ``params`` mean when a key is missing: how versions were trained before
 # the key existed (so an old recipe is re-run as it was).
 LEGACY_PARAMS = {"feature_set": "v1", "calibration": "none", "split": "random",
-                 "threshold_rule": "max_utility"}
+                 "threshold_rule": "max_utility", "match_margin": 0.0}
 THRESHOLD_RULES = ("max_utility", "robust_utility", "sensitivity")
 # "robust_utility": the validation stays re-weighted as if septic stays were this many
 # times as common (odds), the mean normalised utility over these. Another site's share of
@@ -97,12 +97,15 @@ class TrainConfig:
     split: str = "random"
     feature_set: str = "v1"
     calibration: str = "platt"
-    threshold_rule: str = "max_utility"
+    # "sensitivity" holds its patient sensitivity when the training and the held-out ICU
+    # type differ (0.76-0.82 against 0.51-0.88 for "max_utility"), at equal utility on the
+    # random split (docs/model.md, "Site-robust study")
+    threshold_rule: str = "sensitivity"
     target_sensitivity: float = 0.8
     # operating point "at least <baseline>'s sensitivity": the highest threshold whose
     # validation patient sensitivity is the baseline's plus this margin (head room for
     # the loss of sensitivity at another site)
-    match_margin: float = 0.0
+    match_margin: float = 0.05  # 0.0: 6 of 15 baseline comparisons held, 0.05: 11 (site study)
     # train on SepsisLabel moved this many hours earlier within septic stays (the
     # Challenge's utility rewards alarms from 12 h before onset, the label starts at 6 h);
     # calibration, thresholds and evaluation always use SepsisLabel itself
