@@ -3,7 +3,7 @@
 # PhysioNet/CinC 2019 set A in ../shared/data/physionet2019 (seed 0, default settings),
 # evaluates it on its held-out test patients and packs the version without its Spark
 # directory. About 2 minutes on 2 cores. Run it after a change of the features, the
-# model format or the evaluation (tests/unit/test_demo_model.py says when).
+# model format or the evaluation (tests/unit/ops/test_demo_model.py says when).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
