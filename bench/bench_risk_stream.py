@@ -235,7 +235,7 @@ def main() -> None:
             f"{expected / offline_s:,.0f} scores/s")
         publish(settings, readings)
 
-        from tests.integration.support import StreamJob
+        from harness.process import StreamJob
 
         job = StreamJob(settings, work / "risk.log", command=("stream", "risk"),
                         ready_text="risk stream running")

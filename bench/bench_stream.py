@@ -54,16 +54,15 @@ if str(REPO) not in sys.path:
 
 from backend.settings import Settings, get_settings  # noqa: E402
 from bench.support import (  # noqa: E402
-    Process,
     Sampler,
-    cleanup,
     cpu_between,
     dist,
-    isolated_settings,
     log,
     machine_info,
     now_ms,
 )
+from harness.isolation import Scratch  # noqa: E402
+from harness.process import IcuProcess  # noqa: E402
 
 FORK = multiprocessing.get_context("fork")
 # above the default extreme-tachycardia limit (AlarmLimits.hr_above, 150/min): a
@@ -389,8 +388,8 @@ def end_offsets(settings: Settings, topic: str) -> int:
     return total
 
 
-def job_process(settings: Settings, workdir: Path, name: str) -> Process:
-    return Process(settings, ["stream", "run"], workdir / f"{name}.log",
+def job_process(settings: Settings, workdir: Path, name: str) -> IcuProcess:
+    return IcuProcess(settings, ["stream", "run"], workdir / f"{name}.log",
                    ready_text="alarm query running")
 
 
@@ -440,7 +439,7 @@ def phase_drain(settings: Settings, records: list, arrivals: Path, sampler: Samp
 # --- 5. latency --------------------------------------------------------------------------
 
 def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
-                  job: Process) -> dict:
+                  job: IcuProcess) -> dict:
     from backend.storage.cassandra import connect
 
     arrivals = workdir / "arrivals.jsonl"
@@ -454,7 +453,7 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     storm_at = args.duration / 2
     paced = FORK.Process(target=_paced, args=(settings, args.patients, args.duration,
                                               args.storm, storm_at, ready[2], go))
-    manager = Process(settings, ["alerts", "manager"], workdir / "manager.log")
+    manager = IcuProcess(settings, ["alerts", "manager"], workdir / "manager.log")
     for p in (consumer, web, paced):
         p.start()
     manager.start()
@@ -544,14 +543,14 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     base = get_settings()
     from ops import services
-    from ops.topics import ensure_topics
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     spark = {"master": args.master} if args.master else {}
     # Bed silence is not part of this bench: beds go quiet between phases.
-    settings = isolated_settings(base, "s", workdir, spark=spark,
-                                 alerting={"stale_after_seconds": 3600.0})
-    ensure_topics(settings)
+    scratch = Scratch()
+    settings = scratch.isolate(base, workdir / "checkpoint-s" / "vitals", marker="bs",
+                               allow_insecure_services=True, spark=spark,
+                               alerting={"stale_after_seconds": 3600.0})
     admit(settings, args.patients)
     result: dict = {"machine": machine_info(), "args": vars(args) | {"out": str(args.out)},
                     "settings": {"spark": settings.spark.model_dump(mode="json"),
@@ -614,9 +613,10 @@ def main(argv: list[str] | None = None) -> int:
         job = None
         if args.scale:
             for master in ("local[1]", "local[2]"):
-                s2 = isolated_settings(base, "x", workdir, spark={"master": master},
-                                       alerting={"stale_after_seconds": 3600.0})
-                ensure_topics(s2)
+                s2 = scratch.isolate(base, workdir / f"checkpoint-{master}" / "vitals",
+                                     marker="bx", allow_insecure_services=True,
+                                     spark={"master": master},
+                                     alerting={"stale_after_seconds": 3600.0})
                 admit(s2, args.patients)
                 j2 = job_process(s2, workdir, f"job-{master}")
                 j2.start()
@@ -626,7 +626,6 @@ def main(argv: list[str] | None = None) -> int:
                 result.setdefault("scale", {})[master] = phase_drain(s2, backlog,
                                                                      workdir / "d2", sampler)
                 j2.stop()
-                cleanup(s2)
         summarize(result)
     finally:
         if job is not None:
@@ -635,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(result, indent=1))
             log(f"written {args.out}")
-        cleanup(settings)
+        scratch.drop(settings)
     return 0
 
 

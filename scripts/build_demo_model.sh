@@ -4,7 +4,7 @@
 # evaluates it on its held-out test patients and under the site-robust splits (retrains
 # the recipe on each ICU type, sites.json) and packs the version without its Spark
 # directory. About 4 minutes on 2 cores. Run it after a change of the features, the
-# model format or the evaluation (tests/unit/test_demo_model.py says when).
+# model format or the evaluation (tests/unit/ops/test_demo_model.py says when).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)

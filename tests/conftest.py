@@ -19,7 +19,6 @@ for a post-mortem).
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,54 +27,20 @@ import pytest
 from cassandra.cluster import Session
 
 from backend.settings import Settings
+from harness.isolation import Scratch
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-class _Created:
-    """Topics and keyspaces the tests of this session made, removed at its end."""
-
-    def __init__(self) -> None:
-        self.topics: list[str] = []
-        self.keyspaces: list[str] = []
-
-    def cleanup(self, settings: Settings) -> list[str]:
-        problems = []
-        if self.topics:
-            from ops.kafka_server import kafka_admin
-
-            try:
-                with kafka_admin(settings, 30_000) as admin:
-                    existing = set(admin.list_topics())
-                    doomed = [t for t in self.topics if t in existing]
-                    if doomed:
-                        admin.delete_topics(doomed, timeout_ms=30_000)
-            except Exception as exc:
-                problems.append(f"deleting test topics: {exc!r}")
-        if self.keyspaces:
-            from backend.storage.cassandra import connect
-
-            try:
-                session = connect(settings.cassandra, keyspace=False, wait_seconds=10)
-                try:
-                    for ks in self.keyspaces:
-                        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
-                finally:
-                    session.cluster.shutdown()
-            except Exception as exc:
-                problems.append(f"dropping test keyspaces: {exc!r}")
-        return problems
+@pytest.fixture(scope="session")
+def _created() -> Scratch:
+    return Scratch()
 
 
 @pytest.fixture(scope="session")
-def _created() -> _Created:
-    return _Created()
-
-
-@pytest.fixture(scope="session")
-def services(_created: _Created) -> Iterator[Settings]:
+def services(_created: Scratch) -> Iterator[Settings]:
     """Kafka and Cassandra are up; yields the base settings."""
     from ops import services as svc
     from ops.topics import ensure_topics
@@ -103,7 +68,7 @@ def services(_created: _Created) -> Iterator[Settings]:
         try:
             yield settings
         finally:
-            problems = [] if _flag("ICU_KEEP_TEST_DATA") else _created.cleanup(settings)
+            problems = [] if _flag("ICU_KEEP_TEST_DATA") else _created.drop(settings)
             ours = [name for name, s in started.items() if s.started]
             others = svc.other_lease_holders(settings, mine)
             if ours and not _flag("ICU_KEEP_SERVICES") and not others:
@@ -113,35 +78,11 @@ def services(_created: _Created) -> Iterator[Settings]:
                 warnings.warn(f"test data cleanup: {problem}", stacklevel=1)
 
 
-def isolated_copy(base: Settings, created: _Created, checkpoints: Path,
-                  **spark: object) -> Settings:
-    """A copy of ``base`` with topics (created) and a keyspace (not created) of its own,
-    and its Spark checkpoints under ``checkpoints`` (``spark``: more Spark settings)."""
-    from ops.topics import ensure_topics
-
-    suffix = uuid.uuid4().hex[:12]
-    kafka = base.kafka
-    base_topics = {name: getattr(kafka, name).split(".t", 1)[0]
-                   for name in type(kafka).model_fields if name.startswith("topic_")}
-    topics = {name: f"{topic}.t{suffix}" for name, topic in base_topics.items()}
-    keyspace = base.cassandra.keyspace.split("_t_", 1)[0]
-    settings = base.model_copy(update={
-        "kafka": kafka.model_copy(update=topics),
-        "cassandra": base.cassandra.model_copy(update={"keyspace": f"{keyspace}_t_{suffix}"}),
-        "spark": base.spark.model_copy(
-            update={"checkpoint_dir": checkpoints / "spark-checkpoints", **spark}),
-    })
-    created.topics.extend(topics.values())
-    created.keyspaces.append(settings.cassandra.keyspace)
-    ensure_topics(settings)
-    return settings
-
-
 @pytest.fixture
-def isolated_settings(services: Settings, _created: _Created, tmp_path: Path) -> Settings:
+def isolated_settings(services: Settings, _created: Scratch, tmp_path: Path) -> Settings:
     """Settings of one test: its own topics (created), keyspace (not created) and
     Spark checkpoint directory."""
-    return isolated_copy(services, _created, tmp_path)
+    return _created.isolate(services, tmp_path / "spark-checkpoints")
 
 
 @pytest.fixture

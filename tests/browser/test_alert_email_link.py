@@ -29,8 +29,8 @@ from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from harness.mailbox import Mailbox
 from tests.browser.support import click, set_viewport, settled, type_into, wait, wait_text
-from tests.integration.mailbox import Mailbox
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -42,6 +42,8 @@ from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore
+from harness.process import StreamJob
+from harness.topics import consume_all
 from tests.browser.support import (
     click,
     set_viewport,
@@ -50,7 +52,6 @@ from tests.browser.support import (
     wait_text,
     ward_digits,
 )
-from tests.integration.support import StreamJob, consume_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -172,24 +173,14 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[WardSyste
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.topics import ensure_topics
 
     tmp = tmp_path_factory.mktemp("ward-system")
-    suffix = uuid.uuid4().hex[:12]
-    kafka = services.kafka
-    topics = {name: f"{getattr(kafka, name)}.t{suffix}"
-              for name in type(kafka).model_fields if name.startswith("topic_")}
-    settings: Settings = services.model_copy(update={
-        "secret_key": SecretStr(secrets.token_urlsafe(48)),
-        "kafka": kafka.model_copy(update=topics),
-        "cassandra": services.cassandra.model_copy(update={"keyspace": f"icu_t_{suffix}"}),
-        "spark": services.spark.model_copy(update={"checkpoint_dir": tmp / "checkpoints",
-                                                   "trigger_seconds": 0.5}),
-        "web": services.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
-    })
-    _created.topics.extend(topics.values())
-    _created.keyspaces.append(settings.cassandra.keyspace)
-    ensure_topics(settings)
+    settings = _created.isolate(
+        services, tmp / "checkpoints",
+        secret_key=SecretStr(secrets.token_urlsafe(48)),
+        spark={"trigger_seconds": 0.5},
+        web={"host": "127.0.0.1", "port": _free_port()},
+    )
     db = connect(settings.cassandra, keyspace=False, wait_seconds=60)
     migrate(db, settings)
     db.set_keyspace(settings.cassandra.keyspace)

@@ -27,8 +27,9 @@ from backend.messages import AlertEvent, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.users import create_user, disable_user, get_user
-from tests.integration.mailbox import Mailbox
-from tests.integration.support import REPO, Clock, wait_until
+from harness import REPO
+from harness.mailbox import Mailbox
+from harness.waiting import Clock, wait_until
 
 pytestmark = pytest.mark.integration
 WARD = "ICU-M"

@@ -21,9 +21,9 @@ from backend.alerting.manager import AlertManager, msg_key
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
+from harness.mailbox import Mailbox, free_port
+from harness.waiting import Clock, wait_until
 from streaming.alert_manager import LifecycleProducer, run
-from tests.integration.mailbox import Mailbox, free_port
-from tests.integration.support import Clock, wait_until
 
 pytestmark = pytest.mark.integration
 WARD = "ICU-M"

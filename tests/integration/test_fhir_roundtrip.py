@@ -30,7 +30,9 @@ from backend.vitals import Vital
 from devices.fhir_ingest import ingest
 from devices.mimic_replay import load_record, replay
 from devices.wire import encode, encode_key
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -27,7 +27,9 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from devices.mimic_replay import load_record, replay
 from devices.wire import encode, encode_key
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -37,7 +37,7 @@ from backend.storage.risk_scores import RiskScoreStore
 from backend.storage.waveforms import WaveformStore
 from backend.vitals import Vital
 from backend.waveforms import WaveformChunk
-from tests.integration.support import REPO
+from harness import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

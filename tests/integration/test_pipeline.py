@@ -23,7 +23,9 @@ from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

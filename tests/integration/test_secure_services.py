@@ -33,8 +33,9 @@ from backend.messages import DeviceReading
 from backend.settings import Settings, TlsSettings
 from backend.storage import census
 from backend.storage.cassandra import connect
+from harness.process import StreamJob
+from harness.waiting import wait_until
 from ops import secure_services as secure
-from tests.integration.support import StreamJob, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

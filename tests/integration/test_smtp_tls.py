@@ -12,8 +12,8 @@ import pytest
 
 from backend.alerting.email_outbox import smtp_send
 from backend.settings import SmtpSettings
+from harness.mailbox import free_port
 from ops.secure_services import make_certificates
-from tests.integration.mailbox import free_port
 
 
 class _Relay:

@@ -20,7 +20,9 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from backend.storage.minutes import MinuteStore
 from devices.hostile import Ward, generate
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -120,14 +122,13 @@ def records_start(records) -> int:
 
 def test_cluster_and_local_mode_store_the_same(spark_cluster, isolated_settings: Settings,
                                                tmp_path: Path, _created) -> None:
-    from tests.conftest import isolated_copy
-
     start = int(time.time() * 1000) - 180_000
     records = _records(start)
     slow_stale = {"stale_after_seconds": 3600.0}  # silence is wall-clock: keep it out
     local = isolated_settings.model_copy(update={
         "alerting": isolated_settings.alerting.model_copy(update=slow_stale)})
-    cluster = isolated_copy(local, _created, tmp_path / "cluster", master=spark_cluster)
+    cluster = _created.isolate(local, tmp_path / "cluster" / "spark-checkpoints",
+                              spark={"master": spark_cluster})
 
     in_local = _run(local, records, tmp_path, "local")
     on_cluster = _run(cluster, records, tmp_path, "cluster")

@@ -24,7 +24,7 @@ from backend.fhir import FhirIngestError, bundle_to_device_readings
 from backend.identifiers import identifier_problem
 from backend.strictjson import JsonError, loads
 from backend.vitals import VITALS, Vital
-from tests.unit.test_fhir import CENSUS, GOOD, bundle_of, obs_json
+from tests.unit.devices.test_fhir import CENSUS, GOOD, bundle_of, obs_json
 
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
