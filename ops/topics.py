@@ -22,12 +22,16 @@ def kafka_topics(settings: Settings) -> dict[str, int]:
     return topics
 
 
-# Per-topic configuration at creation; the clock's ticks are worthless after an hour.
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {"topic_ticks": {"retention.ms": "3600000"}}
-
-
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    return {getattr(settings.kafka, field): conf for field, conf in TOPIC_CONFIGS.items()}
+    """Per-topic configuration, set at creation and on every ``ensure_topics``.
+
+    The clock's ticks are kept as long as the readings (``retention_hours``), though a
+    tick is worthless a minute later: the stream job reads both from one source, so a
+    job stopped longer than the ticks' retention would find its checkpointed tick offset
+    deleted and refuse to resume (data loss stops the job), while every reading it must
+    still process is on the broker."""
+    retention_ms = str(int(settings.kafka.retention_hours * 3_600_000))
+    return {settings.kafka.topic_ticks: {"retention.ms": retention_ms}}
 
 
 def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
@@ -52,6 +56,7 @@ def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
                     raise ServiceError(f"creating topic {topic.get('name')}: error {code} "
                                        f"{topic.get('error_message') or ''}")
         _wait_for_topics(admin, list(wanted), timeout)
+        _apply_configs(admin, topic_configs(settings))
         for info in admin.describe_topics(list(wanted)):
             name = info.get("name") or info.get("topic")
             have = len(info.get("partitions") or [])
@@ -59,6 +64,16 @@ def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
                 say(f"warning: topic {name} has {have} partitions, settings ask for "
                      f"{wanted[name]}")
     return missing
+
+
+def _apply_configs(admin: object, configs: dict[str, dict[str, str]]) -> None:
+    """Set ``configs`` on existing topics too (a topic made by an older version keeps
+    what it was created with otherwise)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    if configs:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=conf)  # type: ignore[attr-defined]
+                             for topic, conf in configs.items()])
 
 
 def _wait_for_topics(admin: object, topics: list[str], timeout: float) -> None:

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -61,11 +62,13 @@ class AlertWriter:
 
 
 class AlarmSink:
-    def __init__(self, settings: Settings, name: str = "vitals") -> None:
+    def __init__(self, settings: Settings, name: str = "vitals",
+                 checkpoint: Path | None = None) -> None:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)
         self.alerts = AlertWriter(AlertStore(self.session))
-        self.publisher = TransactionalPublisher(settings.kafka, name)
+        # the checkpoint's query id names the batch progress (streaming.kafka_io)
+        self.publisher = TransactionalPublisher(settings.kafka, name, checkpoint)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()

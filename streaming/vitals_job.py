@@ -80,7 +80,7 @@ def start_vitals_query(
         outputMode="append",
         timeoutConf=GroupStateTimeout.NoTimeout,
     )
-    sink = AlarmSink(settings, name)
+    sink = AlarmSink(settings, name, checkpoint=checkpoint_location(settings))
     writer = (
         evaluated.writeStream.queryName(name)
         .foreachBatch(sink)
