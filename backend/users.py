@@ -55,7 +55,7 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MAX_DISPLAY_NAME = 100
-# A ward name as admissions carry it (backend.census.Admission.ward: 1-32 characters).
+# A ward name as admissions carry it (backend.admission.Admission.ward: 1-32 characters).
 WARD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,31}$")
 MAX_WARDS = 64
 _HOST_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

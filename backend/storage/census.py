@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
-from backend.census import Admission
+from backend.admission import Admission
 
 
 def _dt(ms: int | None) -> datetime | None:

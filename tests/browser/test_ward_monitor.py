@@ -36,8 +36,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from backend import audit
+from backend.admission import Admission
 from backend.auth_policy import Role
-from backend.census import Admission
 from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census

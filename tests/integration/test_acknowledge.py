@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from backend import audit
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import AlertEvent, Priority
 from backend.settings import Settings
 from backend.storage import census

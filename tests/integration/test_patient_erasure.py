@@ -18,10 +18,10 @@ import pytest
 from pydantic import SecretStr
 
 from backend import audit
+from backend.admission import Admission
 from backend.alerting import email_outbox as mail
 from backend.alerting.ids import alert_id
 from backend.alerting.manager import AlertManager
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.notes import add_note
 from backend.privacy.erase import TABLES, pseudonym, unclassified_tables

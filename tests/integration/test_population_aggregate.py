@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.population import store
 from backend.settings import Settings
 from backend.storage import census

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from dash import html
 
 from backend import localtime
-from backend.census import Admission
+from backend.admission import Admission
 from backend.notes import Note
 from backend.patient_record import AlertHistory, RiskNow
 from webapp.patient.figure import AlertMark, NoteMark
