@@ -37,11 +37,12 @@ from selenium.webdriver.support import expected_conditions as EC
 
 from backend import audit
 from backend.admission import Admission
+from backend.audit import ALERT_ACKNOWLEDGED
 from backend.auth_policy import Role
 from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
-from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore
+from backend.storage.alerts import AlertStore
 from tests.browser.support import (
     click,
     set_viewport,

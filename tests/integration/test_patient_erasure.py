@@ -21,6 +21,7 @@ from backend import audit
 from backend.admission import Admission
 from backend.alerting import email_outbox as mail
 from backend.alerting.ids import alert_id
+from backend.alerting.lifecycle import Lifecycle
 from backend.alerting.manager import AlertManager
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.notes import add_note
@@ -103,7 +104,7 @@ def populate(db, settings: Settings, pid: str, bed: str, label: str, t0: datetim
     links = mail.links_from_settings(settings)
     claim = links.check(links.make(alert.alert_id, role="nurse", ward=WARD))
     mail.use_link(db, claim, "n.kim", t0)
-    AlertStore(db).acknowledge(alert.alert_id, "n.kim", "ward_screen", "on my way")
+    Lifecycle(db).acknowledge(alert.alert_id, "n.kim", "ward_screen", "on my way")
     add_note(db, pid, "dr.who", "physician", f"Seen. {label} stable.")
     audit.record(db, "dr.who", audit.PATIENT_VIEWED, audit.PATIENT, pid, "", "web")
     WaveformStore(db).write([WaveformChunk(patient_id=pid, channel="II", source="mitdb/100",
