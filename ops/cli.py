@@ -14,7 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "devices.cli:cli",
     "stream": "streaming.cli:cli",
     "model": "backend.risk.cli:cli",
-    "users": "backend.users_cli:cli",
+    "users": "backend.users.cli:cli",
     "web": "webapp.cli:cli",
     "demo": "ops.demo:cli",
     "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay

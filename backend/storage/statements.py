@@ -18,7 +18,8 @@ from cassandra.query import PreparedStatement
 
 T = TypeVar("T")
 
-_statements: weakref.WeakKeyDictionary[Session, dict[tuple[str, int | None], PreparedStatement]] = (
+_Key = tuple[str, int | None, int | None]
+_statements: weakref.WeakKeyDictionary[Session, dict[_Key, PreparedStatement]] = (
     weakref.WeakKeyDictionary()
 )
 _stores: weakref.WeakKeyDictionary[Session, dict[type, object]] = weakref.WeakKeyDictionary()
@@ -27,9 +28,11 @@ _lock = threading.RLock()  # store() builds under it, and building prepares
 SERIAL = ConsistencyLevel.SERIAL
 
 
-def prepared(session: Session, cql: str, consistency: int | None = None) -> PreparedStatement:
-    """``cql`` prepared on ``session`` (once), read at ``consistency`` when given."""
-    key = (cql, consistency)
+def prepared(session: Session, cql: str, consistency: int | None = None, *,
+             fetch_size: int | None = None) -> PreparedStatement:
+    """``cql`` prepared on ``session`` (once), run at ``consistency`` and paged by
+    ``fetch_size`` rows when given."""
+    key = (cql, consistency, fetch_size)
     cache = _statements.get(session)
     if cache is not None and key in cache:
         return cache[key]
@@ -40,6 +43,8 @@ def prepared(session: Session, cql: str, consistency: int | None = None) -> Prep
             stmt = session.prepare(cql)
             if consistency is not None:
                 stmt.consistency_level = consistency
+            if fetch_size is not None:
+                stmt.fetch_size = fetch_size
             cache[key] = stmt
         return stmt
 
