@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 
 from backend import localtime
 from backend.alerting.status import ACTIVE, NEEDS_ACTION, AlertStatus
@@ -261,6 +261,13 @@ class AlertStore:
     # -- reads --
     def get(self, alert_id: str) -> dict | None:
         return self.session.execute(self._get, (alert_id,)).one()
+
+    def get_many(self, alert_ids: Sequence[str]) -> list[dict | None]:
+        """The alerts rows of ``alert_ids`` (concurrent reads), in that order."""
+        results = execute_concurrent(self.session, [(self._get, (a,)) for a in alert_ids],
+                                     concurrency=32, raise_on_first_error=True,
+                                     results_generator=False)
+        return [result.one() for _ok, result in results]
 
     def get_serial(self, alert_id: str) -> dict | None:
         """The alerts row as every committed transaction left it."""

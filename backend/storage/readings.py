@@ -59,6 +59,9 @@ class ReadingStore:
             "SELECT * FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
             " AND ts >= ? AND ts < ?"
         )
+        self._first: PreparedStatement = prepared(
+            session, "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " AND ts >= ? AND ts < ? LIMIT 1")
         self._ward: PreparedStatement = prepared(
             session,
             "SELECT * FROM latest_by_ward WHERE ward = ?"
@@ -121,6 +124,19 @@ class ReadingStore:
             ))
             day += timedelta(days=1)
         return rows
+
+    def first_ts(self, patient_id: str, start_ms: int, end_ms: int) -> int | None:
+        """The time (ms) of the patient's first reading in [start, end), or ``None``: one
+        single-row query per day partition (readings are clustered by time), oldest
+        day first."""
+        day, last = day_of(start_ms), day_of(end_ms - 1)
+        while day <= last:
+            row = self.session.execute(
+                self._first, (patient_id, day, _dt(start_ms), _dt(end_ms))).one()
+            if row is not None:
+                return to_ms(row["ts"])
+            day += timedelta(days=1)
+        return None
 
     def latest_for_ward(self, ward: str) -> list[ValidatedReading]:
         """Each bed's newest reading, as the web's live state takes it from

@@ -13,6 +13,7 @@ from dash import html
 
 from backend import localtime
 from backend.admission import Admission
+from backend.messages import ValidatedReading
 from backend.notes import Note
 from backend.patient_record import AlertHistory, RiskNow
 from webapp.patient.figure import AlertMark, NoteMark
@@ -79,13 +80,13 @@ def risk_text(risk: RiskNow | None) -> str:
     return f"{risk.risk:.2f} ({side} threshold {risk.threshold:.2f}, model {risk.model_version})"
 
 
-def news2_text(state: dict | None) -> str:
-    news2 = state.get("news2") if state else None
-    band = (state.get("news2_band") or "") if state else ""
+def news2_text(state: ValidatedReading | None) -> str:
+    news2 = state.news2 if state else None
+    band = (state.news2_band or "") if state else ""
     return f"{news2} ({band})" if news2 is not None else "-"
 
 
-def header(patient_id: str, admission: Admission | None, state: dict | None,
+def header(patient_id: str, admission: Admission | None, state: ValidatedReading | None,
            now_ms: int, newest_ms: int | None, risk: RiskNow | None = None,
            tz: str | None = None) -> html.Div:
     """The header. NEWS2, the risk and the freshness line have ids: the page refreshes
