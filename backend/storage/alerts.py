@@ -80,6 +80,26 @@ def refusal(alert_id: str, row: dict | None) -> AckResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """An alert still on its ward's screens (``active_alerts_by_ward``), with who moved
+    it last (from the alerts row). Times are aware UTC datetimes."""
+
+    ward: str
+    alert_id: str
+    patient_id: str
+    bed: str
+    rule: str
+    priority: str
+    message: str
+    detected_ts: datetime | None
+    status: str
+    assigned_to: str | None = None
+    assigned_ts: datetime | None = None
+    status_by: str | None = None
+    status_ts: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HistoricAlert:
     """An alert of the past, imported whole (the demo's history): it ended long ago,
     acknowledged by ``acknowledged_by`` at ``status_ts`` or cleared by itself."""
@@ -274,18 +294,27 @@ class AlertStore:
         row = self.session.execute(self._get_serial, (alert_id,)).one()
         return dict(row) if row else None
 
-    def active_for_ward(self, ward: str) -> list[dict]:
+    def active_for_ward(self, ward: str) -> list[ActiveAlert]:
         """The ward's active alerts. Those somebody acted on also carry ``status_by`` and
         ``status_ts`` from the alerts row (the index has no room for them), so a screen
         filled from here says who acknowledged."""
-        rows = [dict(r) for r in self.session.execute(self._active_for_ward, (ward,))]
-        for row in rows:
-            if row.get("status") not in (None, RAISED):
-                alert = self.get(row["alert_id"])
+        out = []
+        for r in self.session.execute(self._active_for_ward, (ward,)):
+            status = r.get("status") or RAISED
+            by = at = None
+            if status != RAISED:
+                alert = self.get(r["alert_id"])
                 if alert is not None:
-                    row.update(status=alert["status"], status_by=alert.get("status_by"),
-                               status_ts=alert.get("status_ts"))
-        return rows
+                    status = alert["status"] or status
+                    by, at = alert.get("status_by"), alert.get("status_ts")
+            out.append(ActiveAlert(
+                ward=r["ward"], alert_id=r["alert_id"], patient_id=r.get("patient_id") or "",
+                bed=str(r.get("bed") or ""), rule=r.get("rule") or "",
+                priority=r.get("priority") or "", message=r.get("message") or "",
+                detected_ts=_aware(r.get("detected_ts")), status=status,
+                assigned_to=r.get("assigned_to"), assigned_ts=_aware(r.get("assigned_ts")),
+                status_by=by, status_ts=_aware(at)))
+        return out
 
     def for_patient(self, patient_id: str, limit: int = 500) -> list[dict]:
         return list(self.session.execute(self._for_patient, (patient_id, limit)))

@@ -78,9 +78,24 @@ def current(session: Session) -> dict[str, Admission]:
     }
 
 
-def beds(session: Session, ward: str) -> list[dict]:
-    return list(session.execute(prepared(session, "SELECT * FROM beds_by_ward WHERE ward = ?"),
-                                (ward,)))
+@dataclass(frozen=True, slots=True)
+class Bed:
+    """Who lies in a bed now (``beds_by_ward``)."""
+
+    ward: str
+    bed: str
+    patient_id: str | None
+    label: str
+    spo2_scale: int
+    admitted_ts: datetime | None
+
+
+def beds(session: Session, ward: str) -> list[Bed]:
+    rows = session.execute(prepared(session, "SELECT * FROM beds_by_ward WHERE ward = ?"),
+                           (ward,))
+    return [Bed(r["ward"], str(r["bed"]), r.get("patient_id"), r.get("label") or "",
+                r.get("spo2_scale") or 1,
+                _dt(_ms(r.get("admitted_ts")))) for r in rows]
 
 
 def wards(session: Session) -> list[str]:

@@ -124,7 +124,7 @@ def test_ended_alarms_cannot_be_acknowledged_and_acknowledged_ones_outlive_their
     store.clear_alert(event(101, kind="cleared"))  # the condition ends: still acknowledged
     assert store.get("ack-101")["status"] == "acknowledged"
     [active] = store.active_for_ward(WARD)
-    assert (active["alert_id"], active["status"], active["status_by"]) == (
+    assert (active.alert_id, active.status, active.status_by) == (
         "ack-101", "acknowledged", "n.kim")
     assert not lifecycle.acknowledge("nope", "n.kim", "ward_screen").ok
 

@@ -13,6 +13,8 @@ import pytest
 
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import Settings
+from backend.storage.alerts import ActiveAlert
+from backend.storage.census import Bed
 from backend.storage.readings import latest_reading
 from backend.vitals import Vital
 from webapp.live.follower import LiveFollower
@@ -202,6 +204,10 @@ def test_trend_has_gaps_where_a_sensor_was_off(state: WardState) -> None:
 # ------------------------------------------------------------------ fill from Cassandra
 
 
+def bed(name: str, patient: str, label: str = "", scale: int = 1) -> Bed:
+    return Bed("ICU-A", name, patient, label, scale, None)
+
+
 def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC).replace(tzinfo=None)  # the driver's naive UTC
 
@@ -209,8 +215,7 @@ def _dt(t: float) -> datetime:
 def test_load_ward_follows_the_census(state: WardState) -> None:
     state.load_ward(
         "ICU-A",
-        beds=[{"bed": "2", "patient_id": "p2", "label": "Birch"},
-              {"bed": "10", "patient_id": "p10", "label": "Juniper"}],
+        beds=[bed("2", "p2", "Birch"), bed("10", "p10", "Juniper")],
         latest=[latest_reading(row) for row in (
             {"ward": "ICU-A", "bed": "2", "patient_id": "p2", "ts": _dt(T0), "hr": 88.0,
              "spo2": None, "sensors_off": {"spo2"}, "news2": 3, "news2_band": "low",
@@ -219,9 +224,8 @@ def test_load_ward_follows_the_census(state: WardState) -> None:
             {"ward": "ICU-A", "bed": "10", "patient_id": "gone", "ts": _dt(T0), "hr": 140.0,
              "processed_ts": _dt(T0)},
         )],
-        alerts=[{"alert_id": "x", "patient_id": "p2", "bed": "2", "rule": "hr",
-                 "priority": "medium", "message": "HR", "detected_ts": _dt(T0),
-                 "status": "acknowledged"}],
+        alerts=[ActiveAlert("ICU-A", "x", "p2", "2", "hr", "medium", "HR",
+                            datetime.fromtimestamp(T0, UTC), "acknowledged")],
     )
     beds = state.ward_snapshot("ICU-A")
     assert [b.bed for b in beds] == ["2", "10"]  # natural order
@@ -261,19 +265,18 @@ def test_a_filled_bed_shows_what_the_live_reading_showed(clock: Clock) -> None:
 def test_refill_replaces_the_alarms_of_the_ward(state: WardState) -> None:
     state.apply_reading(reading())
     state.apply_alert(alert("old", Priority.HIGH))
-    state.load_ward("ICU-A", alerts=[{"alert_id": "new", "patient_id": "p1", "bed": "1",
-                                      "priority": "low", "status": "raised",
-                                      "detected_ts": _dt(T0)}])
+    state.load_ward("ICU-A", alerts=[ActiveAlert("ICU-A", "new", "p1", "1", "", "low", "",
+                                                 datetime.fromtimestamp(T0, UTC), "raised")])
     assert [a.alert_id for a in state.bed_snapshot("ICU-A", "1").alarms] == ["new"]
     assert state.alarm("old") is None
 
 
 def test_a_discharged_bed_leaves_once_it_stops_sending(state: WardState, clock: Clock) -> None:
     state.apply_reading(reading("5"))
-    state.load_ward("ICU-A", beds=[{"bed": "1", "patient_id": "p1", "label": ""}])
+    state.load_ward("ICU-A", beds=[bed("1", "p1")])
     assert [b.bed for b in state.ward_snapshot("ICU-A")] == ["1", "5"]  # still sending
     clock.t = T0 + 120
-    state.load_ward("ICU-A", beds=[{"bed": "1", "patient_id": "p1", "label": ""}])
+    state.load_ward("ICU-A", beds=[bed("1", "p1")])
     assert [b.bed for b in state.ward_snapshot("ICU-A")] == ["1"]
 
 
@@ -414,7 +417,8 @@ class FakeSession:
 class FakeDb:
     def __init__(self) -> None:
         self.down = False
-        self.beds = {"ICU-A": [{"bed": "1", "patient_id": "p1", "label": "Alder"}]}
+        self.beds = {"ICU-A": [{"ward": "ICU-A", "bed": "1", "patient_id": "p1",
+                                "label": "Alder"}]}
         t = time.time() - 1
         self.latest = {"ICU-A": [{"ward": "ICU-A", "bed": "1", "patient_id": "p1", "ts": _dt(t),
                                   "hr": 77.0, "processed_ts": _dt(t)}]}

@@ -46,6 +46,8 @@ from backend.alerting.rules import (
 from backend.alerting.status import ACTIVE, NEEDS_ACTION, AlertStatus
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import AlertingSettings
+from backend.storage.alerts import ActiveAlert
+from backend.storage.census import Bed
 from backend.vitals import Vital
 
 Clock = Callable[[], float]
@@ -375,9 +377,9 @@ class WardState:
         self,
         ward: str,
         *,
-        beds: Iterable[Mapping[str, Any]] | None = None,
+        beds: Iterable[Bed] | None = None,
         latest: Iterable[ValidatedReading] | None = None,
-        alerts: Iterable[Mapping[str, Any]] | None = None,
+        alerts: Iterable[ActiveAlert] | None = None,
     ) -> None:
         """(Re)fill one ward from Cassandra rows: ``beds`` from ``census.beds`` (who lies
         where), ``latest`` from ``ReadingStore.latest_for_ward``, ``alerts`` from
@@ -387,9 +389,9 @@ class WardState:
         and a latest row of another patient than the census one (the previous occupant)
         is ignored. The alarms of the ward are replaced by ``alerts``."""
         with self._lock:
-            census: dict[str, Mapping[str, Any]] | None = None
+            census: dict[str, Bed] | None = None
             if beds is not None:
-                census = {str(row["bed"]): row for row in beds}
+                census = {row.bed: row for row in beds}
                 for key in [k for k in self._beds if k[0] == ward and k[1] not in census]:
                     b = self._beds[key]
                     if self._is_stale(b, self.clock()):
@@ -400,40 +402,37 @@ class WardState:
                         self._ward_versions[ward] = self._seq
                 for name, row in census.items():
                     b = self._bed(ward, name)
-                    patient = row.get("patient_id")
-                    label = row.get("label") or ""
+                    patient = row.patient_id
+                    label = row.label
                     if b.patient_id is not None and patient != b.patient_id:
                         b.new_occupant(patient)
                         self._touch(b)
-                    scale = row.get("spo2_scale") or 1
+                    scale = row.spo2_scale
                     if b.patient_id != patient or b.label != label or b.spo2_scale != scale:
                         b.patient_id, b.label, b.spo2_scale = patient, label, scale
                         self._touch(b)
             for r in latest or ():
                 if census and (r.bed not in census
-                               or census[r.bed].get("patient_id") != r.patient_id):
+                               or census[r.bed].patient_id != r.patient_id):
                     continue
                 self._apply_reading(self._bed(ward, r.bed), r)
             if alerts is not None:
                 self._load_alerts(ward, alerts)
 
-    def _load_alerts(self, ward: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    def _load_alerts(self, ward: str, rows: Iterable[ActiveAlert]) -> None:
         fresh: dict[str, Alarm] = {}
         for row in rows:
-            status = row.get("status") or AlertStatus.RAISED
-            if status not in ACTIVE_STATUSES:
+            if row.status not in ACTIVE_STATUSES:
                 continue
             try:
-                priority = Priority(row.get("priority"))
+                priority = Priority(row.priority)
             except ValueError:
                 priority = Priority.HIGH  # an unknown priority must not hide an alarm
-            detected = to_ms(row.get("detected_ts")) or 0
-            fresh[row["alert_id"]] = Alarm(
-                alert_id=row["alert_id"], patient_id=row.get("patient_id") or "", ward=ward,
-                bed=str(row.get("bed") or ""), rule=row.get("rule") or "",
-                priority=priority, message=row.get("message") or "", detected_ts=detected,
-                status=status, status_by=row.get("status_by"),
-                status_ts=to_ms(row.get("status_ts")),
+            fresh[row.alert_id] = Alarm(
+                alert_id=row.alert_id, patient_id=row.patient_id, ward=ward, bed=row.bed,
+                rule=row.rule, priority=priority, message=row.message,
+                detected_ts=to_ms(row.detected_ts) or 0, status=row.status,
+                status_by=row.status_by, status_ts=to_ms(row.status_ts),
             )
         for b in [b for (w, _), b in self._beds.items() if w == ward]:
             keep = {}
