@@ -48,8 +48,7 @@ ACTIONS = (
     PATIENT_VIEWED, NOTE_ADDED, PATIENT_EXPORTED, WAVEFORM_VIEWED,
 )
 
-# Alert lifecycle (backend/alerting/lifecycle.py); "alert.acknowledged" is written by
-# backend.storage.alerts.AlertStore.acknowledge.
+# Alert lifecycle (backend/alerting/lifecycle.py, which writes every one of them).
 ALERT_ACKNOWLEDGED = "alert.acknowledged"
 ALERT_SILENCED = "alert.silenced"
 ALERT_UNSILENCED = "alert.unsilenced"
