@@ -2,15 +2,16 @@
 
 A statement is prepared once per session (the server parses it once, every later call
 sends only its id and values); a store is built once per session and shared by every
-caller of that process, whatever page, job or request asks for it. Both caches hold
-the session weakly, so a test's session and its statements go away together.
+caller of that process, whatever page, job or request asks for it. Both caches live on
+the session object itself, so they go away with it (a store holds its session, so a
+cache keyed weakly by the session would keep every session alive).
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
@@ -18,14 +19,27 @@ from cassandra.query import PreparedStatement
 
 T = TypeVar("T")
 
-_Key = tuple[str, int | None, int | None]
-_statements: weakref.WeakKeyDictionary[Session, dict[_Key, PreparedStatement]] = (
-    weakref.WeakKeyDictionary()
-)
-_stores: weakref.WeakKeyDictionary[Session, dict[type, object]] = weakref.WeakKeyDictionary()
+SERIAL = ConsistencyLevel.SERIAL
+_ATTRIBUTE = "_icu_storage_cache"
 _lock = threading.RLock()  # store() builds under it, and building prepares
 
-SERIAL = ConsistencyLevel.SERIAL
+
+@dataclass
+class _Cache:
+    statements: dict[tuple[str, int | None, int | None], PreparedStatement] = field(
+        default_factory=dict)
+    stores: dict[type, Any] = field(default_factory=dict)
+
+
+def _cache(session: Session) -> _Cache:
+    cache = getattr(session, _ATTRIBUTE, None)
+    if cache is None:
+        with _lock:
+            cache = getattr(session, _ATTRIBUTE, None)
+            if cache is None:
+                cache = _Cache()
+                setattr(session, _ATTRIBUTE, cache)
+    return cache
 
 
 def prepared(session: Session, cql: str, consistency: int | None = None, *,
@@ -33,30 +47,30 @@ def prepared(session: Session, cql: str, consistency: int | None = None, *,
     """``cql`` prepared on ``session`` (once), run at ``consistency`` and paged by
     ``fetch_size`` rows when given."""
     key = (cql, consistency, fetch_size)
-    cache = _statements.get(session)
-    if cache is not None and key in cache:
-        return cache[key]
+    statements = _cache(session).statements
+    stmt = statements.get(key)
+    if stmt is not None:
+        return stmt
     with _lock:
-        cache = _statements.setdefault(session, {})
-        stmt = cache.get(key)
+        stmt = statements.get(key)
         if stmt is None:
             stmt = session.prepare(cql)
             if consistency is not None:
                 stmt.consistency_level = consistency
             if fetch_size is not None:
                 stmt.fetch_size = fetch_size
-            cache[key] = stmt
+            statements[key] = stmt
         return stmt
 
 
 def store(cls: type[T], session: Session) -> T:
     """The process's one ``cls(session)`` for ``session``."""
-    cache = _stores.get(session)
-    if cache is not None and cls in cache:
-        return cache[cls]  # type: ignore[return-value]
+    stores = _cache(session).stores
+    made = stores.get(cls)
+    if made is not None:
+        return made
     with _lock:
-        cache = _stores.setdefault(session, {})
-        made = cache.get(cls)
+        made = stores.get(cls)
         if made is None:
-            made = cache[cls] = cls(session)  # type: ignore[call-arg]
-        return made  # type: ignore[return-value]
+            made = stores[cls] = cls(session)  # type: ignore[call-arg]
+        return made
