@@ -9,8 +9,9 @@ authentication or TLS is a settings change, not a code change.
   (``security_protocol``, ``sasl_*``, ``ssl_*``); ``kafka_config(settings.kafka, **kw)``
   adds ``bootstrap_servers`` and the caller's own options. For Spark's Kafka source and
   sink, ``spark_kafka_options`` gives the same as ``kafka.*`` options (JAAS config).
-- Cassandra: ``cassandra_security(settings.cassandra)`` is ``auth_provider`` and
-  ``ssl_context`` for ``cassandra.cluster.Cluster``; ``spark_cassandra_options`` the same
+- Cassandra: ``backend.storage.cassandra.cassandra_security(settings.cassandra)`` is
+  ``auth_provider`` and ``ssl_context`` for ``cassandra.cluster.Cluster`` (built from
+  ``ssl_context`` here); ``spark_cassandra_options`` the same
   for the Spark Cassandra Connector (``spark.cassandra.auth.*``,
   ``spark.cassandra.connection.ssl.*``).
 
@@ -142,24 +143,6 @@ def spark_kafka_options(cfg: KafkaSettings) -> dict[str, str]:
                 out["kafka.ssl.key.password"] = cfg.tls.key_password.get_secret_value()
         if not cfg.tls.check_hostname:
             out["kafka.ssl.endpoint.identification.algorithm"] = ""
-    return out
-
-
-def cassandra_security(cfg: CassandraSettings) -> dict[str, Any]:
-    """``auth_provider`` and ``ssl_context`` keyword arguments for ``Cluster``."""
-    from cassandra.auth import PlainTextAuthProvider
-
-    out: dict[str, Any] = {}
-    if cfg.username or cfg.password is not None:
-        if not cfg.username or cfg.password is None:
-            raise ClientConfigError("Cassandra authentication needs both "
-                                    "ICU_CASSANDRA__USERNAME and ICU_CASSANDRA__PASSWORD")
-        out["auth_provider"] = PlainTextAuthProvider(cfg.username,
-                                                     cfg.password.get_secret_value())
-    context = ssl_context(cfg.tls)
-    if context is not None:
-        # with check_hostname on, the driver checks each node's name against its address
-        out["ssl_context"] = context
     return out
 
 

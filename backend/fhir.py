@@ -73,7 +73,7 @@ from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
 from backend import localtime
-from backend.census import Admission
+from backend.admission import Admission
 from backend.identifiers import identifier_problem
 from backend.messages import DeviceReading
 from backend.strictjson import JsonError

@@ -352,7 +352,7 @@ class WebSettings(BaseModel):
     idle_timeout_minutes_by_role: dict[str, int] = {"admin": 10, "ward_display": 30}
     session_max_hours: float = Field(default=12.0, gt=0)
     session_max_hours_by_role: dict[str, float] = {"ward_display": 7 * 24.0}
-    # Sign-in throttling (backend/throttle.py): per account, per client address and per
+    # Sign-in throttling (backend/users/throttle.py): per account, per client address and per
     # known device, each a fixed window of lockout_minutes.
     max_failed_logins: int = 5
     lockout_minutes: int = 15

@@ -233,7 +233,7 @@ def main() -> None:
     try:
         migrate(db, settings)
         db.set_keyspace(settings.cassandra.keyspace)
-        from backend.census import Admission
+        from backend.admission import Admission
 
         end = int(time.time() * 1000) // 1000 * 1000
         census.admit(db, Admission(patient_id=PATIENT, ward="BENCH", bed="1", age=67, sex="M",

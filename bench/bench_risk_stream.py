@@ -43,7 +43,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.census import Admission  # noqa: E402
+from backend.admission import Admission  # noqa: E402
 from backend.messages import ValidatedReading  # noqa: E402
 from backend.risk import data as data_mod  # noqa: E402
 from backend.risk import registry  # noqa: E402

@@ -133,8 +133,8 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
     """The persist query's own writes of ``n`` readings from memory (no Kafka)."""
     from pyspark.sql import functions as F
 
+    from backend.admission import Admission
     from backend.alerting.evaluation import PatientState, ScoredReading, process
-    from backend.census import Admission
     from backend.validation import Accepted, validate
     from streaming import persist_job as pj
     from streaming.alarm_evaluator import _validated_json

@@ -113,8 +113,8 @@ class Env:
 
 
 def setup(args: argparse.Namespace) -> Env:
+    from backend.admission import Admission
     from backend.auth_policy import Role
-    from backend.census import Admission
     from backend.storage import census
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate

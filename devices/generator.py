@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.population.catchment import Catchment
 from backend.vitals import VITALS, Vital

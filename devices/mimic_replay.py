@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.population.catchment import Catchment
 from backend.vitals import Vital

@@ -38,7 +38,7 @@ from typing import Any
 
 import click
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.clients import kafka_config, kafka_security
 from backend.population.catchment import Catchment
 from backend.settings import Settings, get_settings
@@ -456,7 +456,7 @@ def hostile(records: int, beds: int, ward: str, seed: int, valid_share: float,
     bad one with a reason, store the good ones, and keep running."""
     from kafka import KafkaProducer
 
-    from backend.census import Admission
+    from backend.admission import Admission
     from devices.hostile import Ward, generate
 
     settings = _settings(bootstrap)

@@ -8,15 +8,14 @@ import importlib
 import click
 
 # name -> "module:attribute" of a click command or group. `icu NAME` is the ``cli`` of a
-# module named NAME_cli.py in the package that owns it (db: backend/storage/cli.py, the one
-# left to rename to db_cli.py).
+# module named NAME_cli.py in the package that owns it.
 SUBCOMMANDS: dict[str, str] = {
     "services": "ops.services_cli:cli",
-    "db": "backend.storage.cli:cli",
+    "db": "backend.storage.db_cli:cli",
     "simulate": "devices.simulate_cli:cli",
     "stream": "streaming.stream_cli:cli",
     "model": "backend.risk.model_cli:cli",
-    "users": "backend.users_cli:cli",
+    "users": "backend.users.users_cli:cli",
     "web": "webapp.web_cli:cli",
     "demo": "ops.demo_cli:cli",
     "waveforms": "devices.waveforms_cli:cli",  # ECG / pleth replay

@@ -30,6 +30,7 @@ import pandas as pd
 from pyspark.sql.streaming.state import GroupState
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
+from backend.admission import Admission
 from backend.alerting.evaluation import (
     AlertChange,
     Duplicate,
@@ -38,7 +39,6 @@ from backend.alerting.evaluation import (
     on_timeout,
     process,
 )
-from backend.census import Admission
 from backend.messages import AlertEvent, DeadLetter, ValidatedReading
 from backend.settings import Settings
 from backend.validation import Accepted, Reading, Rejection, RejectReason, validate

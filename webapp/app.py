@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 import dash
 import flask
-from cassandra.cluster import Session
 from flask_wtf.csrf import CSRFProtect
 
 from backend.settings import REPO_ROOT, Settings
+from backend.storage.cassandra import Session
 from webapp import auth, documents, layout, security
 
 log = logging.getLogger(__name__)

@@ -111,10 +111,9 @@ def init_email_ack(server: flask.Flask, ctx: WebContext, *,
         row = lifecycle.get(claim.alert_id)
         if row is None:
             return _refused("Unknown alarm", "This alarm is not known.", 404)
-        used = ctx.db.execute("SELECT used_by, used_ts FROM alert_ack_links WHERE link_id = %s",
-                              (claim.link_id,)).one()
+        used = mail.link_used(ctx.db, claim)
         if used is not None:
-            return _used(used.get("used_by"), used.get("used_ts"))
+            return _used(used.used_by, used.used_ts)
         if request.method == "GET":
             return _page("Acknowledge alarm", Markup(
                 '<h1 class="login-title">Acknowledge alarm</h1>{}'

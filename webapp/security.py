@@ -55,7 +55,6 @@ from typing import Any, TypeVar
 
 import dash
 import flask
-from cassandra.cluster import Session
 from flask import Response, current_app, g, request
 from flask_login import current_user
 
@@ -69,6 +68,7 @@ from backend.auth_policy import (
     permission,
 )
 from backend.settings import Settings
+from backend.storage.cassandra import Session
 from backend.strictjson import JsonError
 from backend.strictjson import loads as strict_loads
 from webapp.documents import forbidden_page

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
+from backend.admission import Admission
 from backend.alerting.ids import alert_id
 from backend.alerting.rules import (
     CONTINUOUS,
@@ -80,7 +81,6 @@ from backend.alerting.rules import (
     Snapshot,
     stale_message,
 )
-from backend.census import Admission
 from backend.messages import Consciousness, Priority
 from backend.scores.news2 import (
     PARAMETERS,

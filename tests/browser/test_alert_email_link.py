@@ -21,11 +21,11 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from backend import audit
+from backend.admission import Admission
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import Lifecycle
 from backend.alerting.manager import AlertManager
 from backend.auth_policy import Role
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore

@@ -36,12 +36,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from backend import audit
+from backend.admission import Admission
+from backend.audit import ALERT_ACKNOWLEDGED
 from backend.auth_policy import Role
-from backend.census import Admission
 from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
-from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore
+from backend.storage.alerts import AlertStore
 from harness.process import StreamJob
 from harness.topics import consume_all
 from tests.browser.support import (

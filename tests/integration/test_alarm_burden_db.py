@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backend.admission import Admission
 from backend.alerting.lifecycle import Lifecycle
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alarm_burden import load_alerts, ward_burdens

@@ -148,7 +148,7 @@ def icu(settings: Settings, *args: str, stdin: str = "") -> subprocess.Completed
 
 def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
         isolated_settings: Settings, db) -> None:
-    from backend.census import Admission
+    from backend.admission import Admission
     from backend.storage import census
 
     settings = isolated_settings

@@ -151,13 +151,13 @@ def test_smtp_outage_every_email_delivered_exactly_once_across_a_restart(
     stats = manager.tick()
     assert (stats.sent, stats.failed) == (0, 6)
     row = manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test"))
-    assert (row["status"], row["attempts"]) == ("pending", 1)
-    assert row["next_attempt_ts"].replace(tzinfo=UTC) == t0 + timedelta(seconds=5)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.next_attempt_ts == t0 + timedelta(seconds=5)
     clock.t = t0 + timedelta(seconds=4)  # backoff: not yet
     assert manager.tick().waiting == 6
     clock.t = t0 + timedelta(seconds=5)
     assert manager.tick().failed == 6  # second attempt fails: next in 10 s
-    assert manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test"))["attempts"] == 2
+    assert manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test")).attempts == 2
 
     # the manager restarts (a new process: new outbox owner, nothing in memory)
     manager = AlertManager(db, settings, published.append, clock=clock)
@@ -180,6 +180,6 @@ def test_smtp_outage_every_email_delivered_exactly_once_across_a_restart(
         keys = mailbox.keys()
         assert sorted(mailbox.levels()) == [f"m-{n}:L0" for n in range(6)]  # exactly once
         assert manager.outbox.pending_ids() == []
-        assert {manager.outbox.get(k)["status"] for k in keys} == {"sent"}
+        assert {manager.outbox.get(k).status for k in keys} == {"sent"}
     finally:
         mailbox.stop()

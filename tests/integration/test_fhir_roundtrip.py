@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.fhir import bundle_to_device_readings, readings_to_bundle
 from backend.settings import Settings
 from backend.storage import census

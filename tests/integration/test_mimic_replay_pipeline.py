@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cassandra.query import ValueSequence
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.storage import census

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import ValidatedReading
 from backend.risk.live import HOUR_MS, RISK_RULE, hour_start
 from backend.settings import Settings

@@ -315,13 +315,16 @@ class RecordingSession:
         self.keyspace = keyspace
         self.rows: list[tuple[str, dict]] = []
 
+    def prepare(self, query: str) -> str:
+        return query
+
     def execute(self, query: str, params: tuple) -> None:
         m = re.match(rf"INSERT INTO {self.keyspace}\.(\w+) \(([^)]*)\) VALUES", query)
         assert m, query
         table, cols = m.group(1), [c.strip() for c in m.group(2).split(",")]
         assert table in self.tables, table
         assert set(cols) <= self.tables[table], set(cols) - self.tables[table]
-        assert len(cols) == len(params) == query.count("%s")
+        assert len(cols) == len(params) == query.count("?")
         self.rows.append((table, dict(zip(cols, params, strict=True))))
 
 

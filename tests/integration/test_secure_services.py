@@ -27,7 +27,7 @@ from kafka.structs import TopicPartition
 from pydantic import SecretStr
 
 from backend import audit
-from backend.census import Admission
+from backend.admission import Admission
 from backend.clients import kafka_config
 from backend.messages import DeviceReading
 from backend.settings import Settings, TlsSettings

@@ -270,7 +270,7 @@ def test_production_settings_refuse_to_start_insecurely(services: Settings) -> N
 
 
 def test_notes_for_unknown_patients_and_malformed_payloads(web) -> None:
-    from backend.census import Admission
+    from backend.admission import Admission
     from backend.notes import NoteError, add_note
     from backend.storage import census
 

@@ -254,16 +254,12 @@ class LiveFollower:
     # ---------------------------------------------------------------- cassandra
 
     def _make_session(self) -> Any:
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT
-
         from backend.storage.cassandra import make_cluster
 
         cfg = self.settings.cassandra
         _check_reachable(cfg.hosts, cfg.port, timeout=min(2.0, self.cassandra_timeout))
-        cluster = make_cluster(cfg)
         # Short timeouts: this thread also follows Kafka and must not stall on a query.
-        cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT].request_timeout = (
-            self.cassandra_timeout)
+        cluster = make_cluster(cfg, request_timeout=self.cassandra_timeout)
         try:
             session = cluster.connect(cfg.keyspace)
         except Exception:
@@ -275,12 +271,13 @@ class LiveFollower:
     def _stores_for_session(self) -> tuple[Any, Any]:
         from backend.storage.alerts import AlertStore
         from backend.storage.readings import ReadingStore
+        from backend.storage.statements import store
 
         if self._session is None:
             self._session = self._session_factory()
             self._stores = None
         if self._stores is None:
-            self._stores = (ReadingStore(self._session), AlertStore(self._session))
+            self._stores = (store(ReadingStore, self._session), store(AlertStore, self._session))
         return self._stores
 
     def _fill(self) -> bool:

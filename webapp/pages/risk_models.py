@@ -22,6 +22,7 @@ from backend import localtime
 from backend.risk import drift, registry
 from backend.risk.recalibrate import read_recalibration
 from backend.storage.risk_scores import RiskScoreStore, days_back
+from backend.storage.statements import store
 from webapp.risk_models import evaluation_figures as mv
 from webapp.risk_models import live_figures as lv
 from webapp.security import current_db, current_settings, register_page, secure_callback
@@ -421,15 +422,8 @@ def show_recalibration(version: str | None) -> tuple[Any, Any, bool]:
     return children, mv.recalibration_figure(recal), False
 
 
-_STORES: dict[int, RiskScoreStore] = {}
-
-
 def _scores(version: str) -> list[dict]:
-    db = current_db()
-    store = _STORES.get(id(db))
-    if store is None:
-        store = _STORES[id(db)] = RiskScoreStore(db)
-    return store.for_model(version, days_back(LIVE_DAYS))
+    return store(RiskScoreStore, current_db()).for_model(version, days_back(LIVE_DAYS))
 
 
 @secure_callback(

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 
+from backend.alerting.status import AlertStatus
 from backend.messages import Priority
 from webapp.live.state import BedSnapshot, WardState
 from webapp.ward.tiles import (
@@ -380,7 +381,7 @@ def ward_callbacks(
             message = getattr(result, "message", "") or ""
             if not ok:
                 return _toast(message or "The alarm could not be acknowledged.", ok=False)
-            state.apply_lifecycle(alert_id, "acknowledged", user, clock())
+            state.apply_lifecycle(alert_id, AlertStatus.ACKNOWLEDGED, user, clock())
             what = (f"Bed {alarm.bed}: {PRIORITY_TEXT[alarm.priority]} alarm acknowledged"
                     if alarm is not None else "Alarm acknowledged")
             return _toast(message or what, ok=True)

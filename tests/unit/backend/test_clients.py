@@ -10,7 +10,6 @@ from pydantic import SecretStr
 
 from backend.clients import (
     ClientConfigError,
-    cassandra_security,
     kafka_config,
     kafka_protocol,
     kafka_security,
@@ -18,6 +17,7 @@ from backend.clients import (
     spark_kafka_options,
 )
 from backend.settings import CassandraSettings, KafkaSettings, TlsSettings
+from backend.storage.cassandra import cassandra_security
 
 
 def _ca(tmp_path: Path) -> Path:

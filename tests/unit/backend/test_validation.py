@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import Consciousness, DeviceReading
 from backend.settings import AlertingSettings, Settings
 from backend.validation import Accepted, Reading, Rejection, RejectReason, validate

@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.fhir import (
     DEVICE_SYSTEM,
     FhirIngestError,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import Consciousness, DeviceReading
 from backend.population.catchment import BOSTON, Catchment, County, known_fips
 from backend.scores.news2 import News2Inputs, news2

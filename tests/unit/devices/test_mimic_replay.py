@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.population.catchment import DEFAULT_CATCHMENT
 from backend.settings import Settings

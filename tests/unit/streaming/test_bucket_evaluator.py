@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.vitals import Vital

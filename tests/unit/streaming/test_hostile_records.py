@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 import pandas as pd
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.settings import Settings
 from backend.validation import RejectReason
 from devices.hostile import KINDS, HostileRecord, Ward, generate

@@ -11,6 +11,7 @@ from backend import audit
 from backend.alerting import lifecycle
 from backend.alerting.inbox import inbox_order
 from backend.auth_policy import Role, allowed
+from backend.storage.alerts import ActiveAlert
 from backend.users import User
 from webapp.alerts_view import board_rows, held_for
 
@@ -60,10 +61,11 @@ def test_a_hold_reads_in_seconds_minutes_or_hours() -> None:
     assert held_for(now + 5_000, now) == "0 s"  # a clock a little ahead never goes negative
 
 
-def _row(i: int, priority: str, holder: str | None, minutes_ago: int | None) -> dict:
-    return {"alert_id": f"a{i}", "priority": priority, "assigned_to": holder,
-            "assigned_ts": None if minutes_ago is None else T - timedelta(minutes=minutes_ago),
-            "detected_ts": T - timedelta(minutes=i)}
+def _row(i: int, priority: str, holder: str | None, minutes_ago: int | None) -> ActiveAlert:
+    return ActiveAlert(
+        "ICU-A", f"a{i}", f"p{i}", str(i), "rule", priority, "", T - timedelta(minutes=i),
+        "raised", assigned_to=holder,
+        assigned_ts=None if minutes_ago is None else T - timedelta(minutes=minutes_ago))
 
 
 def test_the_board_groups_by_nurse_and_lists_the_unassigned_last() -> None:
@@ -71,9 +73,9 @@ def test_the_board_groups_by_nurse_and_lists_the_unassigned_last() -> None:
             _row(4, "medium", "ann", 30), _row(5, "high", "bea", 9), _row(6, "low", None, None)]
     board = board_rows(rows, int(T.timestamp() * 1000))
     assert [h for h, _ in board] == ["ann", "bea", ""]
-    bea = [r["alert_id"] for r in board[1][1]]
+    bea = [r.alert_id for r in board[1][1]]
     assert bea == ["a5", "a3", "a1"]  # high first; of two highs the one held longer
-    assert [r["alert_id"] for r in board[2][1]] == ["a2", "a6"]
+    assert [r.alert_id for r in board[2][1]] == ["a2", "a6"]
 
 
 def test_the_inbox_sorts_by_priority_then_newest_first() -> None:

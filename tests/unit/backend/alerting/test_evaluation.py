@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+from backend.admission import Admission
 from backend.alerting.evaluation import (
     AlertChange,
     Duplicate,
@@ -25,7 +26,6 @@ from backend.alerting.evaluation import (
     score_qsofa,
 )
 from backend.alerting.rules import VALIDITY_SECONDS
-from backend.census import Admission
 from backend.messages import Consciousness, Priority
 from backend.scores.news2 import News2Band, News2Inputs, news2
 from backend.scores.qsofa import qsofa

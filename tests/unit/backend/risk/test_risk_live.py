@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend.admission import Admission
 from backend.alerting.ids import alert_id
-from backend.census import Admission
 from backend.risk import registry
 from backend.risk.live import (
     HOUR_MS,

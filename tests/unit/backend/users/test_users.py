@@ -5,7 +5,6 @@ from argon2 import PasswordHasher
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from backend.settings import Settings
-from backend.throttle import Counter, Plan, plan
 from backend.users import (
     MIN_PASSWORD_LENGTH,
     User,
@@ -18,6 +17,7 @@ from backend.users import (
     username_problems,
     verify_password,
 )
+from backend.users.throttle import Counter, Plan, plan
 
 T0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
 LOCK = timedelta(minutes=15)
@@ -104,7 +104,7 @@ def test_names_that_are_no_account_are_never_kept_in_clear() -> None:
     assert key != unknown_user_key("other", a)
 
 
-# --- throttling: the decision of backend.throttle (pure) ---------------------------------
+# --- throttling: the decision of backend.users.throttle (pure) ---------------------------------
 def test_first_attempt_creates_the_counter() -> None:
     assert plan(None, 5, LOCK, at(0)) == Plan("create", 1)
 

@@ -1,4 +1,4 @@
-"""Acknowledging an alarm without servers: the store's flow on a fake session, the
+"""Acknowledging an alarm without servers: the lifecycle's flow on a fake session, the
 refusal messages, the lifecycle message and its way into every screen's WardState, and
 the authorisation of pattern-matching callbacks (the Acknowledge buttons)."""
 
@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from backend import localtime
+from backend.alerting.lifecycle import Lifecycle
+from backend.audit import ALERT_ACKNOWLEDGED
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
-from backend.storage import alerts as alerts_mod
-from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore, clock_text, refusal
+from backend.storage.alerts import clock_text, refusal
 from webapp.live import lifecycle_handler, live_follower, live_state, stop_live
 from webapp.live.follower import LiveFollower
 from webapp.live.lifecycle import LifecyclePublisher
@@ -31,7 +32,7 @@ class Stmt:
 
 
 class FakeSession:
-    """Just enough of a Cassandra session for AlertStore: one alerts row per id, the LWT
+    """Just enough of a Cassandra session for the lifecycle: one alerts row per id, the LWT
     semantics of the acknowledgement, every write recorded. ``audited`` collects the
     ``audit.record`` calls (patched by the ``db`` fixture)."""
 
@@ -88,12 +89,12 @@ def alert_row(alert_id: str = "a1", status: str = "raised", **kw) -> dict:
 def db(monkeypatch) -> FakeSession:
     s = FakeSession()
     s.rows["a1"] = alert_row()
-    monkeypatch.setattr(alerts_mod.audit, "record", s.record)
+    monkeypatch.setattr("backend.alerting.lifecycle.audit.record", s.record)
     return s
 
 
 def test_acknowledge_stores_refreshes_indexes_audits_and_returns_the_event(db) -> None:
-    result = AlertStore(db).acknowledge("a1", "n.kim", "ward_screen", now=AT)
+    result = Lifecycle(db).acknowledge("a1", "n.kim", "ward_screen", now=AT)
     assert result.ok and result.problems == ()
     assert result.message == f"Acknowledged by n.kim at {clock_text(AT)}"
     row = db.rows["a1"]
@@ -111,6 +112,11 @@ def test_acknowledge_stores_refreshes_indexes_audits_and_returns_the_event(db) -
     assert (actor, action, target_type, target_id, via, now) == (
         "n.kim", ALERT_ACKNOWLEDGED, "alert", "a1", "ward_screen", row["status_ts"])
     assert "patient p-7" in detail and "SpO2 84" not in detail  # no clinical values
+    assert "raised -> acknowledged" in detail  # as every other move of the lifecycle
+    # one history step, from the status it was acknowledged in
+    [step] = [p for cql, p in db.writes if cql.startswith("INSERT INTO alert_history")]
+    assert step[:7] == ("a1", row["status_ts"], "acknowledge", "raised", "acknowledged",
+                        "n.kim", "ward_screen")
     # the lifecycle message every screen applies
     e = result.event
     assert e == AlertLifecycle(alert_id="a1", status="acknowledged", by="n.kim",
@@ -119,9 +125,9 @@ def test_acknowledge_stores_refreshes_indexes_audits_and_returns_the_event(db) -
 
 
 def test_the_second_acknowledgement_is_told_who_was_first(db) -> None:
-    store = AlertStore(db)
+    store = Lifecycle(db)
     assert store.acknowledge("a1", "n.kim", "ward_screen", now=AT).ok
-    late = store.acknowledge("a1", "j.doe", "alert_inbox")
+    late = store.acknowledge("a1", "j.doe", "alerts_page")
     assert not late.ok and late.event is None
     assert late.message == f"Already acknowledged by n.kim at {clock_text(AT)}"
     assert (late.status, late.by) == ("acknowledged", "n.kim")
@@ -132,7 +138,7 @@ def test_the_second_acknowledgement_is_told_who_was_first(db) -> None:
 def test_escalated_and_silenced_alarms_can_be_acknowledged(db) -> None:
     db.rows["e"] = alert_row("e", status="escalated")
     db.rows["s"] = alert_row("s", status="silenced")
-    store = AlertStore(db)
+    store = Lifecycle(db)
     assert store.acknowledge("e", "u", "ward_screen").ok
     assert store.acknowledge("s", "u", "ward_screen").ok
 
@@ -140,7 +146,7 @@ def test_escalated_and_silenced_alarms_can_be_acknowledged(db) -> None:
 def test_ended_and_unknown_alarms_are_refused_with_a_reason(db) -> None:
     ended = datetime(2026, 3, 1, 14, 3, 0, tzinfo=UTC)
     db.rows["c"] = alert_row("c", status="cleared", cleared_ts=ended)
-    store = AlertStore(db)
+    store = Lifecycle(db)
     r = store.acknowledge("c", "u", "ward_screen")
     assert not r.ok and r.message == f"This alarm already ended at {clock_text(ended)}"
     assert r.status == "cleared"
@@ -151,7 +157,7 @@ def test_ended_and_unknown_alarms_are_refused_with_a_reason(db) -> None:
 
 def test_a_failing_audit_write_does_not_undo_the_acknowledgement(db) -> None:
     db.fail_audit = True
-    result = AlertStore(db).acknowledge("a1", "n.kim", "ward_screen", comment="seen")
+    result = Lifecycle(db).acknowledge("a1", "n.kim", "ward_screen", comment="seen")
     assert result.ok and result.event is not None
     assert any(p.startswith("audit:") for p in result.problems)
     assert db.rows["a1"]["status"] == "acknowledged"
@@ -159,9 +165,9 @@ def test_a_failing_audit_write_does_not_undo_the_acknowledgement(db) -> None:
 
 def test_user_and_channel_are_required(db) -> None:
     with pytest.raises(ValueError):
-        AlertStore(db).acknowledge("a1", "", "ward_screen")
+        Lifecycle(db).acknowledge("a1", "", "ward_screen")
     with pytest.raises(ValueError):
-        AlertStore(db).acknowledge("a1", "u", "")
+        Lifecycle(db).acknowledge("a1", "u", "")
 
 
 def test_refusal_texts() -> None:
@@ -177,7 +183,7 @@ def test_refusal_texts() -> None:
 
 
 def test_a_comment_goes_into_the_audit_detail(db) -> None:
-    assert AlertStore(db).acknowledge("a1", "n.kim", "alert_inbox", comment=" on my way ").ok
+    assert Lifecycle(db).acknowledge("a1", "n.kim", "alerts_page", comment=" on my way ").ok
     assert db.audited[0][4].endswith("comment: on my way")
     assert ALERT_ACKNOWLEDGED == "alert.acknowledged"
 

@@ -13,6 +13,9 @@ import pytest
 
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import Settings
+from backend.storage.alerts import ActiveAlert
+from backend.storage.census import Bed
+from backend.storage.readings import latest_reading
 from backend.vitals import Vital
 from webapp.live.follower import LiveFollower
 from webapp.live.state import WardState, bed_sort_key
@@ -201,6 +204,10 @@ def test_trend_has_gaps_where_a_sensor_was_off(state: WardState) -> None:
 # ------------------------------------------------------------------ fill from Cassandra
 
 
+def bed(name: str, patient: str, label: str = "", scale: int = 1) -> Bed:
+    return Bed("ICU-A", name, patient, label, scale, None)
+
+
 def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC).replace(tzinfo=None)  # the driver's naive UTC
 
@@ -208,19 +215,17 @@ def _dt(t: float) -> datetime:
 def test_load_ward_follows_the_census(state: WardState) -> None:
     state.load_ward(
         "ICU-A",
-        beds=[{"bed": "2", "patient_id": "p2", "label": "Birch"},
-              {"bed": "10", "patient_id": "p10", "label": "Juniper"}],
-        latest=[
-            {"bed": "2", "patient_id": "p2", "ts": _dt(T0), "hr": 88.0, "spo2": None,
-             "sensors_off": {"spo2"}, "news2": 3, "news2_band": "low", "news2_complete": False,
-             "qsofa": 0, "processed_ts": _dt(T0)},
+        beds=[bed("2", "p2", "Birch"), bed("10", "p10", "Juniper")],
+        latest=[latest_reading(row) for row in (
+            {"ward": "ICU-A", "bed": "2", "patient_id": "p2", "ts": _dt(T0), "hr": 88.0,
+             "spo2": None, "sensors_off": {"spo2"}, "news2": 3, "news2_band": "low",
+             "news2_complete": False, "qsofa": 0, "processed_ts": _dt(T0)},
             # the previous occupant of bed 10: must not show
-            {"bed": "10", "patient_id": "gone", "ts": _dt(T0), "hr": 140.0,
+            {"ward": "ICU-A", "bed": "10", "patient_id": "gone", "ts": _dt(T0), "hr": 140.0,
              "processed_ts": _dt(T0)},
-        ],
-        alerts=[{"alert_id": "x", "patient_id": "p2", "bed": "2", "rule": "hr",
-                 "priority": "medium", "message": "HR", "detected_ts": _dt(T0),
-                 "status": "acknowledged"}],
+        )],
+        alerts=[ActiveAlert("ICU-A", "x", "p2", "2", "hr", "medium", "HR",
+                            datetime.fromtimestamp(T0, UTC), "acknowledged")],
     )
     beds = state.ward_snapshot("ICU-A")
     assert [b.bed for b in beds] == ["2", "10"]  # natural order
@@ -231,22 +236,47 @@ def test_load_ward_follows_the_census(state: WardState) -> None:
     assert b10.no_data and b10.stale and b10.param(Vital.HR).kind == "stale"
 
 
+def test_a_filled_bed_shows_what_the_live_reading_showed(clock: Clock) -> None:
+    """The fill from Cassandra and the live stream take one path: the latest_by_ward row
+    of a reading puts the bed in the state that reading put it in live."""
+    r = reading(carried={Vital.HR: 91.0, Vital.RR: 22.0}, off=[Vital.SPO2], news2=4)
+    live, filled = WardState(clock=clock), WardState(clock=clock)
+    live.apply_reading(r)
+    off = {s.value for s in r.sensors_off} or None
+    row = {"ward": r.ward, "bed": r.bed, "patient_id": r.patient_id, "ts": _dt(r.ts / 1000),
+           **{v.value: r.carried.get(v) for v in Vital}, "sensors_off": off,
+           "news2": r.news2, "news2_band": r.news2_band, "news2_complete": r.news2_complete,
+           "qsofa": r.qsofa, "processed_ts": _dt(r.processed_ts / 1000)}
+    filled.load_ward(r.ward, latest=[latest_reading(row)])
+    a, b = live.bed_snapshot(r.ward, r.bed), filled.bed_snapshot(r.ward, r.bed)
+    assert a is not None and b is not None
+    for vital in Vital:
+        assert a.param(vital) == b.param(vital), vital
+    assert (a.values, a.sensors_off, a.news2, a.news2_band, a.news2_complete, a.stale,
+            a.last_ts, a.last_processed_ts, a.trend) == (
+        b.values, b.sensors_off, b.news2, b.news2_band, b.news2_complete, b.stale,
+        b.last_ts, b.last_processed_ts, b.trend)
+    # the same reading again changes nothing (a refill redraws no tile)
+    version = filled.ward_version(r.ward)
+    filled.load_ward(r.ward, latest=[latest_reading(row)])
+    assert filled.ward_version(r.ward) == version
+
+
 def test_refill_replaces_the_alarms_of_the_ward(state: WardState) -> None:
     state.apply_reading(reading())
     state.apply_alert(alert("old", Priority.HIGH))
-    state.load_ward("ICU-A", alerts=[{"alert_id": "new", "patient_id": "p1", "bed": "1",
-                                      "priority": "low", "status": "raised",
-                                      "detected_ts": _dt(T0)}])
+    state.load_ward("ICU-A", alerts=[ActiveAlert("ICU-A", "new", "p1", "1", "", "low", "",
+                                                 datetime.fromtimestamp(T0, UTC), "raised")])
     assert [a.alert_id for a in state.bed_snapshot("ICU-A", "1").alarms] == ["new"]
     assert state.alarm("old") is None
 
 
 def test_a_discharged_bed_leaves_once_it_stops_sending(state: WardState, clock: Clock) -> None:
     state.apply_reading(reading("5"))
-    state.load_ward("ICU-A", beds=[{"bed": "1", "patient_id": "p1", "label": ""}])
+    state.load_ward("ICU-A", beds=[bed("1", "p1")])
     assert [b.bed for b in state.ward_snapshot("ICU-A")] == ["1", "5"]  # still sending
     clock.t = T0 + 120
-    state.load_ward("ICU-A", beds=[{"bed": "1", "patient_id": "p1", "label": ""}])
+    state.load_ward("ICU-A", beds=[bed("1", "p1")])
     assert [b.bed for b in state.ward_snapshot("ICU-A")] == ["1"]
 
 
@@ -354,6 +384,12 @@ class FakeBroker:
         self.log = {settings.kafka.topic_validated: [], settings.kafka.topic_alerts: []}
 
 
+class Prepared(str):
+    """A prepared statement is its text here (it may carry a consistency level)."""
+
+    consistency_level = None
+
+
 class FakeSession:
     """Answers the census, latest_by_ward and active_alerts_by_ward queries."""
 
@@ -361,7 +397,7 @@ class FakeSession:
         self.db = db
 
     def prepare(self, query: str) -> str:
-        return query
+        return Prepared(query)
 
     def execute(self, query, params=None, **_: object):
         if self.db.down:
@@ -381,9 +417,10 @@ class FakeSession:
 class FakeDb:
     def __init__(self) -> None:
         self.down = False
-        self.beds = {"ICU-A": [{"bed": "1", "patient_id": "p1", "label": "Alder"}]}
+        self.beds = {"ICU-A": [{"ward": "ICU-A", "bed": "1", "patient_id": "p1",
+                                "label": "Alder"}]}
         t = time.time() - 1
-        self.latest = {"ICU-A": [{"bed": "1", "patient_id": "p1", "ts": _dt(t),
+        self.latest = {"ICU-A": [{"ward": "ICU-A", "bed": "1", "patient_id": "p1", "ts": _dt(t),
                                   "hr": 77.0, "processed_ts": _dt(t)}]}
         self.alerts: dict = {}
 

@@ -9,6 +9,7 @@ import pytest
 from dash import html, no_update
 
 from backend.messages import AlertEvent, Priority, ValidatedReading
+from backend.storage.census import Bed
 from backend.vitals import Vital
 from webapp.live.state import WardState
 from webapp.ward import tiles, view
@@ -158,7 +159,7 @@ def test_stale_tile_shows_no_vital_value_only_no_data_and_age(state: WardState,
 
 
 def test_a_bed_that_never_sent_data(state: WardState) -> None:
-    state.load_ward("ICU-A", beds=[{"bed": "4", "patient_id": "p4", "label": "Elm"}])
+    state.load_ward("ICU-A", beds=[Bed("ICU-A", "4", "p4", "Elm", 1, None)])
     tile = render_tile(state.bed_snapshot("ICU-A", "4"))
     assert {"wt--stale", "wt--nodata"} <= classes(tile)
     assert "NO DATA" in texts(tile) and "Elm" in texts(tile)
@@ -229,8 +230,7 @@ def test_marks_follow_the_wards_limits_and_the_patients_spo2_scale(clock: Clock)
 
     settings = Settings(alerting={"ward_limits": {"ICU-A": {"hr_above": 130}}})
     state = WardState.from_settings(settings, clock=clock)
-    state.load_ward("ICU-A", beds=[{"bed": "1", "patient_id": "p1", "label": "",
-                                    "spo2_scale": 2}])
+    state.load_ward("ICU-A", beds=[Bed("ICU-A", "1", "p1", "", 2, None)])
     state.apply_reading(reading(carried={Vital.HR: 135.0, Vital.SPO2: 89.0}))
     tile = render_tile(state.bed_snapshot("ICU-A", "1"))
     assert "abn--high" in classes(cell(tile, "hr"))  # this ward alarms above 130/min

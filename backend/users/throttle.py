@@ -14,34 +14,31 @@ the check:
   are); an address counter gives its slot back (many people sign in at one ward
   workstation at shift change: only failures count there).
 
-Pure decision logic (:func:`plan`) is separate from the storage (:class:`Throttle`) so
-it is unit-tested without a database; the concurrency guarantee is tested against
-Cassandra (``tests/integration/test_signin_security.py``).
+Pure decision logic (:func:`plan`) is separate from the counters' moves
+(:class:`Throttle`, on ``backend.storage.login_throttle``) so it is unit-tested without
+a database; the concurrency guarantee is tested against Cassandra
+(``tests/integration/test_signin_security.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from cassandra import ConsistencyLevel
-from cassandra.cluster import Session
-from cassandra.query import PreparedStatement
+from backend.settings import Settings
+from backend.storage.cassandra import Session
+from backend.storage.login_throttle import Counter, LoginThrottleStore
+
+__all__ = ["Counter", "Plan", "Slot", "Throttle", "account_key", "account_throttle",
+           "address_key", "address_throttle", "device_key", "locked_until", "plan",
+           "reset_failures"]
+from backend.storage.statements import store
+from backend.users.validation import normalize_username
 
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 25  # compare-and-set rounds under contention before giving up (fail closed)
-
-
-@dataclass(frozen=True, slots=True)
-class Counter:
-    """A ``login_throttle`` row as read."""
-
-    attempts: int
-    window_start: datetime
-    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +72,8 @@ def plan(counter: Counter | None, limit: int, window: timedelta, now: datetime) 
     return Plan("increment", counter.attempts + 1)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _ms(t: datetime) -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
-
-
-_PREPARED: weakref.WeakKeyDictionary[Session, dict[str, PreparedStatement]] = (
-    weakref.WeakKeyDictionary())
 
 
 class Throttle:
@@ -99,25 +86,10 @@ class Throttle:
         self.window = window
         self.lockout = lockout or window
         self.ttl = max(60, int((self.window + self.lockout).total_seconds()) * 2)
-
-    def _prep(self, cql: str, serial: bool = False) -> PreparedStatement:
-        cache = _PREPARED.setdefault(self.session, {})
-        stmt = cache.get(cql)
-        if stmt is None:
-            stmt = cache[cql] = self.session.prepare(cql)
-            if serial:
-                # read the state the compare-and-set sees (committed Paxos rounds)
-                stmt.consistency_level = ConsistencyLevel.SERIAL
-        return stmt
+        self.counters = store(LoginThrottleStore, session)
 
     def read(self, key: str) -> Counter | None:
-        row = self.session.execute(self._prep(
-            "SELECT attempts, window_start, locked_until FROM login_throttle WHERE key = ?",
-            serial=True), (key,)).one()
-        if row is None or row.get("window_start") is None:
-            return None
-        return Counter(int(row.get("attempts") or 0), _utc(row["window_start"]),
-                       _utc(row.get("locked_until")))
+        return self.counters.read(key)
 
     def take(self, key: str, now: datetime | None = None) -> Slot:
         """Reserve an attempt on ``key``: granted, or refused with the lock's end."""
@@ -130,18 +102,13 @@ class Throttle:
             if step.action == "refuse":
                 return Slot(key, False, counter.attempts if counter else 0, step.locked_until)
             if step.action == "create":
-                result = self.session.execute(self._prep(
-                    "INSERT INTO login_throttle (key, attempts, window_start) VALUES (?, 1, ?)"
-                    " IF NOT EXISTS USING TTL ?"), (key, now, self.ttl)).one()
+                applied = self.counters.create(key, now, self.ttl)
             else:
                 assert counter is not None
-                result = self.session.execute(self._prep(
-                    "UPDATE login_throttle USING TTL ? SET attempts = ?, window_start = ?,"
-                    " locked_until = null WHERE key = ? IF attempts = ? AND window_start = ?"),
-                    (self.ttl, step.attempt,
-                     now if step.action == "restart" else counter.window_start,
-                     key, counter.attempts, counter.window_start)).one()
-            if result["[applied]"]:
+                applied = self.counters.advance(
+                    key, counter, step.attempt,
+                    now if step.action == "restart" else counter.window_start, self.ttl)
+            if applied:
                 return Slot(key, True, step.attempt)
         log.warning("sign-in throttle: no slot after %d tries (heavy contention)", MAX_TRIES)
         return Slot(key, False, self.limit, now + timedelta(seconds=5))
@@ -152,9 +119,7 @@ class Throttle:
         if not slot.granted or slot.attempt < self.limit:
             return None
         until = _ms(now or datetime.now(UTC)) + self.lockout
-        self.session.execute(self._prep(
-            "UPDATE login_throttle USING TTL ? SET locked_until = ? WHERE key = ? IF EXISTS"),
-            (self.ttl, until, slot.key))
+        self.counters.lock(slot.key, until, self.ttl)
         return until
 
     def release(self, slot: Slot) -> None:
@@ -165,19 +130,13 @@ class Throttle:
             counter = self.read(slot.key)
             if counter is None or counter.attempts <= 0:
                 return
-            result = self.session.execute(self._prep(
-                "UPDATE login_throttle USING TTL ? SET attempts = ? WHERE key = ?"
-                " IF attempts = ? AND window_start = ?"),
-                (self.ttl, counter.attempts - 1, slot.key, counter.attempts,
-                 counter.window_start)).one()
-            if result["[applied]"]:
+            if self.counters.give_back(slot.key, counter, self.ttl):
                 return
 
     def reset(self, key: str) -> None:
         """Forget ``key``'s attempts and lock (a right password; an administrator's
         unlock). A lightweight transaction too: plain writes must not mix with them."""
-        self.session.execute(self._prep("DELETE FROM login_throttle WHERE key = ? IF EXISTS"),
-                             (key,))
+        self.counters.delete(key)
 
     def state(self, key: str, now: datetime | None = None) -> datetime | None:
         """When the lock on ``key`` ends, ``None`` if it is not locked (read only)."""
@@ -185,3 +144,44 @@ class Throttle:
         counter = self.read(key)
         step = plan(counter, self.limit, self.window, now)
         return step.locked_until if step.action == "refuse" else None
+
+
+# --- the sign-in counters (settings.web) ---------------------------------------------------
+def _lockout(settings: Settings) -> timedelta:
+    return timedelta(minutes=settings.web.lockout_minutes)
+
+
+def account_key(name: str) -> str:
+    return "acct:" + name
+
+
+def device_key(device_id: str) -> str:
+    return "dev:" + device_id
+
+
+def address_key(ip: str) -> str:
+    return "addr:" + ip
+
+
+def account_throttle(session: Session, settings: Settings) -> Throttle:
+    """Per account and per known device: ``max_failed_logins`` per window."""
+    return Throttle(session, settings.web.max_failed_logins, _lockout(settings))
+
+
+def address_throttle(session: Session, settings: Settings) -> Throttle:
+    """Per client address, whatever the account: ``max_failed_logins_per_address``."""
+    return Throttle(session, settings.web.max_failed_logins_per_address, _lockout(settings))
+
+
+def reset_failures(session: Session, username: str, settings: Settings | None = None) -> None:
+    """Lift the lock and forget the failures of ``username``'s account counter."""
+    account_throttle(session, settings or Settings()).reset(
+        account_key(normalize_username(username)))
+
+
+def locked_until(
+    session: Session, username: str, settings: Settings, now: datetime | None = None
+) -> datetime | None:
+    """When the lock on the account ``username`` ends, or ``None`` (not locked)."""
+    return account_throttle(session, settings).state(
+        account_key(normalize_username(username)), now)

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from cassandra.cluster import Session
 
 from backend.auth_policy import Role
 from backend.settings import get_settings
+from backend.storage.cassandra import Session
 
 
 def _actor() -> str:
