@@ -1,4 +1,4 @@
-"""Population view for administrators: aggregated counts only, never PHI (issue 7).
+"""Population view for administrators: aggregated counts only, never PHI.
 
 Everything on the page comes from the aggregate tables of migration 0400, written by the
 Spark batch job ``icu population aggregate``: a choropleth of the chosen measure and
