@@ -68,6 +68,21 @@ def test_the_shipped_evaluation_draws_every_figure_of_the_models_page(
     assert ev.get("score_reference"), "the live drift panel needs the reference scores"
 
 
+def test_the_shipped_model_carries_its_site_evaluation_for_the_models_page(
+        settings: Settings) -> None:
+    version, _ = registry.import_version(settings, _shipped())
+    doc = registry.read_json_file(registry.version_dir(settings, version) / "sites.json")
+    assert doc is not None and doc["version"] == version, \
+        "rebuild: bash scripts/build_demo_model.sh (it runs `icu model sites`)"
+    # every split scheme, each with the numbers the page's table and targets show
+    schemes = {s["scheme"] for s in doc["schemes"]}
+    assert {"random", "medical_to_surgical", "surgical_to_medical"} <= schemes, schemes
+    rows = mv.sites_rows(doc)
+    assert len(rows) >= len(schemes) and all(len(r) == len(mv.SITES_HEADER) for r in rows)
+    assert mv.target_lines(doc) and mv.site_baseline_rows(doc)
+    assert mv.sites_calibration_figure(doc).data
+
+
 def test_the_demo_activates_the_shipped_model_once_and_keeps_an_active_one(
         settings: Settings) -> None:
     line = _demo_model(settings)
