@@ -65,7 +65,7 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
         queries.append(risk_query)
         closers.append(risk_sink.close)
         click.echo(f"risk stream running (checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, queries, closers)
+    _serve(spark, queries, closers, settings)
 
 
 @cli.command("risk")
@@ -82,10 +82,27 @@ def risk_cmd(master: str | None) -> None:
     query, sink = start_risk_query(spark, settings)
     click.echo(f"risk stream running (master {settings.spark.master}, "
                f"checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, [query], [sink.close])
+    _serve(spark, [query], [sink.close], settings)
 
 
-def _serve(spark, queries: list, closers: list) -> None:
+# What Spark's Kafka source reports when a checkpointed offset is no longer on the broker
+# (failOnDataLoss: the job refuses to skip records silently).
+_LOST_OFFSETS = "OffsetOutOfRange"
+
+
+def _lost_offsets_help(queries: list, settings: Settings) -> str:
+    return (
+        "the stream job cannot resume: records its checkpoint still needed were deleted by "
+        "Kafka's retention (ICU_KAFKA__RETENTION_HOURS) while it was stopped, and it does "
+        "not skip records silently. Readings it had not yet processed are lost for the "
+        "alarms; those the persist query had stored are in Cassandra. To start again "
+        "from what the broker still holds, move the checkpoint directories aside "
+        f"({settings.spark.checkpoint_dir}*, queries "
+        f"{', '.join(str(q.name) for q in queries)}) and start the job again."
+    )
+
+
+def _serve(spark, queries: list, closers: list, settings: Settings) -> None:
     """Until SIGTERM/Ctrl-C or a query fails: then stop every query, close the sinks."""
 
     def stop(*_: object) -> None:
@@ -97,6 +114,10 @@ def _serve(spark, queries: list, closers: list) -> None:
         spark.streams.awaitAnyTermination()
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        if _LOST_OFFSETS in str(exc):
+            raise click.ClickException(_lost_offsets_help(queries, settings)) from None
+        raise
     finally:
         stop()
         for close in closers:
