@@ -13,30 +13,20 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.vitals import Vital
 from devices.wire import encode
 from streaming import alarm_evaluator as evaluator
 from streaming.alarm_evaluator import INPUT_COLUMNS, OUTPUT_COLUMNS, make_evaluator
-from tests.spark_fakes import FakeGroupState
-
-
-class FakeCensus:
-    def __init__(self, *patients: str) -> None:
-        self.admitted = {p: Admission(patient_id=p, ward="icu-a", bed=f"bed-{p}",
-                                      admitted_ts=0)
-                         for p in patients}
-
-    def get(self, patient_id: str) -> Admission | None:
-        return self.admitted.get(patient_id)
+from tests.spark_fakes import FakeCensus, FakeGroupState
 
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     s = Settings()
-    monkeypatch.setitem(evaluator._CACHES, s.cassandra.keyspace, FakeCensus("p1", "p2"))
+    census = FakeCensus("icu-a", {p: f"bed-{p}" for p in ("p1", "p2")})
+    monkeypatch.setitem(evaluator._CACHES, s.cassandra.keyspace, census)
     return s
 
 

@@ -15,13 +15,12 @@ from collections import Counter, defaultdict
 import pandas as pd
 import pytest
 
-from backend.admission import Admission
 from backend.settings import Settings
 from backend.validation import RejectReason
 from devices.hostile import KINDS, HostileRecord, Ward, generate
 from streaming import alarm_evaluator as evaluator
 from streaming.alarm_evaluator import INPUT_COLUMNS, make_evaluator
-from tests.spark_fakes import FakeGroupState
+from tests.spark_fakes import FakeCensus, FakeGroupState
 
 N_RECORDS = 12_000
 BUCKETS = 4
@@ -69,22 +68,13 @@ EXPECTED: dict[str, set[str]] = {
 }
 
 
-class _Census:
-    def __init__(self, ward: Ward) -> None:
-        self.admitted = {p: Admission(patient_id=p, ward=ward.name, bed=bed, admitted_ts=0)
-                         for p, bed in ward.beds.items()}
-
-    def get(self, patient_id: str) -> Admission | None:
-        return self.admitted.get(patient_id)
-
-
 WARD = Ward("ICU-H", {f"h{i:03d}": f"{i:02d}" for i in range(24)})
 
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     s = Settings()
-    monkeypatch.setitem(evaluator._CACHES, s.cassandra.keyspace, _Census(WARD))
+    monkeypatch.setitem(evaluator._CACHES, s.cassandra.keyspace, FakeCensus(WARD.name, WARD.beds))
     return s
 
 
