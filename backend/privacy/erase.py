@@ -2,30 +2,9 @@
 
 ``erase_patient(session, settings, patient_id, reason=..., actor=...)`` removes the
 patient from the keyspace and returns what it did. Every table of the keyspace must be
-classified in :data:`TABLES` - the command refuses to run when one is not (a table added
-later cannot silently keep patient data). The classes:
-
-``by_partition``  the patient id is the whole partition key: one partition delete
-                  (admissions, alerts_by_patient, notes, waveform channels, risk scores)
-``by_partitions`` the patient id is part of the partition key (per day / hour): the
-                  patient's partitions are found with ``SELECT DISTINCT`` over the
-                  table's partition keys, then deleted (readings, minute extremes,
-                  waveforms)
-``by_column``     a regular column holds the patient id: the rows are found with a
-                  filtered scan and deleted by primary key (beds, latest state, the alerts
-                  and their ward indexes, dead letters, risk scores by model)
-``by_alert``      rows about the patient's alerts (history, manager work list, e-mail
-                  outbox and its pending list, acknowledgement links)
-``raw``           ``raw_messages``, keyed by Kafka position: the positions come from the
-                  patient's readings (``kafka_partition``/``kafka_offset``, written by the
-                  stream job's sink) and dead letters; while readings without a position
-                  exist, the raw partitions are scanned for the patient's Kafka key
-``audit``         the audit log keeps who did what, but the patient id in it is replaced
-                  by the erasure's keyed pseudonym (``patient.erased`` then names the
-                  same pseudonym: an auditor who is given the id can still find it)
-``aggregate``     population aggregates: no patient data; recomputed for the days the
-                  patient counted in (``recompute``)
-``none``          holds no patient data
+classified in ``backend.storage.erasure.TABLES`` - the command refuses to run when one
+is not (a table added later cannot silently keep patient data); that module says how each
+class of table is erased.
 
 Costs: the ``by_partitions`` scans read every partition key of those tables (not the
 rows); ``by_column`` scans read the table. Erasure is rare and runs off the clinical
