@@ -33,13 +33,11 @@ Everything, including the curves (down-sampled for plotting), is saved as
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from backend.risk import calibration as calib
 from backend.risk import data as data_mod
@@ -63,6 +61,7 @@ from backend.risk.metrics import (
 )
 from backend.risk.model import RiskModel
 from backend.risk.split import Split
+from backend.risk.stages import StageClock
 from backend.risk.utility import Cohort, normalized_utility, utility_curve
 from backend.settings import Settings
 
@@ -219,22 +218,9 @@ def evaluate_model(settings: Settings, version: str | None = None, *, progress: 
     """Evaluate ``version`` (default: the active one) on its test patients, or on
     ``test_frame`` (every stay of another site, saved as ``evaluation-<name>.json``);
     save and return the evaluation document."""
-    t0 = time.monotonic()
-    timings: dict[str, float] = {}
-    bar = tqdm(total=len(STAGES), desc="evaluate", unit="stage", disable=not progress)
-    t_stage = t0
+    clock = StageClock(STAGES, "evaluate", progress=progress)
 
-    def stage(name: str) -> None:
-        nonlocal t_stage
-        now = time.monotonic()
-        timings[name] = round(now - t_stage, 2)
-        t_stage = now
-        bar.update(1)
-
-    def begin(name: str) -> None:
-        bar.set_description(name)
-
-    begin(STAGES[0])
+    clock.begin(STAGES[0])
     version = version or registry.active_version(settings)
     if version is None:
         raise registry.RegistryError("no active model; pass a version or train one")
@@ -262,23 +248,23 @@ def evaluate_model(settings: Settings, version: str | None = None, *, progress: 
     test = Cohort.from_rows(test_frame["patient_id"].to_numpy(), test_frame["label"].to_numpy())
     val = None if val_frame is None else Cohort.from_rows(val_frame["patient_id"].to_numpy(),
                                                           val_frame["label"].to_numpy())
-    stage(STAGES[0])
+    clock.end(STAGES[0])
 
-    begin(STAGES[1])
+    clock.begin(STAGES[1])
     x_test = hourly_features(test_frame)
     x_monitor = hourly_features(without_labs(test_frame))
     raw, raw_monitor = model.raw_risk(x_test), model.raw_risk(x_monitor)
     risk = model.calibration_for(False).apply(raw)
     risk_monitor = model.calibration_for(True).apply(raw_monitor)
     val_risk = None if val_frame is None else model.predict_features(hourly_features(val_frame))
-    stage(STAGES[1])
+    clock.end(STAGES[1])
 
-    begin(STAGES[2])
+    clock.begin(STAGES[2])
     base_test = baseline_scores(test_frame, settings)
     base_val = None if val_frame is None else baseline_scores(val_frame, settings)
-    stage(STAGES[2])
+    clock.end(STAGES[2])
 
-    begin(STAGES[3])
+    clock.begin(STAGES[3])
     th = model.threshold
     th_monitor = model.threshold_monitor_only if model.threshold_monitor_only is not None else th
     methods = [
@@ -328,9 +314,9 @@ def evaluate_model(settings: Settings, version: str | None = None, *, progress: 
         curves[mname]["utility_vs_threshold"] = {
             "threshold": ths.tolist(), "utility": utility_curve(test, r, ths).tolist()}
         curves[mname]["alert_burden"] = burden_curve(test, r)
-    stage(STAGES[3])
+    clock.end(STAGES[3])
 
-    begin(STAGES[4])
+    clock.begin(STAGES[4])
     scores = {m.name: m.score for m in methods}
     boot = bootstrap_auroc(test, scores, n_bootstrap, seed) if n_bootstrap else None
     if boot is not None:
@@ -342,9 +328,9 @@ def evaluate_model(settings: Settings, version: str | None = None, *, progress: 
                 for lvl in ("hourly", "patient"):
                     diff = boot[lvl][MODEL] - boot[lvl][mname]
                     r[f"model_minus_this_auroc_{lvl}_ci95"] = _ci(diff)
-    stage(STAGES[4])
+    clock.end(STAGES[4])
 
-    begin(STAGES[5])
+    clock.begin(STAGES[5])
     septic = int(test.stay_septic.sum())
     doc = {
         "version": version,
@@ -386,8 +372,7 @@ def evaluate_model(settings: Settings, version: str | None = None, *, progress: 
                            "backend/risk/calibration.py",
         },
     }
-    timings_total = round(time.monotonic() - t0, 2)
-    doc["runtime_seconds"] = {**timings, "total": timings_total}
+    doc["runtime_seconds"] = clock.runtime_seconds()
     directory = registry.version_dir(settings, version)
     if external:
         registry.write_json(directory / f"evaluation-{safe_name(name or 'external')}.json",
@@ -401,8 +386,8 @@ def evaluate_model(settings: Settings, version: str | None = None, *, progress: 
         meta = registry.read_metadata(settings, version)
         metrics = {**meta.get("metrics", {}), "test": summary}
         registry.update_metadata(settings, version, metrics=metrics, evaluated=doc["evaluated"])
-    stage(STAGES[5])
-    bar.close()
+    clock.end(STAGES[5])
+    clock.close()
     return registry.jsonable(doc)
 
 
