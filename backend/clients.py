@@ -40,6 +40,10 @@ JVM_CIPHER_SUITES = (
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 )
+# The Spark Cassandra Connector switches the driver's host name check off and has no
+# setting for it; this connection factory (streaming/jvm/, built by
+# streaming/connection_factory.py) is the connector's own with the check on.
+SPARK_HOSTNAME_CHECKING_FACTORY = "icu.spark.HostnameCheckingConnectionFactory"
 
 
 class ClientConfigError(ValueError):
@@ -217,6 +221,8 @@ def spark_cassandra_options(cfg: CassandraSettings, tls_dir: Path) -> dict[str, 
         # The connector's default is two TLS_RSA suites (no forward secrecy, refused by
         # current JVMs and impossible with an EC certificate).
         out["spark.cassandra.connection.ssl.enabledAlgorithms"] = ",".join(JVM_CIPHER_SUITES)
+        if cfg.tls.check_hostname:
+            out["spark.cassandra.connection.factory"] = SPARK_HOSTNAME_CHECKING_FACTORY
         if cfg.tls.ca_file:
             path, password = java_truststore(cfg.tls.ca_file, tls_dir)
             out["spark.cassandra.connection.ssl.trustStore.path"] = str(path)

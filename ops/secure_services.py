@@ -547,25 +547,79 @@ def setup_cassandra_roles(settings: Settings, layout: Layout) -> None:
             s.execute(f"ALTER ROLE {role} WITH PASSWORD = {password}")  # type: ignore[attr-defined]
 
 
+# What each component role reads (SELECT) and writes (MODIFY), table by table, from the
+# code that runs as it (backend/storage/* is the only CQL; the stream job's persist query
+# writes through the Spark Cassandra Connector, streaming/persist_job.py). A table not
+# listed is the administrator's alone (schema_migrations, the risk model registry's
+# mirror, raw messages and dead letters once stored). Conditional writes
+# (INSERT ... IF NOT EXISTS, UPDATE ... IF) need SELECT as well as MODIFY.
+_ALERT_INDEXES = ("active_alerts_by_ward", "alerts_by_ward_day", "alerts_by_patient",
+                  "alert_history")
+TABLE_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
+    # the alarm, persist, risk queries, the alert and waveform sinks (streaming/), and
+    # the population batch job (streaming/population_job.py), run with this role
+    "stream": {
+        "SELECT": ("admissions", "alerts", "waveform_channels_by_patient",
+                   "alerts_by_ward_day", "population_days", "population_by_region"),
+        "MODIFY": ("readings_by_patient_day", "readings_by_patient_minute", "latest_by_ward",
+                   "raw_messages", "deadletters_by_day", "alerts", *_ALERT_INDEXES,
+                   "risk_scores_by_patient", "risk_scores_by_model_day",
+                   "waveforms_by_patient_hour", "waveform_channels_by_patient",
+                   "population_by_region", "population_by_ward", "population_days",
+                   "population_surges"),
+    },
+    # pages, callbacks, sign-in, sessions, acknowledgements (screen and e-mail link),
+    # notes, the audit log
+    "web": {
+        "SELECT": ("admissions", "beds_by_ward", "readings_by_patient_day",
+                   "readings_by_patient_minute", "latest_by_ward", "alerts",
+                   *_ALERT_INDEXES, "alert_ack_links", "users", "web_sessions",
+                   "login_throttle", *AUDIT_TABLES, "notes_by_patient",
+                   "waveforms_by_patient_hour", "waveform_channels_by_patient",
+                   "risk_scores_by_patient", "risk_scores_by_model_day",
+                   "population_by_region", "population_by_ward", "population_days",
+                   "population_surges"),
+        "MODIFY": ("users", "web_sessions", "login_throttle", *AUDIT_TABLES,
+                   "notes_by_patient", "alerts", *_ALERT_INDEXES, "alert_ack_links"),
+    },
+    # escalation, auto-resolution, the e-mail outbox (backend/alerting/manager.py)
+    "alerts": {
+        "SELECT": ("admissions", "users", "alerts", "alert_manager_open", "email_outbox",
+                   "email_outbox_pending"),
+        "MODIFY": ("alerts", *_ALERT_INDEXES, "alert_manager_open", "email_outbox",
+                   "email_outbox_pending", *AUDIT_TABLES),
+    },
+}
+
+
 def cassandra_grants(keyspace: str) -> list[str]:
-    """The GRANT statements of every component role on ``keyspace``: SELECT and MODIFY,
-    no schema changes, no permission management. The audit tables (:data:`AUDIT_TABLES`)
-    are append-only for all of them: MODIFY lets a role INSERT, the server's query
-    handler refuses its UPDATE, DELETE and TRUNCATE."""
+    """The GRANT statements of every component role: SELECT and MODIFY on the tables of
+    :data:`TABLE_ACCESS` only, no schema changes, no permission management. The audit
+    tables (:data:`AUDIT_TABLES`) are append-only for all of them: MODIFY lets a role
+    INSERT a new entry, the server's query handler refuses everything else."""
     out = []
-    for component in ("stream", "web", "alerts"):
+    for component, access in TABLE_ACCESS.items():
         role = principal(component)
-        out += [f"GRANT SELECT ON KEYSPACE {keyspace} TO {role}",
-                f"GRANT MODIFY ON KEYSPACE {keyspace} TO {role}"]
+        for permission in ("SELECT", "MODIFY"):
+            out += [f"GRANT {permission} ON TABLE {keyspace}.{table} TO {role}"
+                    for table in sorted(set(access[permission]))]
     return out
+
+
+def revoke_keyspace_grants(keyspace: str) -> list[str]:
+    """What servers set up before per-table grants held: keyspace-wide SELECT and MODIFY
+    (revoking a permission that was never granted is a no-op)."""
+    return [f"REVOKE {permission} ON KEYSPACE {keyspace} FROM {principal(component)}"
+            for component in TABLE_ACCESS for permission in ("SELECT", "MODIFY")]
 
 
 def grant_cassandra(settings: Settings, layout: Layout) -> list[str]:
     """Apply :func:`cassandra_grants` (idempotent; ``icu services secure grant`` after
-    the keyspace was re-created)."""
+    the keyspace was re-created or a migration added a table)."""
     admin = _admin_session_settings(settings, layout)
     with _cql(admin, principal(ADMIN), credentials(layout)[ADMIN], wait_seconds=30) as s:
-        statements = cassandra_grants(settings.cassandra.keyspace)
+        keyspace = settings.cassandra.keyspace
+        statements = revoke_keyspace_grants(keyspace) + cassandra_grants(keyspace)
         for statement in statements:
             s.execute(statement)  # type: ignore[attr-defined]
     return statements

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from backend.clients import spark_cassandra_options
+from backend.clients import SPARK_HOSTNAME_CHECKING_FACTORY, spark_cassandra_options
 from backend.settings import Settings
+from streaming.connection_factory import factory_jar
 
 # The scheduler pools (``spark.scheduler.mode=FAIR``): the alarm query's tasks go
 # before the persist query's, so a large Cassandra write never queues the next
@@ -80,13 +81,17 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSess
     # Workers must run the driver's interpreter (the venv with pandas and pyarrow), not
     # whatever ``python3`` is first on the PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    jars = connector_jars(settings)
+    cassandra = cassandra_conf(settings)
+    if cassandra.get("spark.cassandra.connection.factory") == SPARK_HOSTNAME_CHECKING_FACTORY:
+        jars.append(str(factory_jar(settings, jars)))
     store = ("org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
              if cfg.state_store == "rocksdb" else
              "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
     builder = (
         SparkSession.builder.appName(app_name)
         .master(cfg.master)
-        .config("spark.jars", ",".join(connector_jars(settings)))
+        .config("spark.jars", ",".join(jars))
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
@@ -116,7 +121,7 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSess
         .config("spark.driver.extraJavaOptions",
                 f"-Dlog4j2.level=WARN {cfg.driver_java_options}".strip())
     )
-    for key, value in cassandra_conf(settings).items():
+    for key, value in cassandra.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

@@ -9,17 +9,19 @@ shared development servers are not touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cassandra import Unauthorized
-from cassandra.query import BatchStatement
+from cassandra.query import BatchStatement, BatchType
 from cassandra.util import datetime_from_uuid1, uuid_from_time
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
@@ -28,11 +30,16 @@ from pydantic import SecretStr
 
 from backend import audit
 from backend.admission import Admission
+from backend.alerting.lifecycle import ESCALATED, Lifecycle
+from backend.alerting.manager import AlertManager
 from backend.clients import kafka_config
-from backend.messages import DeviceReading
+from backend.messages import AlertEvent, DeviceReading, Priority
+from backend.notes import add_note
 from backend.settings import Settings, TlsSettings
 from backend.storage import census
+from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
+from backend.users import authenticate, create_user, start_session
 from harness.process import StreamJob
 from harness.waiting import wait_until
 from ops import secure_services as secure
@@ -250,6 +257,175 @@ def test_the_web_role_can_add_to_the_audit_log_but_not_change_it(secured: Secure
         admin.cluster.shutdown()
 
 
+def test_an_audit_entry_cannot_be_overwritten(secured: Secured) -> None:
+    """Writes are upserts: an INSERT with an existing entry's key would replace its
+    cells. The query handler reads the key first and refuses, however the INSERT comes."""
+    web = secured.cql("web")
+    admin = secured.cql(secure.ADMIN)
+    ks = secured.base.cassandra.keyspace
+    try:
+        event_id = audit.record(web, "nurse.kim", audit.PATIENT_VIEWED, audit.PATIENT,
+                                "pt-keep", "page /patient", "web")
+        day = datetime_from_uuid1(event_id).date()
+        [entry] = audit.search(admin, day, day, actor="nurse.kim")
+        insert = (f"INSERT INTO {ks}.audit_by_day (day, event_id, actor, action, detail) "
+                  "VALUES (%s, %s, %s, %s, %s)")
+        forged = (day, event_id, "nurse.kim", "patient.viewed", "nothing happened")
+        by_actor = (f"INSERT INTO {ks}.audit_by_actor_day (actor, day, event_id, action, "
+                    "detail) VALUES (?, ?, ?, ?, ?)")
+
+        def protocol_batch(kind: BatchType) -> BatchStatement:
+            batch = BatchStatement(batch_type=kind)
+            batch.add(web.prepare(insert.replace("%s", "?")), forged)
+            batch.add(web.prepare(by_actor),
+                      ("nurse.kim", day, event_id, "patient.viewed", "nothing happened"))
+            return batch
+
+        attempts = {
+            "query string": lambda: web.execute(insert, forged),
+            "prepared": lambda: web.execute(web.prepare(insert.replace("%s", "?")), forged),
+            "JSON": lambda: web.execute(f"INSERT INTO {ks}.audit_by_day JSON %s", (json.dumps(
+                {"day": day.isoformat(), "event_id": str(event_id), "actor": "nurse.kim",
+                 "action": "patient.viewed", "detail": "nothing happened"}),)),
+            "IF NOT EXISTS": lambda: web.execute(insert + " IF NOT EXISTS", forged),
+            "logged batch": lambda: web.execute(protocol_batch(BatchType.LOGGED)),
+            "unlogged batch": lambda: web.execute(protocol_batch(BatchType.UNLOGGED)),
+            "query-string batch": lambda: web.execute(
+                f"BEGIN UNLOGGED BATCH {insert}; APPLY BATCH", forged),
+            "other table": lambda: web.execute(web.prepare(by_actor), (
+                "nurse.kim", day, event_id, "patient.viewed", "nothing happened")),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(Unauthorized, match="existing entry"):
+                attempt()
+            assert what
+        # two INSERTs of one new key in one batch: the second would win
+        new_id = uuid_from_time(time.time())
+        twice = BatchStatement(batch_type=BatchType.UNLOGGED)
+        twice.add(web.prepare(insert.replace("%s", "?")),
+                  (day, new_id, "nurse.kim", "patient.viewed", "real"))
+        twice.add(web.prepare(insert.replace("%s", "?")),
+                  (day, new_id, "nurse.kim", "patient.viewed", "forged"))
+        with pytest.raises(Unauthorized, match="same entry twice"):
+            web.execute(twice)
+        # a client-side timestamp far ahead would outlive the administrator's deletes
+        clock = web.cluster.timestamp_generator
+        web.cluster.timestamp_generator = lambda: int((time.time() + 86_400) * 1e6)
+        try:
+            with pytest.raises(Unauthorized, match="client timestamp"):
+                web.execute(insert, (day, uuid_from_time(time.time()), "nurse.kim",
+                                     "patient.viewed", "from tomorrow"))
+        finally:
+            web.cluster.timestamp_generator = clock
+        # every entry as it was; nothing of the refused batches was written
+        assert audit.search(admin, day, day, actor="nurse.kim") == [entry]
+        assert admin.execute(f"SELECT * FROM {ks}.audit_by_day WHERE day = %s AND "
+                             "event_id = %s", (day, new_id)).one() is None
+        # new entries are still appended, the way the application writes them
+        second = audit.record(web, "nurse.kim", audit.PATIENT_VIEWED, audit.PATIENT,
+                              "pt-keep", "page /patient", "web")
+        assert [e.event_id for e in audit.search(admin, day, day, actor="nurse.kim")] == [
+            second, event_id]
+        # a static column is one value for the partition's earlier entries too: writing
+        # one is refused (an append-only table named like the audit's, in a keyspace of
+        # the test's own, since the audit tables have none)
+        probe = f"icu_static_{uuid.uuid4().hex[:8]}"
+        admin.execute(f"CREATE KEYSPACE {probe} WITH replication = "
+                      "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        try:
+            admin.execute(f"CREATE TABLE {probe}.audit_by_day (day date, event_id timeuuid, "
+                          "signed_off text STATIC, detail text, "
+                          "PRIMARY KEY (day, event_id))")
+            admin.execute(f"GRANT MODIFY ON TABLE {probe}.audit_by_day TO icu_web")
+            time.sleep(2.5)  # permissions_validity
+            with pytest.raises(Unauthorized, match="static column"):
+                web.execute(f"INSERT INTO {probe}.audit_by_day (day, event_id, signed_off) "
+                            "VALUES (%s, %s, 'x')", (day, uuid_from_time(time.time())))
+            web.execute(f"INSERT INTO {probe}.audit_by_day (day, event_id, detail) "
+                        "VALUES (%s, %s, 'x')", (day, uuid_from_time(time.time())))
+        finally:
+            admin.execute(f"DROP KEYSPACE {probe}")
+    finally:
+        web.cluster.shutdown()
+        admin.cluster.shutdown()
+
+
+def test_each_role_reaches_only_its_own_tables(secured: Secured) -> None:
+    """Per-table grants (``secure.TABLE_ACCESS``): the web role is refused the tables it
+    has no business with, and its real paths (account, sign-in, session, note,
+    acknowledgement, audit) work; so does the stream role's alert sink."""
+    ks = secured.base.cassandra.keyspace
+    web, stream, alerts = secured.cql("web"), secured.cql("stream"), secured.cql("alerts")
+    admin = secured.cql(secure.ADMIN)
+    now = int(time.time() * 1000)
+    day = datetime.fromtimestamp(now / 1000, UTC).date()
+    try:
+        refused = {
+            web: (f"SELECT * FROM {ks}.raw_messages LIMIT 1",
+                  f"SELECT * FROM {ks}.deadletters_by_day LIMIT 1",
+                  f"SELECT * FROM {ks}.email_outbox LIMIT 1",
+                  f"SELECT * FROM {ks}.risk_model_versions LIMIT 1",
+                  f"SELECT * FROM {ks}.schema_migrations LIMIT 1",
+                  f"INSERT INTO {ks}.readings_by_patient_day (patient_id, day, ts, "
+                  f"device_id, seq) VALUES ('pt-x', '{day}', {now}, 'mon-x', 1)",
+                  f"DELETE FROM {ks}.latest_by_ward WHERE ward = 'ICU-S'",
+                  f"INSERT INTO {ks}.admissions (patient_id, ward, bed) "
+                  "VALUES ('pt-x', 'ICU-S', '9')",
+                  f"INSERT INTO {ks}.population_surges (year, day, region, measure) "
+                  f"VALUES (2026, '{day}', 'r', 'm')"),
+            stream: (f"SELECT * FROM {ks}.users LIMIT 1",
+                     f"SELECT * FROM {ks}.audit_by_day LIMIT 1",
+                     f"SELECT * FROM {ks}.web_sessions LIMIT 1",
+                     f"INSERT INTO {ks}.notes_by_patient (patient_id, note_id) "
+                     "VALUES ('pt-x', now())"),
+            alerts: (f"SELECT * FROM {ks}.readings_by_patient_day LIMIT 1",
+                     f"SELECT * FROM {ks}.web_sessions LIMIT 1",
+                     f"INSERT INTO {ks}.users (username) VALUES ('intruder')"),
+        }
+        for session, statements in refused.items():
+            for statement in statements:
+                with pytest.raises(Unauthorized, match=r"(?i)permission"):
+                    session.execute(statement)
+        # what runs as each role still works
+        census.admit(admin, Admission(patient_id="sec-w1", ward="ICU-S", bed="2",
+                                      label="2", admitted_ts=now - 3_600_000))
+        raised = AlertEvent(alert_id=f"sec-{uuid.uuid4().hex[:8]}", event="raised",
+                            patient_id="sec-w1", ward="ICU-S", bed="2", rule="ref_spo2_low",
+                            priority=Priority.HIGH, message="SpO2 84 % below 90 %",
+                            values={"spo2": 84.0}, onset_ts=now - 10_000, reading_ts=now,
+                            detected_ts=now)
+        assert AlertStore(stream).raise_alert(raised)  # the stream job's alert sink
+        settings = secured.settings("web")
+        password = "a long passphrase for the ward"
+        create_user(web, "nurse.lee", password, "nurse", actor="admin.ann", via="web")
+        result = authenticate(web, settings, "nurse.lee", password, ip="10.0.0.7")
+        assert result.ok, result
+        start_session(web, "nurse.lee", settings, ip="10.0.0.7", role="nurse")
+        add_note(web, "sec-w1", "nurse.lee", "nurse", "turned on the left side")
+        ack = Lifecycle(web).acknowledge(raised.alert_id, "nurse.lee", "alerts_page")
+        assert ack.ok, ack
+        assert not ack.problems, ack.problems
+        assert {e.action for e in audit.search(web, day, day, actor="nurse.lee")} >= {
+            audit.ALERT_ACKNOWLEDGED}
+        # the alert manager's role takes on a raised alert and escalates it when nobody
+        # acknowledged it in time (work list, users, lifecycle move, history, audit)
+        second = raised.model_copy(update={"alert_id": f"sec-{uuid.uuid4().hex[:8]}"})
+        assert AlertStore(stream).raise_alert(second)
+        published: list = []
+        later = datetime.now(UTC) + timedelta(hours=2)
+        manager_settings = secured.settings("alerts").model_copy(
+            update={"secret_key": SecretStr(uuid.uuid4().hex)})  # signs e-mail links
+        manager = AlertManager(alerts, manager_settings, published.append,
+                               clock=lambda: later)
+        manager.on_alert_event(second)
+        manager.tick()
+        assert Lifecycle(web).get(second.alert_id)["status"] == ESCALATED
+        assert [e.alert_id for e in published] == [second.alert_id]
+    finally:
+        for s in (web, stream, alerts, admin):
+            s.cluster.shutdown()
+
+
 def test_tls_with_the_servers_ca_only(secured: Secured) -> None:
     other_ca, _, _ = secure.make_certificates(secured.certs / f"other-{uuid.uuid4().hex}")
     stranger = TlsSettings(ca_file=other_ca)
@@ -278,6 +454,92 @@ def test_tls_with_the_servers_ca_only(secured: Secured) -> None:
         assert row["release_version"].startswith("5.")
     finally:
         session.cluster.shutdown()
+
+
+class _Relay:
+    """A TCP relay from 127.0.0.2 to the secured Cassandra. TLS passes through it
+    untouched: a client dialling 127.0.0.2 meets the server's own certificate (from the
+    right CA) under a name the certificate does not carry, as it would meet a node of
+    another cluster, or an interceptor holding any certificate of that CA."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.2", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self.listener.close()
+        for s in self.open:
+            s.close()
+
+
+def test_the_connector_checks_the_servers_host_name(secured: Secured) -> None:
+    """The Spark Cassandra Connector turns the driver's host name check off; the stream
+    job's settings put it back on (``HostnameCheckingConnectionFactory``): a server whose
+    certificate does not name the host dialled is refused, though its CA is trusted."""
+    from streaming.session import spark_session
+
+    stream = secured.settings("stream")
+    stream = stream.model_copy(update={"spark": stream.spark.model_copy(
+        update={"master": "local[1]"})})
+    admin = secured.cql(secure.ADMIN)
+    try:
+        census.admit(admin, Admission(patient_id="sec-h1", ward="ICU-S", bed="3", label="3",
+                                      admitted_ts=int(time.time() * 1000)))
+    finally:
+        admin.cluster.shutdown()
+    relay = _Relay(("127.0.0.1", secured.layout.cassandra_port))
+    spark = spark_session(stream, app_name="icu-hostname-check")
+    try:
+        def count(host: str, port: int, **extra: str) -> int:
+            return (spark.read.format("org.apache.spark.sql.cassandra")
+                    .options(keyspace=secured.base.cassandra.keyspace, table="admissions",
+                             **{"spark.cassandra.connection.host": host,
+                                "spark.cassandra.connection.port": str(port)}, **extra)
+                    .load().count())
+
+        # the name on the certificate: the stream role reads the census
+        assert count("127.0.0.1", secured.layout.cassandra_port) >= 1
+        # another name, same server, same trusted CA: refused in the TLS handshake
+        with pytest.raises(Exception, match="SSLHandshakeException"):
+            count("127.0.0.2", relay.port)
+        # the connector's own factory would have taken it (what the check closes)
+        assert count("127.0.0.2", relay.port, **{
+            "spark.cassandra.connection.factory":
+                "com.datastax.spark.connector.cql.DefaultConnectionFactory"}) >= 1
+    finally:
+        spark.stop()
+        relay.close()
 
 
 def test_the_stream_job_runs_against_the_secured_servers(secured: Secured,

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from backend.clients import (
+    SPARK_HOSTNAME_CHECKING_FACTORY,
     ClientConfigError,
     kafka_config,
     kafka_protocol,
@@ -115,6 +116,11 @@ def test_spark_cassandra_connector_gets_credentials_and_a_java_trust_store(
     assert [c.certificate for c in loaded.additional_certs] == [
         x509.load_pem_x509_certificate(ca.read_bytes())]
     assert loaded.key is None  # public certificates only
+    # the connector's host name check is off unless our connection factory is used
+    assert out["spark.cassandra.connection.factory"] == SPARK_HOSTNAME_CHECKING_FACTORY
+    unchecked = spark_cassandra_options(CassandraSettings(
+        tls=TlsSettings(ca_file=ca, check_hostname=False)), tmp_path / "tls")
+    assert "spark.cassandra.connection.factory" not in unchecked
     # the same CA gives the same file; the stream job's executors read it by path
     again = spark_cassandra_options(CassandraSettings(tls=TlsSettings(ca_file=ca)),
                                     tmp_path / "tls")

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from backend.settings import Settings
+from backend.storage import erasure
 from ops import secure_services as secure
 
 
@@ -45,11 +46,51 @@ def test_only_the_stream_job_writes_its_outputs_and_nobody_but_devices_sends_rea
                for _, _, name, op in entries if op == "CREATE")
 
 
-def test_component_roles_get_data_access_only() -> None:
+def test_component_roles_get_data_access_on_their_tables_only() -> None:
     grants = secure.cassandra_grants("icu")
-    assert all(g.startswith(("GRANT SELECT ON KEYSPACE icu TO ",
-                             "GRANT MODIFY ON KEYSPACE icu TO ")) for g in grants)
+    assert all(g.startswith(("GRANT SELECT ON TABLE icu.", "GRANT MODIFY ON TABLE icu."))
+               for g in grants)
     assert {g.rsplit(" ", 1)[1] for g in grants} == {"icu_stream", "icu_web", "icu_alerts"}
+    assert not any("KEYSPACE" in g for g in grants)
+    # the old keyspace-wide grants are taken back
+    assert set(secure.revoke_keyspace_grants("icu")) == {
+        f"REVOKE {p} ON KEYSPACE icu FROM icu_{c}"
+        for c in ("stream", "web", "alerts") for p in ("SELECT", "MODIFY")}
+
+
+def _access(component: str, permission: str) -> set[str]:
+    return set(secure.TABLE_ACCESS[component][permission])
+
+
+def test_every_granted_table_exists() -> None:
+    for access in secure.TABLE_ACCESS.values():
+        for tables in access.values():
+            assert set(tables) <= set(erasure.TABLES)
+
+
+def test_who_writes_what() -> None:
+    stream, web, alerts = (_access(c, "MODIFY") for c in ("stream", "web", "alerts"))
+    # readings, raw messages, scores and waveforms: the stream job only
+    for table in ("readings_by_patient_day", "readings_by_patient_minute", "latest_by_ward",
+                  "raw_messages", "deadletters_by_day", "risk_scores_by_patient",
+                  "waveforms_by_patient_hour", "population_by_region"):
+        assert table in stream and table not in web | alerts
+    # accounts, sessions and notes: the web app only
+    for table in ("users", "web_sessions", "login_throttle", "notes_by_patient"):
+        assert table in web and table not in stream | alerts
+    # the e-mail outbox: the alert manager only
+    assert {"email_outbox", "email_outbox_pending", "alert_manager_open"} <= alerts - web - stream
+    # the census, the schema's bookkeeping and the model registry's mirror: the
+    # administrator only
+    for table in ("admissions", "beds_by_ward", "schema_migrations", "risk_model_versions"):
+        assert table not in stream | web | alerts
+    # the stream job never sees accounts, sessions, notes or the audit log
+    assert not _access("stream", "SELECT") & {"users", "web_sessions", "notes_by_patient",
+                                              *secure.AUDIT_TABLES}
+    # the audit log: appended to by those who act, read by the web app (its search)
+    assert set(secure.AUDIT_TABLES) <= web & alerts
+    assert not set(secure.AUDIT_TABLES) & stream
+    assert not set(secure.AUDIT_TABLES) & _access("alerts", "SELECT")
 
 
 def test_each_component_gets_its_own_credentials_in_an_owner_only_file(
