@@ -575,28 +575,31 @@ def _kafka_cluster_id(var: Path) -> str:
     return path.read_text().strip()
 
 
-def _kafka_prepare(spec: _Spec, settings: Settings) -> list[str]:
+def _kafka_prepare(spec: _Spec, settings: Settings, *, properties: str | None = None,
+                   heap: tuple[str, ...] = KAFKA_HEAP,
+                   cluster_id: str | None = None) -> list[str]:
+    """``properties``/``heap``/``cluster_id``: a member of the replicated set."""
     lib = spec.home / "lib"
     if not list(lib.glob("kafka_*.jar")):
         fetch_kafka(settings)
     data, logs = spec.var / "data", spec.var / "logs"
     data.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    spec.config.write_text(KAFKA_PROPERTIES.format(
+    spec.config.write_text(properties if properties is not None else KAFKA_PROPERTIES.format(
         port=spec.port, controller_port=spec.other_ports[0], data=data,
         partitions=settings.kafka.partitions,
     ))
     log4j = spec.var / "log4j2.xml"
     log4j.write_text(KAFKA_LOG4J2.replace("{logs}", str(logs)))
     base = [
-        _java(), *KAFKA_HEAP, *_common_jvm_flags(),
+        _java(), *heap, *_common_jvm_flags(),
         "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
         f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={logs}",
         "-cp", f"{lib}/*",
     ]
     if not (data / "meta.properties").exists():
-        cluster_id = _kafka_cluster_id(spec.var)
+        cluster_id = cluster_id or _kafka_cluster_id(spec.var)
         fmt = [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                "-c", str(spec.config), "--ignore-formatted"]
         proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120,
@@ -682,8 +685,11 @@ def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
+            cfg = settings.kafka
+            durability = {"min.insync.replicas": str(cfg.min_insync_replicas)}
             result = admin.create_topics(
-                [NewTopic(t, wanted[t], 1, topic_configs=topic_configs(settings).get(t, {}))
+                [NewTopic(t, wanted[t], cfg.replication_factor,
+                          topic_configs={**durability, **topic_configs(settings).get(t, {})})
                  for t in missing],
                 timeout_ms=int(timeout * 1000), raise_errors=False,
             )
@@ -783,20 +789,29 @@ CASSANDRA_LOGBACK = """\
 """
 
 
-def _cassandra_prepare(spec: _Spec, settings: Settings, unsafe_system: bool) -> list[str]:
+def cassandra_jmx_port(storage_port: int) -> int:
+    """The node's JMX port (nodetool: snapshots for backups), bound to 127.0.0.1 only:
+    its storage port + 199 (7000 -> 7199, Cassandra's default)."""
+    return storage_port + 199
+
+
+def _cassandra_prepare(spec: _Spec, settings: Settings, unsafe_system: bool, *,
+                       yaml: str | None = None, heap: tuple[str, ...] = CASSANDRA_HEAP,
+                       jmx_port: int | None = None) -> list[str]:
+    """``yaml``/``heap``/``jmx_port``: a member of the replicated set (ops/cluster.py)."""
     lib = spec.home / "lib"
     if not list(lib.glob("cassandra-all-*.jar")):
         fetch_cassandra(settings)
     logs = spec.var / "logs"
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs", "triggers"):
         (spec.var / sub).mkdir(parents=True, exist_ok=True)
-    spec.config.write_text(CASSANDRA_YAML.format(
+    spec.config.write_text(yaml if yaml is not None else CASSANDRA_YAML.format(
         var=spec.var, port=spec.port, storage_port=spec.other_ports[0]))
     logback = spec.var / "logback.xml"
     logback.write_text(CASSANDRA_LOGBACK.format(logs=logs))
     jamm = sorted(lib.glob("jamm-*.jar"))
     argv = [
-        _java(), *CASSANDRA_HEAP, *_common_jvm_flags(),
+        _java(), *heap, *_common_jvm_flags(),
         # G1 settings of jvm17-server.options (with a 1 GiB heap, G1 sizes the young
         # generation itself; a fixed -Xmn would defeat its pause-time goal).
         "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1",
@@ -807,7 +822,10 @@ def _cassandra_prepare(spec: _Spec, settings: Settings, unsafe_system: bool) -> 
         *([f"-javaagent:{jamm[-1]}"] if jamm else []),
         "-Dio.netty.tryReflectionSetAccessible=true",
         "-Dio.netty.allocator.useCacheForAllThreads=true", "-Dio.netty.allocator.maxOrder=11",
-        # No JMX port at all (neither cassandra.jmx.local.port nor .remote.port is set).
+        # JMX for nodetool on 127.0.0.1 only (cassandra.jmx.local.port), as Cassandra's
+        # own cassandra-env.sh does by default; no remote JMX port.
+        f"-Dcassandra.jmx.local.port="
+        f"{jmx_port or cassandra_jmx_port(spec.other_ports[0])}",
         f"-Dcassandra.config=file://{spec.config}",
         f"-Dlogback.configurationFile={logback}",
         f"-Dcassandra.logdir={logs}", f"-Dcassandra.storagedir={spec.var}",
@@ -1038,10 +1056,24 @@ def fetch() -> None:
               help="create the Kafka topics of the settings")
 @click.option("--spark", "spark", is_flag=True,
               help="also a Spark standalone master and its workers (ops/spark_cluster.py)")
+@click.option("--cluster", "cluster", is_flag=True,
+              help="the replicated set instead: 3 Kafka brokers, 3 Cassandra nodes, Spark "
+                   "master and workers (ops/cluster.py; `icu services env --cluster`)")
 def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool,
-          spark: bool) -> None:
+          spark: bool, cluster: bool) -> None:
     """Start the local servers (idempotent) and wait until they accept clients."""
     settings = _settings_or_exit()
+    if cluster:
+        from ops.cluster import env_lines, start_cluster
+
+        t0 = time.monotonic()
+        for s in _run(lambda: start_cluster(settings, timeout=max(timeout, 300),  # type: ignore[union-attr]
+                                            topics=topics)):
+            _echo_service(s)
+        click.echo(f"replicated set ready in {time.monotonic() - t0:.0f}s; point the "
+                   "clients at it with:")
+        click.echo("\n".join(env_lines(settings)))
+        return
     services = _run(lambda: start_all(settings, only=only, unsafe_system=unsafe_system,
                                       timeout=timeout))
     assert isinstance(services, dict)
@@ -1061,21 +1093,46 @@ def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool,
 
 @cli.command()
 @click.option("--only", type=click.Choice(SERVICES), help="stop just this server")
-def stop(only: str | None) -> None:
+@click.option("--cluster", "cluster", is_flag=True, help="the replicated set instead")
+def stop(only: str | None, cluster: bool) -> None:
     """Stop the local servers this tool started (SIGTERM, then SIGKILL)."""
     from ops.spark_cluster import stop_spark
 
     settings = _settings_or_exit()
+    if cluster:
+        from ops.cluster import stop_cluster
+
+        gone = _run(lambda: stop_cluster(settings))
+        click.echo(f"stopped: {', '.join(gone)}" if gone  # type: ignore[arg-type]
+                   else "nothing was running")
+        return
     spark = [] if only else _run(lambda: stop_spark(settings))
     stopped = [*spark, *_run(lambda: stop_all(settings, only=only))]  # type: ignore[misc]
     click.echo(f"stopped: {', '.join(stopped)}" if stopped  # type: ignore[arg-type]
                else "nothing was running")
 
 
+def _cluster_status(settings: Settings) -> bool:
+    from ops.cluster import cluster_status
+
+    ok = True
+    for s in cluster_status(settings):
+        proc = f"pid {s.pid}, RSS {s.rss_mib or 0:.0f} MiB" if s.pid else "not running"
+        ok &= bool(s.detail)
+        click.echo(f"{s.name:<14} {s.address:<16} {proc:<28} "
+                   f"{s.detail or 'NOT accepting clients'}")
+    return ok
+
+
 @cli.command("status")
-def status_cmd() -> None:
-    """Each server, its pid and memory, and whether it accepts clients (exit 1 if not all do)."""
+@click.option("--cluster", "cluster", is_flag=True,
+              help="only the replicated set (exit 1 unless every member answers)")
+def status_cmd(cluster: bool) -> None:
+    """Each server, its pid and memory, and whether it accepts clients (exit 1 if not all
+    do); the replicated set's members too when any of them runs."""
     settings = _settings_or_exit()
+    if cluster:
+        sys.exit(0 if _cluster_status(settings) else 1)
     result = _run(lambda: status(settings))
     assert isinstance(result, dict)
     ok = True
@@ -1089,13 +1146,29 @@ def status_cmd() -> None:
         accepting = f"accepting clients: {s.detail}" if s.detail else "NOT accepting clients"
         ok &= bool(s.detail)
         click.echo(f"{s.name:<10} {s.address:<16} {proc:<28} {accepting}")
+    from ops.cluster import any_running
     from ops.spark_cluster import spark_status
 
-    for s in spark_status(settings):  # listed only when it runs (it is optional)
-        if s.pid:
-            click.echo(f"{s.name:<14} {s.address:<16} pid {s.pid}, RSS {s.rss_mib or 0:.0f} MiB"
-                       f"  {s.detail or 'NOT ready'}")
+    if any_running(settings):  # listed only when it runs (it is optional)
+        click.echo("replicated set (`icu services status --cluster`):")
+        _cluster_status(settings)
+    else:
+        for s in spark_status(settings):  # listed only when it runs (it is optional)
+            if s.pid:
+                click.echo(f"{s.name:<14} {s.address:<16} pid {s.pid}, RSS "
+                           f"{s.rss_mib or 0:.0f} MiB  {s.detail or 'NOT ready'}")
     sys.exit(0 if ok else 1)
+
+
+@cli.command("env")
+@click.option("--cluster", "cluster", is_flag=True, required=True,
+              help="the replicated set's client settings")
+def env_cmd(cluster: bool) -> None:
+    """Print the ICU_* variables that point every command at the replicated set:
+    eval "$(icu services env --cluster)"."""
+    from ops.cluster import env_lines
+
+    click.echo("\n".join(env_lines(_settings_or_exit())))
 
 
 @cli.command("spark-daemon")
@@ -1123,11 +1196,17 @@ def topics() -> None:
 
 
 @cli.command("logs")
-@click.argument("name", type=click.Choice(SERVICES))
+@click.argument("name")
 @click.option("-n", "--lines", default=50, show_default=True)
 def logs_cmd(name: str, lines: int) -> None:
-    """The last lines of a server's log."""
+    """The last lines of a server's log: kafka, cassandra, or a member of the replicated
+    set (kafka-1, cassandra-2, ...)."""
     settings = _settings_or_exit()
-    spec = _kafka_spec(settings) if name == "kafka" else _cassandra_spec(settings)
+    if name not in SERVICES:
+        from ops.cluster import member
+
+        spec = _run(lambda: member(settings, name)).spec  # type: ignore[union-attr]
+    else:
+        spec = _kafka_spec(settings) if name == "kafka" else _cassandra_spec(settings)
     click.echo(f"--- {spec.server_log}")
     click.echo(tail(spec.server_log, lines))

@@ -29,8 +29,10 @@ class LifecycleProducer:
         from kafka import KafkaProducer
 
         self.topic = settings.kafka.topic_lifecycle
+        # Idempotent: a send retried after a broker failover is stored once.
         self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                                      linger_ms=0, client_id="icu-alert-manager")
+                                      enable_idempotence=True, linger_ms=0,
+                                      client_id="icu-alert-manager")
 
     def __call__(self, event: AlertLifecycle) -> None:
         self.producer.send(self.topic, key=event.alert_id.encode(),

@@ -49,7 +49,9 @@ class TransactionalPublisher:
         self._progress_tp = TopicPartition(cfg.topic_sink_progress, 0)
         self._admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap)
         with contextlib.suppress(TopicAlreadyExistsError):
-            self._admin.create_topics([NewTopic(cfg.topic_sink_progress, 1, 1)])
+            self._admin.create_topics([NewTopic(
+                cfg.topic_sink_progress, 1, cfg.replication_factor,
+                topic_configs={"min.insync.replicas": str(cfg.min_insync_replicas)})])
         self._producer = KafkaProducer(
             bootstrap_servers=cfg.bootstrap,
             transactional_id=self.group,

@@ -69,6 +69,7 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.output.batch.size.bytes": "4096",
         "spark.cassandra.output.concurrent.writes": "16",
         "spark.cassandra.output.consistency.level": c.write_consistency,
+        "spark.cassandra.input.consistency.level": c.consistency,
     }
     if c.username:
         conf["spark.cassandra.auth.username"] = c.username

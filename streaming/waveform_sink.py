@@ -34,7 +34,8 @@ class WaveformSink:
             settings.kafka.topic_waveforms, bootstrap_servers=settings.kafka.bootstrap,
             group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=500)
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
+                                      enable_idempotence=True)
         self.stored = 0
         self.rejected = 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy
 from cassandra.query import dict_factory
@@ -19,6 +20,7 @@ def make_cluster(cfg: CassandraSettings) -> Cluster:
         retry_policy=RetryPolicy(),
         row_factory=dict_factory,
         request_timeout=15.0,
+        consistency_level=ConsistencyLevel.name_to_value[cfg.consistency],
     )
     return Cluster(
         cfg.hosts,
