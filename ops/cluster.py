@@ -279,11 +279,12 @@ def _cassandra_member_probe(settings: Settings, m: Member) -> str | None:
     return f"Cassandra {row[0]} on {m.spec.host}" if row else None
 
 
-def _start_cassandra_member(settings: Settings, m: Member, timeout: float) -> Service:
+def _start_cassandra_member(settings: Settings, m: Member, timeout: float,
+                            unsafe_system: bool = False) -> Service:
     mb = settings.cluster.cassandra_heap_mb
     return svc._start(
         m.spec, settings, lambda: _cassandra_member_probe(settings, m),
-        lambda: svc._cassandra_prepare(m.spec, settings, False,
+        lambda: svc._cassandra_prepare(m.spec, settings, unsafe_system,
                                        yaml=cassandra_yaml(settings, m),
                                        heap=(f"-Xms{mb}m", f"-Xmx{mb}m"),
                                        jmx_port=m.spec.other_ports[1]),
@@ -321,16 +322,18 @@ def _check_addresses(settings: Settings) -> None:
 
 
 def start_cluster(settings: Settings, *, spark: bool = True, timeout: float = 300,
-                  topics: bool = True) -> list[Service]:
+                  topics: bool = True, unsafe_system: bool = False) -> list[Service]:
     """Start every member (idempotent: running members are only probed), wait until the
     brokers form one cluster and every Cassandra node sees the others up, create the
-    topics (replication factor 3); then the Spark master and workers if ``spark``."""
+    topics (replication factor 3); then the Spark master and workers if ``spark``.
+    ``unsafe_system``: no fsync of Cassandra's system tables (tests: a schema change
+    waits for three nodes' fsyncs otherwise, 1-10 s each on a busy 2-core machine)."""
     _check_addresses(settings)
     _kafka_cluster_id(settings)  # once, before the brokers format their storage in parallel
     all_members = members(settings)
     starters: list[Callable[[], Service]] = [
         (lambda m=m: _start_kafka_member(settings, m, timeout)) if m.kind == "kafka"
-        else (lambda m=m: _start_cassandra_member(settings, m, timeout))
+        else (lambda m=m: _start_cassandra_member(settings, m, timeout, unsafe_system))
         for m in all_members]
     # All together: a KRaft quorum needs two voters up before any broker registers, and
     # every Cassandra node is a seed.

@@ -1,0 +1,48 @@
+"""``replicated`` (session): the replicated set of ops/cluster.py (3 Kafka brokers, 3
+Cassandra nodes on 127.0.0.1-3), started for this session in a private cache directory
+on ports of its own (so it runs beside the shared single-node servers and beside a set
+someone started with `icu services start --cluster`), stopped at the end. Yields the
+client settings (``ops.cluster.client_settings``, Spark in local mode), which also
+carry ``cache_dir`` and ``cluster`` so a test can kill and start members.
+
+Like ``services``, it never skips: a set that does not start fails the tests that
+need it, with the members' log tails. The tests that use it carry the ``replicated``
+marker and are left out of the default run (``-m replicated`` runs them): on the shared
+2-core machine the schema migrations alone took 9 minutes on three nodes in their first
+run, over the suite's budget; see docs/reliability.md."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.settings import ClusterSettings, Settings
+
+
+@pytest.fixture(scope="session")
+def replicated(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    from ops import cluster
+    from ops import services as svc
+
+    cache: Path = tmp_path_factory.mktemp("replicated-cache")
+    for home in (svc.kafka_home(services), svc.cassandra_home(services)):
+        (cache / home.name).symlink_to(home)  # the jars, fetched once
+    base = services.model_copy(update={
+        "cache_dir": cache,
+        "cluster": ClusterSettings(kafka_ports=[29092, 29093, 29094], cassandra_port=29042,
+                                   cassandra_storage_port=27000, cassandra_jmx_port=27199),
+    })
+    try:
+        cluster.start_cluster(base, spark=False, timeout=360, unsafe_system=True)
+    except Exception as exc:
+        cluster.stop_cluster(base, spark=False)
+        pytest.fail(f"the replicated set could not be started (logs under "
+                    f"{cluster.cluster_var(base)}):\n{exc}", pytrace=False)
+    try:
+        yield cluster.client_settings(base, spark_cluster=False)
+    finally:
+        if os.environ.get("ICU_KEEP_SERVICES", "").strip().lower() not in ("1", "true", "yes"):
+            cluster.stop_cluster(base, spark=False)
