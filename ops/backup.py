@@ -153,9 +153,8 @@ def backup(settings: Settings, out: Path, *, log: Callable[[str], None] = print)
         if meta is None:
             raise BackupError(f"keyspace {keyspace} does not exist")
         schema = meta.export_as_string()
-        replication = dict(meta.replication_strategy.export_for_schema()
-                           if hasattr(meta.replication_strategy, "export_for_schema")
-                           else {})
+        # the CQL map, e.g. {'class': 'SimpleStrategy', 'replication_factor': '3'}
+        replication = meta.replication_strategy.export_for_schema()
         dirs = _table_dirs(session, keyspace)
         version = session.execute("SELECT release_version FROM system.local").one()
     finally:
