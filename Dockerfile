@@ -53,7 +53,7 @@ RUN set -eux; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends maven; \
     rm -rf /var/lib/apt/lists/*
-RUN python -c "from backend.settings import Settings; from ops.services import spark_jars; \
+RUN python -c "from backend.settings import Settings; from ops.artefacts import spark_jars; \
 print(*spark_jars(Settings()), sep='\n')"
 
 

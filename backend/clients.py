@@ -9,20 +9,37 @@ authentication or TLS is a settings change, not a code change.
   (``security_protocol``, ``sasl_*``, ``ssl_*``); ``kafka_config(settings.kafka, **kw)``
   adds ``bootstrap_servers`` and the caller's own options. For Spark's Kafka source and
   sink, ``spark_kafka_options`` gives the same as ``kafka.*`` options (JAAS config).
-- Cassandra: ``cassandra_security(settings.cassandra)`` is ``auth_provider`` and
-  ``ssl_context`` for ``cassandra.cluster.Cluster``.
+- Cassandra: ``backend.storage.cassandra.cassandra_security(settings.cassandra)`` is
+  ``auth_provider`` and ``ssl_context`` for ``cassandra.cluster.Cluster`` (built from
+  ``ssl_context`` here); ``spark_cassandra_options`` the same
+  for the Spark Cassandra Connector (``spark.cassandra.auth.*``,
+  ``spark.cassandra.connection.ssl.*``).
 
 No password is ever logged: the dictionaries hold them, so do not print them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import logging
+import os
+import secrets
 import ssl
+from pathlib import Path
 from typing import Any
 
-from backend.settings import CassandraSettings, KafkaSettings, TlsSettings
+from backend.settings import CassandraSettings, KafkaSettings, Settings, TlsSettings
+
+log = logging.getLogger(__name__)
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# TLS 1.3 and forward-secret TLS 1.2 suites, for JVM clients that take a list.
+JVM_CIPHER_SUITES = (
+    "TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+)
 
 
 class ClientConfigError(ValueError):
@@ -116,28 +133,101 @@ def spark_kafka_options(cfg: KafkaSettings) -> dict[str, str]:
             out["kafka.ssl.truststore.type"] = "PEM"
             out["kafka.ssl.truststore.location"] = str(cfg.tls.ca_file)
         if cfg.tls.cert_file:
+            # The JVM client reads a PEM keystore from one file: key and certificate chain.
+            if cfg.tls.key_file and cfg.tls.key_file != cfg.tls.cert_file:
+                raise ClientConfigError("the Spark Kafka client needs the private key and its "
+                                        "certificate in one PEM file (ICU_KAFKA__TLS__CERT_FILE)")
             out["kafka.ssl.keystore.type"] = "PEM"
             out["kafka.ssl.keystore.location"] = str(cfg.tls.cert_file)
+            if cfg.tls.key_password is not None:
+                out["kafka.ssl.key.password"] = cfg.tls.key_password.get_secret_value()
         if not cfg.tls.check_hostname:
             out["kafka.ssl.endpoint.identification.algorithm"] = ""
     return out
 
 
-def cassandra_security(cfg: CassandraSettings) -> dict[str, Any]:
-    """``auth_provider`` and ``ssl_context`` keyword arguments for ``Cluster``."""
-    from cassandra.auth import PlainTextAuthProvider
+def java_truststore(ca_file: Path, directory: Path) -> tuple[Path, str]:
+    """A PKCS#12 trust store (for JVM clients that take no PEM, such as the Spark Cassandra
+    Connector) holding the certificates of ``ca_file``, written once per content under
+    ``directory``. Its password only protects integrity: a trust store holds public
+    certificates, nothing secret."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
-    out: dict[str, Any] = {}
+    pem = Path(ca_file).read_bytes()
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise ClientConfigError(f"{ca_file}: not a PEM certificate file ({exc})") from None
+    password = "icu-truststore"
+    path = Path(directory) / f"truststore-{hashlib.sha256(pem).hexdigest()[:16]}.p12"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(c, f"ca{i}".encode()) for i, c in enumerate(certs)],
+            BestAvailableEncryption(password.encode()))
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path, password
+
+
+def _java_keystore(tls: TlsSettings, directory: Path) -> tuple[Path, str]:
+    """The client certificate and key of ``tls`` as a PKCS#12 key store (owner-only file,
+    random password, written for this process)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        load_pem_private_key,
+        pkcs12,
+    )
+
+    assert tls.cert_file is not None
+    chain = x509.load_pem_x509_certificates(Path(tls.cert_file).read_bytes())
+    key_pem = Path(tls.key_file or tls.cert_file).read_bytes()
+    password = tls.key_password.get_secret_value().encode() if tls.key_password else None
+    key = load_pem_private_key(key_pem, password)
+    store_password = secrets.token_urlsafe(24)
+    data = pkcs12.serialize_key_and_certificates(
+        b"client", key, chain[0], chain[1:] or None,  # type: ignore[arg-type]
+        BestAvailableEncryption(store_password.encode()))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"keystore-{os.getpid()}.p12"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return path, store_password
+
+
+def spark_cassandra_options(cfg: CassandraSettings, tls_dir: Path) -> dict[str, str]:
+    """The Spark Cassandra Connector's authentication and TLS options
+    (``spark.cassandra.auth.*``, ``spark.cassandra.connection.ssl.*``). The connector
+    takes Java key stores, so the PEM files of the settings are converted into
+    ``tls_dir``."""
+    out: dict[str, str] = {}
     if cfg.username or cfg.password is not None:
         if not cfg.username or cfg.password is None:
             raise ClientConfigError("Cassandra authentication needs both "
                                     "ICU_CASSANDRA__USERNAME and ICU_CASSANDRA__PASSWORD")
-        out["auth_provider"] = PlainTextAuthProvider(cfg.username,
-                                                     cfg.password.get_secret_value())
-    context = ssl_context(cfg.tls)
-    if context is not None:
-        # with check_hostname on, the driver checks each node's name against its address
-        out["ssl_context"] = context
+        out["spark.cassandra.auth.username"] = cfg.username
+        out["spark.cassandra.auth.password"] = cfg.password.get_secret_value()
+    if cfg.tls.on:
+        out["spark.cassandra.connection.ssl.enabled"] = "true"
+        # The connector's default is two TLS_RSA suites (no forward secrecy, refused by
+        # current JVMs and impossible with an EC certificate).
+        out["spark.cassandra.connection.ssl.enabledAlgorithms"] = ",".join(JVM_CIPHER_SUITES)
+        if cfg.tls.ca_file:
+            path, password = java_truststore(cfg.tls.ca_file, tls_dir)
+            out["spark.cassandra.connection.ssl.trustStore.path"] = str(path)
+            out["spark.cassandra.connection.ssl.trustStore.password"] = password
+            out["spark.cassandra.connection.ssl.trustStore.type"] = "PKCS12"
+        if cfg.tls.cert_file:
+            path, password = _java_keystore(cfg.tls, tls_dir)
+            out["spark.cassandra.connection.ssl.clientAuth.enabled"] = "true"
+            out["spark.cassandra.connection.ssl.keyStore.path"] = str(path)
+            out["spark.cassandra.connection.ssl.keyStore.password"] = password
+            out["spark.cassandra.connection.ssl.keyStore.type"] = "PKCS12"
     return out
 
 
@@ -149,3 +239,74 @@ def describe(kafka: KafkaSettings, cassandra: CassandraSettings) -> dict[str, st
         "cassandra": ("TLS" if cassandra.tls.on else "plaintext")
         + (f", user {cassandra.username}" if cassandra.username else ", no authentication"),
     }
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_services(settings: Settings, *, smtp: bool = False) -> list[str]:
+    """What is unauthenticated or unencrypted among the servers ``settings`` reach
+    (Kafka, Cassandra, and with ``smtp`` the mail relay), each with the settings that fix
+    it; empty when everything has credentials and TLS."""
+    problems = []
+    k, c = settings.kafka, settings.cassandra
+    if not k.sasl_mechanism or not k.username or k.password is None:
+        problems.append("Kafka without authentication (ICU_KAFKA__SASL_MECHANISM, "
+                        "ICU_KAFKA__USERNAME, ICU_KAFKA__PASSWORD)")
+    if not k.tls.on:
+        problems.append("Kafka without TLS (ICU_KAFKA__TLS__CA_FILE or ICU_KAFKA__TLS__ENABLED)")
+    elif not k.tls.check_hostname:
+        problems.append("Kafka TLS without the server name check "
+                        "(ICU_KAFKA__TLS__CHECK_HOSTNAME=false)")
+    if not c.username or c.password is None:
+        problems.append("Cassandra without authentication (ICU_CASSANDRA__USERNAME, "
+                        "ICU_CASSANDRA__PASSWORD)")
+    if not c.tls.on:
+        problems.append("Cassandra without TLS (ICU_CASSANDRA__TLS__CA_FILE or "
+                        "ICU_CASSANDRA__TLS__ENABLED)")
+    elif not c.tls.check_hostname:
+        problems.append("Cassandra TLS without the server name check "
+                        "(ICU_CASSANDRA__TLS__CHECK_HOSTNAME=false)")
+    if smtp and not (settings.smtp.tls or settings.smtp.starttls):
+        problems.append("SMTP without TLS (ICU_SMTP__TLS or ICU_SMTP__STARTTLS)")
+    return problems
+
+
+def require_secure_services(settings: Settings, component: str, *,
+                            smtp: bool = False) -> None:
+    """Refuse to start ``component`` outside demo mode while any server it reaches lacks
+    credentials or TLS (:func:`insecure_services`). ``allow_insecure_services`` (a
+    developer's machine, the tests) is accepted only when every server is on loopback;
+    demo mode and that exception start with a loud warning."""
+    problems = insecure_services(settings, smtp=smtp)
+    if not problems:
+        return
+    if settings.demo_mode:
+        log.warning("DEMO MODE, NO SECURITY: %s runs with %s. Never use demo mode with "
+                    "patient data.", component, "; ".join(problems))
+        return
+    if settings.allow_insecure_services:
+        hosts = [b.rsplit(":", 1)[0] for b in settings.kafka.bootstrap.split(",") if b.strip()]
+        hosts += list(settings.cassandra.hosts)
+        if smtp:
+            hosts.append(settings.smtp.host)
+        remote = [h for h in hosts if not _loopback(h)]
+        if remote:
+            raise ClientConfigError(
+                f"ICU_ALLOW_INSECURE_SERVICES is only for servers on loopback (127.0.0.1); "
+                f"{', '.join(sorted(set(remote)))} is not")
+        log.warning("INSECURE: %s runs with %s (ICU_ALLOW_INSECURE_SERVICES, loopback "
+                    "only); never use this for a deployment", component, "; ".join(problems))
+        return
+    raise ClientConfigError(
+        f"refusing to start {component} outside demo mode: " + "; ".join(problems)
+        + ". A hospital deployment needs credentials and TLS for every server "
+        "(docs/security.md); `icu services secure start` runs secured local servers; "
+        "ICU_DEMO_MODE=true is for demo machines without patient data.")

@@ -1,4 +1,4 @@
-"""Peak-preserving downsampling of a vital-sign series for drawing (issue 5, drill-down).
+"""Peak-preserving downsampling of a vital-sign series for drawing (patient timeline).
 
 A 72 h window of 1 Hz readings is 259,200 samples per parameter; a chart draws ~2,000
 points. Averaging or picking every n-th sample would hide a 10-second desaturation, so
@@ -22,7 +22,7 @@ bucket, which contributes no sample). ``resolution_for(window_ms, max_points)`` 
 Vectorised numpy: a sort check, ``fmin``/``fmax.reduceat`` per bucket, and a
 ``searchsorted`` for the first sample at each extreme. Measured on the 2-core dev box
 (under a load of 6-10): 72 h x 1 Hz x 6 parameters (1.56 M samples, 1 % NaN) to <= 2,000
-points each in 26-31 ms in total, best of 5 (``tests/unit/test_downsample.py::test_speed``
+points each in 26-31 ms in total, best of 5 (``tests/unit/backend/test_downsample.py::test_speed``
 asserts < 100 ms).
 """
 

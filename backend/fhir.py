@@ -1,4 +1,4 @@
-"""FHIR R4 export and ingest of vital signs (issue 5).
+"""FHIR R4 export and ingest of vital signs (the patient page's download, devices/fhir_ingest.py).
 
 The models are ``fhir.resources.R4B`` (FHIR 4.3.0): ``fhir.resources`` 8.x ships R5 as its
 default package and R4B and STU3 as sub-packages; there is no separate 4.0.1 package.
@@ -73,7 +73,7 @@ from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
 from backend import localtime
-from backend.census import Admission
+from backend.admission import Admission
 from backend.identifiers import identifier_problem
 from backend.messages import DeviceReading
 from backend.strictjson import JsonError

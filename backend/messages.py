@@ -8,7 +8,8 @@ Topics (names in ``Settings.kafka``):
                         reason, where the original lives, and a bounded head of it.
 * ``vitals.validated``  pipeline -> web. ``ValidatedReading``: accepted readings with NEWS2.
 * ``alerts.events``     pipeline -> alert manager / web. ``AlertEvent`` (raised / cleared).
-* ``alerts.lifecycle``  alert manager -> web. Lifecycle transitions (issue 4).
+* ``alerts.lifecycle``  alert manager / web -> web. ``AlertLifecycle``: acknowledged,
+                        silenced, escalated, resolved, so every ward screen shows it.
 
 Units are fixed by ``backend.vitals.VITALS`` (UCUM, LOINC); a message never carries units.
 Timestamps are integer milliseconds since the Unix epoch, UTC.
@@ -150,6 +151,10 @@ class ValidatedReading(BaseModel):
     o2_supplemental: bool | None = None
     consciousness: Consciousness | None = None
     processed_ts: int
+    # Where the reading came from: its record on vitals.raw (the stored reading names it,
+    # so what is derived from a reading can name its raw message, and erasure finds it).
+    source_partition: int | None = None
+    source_offset: int | None = None
 
 
 class AlertEvent(BaseModel):

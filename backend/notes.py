@@ -9,15 +9,16 @@ census knows (admitted now or before), under a clean identifier
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from cassandra.cluster import Session
-from cassandra.util import datetime_from_uuid1, uuid_from_time
 
 from backend import audit
 from backend.identifiers import identifier_problem
+from backend.storage.cassandra import Session
+from backend.storage.notes import Note, NoteStore
+from backend.storage.statements import store
+
+__all__ = ["MAX_NOTE_CHARS", "NOTE_ADDED", "Note", "NoteError", "add_note", "clean_body",
+           "notes_for"]
 
 MAX_NOTE_CHARS = 4000
 NOTE_ADDED = audit.NOTE_ADDED
@@ -25,20 +26,6 @@ NOTE_ADDED = audit.NOTE_ADDED
 
 class NoteError(ValueError):
     """A note that cannot be stored; the message is for the screen."""
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    note_id: uuid.UUID
-    patient_id: str
-    ts: datetime
-    author: str
-    author_role: str
-    body: str
-
-    @property
-    def ts_ms(self) -> int:
-        return round(self.ts.timestamp() * 1000)
 
 
 def clean_body(text: str | None) -> str:
@@ -71,21 +58,12 @@ def add_note(session: Session, patient_id: str, author: str, author_role: str,
         raise NoteError(f"No patient {patient_id} in the census: a note needs a known "
                         "patient.")
     ts = (now or datetime.now(UTC)).astimezone(UTC)
-    note_id = uuid_from_time(ts)
-    session.execute(
-        "INSERT INTO notes_by_patient (patient_id, note_id, author, author_role, body)"
-        " VALUES (%s, %s, %s, %s, %s)", (patient_id, note_id, author, author_role, body))
+    note = store(NoteStore, session).add(patient_id, author, author_role, body, ts)
     audit.record(session, author, NOTE_ADDED, audit.PATIENT, patient_id,
-                 f"note {note_id}", via, now=ts)
-    return Note(note_id, patient_id, datetime_from_uuid1(note_id).replace(tzinfo=UTC),
-                author, author_role, body)
+                 f"note {note.note_id}", via, now=ts)
+    return note
 
 
 def notes_for(session: Session, patient_id: str, limit: int = 500) -> list[Note]:
     """The patient's notes, newest first."""
-    rows = session.execute(
-        "SELECT note_id, author, author_role, body FROM notes_by_patient"
-        " WHERE patient_id = %s LIMIT %s", (patient_id, limit))
-    return [Note(r["note_id"], patient_id,
-                 datetime_from_uuid1(r["note_id"]).replace(tzinfo=UTC), r["author"],
-                 r["author_role"] or "", r["body"]) for r in rows]
+    return store(NoteStore, session).for_patient(patient_id, limit)

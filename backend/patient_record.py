@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
 
 import numpy as np
-from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent
 
+from backend.alerting.status import AlertStatus
+from backend.messages import ValidatedReading
 from backend.storage.alerts import AlertStore
+from backend.storage.cassandra import Session
 from backend.storage.minutes import MinuteStore
 from backend.storage.readings import ReadingStore
 from backend.storage.risk_scores import RiskScoreStore
-from backend.storage.timestamps import day_of, to_datetime, to_ms
+from backend.storage.statements import store as _store
+from backend.storage.timestamps import to_ms
 from backend.timeline import (
     DEFAULT_MAX_POINTS,
     HOUR_MS,
@@ -44,20 +45,6 @@ class Timeline:
     source_rows: int  # rows read from Cassandra
     series: dict[str, Series]
     read_ms: float  # time spent reading (for the page's footnote and the benchmark)
-
-
-_stores: dict[tuple[type, int], Any] = {}
-_alert_by_id: dict[int, object] = {}  # prepared statement per session
-
-_S = TypeVar("_S", MinuteStore, RiskScoreStore)
-
-
-def _store(cls: type[_S], session: Session) -> _S:
-    """One instance of a store (i.e. one set of prepared statements) per session."""
-    store = _stores.get((cls, id(session)))
-    if store is None or store.session is not session:
-        store = _stores[(cls, id(session))] = cls(session)
-    return store
 
 
 def minute_store(session: Session) -> MinuteStore:
@@ -142,26 +129,13 @@ def window_end(newest_ms: int | None, now_ms: int) -> int:
 
 FIT_MAX_MS = 8 * HOUR_MS  # the "fit" window shows at most one shift
 FIT_MIN_MS = 10 * 60_000
-_first_reading: dict[int, object] = {}  # prepared statement per session
 
 
 def first_reading_ms(session: Session, patient_id: str, since_ms: int,
                      until_ms: int) -> int | None:
     """The time of the first reading in ``[since, until)``, or ``None``: one single-row
     query per day partition (readings are clustered by time), oldest day first."""
-    stmt = _first_reading.get(id(session))
-    if stmt is None:
-        stmt = _first_reading[id(session)] = session.prepare(
-            "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
-            " AND ts >= ? AND ts < ? LIMIT 1")
-    day, last = day_of(since_ms), day_of(until_ms - 1)
-    while day <= last:
-        row = session.execute(stmt, (patient_id, day, to_datetime(since_ms),
-                                     to_datetime(until_ms))).one()
-        if row is not None:
-            return _ms(row["ts"])
-        day += timedelta(days=1)
-    return None
+    return _store(ReadingStore, session).first_ts(patient_id, since_ms, until_ms)
 
 
 def fit_window(first_ms: int | None, end_ms: int) -> tuple[int, int]:
@@ -211,21 +185,15 @@ def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int
     acknowledged and when, when the condition ended), oldest first."""
     # placed at the onset of the condition (device time): a reading replayed late is
     # detected late, but the physician needs to see when the patient changed
-    index = [r for r in AlertStore(session).for_patient(patient_id, limit)
+    alerts = _store(AlertStore, session)
+    index = [r for r in alerts.for_patient(patient_id, limit)
              if start_ms <= (_ms(r.get("onset_ts")) or _ms(r["detected_ts"]) or 0) < end_ms]
-    stmt = _alert_by_id.get(id(session))
-    if stmt is None:
-        stmt = _alert_by_id[id(session)] = session.prepare(
-            "SELECT * FROM alerts WHERE alert_id = ?")
-    results = execute_concurrent(session, [(stmt, (r["alert_id"],)) for r in index],
-                                 concurrency=32, raise_on_first_error=True,
-                                 results_generator=False)
     out = []
-    for r, (_ok, result) in zip(index, results, strict=True):
-        a = result.one() or {}
-        status = a.get("status") or "raised"
+    for r, row in zip(index, alerts.get_many([r["alert_id"] for r in index]), strict=True):
+        a = row or {}
+        status = a.get("status") or AlertStatus.RAISED
         acked_by, acked_ts = a.get("acknowledged_by"), a.get("acknowledged_ts")
-        if acked_by is None and status == "acknowledged":  # rows from before the column
+        if acked_by is None and status == AlertStatus.ACKNOWLEDGED:  # rows from before the column
             acked_by, acked_ts = a.get("status_by"), a.get("status_ts")
         out.append(AlertHistory(
             r["alert_id"], r["rule"], r["priority"], r["message"] or "",
@@ -239,9 +207,10 @@ def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int
     return out
 
 
-def current_state(session: Session, ward: str, bed: str, patient_id: str) -> dict | None:
-    """The bed's latest row (NEWS2, time of the last reading), if it is this patient's."""
-    for row in ReadingStore(session).latest_for_ward(ward):
-        if row["bed"] == bed and row["patient_id"] == patient_id:
-            return row
+def current_state(session: Session, ward: str, bed: str,
+                  patient_id: str) -> ValidatedReading | None:
+    """The bed's latest reading (NEWS2, its time), if it is this patient's."""
+    for r in _store(ReadingStore, session).latest_for_ward(ward):
+        if r.bed == bed and r.patient_id == patient_id:
+            return r
     return None

@@ -102,7 +102,7 @@ class CassandraSettings(BaseModel):
 
 
 class SparkSettings(BaseModel):
-    """The stream job: the evaluate query (latency) and the persist query (throughput)."""
+    """The stream job: the alarm query (latency) and the persist query (throughput)."""
 
     master: str = "local[2]"
     checkpoint_dir: Path = Path.home() / ".cache" / "icu-monitor" / "checkpoints" / "vitals"
@@ -128,10 +128,15 @@ class SparkSettings(BaseModel):
     # much, and each batch pays ~0.15 s per table written, so larger is cheaper.
     persist_trigger_seconds: float = Field(default=5.0, gt=0)
     persist_max_offsets_per_trigger: int = 200_000
-    # "rocksdb" or "hdfs" (Spark's in-memory map with delta files).
-    state_store: str = Field(default="rocksdb", pattern="^(rocksdb|hdfs)$")
+    # "hdfs" (Spark's in-memory map with delta files) or "rocksdb". The state is one small
+    # row per bucket, so the in-memory map is faster (docs/benchmarks.md, "Stream design").
+    # A checkpoint keeps the store it was started with.
+    state_store: str = Field(default="hdfs", pattern="^(rocksdb|hdfs)$")
+    # FileSystemBased renames files into place (atomic on a local or HDFS file system;
+    # object stores such as S3 need FileContextBased). The FileContext one forks chmod
+    # and readlink helpers on the local file system: 5x the forks of an idle job.
     checkpoint_file_manager: str = Field(
-        default="FileContextBasedCheckpointFileManager",
+        default="FileSystemBasedCheckpointFileManager",
         pattern="^(FileContextBasedCheckpointFileManager|FileSystemBasedCheckpointFileManager)$")
     # Spark's driver JVM heap (local mode: the executors run in it too).
     driver_memory: str = "1g"
@@ -305,6 +310,8 @@ class SmtpSettings(BaseModel):
     port: int = 2525
     starttls: bool = False
     tls: bool = False
+    # The CA that signed the relay's certificate (PEM); the system's trust store if unset.
+    ca_file: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "icu-monitor@localhost"
@@ -318,7 +325,8 @@ class SmtpSettings(BaseModel):
 
 
 class AlertManagerSettings(BaseModel):
-    """The alert lifecycle and the alert manager (issue 4; backend/alerting/)."""
+    """The alert lifecycle and the alert manager (backend/alerting/): escalation, silences,
+    auto-resolve, alert e-mail."""
 
     # Escalation per priority: minutes after the alert was raised, still unacknowledged,
     # at which it escalates one more step along ``chain`` (cumulative, from the raise):
@@ -386,7 +394,7 @@ class WebSettings(BaseModel):
     idle_timeout_minutes_by_role: dict[str, int] = {"admin": 10, "ward_display": 30}
     session_max_hours: float = Field(default=12.0, gt=0)
     session_max_hours_by_role: dict[str, float] = {"ward_display": 7 * 24.0}
-    # Sign-in throttling (backend/throttle.py): per account, per client address and per
+    # Sign-in throttling (backend/users/throttle.py): per account, per client address and per
     # known device, each a fixed window of lockout_minutes.
     max_failed_logins: int = 5
     lockout_minutes: int = 15
@@ -421,10 +429,11 @@ class PrivacySettings(BaseModel):
 
 
 class PopulationSettings(BaseModel):
-    """Population analytics (issue 7): catchment, disclosure control, surge detection."""
+    """Population analytics: catchment, disclosure control, surge detection."""
 
-    # Counties the hospital admits from, "FIPS=weight,..." as devices.regions.Catchment
-    # parses it ("" = the default Boston catchment). The map zooms to these counties.
+    # Counties the hospital admits from, "FIPS=weight,..." as
+    # backend.population.catchment.Catchment parses it ("" = the default Boston
+    # catchment). The map zooms to these counties.
     catchment: str = ""
     # Counts from 1 to suppress_below - 1 are shown as "<N" (and rates built on them
     # hidden), so nobody can be singled out. 11 follows the CMS cell-size rule.
@@ -454,6 +463,11 @@ class Settings(BaseSettings):
     )
 
     demo_mode: bool = False
+    # Outside demo mode the stream job, web app and alert manager refuse Kafka or
+    # Cassandra without credentials and TLS (backend.clients.require_secure_services).
+    # This lets a developer's machine and the tests use the unauthenticated local servers;
+    # it is refused unless every server is on loopback.
+    allow_insecure_services: bool = False
     # The hospital's time zone, an IANA name ("Europe/Berlin", "America/New_York"): every
     # page, e-mail and export shows local time in it, with the zone; storage stays UTC
     # (backend/localtime.py). The default matches the default catchment (Boston).

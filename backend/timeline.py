@@ -1,4 +1,4 @@
-"""The patient timeline's data, at the resolution its window needs (issue 5, drill-down).
+"""The patient timeline's data, at the resolution its window needs (patient page).
 
 A physician looks at one hour or at three days. 72 h of 1 Hz readings are 259,200 rows
 per patient; reading them all for every redraw takes far longer than the 1 s budget, and
@@ -11,7 +11,7 @@ a chart cannot show them anyway. So the source is chosen by the window:
   maximum, so a 20-second desaturation is still there;
 
 and then both are reduced to the screen width with the peak-preserving min/max buckets of
-``backend.downsample``. Every extreme survives both steps (``tests/unit/test_timeline.py``).
+``backend.downsample``. Every extreme survives both steps (``tests/unit/backend/test_timeline.py``).
 
 Per-minute parts: a micro-batch of the stream job writes one *part* per patient-minute it
 touched (:func:`minute_parts`); a minute split over two batches has two parts, merged on

@@ -68,7 +68,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.identifiers import device_identifier_problem
 from backend.messages import SCHEMA_VERSION, Consciousness
 from backend.settings import AlertingSettings

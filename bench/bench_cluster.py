@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import Process, Sampler, cpu_between, log, machine_info
-from bench.support import isolated_settings as isolated
+from bench.support import Sampler, cpu_between, log, machine_info
+from harness.isolation import Scratch
+from harness.process import IcuProcess
 
 
 def main() -> None:
@@ -41,13 +42,14 @@ def main() -> None:
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from ops import cluster
-    from ops import services as svc
+    from ops.artefacts import cassandra_home, kafka_home
+    from ops.topics import ensure_topics
 
     base = Settings()
     work = Path(tempfile.mkdtemp(prefix="icu-bench-cluster-"))
     cache = work / "cache"
     cache.mkdir()
-    for home in (svc.kafka_home(base), svc.cassandra_home(base)):
+    for home in (kafka_home(base), cassandra_home(base)):
         (cache / home.name).symlink_to(home)
     settings = base.model_copy(update={
         "cache_dir": cache,
@@ -55,7 +57,7 @@ def main() -> None:
     })
     result: dict = {"machine": machine_info(), "command": " ".join(sys.argv),
                     "patients": args.patients, "duration_s": args.duration}
-    procs: list[Process] = []
+    procs: list[IcuProcess] = []
     try:
         log("cold start (fresh data directories)")
         t0 = time.monotonic()
@@ -66,14 +68,15 @@ def main() -> None:
         idle = {s.name: round(s.rss_mib or 0) for s in cluster.cluster_status(settings)}
         result["idle_rss_mib"] = idle
 
-        cs = isolated(cluster.client_settings(settings), "cl", work)
+        cs = Scratch().isolate(cluster.client_settings(settings), work / "checkpoints",
+                               marker="cl", create_topics=False)
         cs = cs.model_copy(update={
             "secret_key": secrets.token_urlsafe(32),
             "web": cs.web.model_copy(update={"port": args.web_port,
                                              "allow_insecure_http": True,
                                              "public_url": f"http://127.0.0.1:{args.web_port}"}),
         })
-        svc.ensure_topics(cs)
+        ensure_topics(cs)
         session = connect(cs.cassandra, keyspace=False, wait_seconds=60)
         migrate(session, cs)
         session.cluster.shutdown()
@@ -81,9 +84,9 @@ def main() -> None:
         sampler = Sampler(interval=2.0)
         for s in cluster.cluster_status(settings):
             sampler.watch(s.name, s.pid)
-        job = Process(cs, ["stream", "run"], work / "stream.log", "evaluate query running")
-        web = Process(cs, ["web", "run"], work / "web.log", "web app listening")
-        sim = Process(cs, ["simulate", "generate", "--patients", str(args.patients),
+        job = IcuProcess(cs, ["stream", "run"], work / "stream.log", "alarm query running")
+        web = IcuProcess(cs, ["web", "run"], work / "web.log", "web app listening")
+        sim = IcuProcess(cs, ["simulate", "generate", "--patients", str(args.patients),
                            "--wards", "4", "--duration", str(args.duration + 60),
                            "--progress", "0"], work / "sim.log")
         procs += [job, web, sim]
@@ -91,7 +94,7 @@ def main() -> None:
         web.start(timeout=120)
         sampler.watch("job", job.pid)
         sampler.watch("web", web.pid)
-        sim.start()
+        sim.start(timeout=60)
         sampler.watch("simulator", sim.pid)
         sampler.start()
         time.sleep(30)  # past the first micro-batches

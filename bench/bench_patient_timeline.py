@@ -10,7 +10,7 @@ What runs (its own Cassandra keyspace ``icu_bench_pt_<hex>``, dropped at the end
    written with the sink's own stores (``ReadingStore.write`` for the raw rows,
    ``MinuteStore.write`` for the per-minute extremes) in micro-batches of 500 readings,
    as the stream job writes them. The Spark job itself is not part of this benchmark
-   (``bench_pipeline.py`` measures it).
+   (``bench_stream.py`` measures it).
 2. For each window (1 h, 24 h, 72 h, ending at the newest reading), ``--repeats`` times:
    * **chosen path**: ``backend.patient_record.load_timeline`` (raw rows for <= 2 h,
      per-minute extremes beyond; min/max to 1,600 points per series) + the plotly figure
@@ -221,6 +221,7 @@ def main() -> None:
     base = Settings()
     settings = base.model_copy(update={
         "secret_key": SecretStr(secrets.token_urlsafe(48)),
+        "allow_insecure_services": True,  # the local servers (loopback)
         "cassandra": base.cassandra.model_copy(
             update={"keyspace": f"icu_bench_pt_{uuid.uuid4().hex[:10]}"}),
         "web": base.web.model_copy(update={"host": "127.0.0.1", "port": _free_port(),
@@ -232,7 +233,7 @@ def main() -> None:
     try:
         migrate(db, settings)
         db.set_keyspace(settings.cassandra.keyspace)
-        from backend.census import Admission
+        from backend.admission import Admission
 
         end = int(time.time() * 1000) // 1000 * 1000
         census.admit(db, Admission(patient_id=PATIENT, ward="BENCH", bed="1", age=67, sex="M",

@@ -1,4 +1,4 @@
-"""Population aggregation time over 30 simulated days x 200 beds (issue 7).
+"""Population aggregation time over 30 simulated days x 200 beds.
 
 On its own keyspace ``icu_bench_pop_<hex>`` (dropped at the end unless --keep), it writes
 a seeded history (``devices.history``: 10 wards x 20 beds, 30 days, ~34,000 alerts), then

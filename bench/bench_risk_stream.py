@@ -43,7 +43,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.census import Admission  # noqa: E402
+from backend.admission import Admission  # noqa: E402
 from backend.messages import ValidatedReading  # noqa: E402
 from backend.risk import data as data_mod  # noqa: E402
 from backend.risk import registry  # noqa: E402
@@ -195,7 +195,8 @@ def main() -> None:
     ap.add_argument("--screenshot", type=Path, default=None)
     args = ap.parse_args()
 
-    from ops.services import ensure_topics, kafka_admin
+    from ops.kafka_server import kafka_admin
+    from ops.topics import ensure_topics
 
     base = Settings()
     version = registry.active_version(base)
@@ -207,6 +208,7 @@ def main() -> None:
     topics = {n: f"{getattr(base.kafka, n)}.bench{suffix}"
               for n in type(base.kafka).model_fields if n.startswith("topic_")}
     settings = base.model_copy(update={
+        "allow_insecure_services": True,  # the local servers (loopback)
         "kafka": base.kafka.model_copy(update=topics),
         "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_risk_{suffix}"}),
         "spark": base.spark.model_copy(update={"checkpoint_dir": work / "checkpoint",
@@ -233,7 +235,7 @@ def main() -> None:
             f"{expected / offline_s:,.0f} scores/s")
         publish(settings, readings)
 
-        from tests.integration.support import StreamJob
+        from harness.process import StreamJob
 
         job = StreamJob(settings, work / "risk.log", command=("stream", "risk"),
                         ready_text="risk stream running")

@@ -3,7 +3,7 @@ state bucket, on the same readings and in the same run.
 
     .venv/bin/python bench/bench_state_buckets.py [--patients 200] [--readings 1 10]
 
-Runs ``streaming.evaluator.make_evaluator`` as Spark's Python workers run it, with an
+Runs ``streaming.alarm_evaluator.make_evaluator`` as Spark's Python workers run it, with an
 in-memory census (no Cassandra) and pandas frames shaped as Spark passes them. It
 measures only the Python side: pyspark's own per-call cost (Arrow conversion, state
 packing, ~3-4 ms per call in the pipeline benchmark) comes on top of every call, which is
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests" / "unit"))
 from test_bucket_evaluator import FakeCensus, FakeGroupState, _frame, _reading  # noqa: E402
 
 from backend.settings import Settings  # noqa: E402
-from streaming import evaluator  # noqa: E402
+from streaming import alarm_evaluator as evaluator  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,9 +23,9 @@ has its own topics, keyspace and checkpoints, dropped at the end. Phases, in ord
    reading: device ``ts`` -> on ``vitals.validated`` (a read_committed consumer), -> in
    the ward state a tile is drawn from; per alert event: the ``reading_ts`` of the
    reading that completed the persistence window -> on ``alerts.events``. Halfway, an
-   alert storm: ``--storm`` beds cross HR 150 in the same second; their raises are
+   alert storm: ``--storm`` beds cross HR 150 (to 160) in the same second; their raises are
    timed the same way and their rows checked in Cassandra. The backlog (``vitals.raw``
-   end offsets minus the evaluate query's committed offsets) is sampled every 5 s.
+   end offsets minus the alarm query's committed offsets) is sampled every 5 s.
 6. **drain**: the same ``--backlog`` as the peer, produced as fast as possible while the
    warm job runs; timed until the last reading is on ``vitals.validated`` and until the
    persist query has committed the batch holding it (every row in Cassandra).
@@ -54,19 +54,21 @@ if str(REPO) not in sys.path:
 
 from backend.settings import Settings, get_settings  # noqa: E402
 from bench.support import (  # noqa: E402
-    Process,
     Sampler,
-    cleanup,
     cpu_between,
     dist,
-    isolated_settings,
     log,
     machine_info,
     now_ms,
 )
+from harness.isolation import Scratch  # noqa: E402
+from harness.process import IcuProcess  # noqa: E402
 
 FORK = multiprocessing.get_context("fork")
-STORM_HR = 150.0
+# above the default extreme-tachycardia limit (AlarmLimits.hr_above, 150/min): a
+# high-priority raise on every storm bed once the persistence window closes
+STORM_HR = 160.0
+STORM_RULE = "limit_hr_high"
 SCENARIOS = {"sepsis": 10, "desaturation": 10, "tachycardia": 10, "hypotension": 10,
              "sensor_disconnect": 5, "motion_artefact": 5}
 
@@ -131,11 +133,11 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
     """The persist query's own writes of ``n`` readings from memory (no Kafka)."""
     from pyspark.sql import functions as F
 
+    from backend.admission import Admission
     from backend.alerting.evaluation import PatientState, ScoredReading, process
-    from backend.census import Admission
     from backend.validation import Accepted, validate
     from streaming import persist_job as pj
-    from streaming.evaluator import _validated_json
+    from streaming.alarm_evaluator import _validated_json
     from streaming.session import spark_session
 
     records = backlog_records(patients, n, boot="ceiling")
@@ -331,7 +333,7 @@ def _ward_state(settings: Settings, out_path: str, ready, stop) -> None:
 def _paced(settings: Settings, patients: int, seconds: float, storm: int, storm_at: float,
            ready, go) -> None:
     """``patients`` at 1 Hz in real time: each reading sent when the wall clock reaches
-    its device timestamp. From ``storm_at`` s on, ``storm`` stable beds read HR 150."""
+    its device timestamp. From ``storm_at`` s on, ``storm`` stable beds read HR 160."""
     from kafka import KafkaProducer
 
     from devices.generator import generate, plan_patients
@@ -386,9 +388,9 @@ def end_offsets(settings: Settings, topic: str) -> int:
     return total
 
 
-def job_process(settings: Settings, workdir: Path, name: str) -> Process:
-    return Process(settings, ["stream", "run"], workdir / f"{name}.log",
-                   ready_text="evaluate query running")
+def job_process(settings: Settings, workdir: Path, name: str) -> IcuProcess:
+    return IcuProcess(settings, ["stream", "run"], workdir / f"{name}.log",
+                   ready_text="alarm query running")
 
 
 def evaluate_checkpoint(settings: Settings) -> Path:
@@ -437,7 +439,7 @@ def phase_drain(settings: Settings, records: list, arrivals: Path, sampler: Samp
 # --- 5. latency --------------------------------------------------------------------------
 
 def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
-                  job: Process) -> dict:
+                  job: IcuProcess) -> dict:
     from backend.storage.cassandra import connect
 
     arrivals = workdir / "arrivals.jsonl"
@@ -451,7 +453,7 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     storm_at = args.duration / 2
     paced = FORK.Process(target=_paced, args=(settings, args.patients, args.duration,
                                               args.storm, storm_at, ready[2], go))
-    manager = Process(settings, ["alerts", "manager"], workdir / "manager.log")
+    manager = IcuProcess(settings, ["alerts", "manager"], workdir / "manager.log")
     for p in (consumer, web, paced):
         p.start()
     manager.start()
@@ -490,7 +492,7 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
             to_validated.append(rec[1] - rec[2])
         elif rec[4] == "raised" and rec[5] != "stale_signal":
             raises.append(rec[1] - rec[2])
-            if rec[5] in ("hr_high", "ref_hr_high", "news2_medium", "news2_high") and \
+            if rec[5] == STORM_RULE and \
                     rec[2] >= t_start + storm_at * 1000:
                 storm.append(rec[1] - rec[2])
                 storm_ids.append((rec[7], rec[3]))
@@ -508,6 +510,7 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
         "device_to_validated_ms": dist(to_validated),
         "reading_to_alert_event_ms": dist(raises),
         "storm": {"beds": args.storm, "raise_events": len(storm),
+                  "beds_raised": len({alert_id for alert_id, _ in storm_ids}),
                   "reading_to_alert_event_ms": dist(storm),
                   "stored_before_published": stored_first},
         "device_to_ward_state_ms": dist(tiles[len(tiles) // 20:]),
@@ -544,9 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     spark = {"master": args.master} if args.master else {}
     # Bed silence is not part of this bench: beds go quiet between phases.
-    settings = isolated_settings(base, "s", workdir, spark=spark,
-                                 alerting={"stale_after_seconds": 3600.0})
-    services.ensure_topics(settings)
+    scratch = Scratch()
+    settings = scratch.isolate(base, workdir / "checkpoint-s" / "vitals", marker="bs",
+                               allow_insecure_services=True, spark=spark,
+                               alerting={"stale_after_seconds": 3600.0})
     admit(settings, args.patients)
     result: dict = {"machine": machine_info(), "args": vars(args) | {"out": str(args.out)},
                     "settings": {"spark": settings.spark.model_dump(mode="json"),
@@ -609,18 +613,19 @@ def main(argv: list[str] | None = None) -> int:
         job = None
         if args.scale:
             for master in ("local[1]", "local[2]"):
-                s2 = isolated_settings(base, "x", workdir, spark={"master": master},
-                                       alerting={"stale_after_seconds": 3600.0})
-                services.ensure_topics(s2)
+                s2 = scratch.isolate(base, workdir / f"checkpoint-{master}" / "vitals",
+                                     marker="bx", allow_insecure_services=True,
+                                     spark={"master": master},
+                                     alerting={"stale_after_seconds": 3600.0})
                 admit(s2, args.patients)
                 j2 = job_process(s2, workdir, f"job-{master}")
                 j2.start()
+                sampler.watch("job", j2.pid)
                 time.sleep(20)
                 log(f"scale: drain with {master}")
                 result.setdefault("scale", {})[master] = phase_drain(s2, backlog,
                                                                      workdir / "d2", sampler)
                 j2.stop()
-                cleanup(s2)
         summarize(result)
     finally:
         if job is not None:
@@ -629,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(result, indent=1))
             log(f"written {args.out}")
-        cleanup(settings)
+        scratch.drop(settings)
     return 0
 
 

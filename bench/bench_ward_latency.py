@@ -10,7 +10,7 @@ What runs (own Kafka topics and Cassandra keyspace, removed at the end), as in
   ``--update-ms`` (``web.ward_update_ms``);
 * a publisher: ``--beds`` x 1 Hz synthetic ``ValidatedReading``s straight to the bench's
   ``vitals.validated`` (not through Spark: the pipeline's own latency is measured by
-  ``bench/bench_pipeline.py``), each heart rate a per-bed code of the second it was sent
+  ``bench/bench_stream.py``), each heart rate a per-bed code of the second it was sent
   in, the send time kept per (bed, code);
 * ``--screens`` screens signed in as nurses: ``--browsers`` of them are headless
   Chromium windows showing ``/ward?ward=BENCH-A&kiosk=1`` at 1920x1080, the others the

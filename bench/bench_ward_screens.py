@@ -90,6 +90,7 @@ def bench_settings(base: Settings, suffix: str, port: int) -> Settings:
               if n.startswith("topic_")}
     return base.model_copy(update={
         "secret_key": SecretStr(secrets.token_urlsafe(48)),
+        "allow_insecure_services": True,  # the local servers (loopback)
         "kafka": k.model_copy(update=topics),
         "cassandra": base.cassandra.model_copy(update={"keyspace": f"icu_bench_{suffix}"}),
         "web": base.web.model_copy(update={"host": "127.0.0.1", "port": port,
@@ -112,13 +113,13 @@ class Env:
 
 
 def setup(args: argparse.Namespace) -> Env:
+    from backend.admission import Admission
     from backend.auth_policy import Role
-    from backend.census import Admission
     from backend.storage import census
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.services import ensure_topics
+    from ops.topics import ensure_topics
 
     settings = bench_settings(Settings(), uuid.uuid4().hex[:10], args.port or _free_port())
     ensure_topics(settings)
@@ -175,7 +176,7 @@ def teardown(env: Env, keep: bool) -> None:
     except Exception as exc:
         print(f"dropping the keyspace failed: {exc!r}")
     try:
-        from ops.services import kafka_admin
+        from ops.kafka_server import kafka_admin
 
         k = env.settings.kafka
         topics = [getattr(k, n) for n in type(k).model_fields if n.startswith("topic_")]

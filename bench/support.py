@@ -1,17 +1,14 @@
-"""What the benchmarks share: isolated settings, the machine, CPU and memory sampling,
-the stream job as a process, distributions."""
-
+"""What the benchmarks share: the machine, CPU and memory sampling, distributions (the
+system's processes and isolated settings: ``harness``)."""
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from backend.settings import Settings  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -52,7 +48,7 @@ def dist(values: Iterable[float]) -> dict:
 
 
 def machine_info() -> dict:
-    from ops import services as svc
+    from ops import artefacts
 
     try:
         java = subprocess.run(["java", "-version"], capture_output=True, text=True,
@@ -70,47 +66,10 @@ def machine_info() -> dict:
         "nproc": os.cpu_count(), "cpu_model": model,
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(), "python": platform.python_version(), "java": java,
-        "kafka": svc.KAFKA_VERSION, "cassandra": svc.CASSANDRA_VERSION,
-        "spark": svc.SPARK_VERSION, "git_commit": commit + ("+dirty" if dirty else ""),
+        "kafka": artefacts.KAFKA_VERSION, "cassandra": artefacts.CASSANDRA_VERSION,
+        "spark": artefacts.SPARK_VERSION, "git_commit": commit + ("+dirty" if dirty else ""),
         "load_avg_at_start": os.getloadavg(),
     }
-
-
-def isolated_settings(base: Settings, tag: str, workdir: Path, **updates: dict) -> Settings:
-    """Settings with topics, keyspace and checkpoint of their own (``updates``: per
-    group, e.g. ``spark={"master": "local[1]"}``)."""
-    suffix = f"{tag}{uuid.uuid4().hex[:8]}"
-    kafka = base.kafka
-    topics = {name: f"{getattr(kafka, name)}.b{suffix}"
-              for name in type(kafka).model_fields if name.startswith("topic_")}
-    groups = {
-        "kafka": {**topics, **updates.pop("kafka", {})},
-        "cassandra": {"keyspace": f"icu_bench_{suffix}", **updates.pop("cassandra", {})},
-        "spark": {"checkpoint_dir": workdir / f"checkpoint-{suffix}" / "vitals",
-                  **updates.pop("spark", {})},
-        **updates,
-    }
-    return base.model_copy(update={
-        name: getattr(base, name).model_copy(update=values) for name, values in groups.items()
-    })
-
-
-def cleanup(settings: Settings) -> None:
-    """Drop the run's topics and keyspace."""
-    from kafka import KafkaAdminClient
-
-    from backend.storage.cassandra import connect
-
-    k = settings.kafka
-    topics = [getattr(k, n) for n in type(k).model_fields if n.startswith("topic_")]
-    with contextlib.suppress(Exception):
-        admin = KafkaAdminClient(bootstrap_servers=k.bootstrap)
-        admin.delete_topics([t for t in topics if t in set(admin.list_topics())])
-        admin.close()
-    with contextlib.suppress(Exception):
-        session = connect(settings.cassandra, keyspace=False)
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
-        session.cluster.shutdown()
 
 
 def busy_seconds() -> float:
@@ -211,49 +170,3 @@ def cpu_between(a: dict, b: dict) -> dict:
             "other_programs_cores": round(max(0.0, machine - ours), 3)}
 
 
-class Process:
-    """An ``icu`` command in its own process group, its output in a log file."""
-
-    def __init__(self, settings: Settings, args: list[str], log_path: Path,
-                 ready_text: str | None = None) -> None:
-        self.settings, self.args, self.log_path = settings, args, log_path
-        self.ready_text = ready_text
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 240) -> float:
-        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        t0 = time.monotonic()
-        out = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", *self.args], cwd=REPO,
-                                     env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        if self.ready_text:
-            while self.ready_text not in self.text():
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.args} exited:\n{self.tail()}")
-                if time.monotonic() - t0 > timeout:
-                    raise RuntimeError(f"{self.args} not ready in {timeout} s:\n{self.tail()}")
-                time.sleep(0.1)
-        return time.monotonic() - t0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-    def stop(self, timeout: float = 60) -> None:
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)

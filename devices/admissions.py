@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.settings import Settings
 
 

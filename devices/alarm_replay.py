@@ -40,6 +40,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from backend.admission import Admission
 from backend.alerting.evaluation import (
     AlertChange,
     PatientState,
@@ -58,7 +59,6 @@ from backend.alerting.rules import (
     reporting_interval_ms,
     stale_timeout_ms,
 )
-from backend.census import Admission
 from backend.messages import DeviceReading, Priority
 from backend.settings import AlertingSettings
 from backend.validation import Accepted, Reading, validate

@@ -1,4 +1,4 @@
-"""Ingesting a FHIR R4 Bundle of vital signs through ``vitals.raw`` (issue 5).
+"""Ingesting a FHIR R4 Bundle of vital signs through ``vitals.raw``.
 
 FHIR data enters the system like a bedside monitor's: ``backend.fhir`` turns the Bundle's
 vital-sign Observations into ``DeviceReading`` messages (device ``fhir-<source>``, ``seq``

@@ -4,7 +4,7 @@
 age, sex, home county, pseudonymous label); ``generate(cfg)`` yields their readings as
 ``(patient_id, DeviceReading)`` in device-time order. Nothing here touches Kafka,
 Cassandra or the clock: the same ``GeneratorConfig`` (seed included) gives the same
-messages, byte for byte. The CLI (``devices.cli``) registers the admissions and
+messages, byte for byte. The CLI (``devices.simulate_cli``) registers the admissions and
 publishes.
 
 What a simulated monitor sends (units and LOINC codes: ``backend.vitals.VITALS``):
@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
+from backend.population.catchment import Catchment
 from backend.vitals import VITALS, Vital
-from devices.regions import Catchment, draw_fips
+from devices.regions import draw_fips
 from devices.scenarios import SCENARIOS, Baseline
 from devices.wire import Record, SeqCounter, bed_label, stable_rng
 

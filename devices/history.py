@@ -18,10 +18,13 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent_with_args
-
-from devices.regions import Catchment, draw_fips
+from backend.alerting.status import AlertStatus
+from backend.population.catchment import Catchment
+from backend.storage import census
+from backend.storage.alerts import AlertStore, HistoricAlert
+from backend.storage.cassandra import Session
+from backend.storage.statements import store
+from devices.regions import draw_fips
 from devices.wire import stable_rng
 
 RULE_MIX = (("news2_high", "high", 0.10), ("news2_medium", "medium", 0.20),
@@ -107,27 +110,15 @@ def generate(spec: HistorySpec, end: datetime, catchment: Catchment | None = Non
 
 
 def write(session: Session, stays: list[tuple], alerts: list[tuple]) -> None:
-    """Into ``admissions``, ``alerts`` and ``alerts_by_ward_day`` (concurrent upserts)."""
-    adm = session.prepare("INSERT INTO admissions (patient_id, ward, bed, label, home_fips,"
-                          " spo2_scale, admitted_ts, discharged_ts, source)"
-                          " VALUES (?, ?, ?, '', ?, 1, ?, ?, 'history')")
-    execute_concurrent_with_args(session, adm, stays, concurrency=128,
-                                 raise_on_first_error=True)
-    al = session.prepare("INSERT INTO alerts (alert_id, patient_id, ward, bed, rule, priority,"
-                         " message, detected_ts, onset_ts, status, status_by, status_ts)"
-                         " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)")
-    idx = session.prepare("INSERT INTO alerts_by_ward_day (ward, day, detected_ts, alert_id,"
-                          " patient_id, bed, rule, priority, message, status)"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?)")
-    rows, idx_rows = [], []
-    for aid, pid, ward, bed, rule, prio, detected, ack in alerts:
-        status = "acknowledged" if ack else "cleared"
-        rows.append((aid, pid, ward, bed, rule, prio, detected, detected, status,
-                     "demo-nurse" if ack else None, ack or detected + timedelta(minutes=5)))
-        idx_rows.append((ward, detected.date(), detected, aid, pid, bed, rule, prio, status))
-    execute_concurrent_with_args(session, al, rows, concurrency=128, raise_on_first_error=True)
-    execute_concurrent_with_args(session, idx, idx_rows, concurrency=128,
-                                 raise_on_first_error=True)
+    """Into the census (``admissions``) and the alerts (``alerts`` and their ward-day
+    index), through their stores (concurrent upserts)."""
+    census.import_stays(session, [census.PastStay(*stay) for stay in stays])
+    store(AlertStore, session).import_history([
+        HistoricAlert(aid, pid, ward, bed, rule, prio, detected,
+                      AlertStatus.ACKNOWLEDGED if ack else AlertStatus.CLEARED,
+                      "demo-nurse" if ack else None,
+                      ack or detected + timedelta(minutes=5))
+        for aid, pid, ward, bed, rule, prio, detected, ack in alerts])
 
 
 def end_of_today() -> datetime:

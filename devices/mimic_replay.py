@@ -50,10 +50,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
+from backend.population.catchment import Catchment
 from backend.vitals import Vital
-from devices.regions import Catchment, draw_fips
+from devices.regions import draw_fips
 from devices.wire import Record, SeqCounter, bed_label, stable_rng
 
 RECORD_MINUTE_MS = 60_000

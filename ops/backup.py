@@ -44,7 +44,9 @@ from pathlib import Path
 
 from backend.settings import Settings
 from backend.storage.migrate import split_statements
-from ops import services as svc
+from ops import cassandra_server
+from ops.artefacts import cassandra_home, fetch_cassandra
+from ops.server_processes import java
 
 FORMAT = 1
 MANIFEST = "backup.json"
@@ -87,24 +89,25 @@ def local_nodes(settings: Settings) -> list[Node]:
     if c.port == cl.cassandra_port and set(c.hosts) <= set(cl.cassandra_hosts):
         return [Node(m.name, m.spec.host, m.spec.other_ports[1], m.spec.var / "data")
                 for m in cassandra_members(settings)]
-    spec = svc._cassandra_spec(settings)
+    spec = cassandra_server.cassandra_spec(settings)
     if not spec.local:
         raise BackupError(f"Cassandra at {c.hosts} is not run by `icu services` on this "
                           "machine: take its snapshots with its own nodetool")
-    return [Node("cassandra", spec.host, svc.cassandra_jmx_port(spec.other_ports[0]),
+    return [Node("cassandra", spec.host, cassandra_server.cassandra_jmx_port(spec.other_ports[0]),
                  spec.var / "data")]
 
 
 def _tool_argv(settings: Settings, main: str) -> list[str]:
-    lib = svc.cassandra_home(settings) / "lib"
+    lib = cassandra_home(settings) / "lib"
     if not list(lib.glob("cassandra-all-*.jar")):
-        svc.fetch_cassandra(settings)
+        fetch_cassandra(settings)
     logback = settings.cache_dir / "var" / "logback-tools.xml"
     logback.parent.mkdir(parents=True, exist_ok=True)
     if not logback.exists() or logback.read_text() != TOOLS_LOGBACK:
         logback.write_text(TOOLS_LOGBACK)
-    return [svc._java(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            *svc.CASSANDRA_JVM17_MODULE_FLAGS, f"-Dlogback.configurationFile={logback}",
+    return [java(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            *cassandra_server.CASSANDRA_JVM17_MODULE_FLAGS,
+            f"-Dlogback.configurationFile={logback}",
             "-Dcassandra.storagedir=" + str(settings.cache_dir / "var" / "tools"),
             "-cp", f"{lib}/*", main]
 
@@ -326,4 +329,4 @@ def _storage_port(settings: Settings) -> int:
     c, cl = settings.cassandra, settings.cluster
     if c.port == cl.cassandra_port and set(c.hosts) <= set(cl.cassandra_hosts):
         return cl.cassandra_storage_port
-    return svc.cassandra_storage_port(settings)
+    return cassandra_server.cassandra_storage_port(settings)

@@ -7,22 +7,35 @@ import importlib
 
 import click
 
-# name -> "module:attribute" of a click command or group
+# name -> "module:attribute" of a click command or group. `icu NAME` is the ``cli`` of a
+# module named NAME_cli.py in the package that owns it.
 SUBCOMMANDS: dict[str, str] = {
-    "services": "ops.services:cli",
-    "db": "backend.storage.cli:cli",
-    "simulate": "devices.cli:cli",
-    "stream": "streaming.cli:cli",
-    "model": "backend.risk.cli:cli",
-    "users": "backend.users_cli:cli",
-    "web": "webapp.cli:cli",
-    "demo": "ops.demo:cli",
-    "waveforms": "devices.waveform_replay:cli",  # issue 5: ECG / pleth replay
-    "alerts": "streaming.alert_manager:cli",  # issue 4: the alert manager
-    "mail": "ops.mail_catcher:cli",  # issue 4: the development SMTP catcher
+    "services": "ops.services_cli:cli",
+    "db": "backend.storage.db_cli:cli",
+    "simulate": "devices.simulate_cli:cli",
+    "stream": "streaming.stream_cli:cli",
+    "model": "backend.risk.model_cli:cli",
+    "users": "backend.users.users_cli:cli",
+    "web": "webapp.web_cli:cli",
+    "demo": "ops.demo_cli:cli",
+    "waveforms": "devices.waveforms_cli:cli",  # ECG / pleth replay
+    "alerts": "streaming.alerts_cli:cli",  # the alert manager
+    "mail": "ops.mail_cli:cli",  # the development SMTP catcher
     "population": "streaming.population_cli:cli",
-    "patient": "backend.privacy.cli:cli",  # erasure and pseudonymised research export
+    "patient": "ops.patient_cli:cli",  # erasure and pseudonymised research export
 }
+
+
+# More commands of a group, from a package its owner may not import (backend imports
+# nothing of ops): `icu db backup|restore` run Cassandra's own tools.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "db": ("ops.backup_cli:cli",),
+}
+
+
+def _load(target: str) -> click.Command:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 class LazyGroup(click.Group):
@@ -33,8 +46,12 @@ class LazyGroup(click.Group):
         target = SUBCOMMANDS.get(name)
         if target is None:
             return None
-        module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        command = _load(target)
+        if name not in EXTENSIONS:
+            return command
+        sources = [command, *(_load(t) for t in EXTENSIONS[name])]
+        return click.CommandCollection(name=name, sources=sources,  # type: ignore[arg-type]
+                                       help=command.help)
 
 
 @click.group(cls=LazyGroup)

@@ -1,6 +1,8 @@
 """The replicated set on one machine: three Kafka brokers (KRaft), three Cassandra nodes
 and the Spark standalone master with its workers, started, probed and stopped like the
-single-node servers of ``ops.services`` (pidfiles, idempotent start, file locks).
+single-node servers (``ops/server_processes.py``: pidfiles, idempotent start, file
+locks), each from the single server's own configuration (``ops/kafka_server.py``,
+``ops/cassandra_server.py``) with what makes it a member changed.
 
 Topology (``Settings.cluster``, defaults)::
 
@@ -40,8 +42,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.settings import Settings
-from ops import services as svc
-from ops.services import Service, ServiceError, _Spec
+from ops import cassandra_server, kafka_server
+from ops.artefacts import cassandra_home, fetch_kafka, kafka_home
+from ops.server_processes import (
+    ServerSpec,
+    Service,
+    ServiceError,
+    find_pid,
+    port_open,
+    quiet,
+    start_server,
+    stop_server,
+)
+from ops.topics import ensure_topics
 
 # Evenly spaced Murmur3 tokens, one per node (num_tokens: 1): an even share of the ring
 # for each node without waiting for token allocation.
@@ -58,11 +71,11 @@ def cluster_var(settings: Settings) -> Path:
 
 @dataclass(frozen=True)
 class Member:
-    """One server of the set: its ``_Spec`` and how it is started and probed."""
+    """One server of the set: its ``ServerSpec`` and what kind of server it is."""
 
     kind: str  # "kafka" or "cassandra"
     index: int  # 1-based
-    spec: _Spec
+    spec: ServerSpec
 
     @property
     def name(self) -> str:
@@ -73,9 +86,10 @@ def kafka_members(settings: Settings) -> list[Member]:
     c = settings.cluster
     out = []
     for i, port in enumerate(c.kafka_ports, start=1):
-        spec = _Spec(f"kafka-{i}", svc.KAFKA_MAIN, svc.kafka_home(settings),
-                     cluster_var(settings) / f"kafka-{i}", "127.0.0.1", port, [port + 100],
-                     config_name="server.properties", log_name="logs/server.log")
+        spec = ServerSpec(f"kafka-{i}", kafka_server.KAFKA_MAIN, kafka_home(settings),
+                          cluster_var(settings) / f"kafka-{i}", "127.0.0.1", port, [port + 100],
+                          setting=f"ICU_CLUSTER__KAFKA_PORTS (kafka-{i})",
+                          config_name="server.properties", log_name="logs/server.log")
         out.append(Member("kafka", i, spec))
     return out
 
@@ -84,10 +98,11 @@ def cassandra_members(settings: Settings) -> list[Member]:
     c = settings.cluster
     out = []
     for i, host in enumerate(c.cassandra_hosts, start=1):
-        spec = _Spec(f"cassandra-{i}", svc.CASSANDRA_MAIN, svc.cassandra_home(settings),
-                     cluster_var(settings) / f"cassandra-{i}", host, c.cassandra_port,
-                     [c.cassandra_storage_port, jmx_port(settings, i)],
-                     config_name="cassandra.yaml", log_name="logs/system.log")
+        spec = ServerSpec(f"cassandra-{i}", cassandra_server.CASSANDRA_MAIN,
+                          cassandra_home(settings), cluster_var(settings) / f"cassandra-{i}",
+                          host, c.cassandra_port, [c.cassandra_storage_port, jmx_port(settings, i)],
+                          setting=f"ICU_CLUSTER__CASSANDRA_HOSTS (cassandra-{i})",
+                          config_name="cassandra.yaml", log_name="logs/system.log")
         out.append(Member("cassandra", i, spec))
     return out
 
@@ -159,45 +174,47 @@ def _replace(text: str, old: str, new: str) -> str:
 
 
 def kafka_properties(settings: Settings, m: Member) -> str:
+    """Broker ``m``'s server.properties: the single broker's listeners, storage and
+    retention, as one of three voters, with the set's replication."""
     c = settings.cluster
     voters = ",".join(f"{k.index}@127.0.0.1:{k.spec.other_ports[0]}"
                       for k in kafka_members(settings))
-    rf, isr = c.replication_factor, c.min_insync_replicas
-    text = svc.KAFKA_PROPERTIES.format(port=m.spec.port, controller_port=m.spec.other_ports[0],
-                                       data=m.spec.var / "data",
-                                       partitions=settings.kafka.partitions)
-    for old, new in (
-        ("node.id=1\n", f"node.id={m.index}\n"),
-        (f"controller.quorum.voters=1@127.0.0.1:{m.spec.other_ports[0]}\n",
-         f"controller.quorum.voters={voters}\n"),
-        ("default.replication.factor=1\n", f"default.replication.factor={rf}\n"),
-        ("\nmin.insync.replicas=1\n", f"\nmin.insync.replicas={isr}\n"),
-        ("offsets.topic.replication.factor=1\n", f"offsets.topic.replication.factor={rf}\n"),
-        ("transaction.state.log.replication.factor=1\n",
-         f"transaction.state.log.replication.factor={rf}\n"),
-        ("transaction.state.log.min.isr=1\n", f"transaction.state.log.min.isr={isr}\n"),
-        ("share.coordinator.state.topic.replication.factor=1\n",
-         f"share.coordinator.state.topic.replication.factor={rf}\n"),
-        ("share.coordinator.state.topic.min.isr=1\n",
-         f"share.coordinator.state.topic.min.isr={isr}\n"),
-    ):
-        text = _replace(text, old, new)
-    # A replica that lost its data must never become leader (the default; stated).
-    return text + "unclean.leader.election.enable=false\n"
+    controller_port = m.spec.other_ports[0]
+    return (kafka_server.kraft_header(controller_port, "icu services start --cluster",
+                                      node_id=m.index, voters=voters)
+            + kafka_server.PLAIN_LISTENERS.format(port=m.spec.port,
+                                                  controller_port=controller_port)
+            + kafka_server.broker_properties(settings, m.spec.var / "data",
+                                             replication_factor=c.replication_factor,
+                                             min_insync_replicas=c.min_insync_replicas)
+            # A replica that lost its data must never become leader (the default; stated).
+            + "unclean.leader.election.enable=false\n")
 
 
-def _kafka_cluster_id(settings: Settings) -> str:
+def _shared_cluster_id(settings: Settings) -> str:
     """One cluster id for the three brokers (each formats its storage with it)."""
     var = cluster_var(settings)
     var.mkdir(parents=True, exist_ok=True)
-    return svc._kafka_cluster_id(var)
+    return kafka_server.kafka_cluster_id(var)
+
+
+def _kafka_prepare(settings: Settings, m: Member) -> list[str]:
+    if not list((m.spec.home / "lib").glob("kafka_*.jar")):
+        fetch_kafka(settings)
+    mb = settings.cluster.kafka_heap_mb
+    base, _ = kafka_server.jvm_argv(m.spec, heap=(f"-Xms{mb // 2}m", f"-Xmx{mb}m"))
+    m.spec.config.write_text(kafka_properties(settings, m))
+    # format_storage reads the member's own cluster.id: the set's, so they form one cluster
+    (m.spec.var / "cluster.id").write_text(_shared_cluster_id(settings) + "\n")
+    kafka_server.format_storage(m.spec, base, [])
+    return [*base, kafka_server.KAFKA_MAIN, str(m.spec.config)]
 
 
 def _kafka_member_probe(settings: Settings, m: Member) -> str | None:
     """This broker serves metadata and is registered with the controller quorum."""
     one = settings.model_copy(update={"kafka": settings.kafka.model_copy(
         update={"bootstrap": m.spec.address})})
-    with svc._quiet("kafka"), svc.kafka_admin(one, 5_000) as admin:
+    with quiet("kafka"), kafka_server.kafka_admin(one, 5_000) as admin:
         cluster = admin.describe_cluster()  # type: ignore[attr-defined]
     ids = sorted(int(b.get("broker_id", b.get("node_id", -1)))
                  for b in cluster.get("brokers", []))
@@ -211,19 +228,15 @@ def quorum_leader(settings: Settings) -> int | None:
     None without one. (Metadata's ``controller_id`` is any live broker under KRaft.)"""
     cs = settings.model_copy(update={"kafka": settings.kafka.model_copy(
         update={"bootstrap": bootstrap(settings)})})
-    with svc._quiet("kafka"), svc.kafka_admin(cs, 5_000) as admin:
+    with quiet("kafka"), kafka_server.kafka_admin(cs, 5_000) as admin:
         quorum = admin.describe_metadata_quorum()  # type: ignore[attr-defined]
     leader = quorum["topics"][0]["partitions"][0].get("leader_id", -1)
     return leader if leader is not None and leader >= 0 else None
 
 
 def _start_kafka_member(settings: Settings, m: Member, timeout: float) -> Service:
-    heap = (f"-Xms{settings.cluster.kafka_heap_mb // 2}m", f"-Xmx{settings.cluster.kafka_heap_mb}m")
-    return svc._start(
-        m.spec, settings, lambda: _kafka_member_probe(settings, m),
-        lambda: svc._kafka_prepare(m.spec, settings, properties=kafka_properties(settings, m),
-                                   heap=heap, cluster_id=_kafka_cluster_id(settings)),
-        timeout)
+    return start_server(m.spec, settings, lambda: _kafka_member_probe(settings, m),
+                        lambda: _kafka_prepare(settings, m), timeout)
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,7 +247,7 @@ def cassandra_yaml(settings: Settings, m: Member) -> str:
     c = settings.cluster
     seeds = ",".join(f"{h}:{c.cassandra_storage_port}" for h in c.cassandra_hosts)
     token = _tokens(len(c.cassandra_hosts))[m.index - 1]
-    text = svc.CASSANDRA_YAML.format(var=m.spec.var, port=c.cassandra_port,
+    text = cassandra_server.CASSANDRA_YAML.format(var=m.spec.var, port=c.cassandra_port,
                                      storage_port=c.cassandra_storage_port)
     for old, new in (
         ("# A single local node: 127.0.0.1 only, small caches, no snapshots on DROP/TRUNCATE\n"
@@ -264,9 +277,9 @@ def _cassandra_member_probe(settings: Settings, m: Member) -> str | None:
     from cassandra.cluster import Cluster
     from cassandra.policies import WhiteListRoundRobinPolicy
 
-    from backend.clients import cassandra_security
+    from backend.storage.cassandra import cassandra_security
 
-    with svc._quiet("cassandra"):
+    with quiet("cassandra"):
         cluster = Cluster([m.spec.host], port=m.spec.port, protocol_version=5,
                           load_balancing_policy=WhiteListRoundRobinPolicy([m.spec.host]),
                           connect_timeout=5, control_connection_timeout=5,
@@ -281,14 +294,17 @@ def _cassandra_member_probe(settings: Settings, m: Member) -> str | None:
 
 def _start_cassandra_member(settings: Settings, m: Member, timeout: float,
                             unsafe_system: bool = False) -> Service:
+    return start_server(m.spec, settings, lambda: _cassandra_member_probe(settings, m),
+                        lambda: _cassandra_prepare(settings, m, unsafe_system), timeout)
+
+
+def _cassandra_prepare(settings: Settings, m: Member, unsafe_system: bool) -> list[str]:
     mb = settings.cluster.cassandra_heap_mb
-    return svc._start(
-        m.spec, settings, lambda: _cassandra_member_probe(settings, m),
-        lambda: svc._cassandra_prepare(m.spec, settings, unsafe_system,
-                                       yaml=cassandra_yaml(settings, m),
-                                       heap=(f"-Xms{mb}m", f"-Xmx{mb}m"),
-                                       jmx_port=m.spec.other_ports[1]),
-        timeout)
+    argv = cassandra_server.cassandra_prepare(m.spec, settings, unsafe_system,
+                                              heap=(f"-Xms{mb}m", f"-Xmx{mb}m"),
+                                              jmx_port=m.spec.other_ports[1])
+    m.spec.config.write_text(cassandra_yaml(settings, m))  # the member's, over the single's
+    return argv
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,7 +321,7 @@ def start_member(settings: Settings, name: str, *, timeout: float = 240) -> Serv
 
 def member_pid(settings: Settings, name: str) -> int | None:
     m = member(settings, name)
-    return svc._find_pid(m.spec) if m.spec.var.exists() else None
+    return find_pid(m.spec) if m.spec.var.exists() else None
 
 
 def _check_addresses(settings: Settings) -> None:
@@ -329,7 +345,7 @@ def start_cluster(settings: Settings, *, spark: bool = True, timeout: float = 30
     ``unsafe_system``: no fsync of Cassandra's system tables (tests: a schema change
     waits for three nodes' fsyncs otherwise, 1-10 s each on a busy 2-core machine)."""
     _check_addresses(settings)
-    _kafka_cluster_id(settings)  # once, before the brokers format their storage in parallel
+    _shared_cluster_id(settings)  # once, before the brokers format their storage in parallel
     all_members = members(settings)
     starters: list[Callable[[], Service]] = [
         (lambda m=m: _start_kafka_member(settings, m, timeout)) if m.kind == "kafka"
@@ -350,7 +366,7 @@ def start_cluster(settings: Settings, *, spark: bool = True, timeout: float = 30
     cs = client_settings(settings, spark_cluster=False)
     wait_for_ring(cs, timeout=timeout)
     if topics:
-        svc.ensure_topics(cs)
+        ensure_topics(cs)
     if spark:
         from ops.spark_cluster import start_spark
 
@@ -370,7 +386,7 @@ def wait_for_ring(settings: Settings, *, timeout: float = 120,
     while True:
         cluster = make_cluster(settings.cassandra)
         try:
-            with svc._quiet("cassandra"):
+            with quiet("cassandra"):
                 cluster.connect()
                 up = sorted(h.address for h in cluster.metadata.all_hosts() if h.is_up)
                 agreed = cluster.control_connection.wait_for_schema_agreement(wait_time=5)
@@ -397,7 +413,7 @@ def stop_cluster(settings: Settings, *, spark: bool = True) -> list[str]:
         stopped += stop_spark(settings)
     all_members = members(settings)
     with ThreadPoolExecutor(max_workers=len(all_members), thread_name_prefix="stop") as pool:
-        results = list(pool.map(lambda m: svc._stop(m.spec, 90), all_members))
+        results = list(pool.map(lambda m: stop_server(m.spec, 90), all_members))
     return stopped + [m.name for m, was in zip(all_members, results, strict=True) if was]
 
 
@@ -408,9 +424,9 @@ def cluster_status(settings: Settings) -> list[Service]:
     with contextlib.suppress(Exception):
         leader = quorum_leader(settings)
     for m in members(settings):
-        pid = svc._find_pid(m.spec) if m.spec.var.exists() else None
+        pid = find_pid(m.spec) if m.spec.var.exists() else None
         detail = ""
-        if pid and svc._port_open(m.spec.host, m.spec.port):
+        if pid and port_open(m.spec.host, m.spec.port):
             probe = _kafka_member_probe if m.kind == "kafka" else _cassandra_member_probe
             with contextlib.suppress(Exception):
                 detail = probe(settings, m) or ""
@@ -423,4 +439,4 @@ def cluster_status(settings: Settings) -> list[Service]:
 
 
 def any_running(settings: Settings) -> bool:
-    return any(m.spec.var.exists() and svc._find_pid(m.spec) for m in members(settings))
+    return any(m.spec.var.exists() and find_pid(m.spec) for m in members(settings))

@@ -1,6 +1,6 @@
 """A Spark standalone cluster on 127.0.0.1: one master and ``SparkSettings.cluster_workers``
 workers, run from pyspark's own jars (no Spark download), managed like Kafka and
-Cassandra (``ops.services``: pidfiles, idempotent start, readiness waits, clean stop).
+Cassandra (``ops/server_processes.py``: pidfiles, idempotent start, readiness waits, clean stop).
 
     var/spark-master/    spark-defaults.conf, spark-master.out
     var/spark-worker-N/  spark-defaults.conf, spark-worker-N.out, work/ (executors' dirs)
@@ -19,21 +19,20 @@ import urllib.request
 from pathlib import Path
 
 from backend.settings import Settings
-from ops.services import (
-    SPARK_SCALA_BINARY,
+from ops.artefacts import SPARK_SCALA_BINARY, pyspark_jars_dir
+from ops.server_processes import (
+    ServerSpec,
     Service,
     ServiceError,
-    _common_jvm_flags,
-    _find_pid,
-    _java,
-    _launch,
-    _locked,
-    _port_open,
-    _Spec,
-    _stop,
-    _wait_ready,
-    pyspark_jars_dir,
+    common_jvm_flags,
+    find_pid,
+    java,
+    launch,
+    locked,
+    port_open,
+    stop_server,
     var_dir,
+    wait_ready,
 )
 
 MASTER_MAIN = "org.apache.spark.deploy.master.Master"
@@ -42,16 +41,16 @@ DAEMON_HEAP = ("-Xms128m", "-Xmx256m")  # the daemons only schedule; executors d
 CONF = "spark-defaults.conf"
 
 
-def _master_spec(settings: Settings) -> _Spec:
+def _master_spec(settings: Settings) -> ServerSpec:
     port = settings.spark.cluster_port
-    return _Spec("spark-master", MASTER_MAIN, pyspark_jars_dir(),
+    return ServerSpec("spark-master", MASTER_MAIN, pyspark_jars_dir(),
                  var_dir(settings, "spark-master"), "127.0.0.1", port, [port + 1000],
                  config_name=CONF)
 
 
-def _worker_spec(settings: Settings, n: int) -> _Spec:
+def _worker_spec(settings: Settings, n: int) -> ServerSpec:
     port = settings.spark.cluster_port + 1 + n
-    return _Spec(f"spark-worker-{n}", WORKER_MAIN, pyspark_jars_dir(),
+    return ServerSpec(f"spark-worker-{n}", WORKER_MAIN, pyspark_jars_dir(),
                  var_dir(settings, f"spark-worker-{n}"), "127.0.0.1", port,
                  [settings.spark.cluster_port + 1001 + n], config_name=CONF)
 
@@ -67,15 +66,15 @@ def daemon_env() -> None:
     os.environ["SPARK_SCALA_VERSION"] = SPARK_SCALA_BINARY
 
 
-def _argv(spec: _Spec, args: list[str]) -> list[str]:
+def _argv(spec: ServerSpec, args: list[str]) -> list[str]:
     spec.var.mkdir(parents=True, exist_ok=True)
     spec.config.write_text("# Written by `icu services start --spark`; edits are overwritten.\n"
                            "spark.ui.showConsoleProgress false\n")
-    return [_java(), *DAEMON_HEAP, *_common_jvm_flags(), "-cp", f"{spec.home}/*",
+    return [java(), *DAEMON_HEAP, *common_jvm_flags(), "-cp", f"{spec.home}/*",
             spec.main_class, *args, "--properties-file", str(spec.config)]
 
 
-def _master_probe(spec: _Spec) -> str | None:
+def _master_probe(spec: ServerSpec) -> str | None:
     """The master answers on its web UI's JSON endpoint with its state."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{spec.other_ports[0]}/json/",
@@ -103,29 +102,29 @@ def start_spark(settings: Settings, *, timeout: float = 120) -> list[Service]:
                 "--webui-port", str(spec.other_ports[0]), "--cores", str(cfg.worker_cores),
                 "--memory", cfg.worker_memory, "--work-dir", str(spec.var / "work"),
                 cfg.cluster_url]
-        out.append(_start_daemon(spec, args, lambda s=spec: "worker" if _port_open(
+        out.append(_start_daemon(spec, args, lambda s=spec: "worker" if port_open(
             s.host, s.port) else None, timeout))
-    _wait_ready(master, out[0].pid, lambda: _registered(master, cfg.cluster_workers), timeout)
+    wait_ready(master, out[0].pid, lambda: _registered(master, cfg.cluster_workers), timeout)
     out[0].detail = _master_probe(master) or ""
     return out
 
 
-def _registered(master: _Spec, workers: int) -> str | None:
+def _registered(master: ServerSpec, workers: int) -> str | None:
     detail = _master_probe(master)
     if detail and int(detail.split()[0]) >= workers:
         return detail
     return None
 
 
-def _start_daemon(spec: _Spec, args: list[str], probe, timeout: float) -> Service:
-    with _locked(spec):
-        pid = _find_pid(spec, repair=True)
+def _start_daemon(spec: ServerSpec, args: list[str], probe, timeout: float) -> Service:
+    with locked(spec):
+        pid = find_pid(spec, repair=True)
         started = pid is None
         if started:
-            if _port_open(spec.host, spec.port):
+            if port_open(spec.host, spec.port):
                 raise ServiceError(f"{spec.name}: port {spec.port} is in use by another program")
-            pid = _launch(spec, _argv(spec, args))
-        waited, detail = _wait_ready(spec, pid, probe, timeout)
+            pid = launch(spec, _argv(spec, args))
+        waited, detail = wait_ready(spec, pid, probe, timeout)
     return Service(spec.name, spec.address, pid, spec.out, started=started,
                    ready_seconds=waited, detail=detail)
 
@@ -134,7 +133,7 @@ def stop_spark(settings: Settings) -> list[str]:
     """Stop the workers, then the master; the names of those that were running."""
     specs = [_worker_spec(settings, n) for n in range(settings.spark.cluster_workers, 0, -1)]
     specs.append(_master_spec(settings))
-    return [s.name for s in specs if _stop(s, timeout=30)]
+    return [s.name for s in specs if stop_server(s, timeout=30)]
 
 
 def spark_status(settings: Settings) -> list[Service]:
@@ -143,9 +142,9 @@ def spark_status(settings: Settings) -> list[Service]:
     specs = [master] + [_worker_spec(settings, n)
                         for n in range(1, settings.spark.cluster_workers + 1)]
     for spec in specs:
-        pid = _find_pid(spec) if spec.var.exists() else None
+        pid = find_pid(spec) if spec.var.exists() else None
         detail = ""
-        if pid and _port_open(spec.host, spec.port):
+        if pid and port_open(spec.host, spec.port):
             detail = (_master_probe(master) or "") if spec is master else "running"
         out.append(Service(spec.name, spec.address, pid, spec.out, detail=detail))
     return out
@@ -154,7 +153,7 @@ def spark_status(settings: Settings) -> list[Service]:
 def worker_pids(settings: Settings) -> list[int]:
     """The running workers' pids (for fault tests)."""
     return [p for n in range(1, settings.spark.cluster_workers + 1)
-            if (p := _find_pid(_worker_spec(settings, n))) is not None]
+            if (p := find_pid(_worker_spec(settings, n))) is not None]
 
 
 def executor_dirs(settings: Settings) -> list[Path]:

@@ -10,6 +10,9 @@ export DASH_TEST_CHROMEPATH=/usr/bin/chromium SE_CHROMEDRIVER=/usr/bin/chromedri
 echo "== ruff"
 .venv/bin/ruff check .
 
+echo "== import-linter (layering: pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports
+
 echo "== pip-audit (known vulnerabilities in the locked dependencies)"
 bash scripts/audit_deps.sh
 

@@ -11,15 +11,13 @@ not an ``AlertEvent`` is logged with its position and skipped (it stays in Kafka
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 
-import click
 from pydantic import ValidationError
 
 from backend.messages import AlertEvent, AlertLifecycle
-from backend.settings import Settings, get_settings
+from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +26,13 @@ class LifecycleProducer:
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaProducer
 
+        from backend.clients import kafka_config
+
         self.topic = settings.kafka.topic_lifecycle
         # Idempotent: a send retried after a broker failover is stored once.
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                                      enable_idempotence=True, linger_ms=0,
-                                      client_id="icu-alert-manager")
+        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all",
+                                                     enable_idempotence=True, linger_ms=0,
+                                                     client_id="icu-alert-manager"))
 
     def __call__(self, event: AlertLifecycle) -> None:
         self.producer.send(self.topic, key=event.alert_id.encode(),
@@ -47,6 +47,7 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
     from kafka import KafkaConsumer
 
     from backend.alerting.manager import AlertManager
+    from backend.clients import kafka_config
     from backend.storage.cassandra import connect
 
     session = None
@@ -55,11 +56,10 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
         session = connect(settings.cassandra, wait_seconds=60)
         producer = LifecycleProducer(settings)
         manager = AlertManager(session, settings, producer)
-    consumer = KafkaConsumer(
-        settings.kafka.topic_alerts, bootstrap_servers=settings.kafka.bootstrap,
-        group_id=settings.alert_manager.consumer_group, enable_auto_commit=False,
-        auto_offset_reset="earliest", client_id="icu-alert-manager",
-    )
+    consumer = KafkaConsumer(settings.kafka.topic_alerts, **kafka_config(
+        settings.kafka, group_id=settings.alert_manager.consumer_group,
+        enable_auto_commit=False, auto_offset_reset="earliest", client_id="icu-alert-manager",
+    ))
     tick = settings.alert_manager.tick_seconds
     log.info("alert manager running (group %s, topic %s)", settings.alert_manager.consumer_group,
              settings.kafka.topic_alerts)
@@ -88,19 +88,3 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
         if session is not None:
             session.cluster.shutdown()
         log.info("alert manager stopped")
-
-
-@click.group()
-def cli() -> None:
-    """Alert lifecycle services."""
-
-
-@cli.command("manager")
-def manager_cmd() -> None:
-    """Run the alert manager (escalation, silences, auto-resolve, e-mail)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run(get_settings(), stop)

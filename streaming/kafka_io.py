@@ -5,13 +5,20 @@ Cassandra writes are idempotent upserts, but Kafka appends. So each micro-batch 
 published in one Kafka transaction that also commits a consumer-group offset of
 ``batch_id + 1`` on the sink-progress topic; a replayed batch finds its id already
 committed and publishes nothing. Readers use ``isolation_level="read_committed"``.
+
+Batch ids count from 0 in every checkpoint, so the progress belongs to one checkpoint:
+its group (and transactional id) carries the id Spark gave the checkpoint's query. A new
+checkpoint (a changed state layout, a deleted directory) starts its own progress instead
+of taking its first batches for replays of the old one's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -19,6 +26,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 
+from backend.clients import kafka_config, spark_kafka_options
 from backend.settings import KafkaSettings, Settings
 
 
@@ -29,7 +37,7 @@ def kafka_source(spark: SparkSession, settings: Settings, topics: list[str], *,
     read), at most ``max_offsets`` records per micro-batch."""
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .options(**spark_kafka_options(settings.kafka))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", "earliest")
         .option("kafka.isolation.level", "read_committed")
@@ -40,31 +48,55 @@ def kafka_source(spark: SparkSession, settings: Settings, topics: list[str], *,
     )
 
 
+def checkpoint_query_id(checkpoint: Path) -> str:
+    """The id of the query a Spark checkpoint belongs to: written to its ``metadata``
+    file when the query first starts, the same on every restart from it."""
+    return json.loads((checkpoint / "metadata").read_text())["id"]
+
+
 class TransactionalPublisher:
-    def __init__(self, cfg: KafkaSettings, sink_name: str) -> None:
+    """``checkpoint``: the query's checkpoint directory; the publisher connects at its
+    first use, when the started query has written the checkpoint's id."""
+
+    def __init__(self, cfg: KafkaSettings, sink_name: str,
+                 checkpoint: Path | None = None) -> None:
         self.cfg = cfg
+        self.sink_name = sink_name
+        self.checkpoint = checkpoint
+        self._progress_tp = TopicPartition(cfg.topic_sink_progress, 0)
+        self._admin: KafkaAdminClient | None = None
+        self._producer: KafkaProducer | None = None
+        self.group = ""
+
+    def _connect(self) -> None:
+        if self._producer is not None:
+            return
+        cfg = self.cfg
         # Named after the progress topic too, so two deployments (or test runs) sharing a
         # broker never read each other's progress or fence each other's producer.
-        self.group = f"icu-sink-{sink_name}-{cfg.topic_sink_progress}"
-        self._progress_tp = TopicPartition(cfg.topic_sink_progress, 0)
-        self._admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap)
+        group = f"icu-sink-{self.sink_name}-{cfg.topic_sink_progress}"
+        if self.checkpoint is not None:
+            group += f"-{checkpoint_query_id(self.checkpoint)}"
+        self.group = group
+        self._admin = KafkaAdminClient(**kafka_config(cfg))
         with contextlib.suppress(TopicAlreadyExistsError):
             self._admin.create_topics([NewTopic(
                 cfg.topic_sink_progress, 1, cfg.replication_factor,
                 topic_configs={"min.insync.replicas": str(cfg.min_insync_replicas)})])
-        self._producer = KafkaProducer(
-            bootstrap_servers=cfg.bootstrap,
+        self._producer = KafkaProducer(**kafka_config(
+            cfg,
             transactional_id=self.group,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
             batch_size=256 * 1024,
-        )
+        ))
         # Fences any zombie producer of a previous run with the same transactional id.
         self._producer.init_transactions()
 
     def last_published_batch(self) -> int:
         """The id of the last micro-batch whose output is on Kafka, or -1."""
+        self._connect()
         for attempt in range(30):
             try:
                 offsets = self._admin.list_group_offsets({self.group: [self._progress_tp]})
@@ -86,6 +118,7 @@ class TransactionalPublisher:
         ``check=False``: the caller has just asked ``last_published_batch`` itself."""
         if check and batch_id <= self.last_published_batch():
             return False
+        self._connect()
         p = self._producer
         p.begin_transaction()
         try:
@@ -101,5 +134,7 @@ class TransactionalPublisher:
         return True
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
-        self._admin.close()
+        if self._producer is not None:
+            self._producer.close(timeout=10)
+        if self._admin is not None:
+            self._admin.close()

@@ -6,7 +6,7 @@
                           readings_by_patient_minute   (per-minute extremes, for long timelines)
     vitals.deadletter --> deadletters_by_day           (what was rejected, and why)
 
-This is the throughput path. It reads what the evaluate query published (committed
+This is the throughput path. It reads what the alarm query published (committed
 transactions only) and what the devices sent, and writes Cassandra in large micro-batches
 (``SparkSettings.persist_trigger_seconds``): each table write is a Spark job with a fixed
 cost (~0.15 s), so batches of seconds of data amortise it, and no row crosses into
@@ -70,6 +70,8 @@ READING_SCHEMA = StructType([
     StructField("o2_supplemental", BooleanType()),
     StructField("consciousness", StringType()),
     StructField("processed_ts", LongType()),
+    StructField("source_partition", IntegerType()),
+    StructField("source_offset", LongType()),
 ])
 # backend.messages.DeadLetter, the fields deadletters_by_day keeps.
 DEAD_LETTER_SCHEMA = StructType([
@@ -86,7 +88,7 @@ DEAD_LETTER_SCHEMA = StructType([
 
 
 def persist_checkpoint_dir(settings: Settings) -> Path:
-    """Next to the evaluate query's checkpoints (``.../vitals`` -> ``.../vitals-persist``)."""
+    """Next to the alarm query's checkpoints (``.../vitals`` -> ``.../vitals-persist``)."""
     cp = settings.spark.checkpoint_dir
     return cp.with_name(f"{cp.name}-persist")
 
@@ -131,6 +133,8 @@ def history_rows(r: DataFrame) -> DataFrame:
         _nonempty(F.col("sensors_off")).alias("sensors_off"),
         "o2_supplemental", "consciousness", "news2", "news2_band", "news2_complete", "qsofa",
         _ts("processed_ts").alias("processed_ts"),
+        F.col("source_partition").alias("kafka_partition"),
+        F.col("source_offset").alias("kafka_offset"),
     )
 
 

@@ -101,9 +101,9 @@ def aggregate(since: date | None, until: date | None, force: bool, every: float 
 def seed_history(days: int, wards: int, beds_per_ward: int, seed: int, catchment: str | None,
                  surge_county: str) -> None:
     """Write a seeded simulated history (admissions, alerts) for demos and benchmarks."""
+    from backend.population.catchment import Catchment
     from backend.storage.cassandra import connect
     from devices.history import HistorySpec, end_of_today, generate, write
-    from devices.regions import Catchment
 
     settings = get_settings()
     try:

@@ -19,7 +19,7 @@ bed_days, occupancy  beds x days in the period, and patient_days / bed_days. A w
                      distinct beds it has used; a region's denominator is the whole hospital
 ==================== =========================================================================
 
-Sources are read from Cassandra by the driver (``backend.population.store``: the
+Sources are read from Cassandra by the driver (``backend.storage.population``: the
 admissions table and the per-ward-day alert index, concurrently), aggregated by Spark,
 and the results (a few hundred rows) written back; then the surge detector runs on the
 daily region series. Days, regions and wards are UTC days; alerts belong to the day they
@@ -41,9 +41,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from backend.population import periods, store
+from backend.population import periods
 from backend.population.surge import CusumParams, cusum
 from backend.settings import REPO_ROOT, Settings
+from backend.storage import population as store
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
 from backend.storage.risk_scores import RiskScoreStore
-from streaming.evaluator import CensusCache
+from streaming.alarm_evaluator import CensusCache
 from streaming.kafka_io import TransactionalPublisher, kafka_source
 
 log = logging.getLogger(__name__)
@@ -132,12 +132,13 @@ class RiskSink:
     """foreachBatch: scores and alerts into Cassandra, then the alerts in one Kafka
     transaction (skipped when this batch id was already published)."""
 
-    def __init__(self, settings: Settings, name: str = RISK_QUERY) -> None:
+    def __init__(self, settings: Settings, name: str = RISK_QUERY,
+                 checkpoint: Path | None = None) -> None:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)
         self.scores = RiskScoreStore(self.session)
         self.alerts = AlertStore(self.session)
-        self.publisher = TransactionalPublisher(settings.kafka, name)
+        self.publisher = TransactionalPublisher(settings.kafka, name, checkpoint)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = batch.toPandas()
@@ -183,7 +184,7 @@ def start_risk_query(spark: SparkSession, settings: Settings, *,
         outputMode="append",
         timeoutConf=GroupStateTimeout.ProcessingTimeTimeout,
     )
-    sink = RiskSink(settings, name)
+    sink = RiskSink(settings, name, checkpoint=risk_checkpoint_dir(settings))
     writer = (
         scored.writeStream.queryName(name)
         .foreachBatch(sink)

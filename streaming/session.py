@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from backend.clients import spark_cassandra_options
 from backend.settings import Settings
 
-# The scheduler pools (``spark.scheduler.mode=FAIR``): the evaluate query's tasks go
+# The scheduler pools (``spark.scheduler.mode=FAIR``): the alarm query's tasks go
 # before the persist query's, so a large Cassandra write never queues the next
 # readings behind it. Pools are chosen per thread (``use_pool``).
 LATENCY_POOL = "latency"
@@ -71,10 +72,7 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.output.consistency.level": c.write_consistency,
         "spark.cassandra.input.consistency.level": c.consistency,
     }
-    if c.username:
-        conf["spark.cassandra.auth.username"] = c.username
-    if c.password is not None:
-        conf["spark.cassandra.auth.password"] = c.password.get_secret_value()
+    conf.update(spark_cassandra_options(c, settings.cache_dir / "tls"))
     return conf
 
 

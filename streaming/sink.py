@@ -1,6 +1,6 @@
-"""What the evaluate query does with each micro-batch in the driver (foreachBatch).
+"""What the alarm query does with each micro-batch in the driver (foreachBatch).
 
-The Python workers have already built every output message (``streaming.evaluator``);
+The Python workers have already built every output message (``streaming.alarm_evaluator``);
 the driver collects them (Arrow), stores the alert changes in Cassandra, then publishes
 every message in one Kafka transaction that also records the batch id
 (``TransactionalPublisher``). Order matters: an alert is readable in Cassandra before it
@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -23,7 +24,7 @@ from backend.messages import AlertEvent
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
-from streaming.evaluator import ALERT, READING
+from streaming.alarm_evaluator import ALERT, READING
 from streaming.kafka_io import TransactionalPublisher
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,14 @@ class AlertWriter:
         self._pool.shutdown(wait=True)
 
 
-class EvaluateSink:
-    def __init__(self, settings: Settings, name: str = "vitals") -> None:
+class AlarmSink:
+    def __init__(self, settings: Settings, name: str = "vitals",
+                 checkpoint: Path | None = None) -> None:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)
         self.alerts = AlertWriter(AlertStore(self.session))
-        self.publisher = TransactionalPublisher(settings.kafka, name)
+        # the checkpoint's query id names the batch progress (streaming.kafka_io)
+        self.publisher = TransactionalPublisher(settings.kafka, name, checkpoint)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()

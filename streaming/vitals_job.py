@@ -1,7 +1,7 @@
-"""The evaluate query: Kafka ``vitals.raw`` -> validate, score, alarm -> Kafka (exactly once).
+"""The alarm query: Kafka ``vitals.raw`` -> validate, score, alarm -> Kafka (exactly once).
 
     raw records + clock ticks --groupBy(state bucket = hash(patient key) mod N)-->
-        applyInPandasWithState (streaming.evaluator) --foreachBatch--> EvaluateSink:
+        applyInPandasWithState (streaming.alarm_evaluator) --foreachBatch--> AlarmSink:
         alerts into Cassandra, then one Kafka transaction for every output message
 
 This is the latency path: one Spark job per micro-batch (read Kafka, shuffle, the Python
@@ -31,15 +31,16 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupStateTimeout
 
+from backend.clients import kafka_config
 from backend.settings import Settings
-from streaming.evaluator import (
+from streaming.alarm_evaluator import (
     BUCKET_STATE_VERSION,
     OUTPUT_SCHEMA,
     STATE_SCHEMA,
     make_evaluator,
 )
 from streaming.kafka_io import kafka_source
-from streaming.sink import EvaluateSink
+from streaming.sink import AlarmSink
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def checkpoint_location(settings: Settings) -> Path:
 
 def start_vitals_query(
     spark: SparkSession, settings: Settings, *, name: str = "vitals"
-) -> tuple[StreamingQuery, EvaluateSink]:
+) -> tuple[StreamingQuery, AlarmSink]:
     cfg = settings.spark
     topics = settings.kafka
     raw = kafka_source(spark, settings, [topics.topic_raw, topics.topic_ticks],
@@ -79,7 +80,7 @@ def start_vitals_query(
         outputMode="append",
         timeoutConf=GroupStateTimeout.NoTimeout,
     )
-    sink = EvaluateSink(settings, name)
+    sink = AlarmSink(settings, name, checkpoint=checkpoint_location(settings))
     writer = (
         evaluated.writeStream.queryName(name)
         .foreachBatch(sink)
@@ -103,8 +104,8 @@ class Ticker:
         self._producer: KafkaProducer | None = None
 
     def start(self) -> Ticker:
-        self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka.bootstrap,
-                                       acks=1, linger_ms=0)
+        self._producer = KafkaProducer(**kafka_config(self.settings.kafka, acks=1,
+                                                      linger_ms=0))
         self._thread.start()
         return self
 

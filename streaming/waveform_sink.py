@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from backend.clients import kafka_config
 from backend.messages import DeadLetter
 from backend.settings import Settings
 from backend.storage.cassandra import connect
@@ -30,12 +31,11 @@ class WaveformSink:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)
         self.store = WaveformStore(self.session)
-        self.consumer = KafkaConsumer(
-            settings.kafka.topic_waveforms, bootstrap_servers=settings.kafka.bootstrap,
-            group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=500)
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                                      enable_idempotence=True)
+        self.consumer = KafkaConsumer(settings.kafka.topic_waveforms, **kafka_config(
+            settings.kafka, group_id=group, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=500))
+        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all",
+                                                     enable_idempotence=True))
         self.stored = 0
         self.rejected = 0
 

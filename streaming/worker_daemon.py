@@ -37,7 +37,7 @@ def main() -> None:
     import pyspark.worker  # noqa: F401
     from pyspark import daemon
 
-    import streaming.evaluator  # noqa: F401  (the stateful step and all of backend it uses)
+    import streaming.alarm_evaluator  # noqa: F401  (the stateful step and all of backend it uses)
 
     gc.collect()
     gc.freeze()

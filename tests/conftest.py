@@ -19,68 +19,37 @@ for a post-mortem).
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cassandra.cluster import Session
 
 from backend.settings import Settings
+from harness.isolation import Scratch
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-class _Created:
-    """Topics and keyspaces the tests of this session made, removed at its end."""
-
-    def __init__(self) -> None:
-        self.topics: list[str] = []
-        self.keyspaces: list[str] = []
-
-    def cleanup(self, settings: Settings) -> list[str]:
-        problems = []
-        if self.topics:
-            from ops.services import kafka_admin
-
-            try:
-                with kafka_admin(settings, 30_000) as admin:
-                    existing = set(admin.list_topics())
-                    doomed = [t for t in self.topics if t in existing]
-                    if doomed:
-                        admin.delete_topics(doomed, timeout_ms=30_000)
-            except Exception as exc:
-                problems.append(f"deleting test topics: {exc!r}")
-        if self.keyspaces:
-            from backend.storage.cassandra import connect
-
-            try:
-                session = connect(settings.cassandra, keyspace=False, wait_seconds=10)
-                try:
-                    for ks in self.keyspaces:
-                        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
-                finally:
-                    session.cluster.shutdown()
-            except Exception as exc:
-                problems.append(f"dropping test keyspaces: {exc!r}")
-        return problems
+@pytest.fixture(scope="session")
+def _created() -> Scratch:
+    return Scratch()
 
 
 @pytest.fixture(scope="session")
-def _created() -> _Created:
-    return _Created()
-
-
-@pytest.fixture(scope="session")
-def services(_created: _Created) -> Iterator[Settings]:
+def services(_created: Scratch) -> Iterator[Settings]:
     """Kafka and Cassandra are up; yields the base settings."""
     from ops import services as svc
+    from ops.topics import ensure_topics
 
     settings = Settings()
-    # The tests serve the web app over plain http on 127.0.0.1 (allowed on loopback only).
+    # The tests serve the web app over plain http on 127.0.0.1 and use the local servers
+    # without credentials or TLS (both allowed on loopback only).
     settings = settings.model_copy(update={
+        "allow_insecure_services": True,
         "web": settings.web.model_copy(update={"allow_insecure_http": True})})
     with svc.lease(settings, holder=f"pytest pid {os.getpid()}") as mine:
         try:
@@ -89,7 +58,7 @@ def services(_created: _Created) -> Iterator[Settings]:
                 started = svc.start_all(settings, unsafe_system=True, timeout=240)
             else:  # servers elsewhere (e.g. docker compose): only wait for them
                 started = svc.wait_until_ready(settings, timeout=240)
-            svc.ensure_topics(settings)
+            ensure_topics(settings)
         except Exception as exc:
             pytest.fail(
                 "Kafka/Cassandra could not be started for the integration tests "
@@ -99,7 +68,7 @@ def services(_created: _Created) -> Iterator[Settings]:
         try:
             yield settings
         finally:
-            problems = [] if _flag("ICU_KEEP_TEST_DATA") else _created.cleanup(settings)
+            problems = [] if _flag("ICU_KEEP_TEST_DATA") else _created.drop(settings)
             ours = [name for name, s in started.items() if s.started]
             others = svc.other_lease_holders(settings, mine)
             if ours and not _flag("ICU_KEEP_SERVICES") and not others:
@@ -109,32 +78,21 @@ def services(_created: _Created) -> Iterator[Settings]:
                 warnings.warn(f"test data cleanup: {problem}", stacklevel=1)
 
 
-def isolated_copy(base: Settings, created: _Created, checkpoints: Path,
-                  **spark: object) -> Settings:
-    """A copy of ``base`` with topics (created) and a keyspace (not created) of its own,
-    and its Spark checkpoints under ``checkpoints`` (``spark``: more Spark settings)."""
-    from ops.services import ensure_topics
-
-    suffix = uuid.uuid4().hex[:12]
-    kafka = base.kafka
-    base_topics = {name: getattr(kafka, name).split(".t", 1)[0]
-                   for name in type(kafka).model_fields if name.startswith("topic_")}
-    topics = {name: f"{topic}.t{suffix}" for name, topic in base_topics.items()}
-    keyspace = base.cassandra.keyspace.split("_t_", 1)[0]
-    settings = base.model_copy(update={
-        "kafka": kafka.model_copy(update=topics),
-        "cassandra": base.cassandra.model_copy(update={"keyspace": f"{keyspace}_t_{suffix}"}),
-        "spark": base.spark.model_copy(
-            update={"checkpoint_dir": checkpoints / "spark-checkpoints", **spark}),
-    })
-    created.topics.extend(topics.values())
-    created.keyspaces.append(settings.cassandra.keyspace)
-    ensure_topics(settings)
-    return settings
+@pytest.fixture
+def isolated_settings(services: Settings, _created: Scratch, tmp_path: Path) -> Settings:
+    """Settings of one test: its own topics (created), keyspace (not created) and
+    Spark checkpoint directory."""
+    return _created.isolate(services, tmp_path / "spark-checkpoints")
 
 
 @pytest.fixture
-def isolated_settings(services: Settings, _created: _Created, tmp_path: Path) -> Settings:
-    """Settings of one test: its own topics (created), keyspace (not created) and
-    Spark checkpoint directory."""
-    return isolated_copy(services, _created, tmp_path)
+def db(isolated_settings: Settings) -> Iterator[Session]:
+    """A session on the test's own keyspace, migrated."""
+    from backend.storage.cassandra import connect
+    from backend.storage.migrate import migrate
+
+    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
+    migrate(session, isolated_settings)
+    session.set_keyspace(isolated_settings.cassandra.keyspace)
+    yield session
+    session.cluster.shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from backend.alerting import inbox
+from backend.storage.alerts import ActiveAlert
 from backend.storage.timestamps import to_ms
 
 
@@ -26,17 +27,17 @@ def held_for(since_ms: int | None, now_ms: int) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def board_rows(active: list[dict], now_ms: int) -> list[tuple[str, list[dict]]]:
+def board_rows(active: list[ActiveAlert], now_ms: int
+               ) -> list[tuple[str, list[ActiveAlert]]]:
     """Active alerts by holder: nurses by name, each one's alerts highest priority and
     longest held first; the unassigned last (``""``)."""
-    by: dict[str, list[dict]] = {}
+    by: dict[str, list[ActiveAlert]] = {}
     for r in active:
-        by.setdefault(r.get("assigned_to") or "", []).append(r)
+        by.setdefault(r.assigned_to or "", []).append(r)
     out = []
     for holder in sorted(by, key=lambda h: (h == "", h)):
-        rows = sorted(by[holder], key=lambda r: (inbox.PRIORITY_RANK.get(r.get("priority")
-                                                                         or "", 3),
-                                                 ms_or_none(r.get("assigned_ts")) or now_ms,
-                                                 r["alert_id"]))
+        rows = sorted(by[holder], key=lambda r: (inbox.PRIORITY_RANK.get(r.priority, 3),
+                                                 ms_or_none(r.assigned_ts) or now_ms,
+                                                 r.alert_id))
         out.append((holder, rows))
     return out

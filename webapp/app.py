@@ -28,11 +28,11 @@ from urllib.parse import urlsplit
 
 import dash
 import flask
-from cassandra.cluster import Session
 from flask_wtf.csrf import CSRFProtect
 
 from backend.settings import REPO_ROOT, Settings
-from webapp import auth, layout, security
+from backend.storage.cassandra import Session
+from webapp import auth, documents, layout, security
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,18 @@ def _loopback(host: str | None) -> bool:
 
 
 def check_transport(settings: Settings) -> None:
-    """Outside demo mode: cookies must be ``Secure`` and the public URL https, so no
-    session or password ever crosses a network in clear text. The one exception,
-    ``web.allow_insecure_http``, is for a developer's machine and the tests: it is
-    refused unless the app listens on, and is reached at, a loopback address only."""
+    """Outside demo mode: Kafka and Cassandra with credentials and TLS
+    (``backend.clients.require_secure_services``), cookies ``Secure`` and the public
+    URL https, so no session, password or patient data crosses a network in clear text.
+    The one exception, ``web.allow_insecure_http``, is for a developer's machine and the
+    tests: it is refused unless the app listens on, and is reached at, a loopback address
+    only."""
+    from backend.clients import ClientConfigError, require_secure_services
+
+    try:
+        require_secure_services(settings, "the web app")
+    except ClientConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
     web = settings.web
     if settings.demo_mode:
         return
@@ -163,7 +171,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
         use_pages=True,
         pages_folder=str(PAGES_DIR),
         assets_folder=str(ASSETS_DIR),
-        title=layout.APP_NAME,
+        title=documents.APP_NAME,
         update_title=None,
         suppress_callback_exceptions=True,
         serve_locally=True,
@@ -172,7 +180,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     app.layout = layout.shell
     layout.register_shell_callbacks(app)
     auth.init_auth(server, ctx)
-    from webapp.email_ack import init_email_ack  # issue 4: acknowledge from an e-mail link
+    from webapp.email_ack import init_email_ack  # acknowledge from an e-mail link
 
     init_email_ack(server, ctx)
 
@@ -187,7 +195,7 @@ def create_app(settings: Settings, db: Session | None = None, *,
     ctx.router_callback = router
     security.check_callbacks(app)
 
-    ctx.csp = security.content_security_policy(app, layout.inline_script_hashes())
+    ctx.csp = security.content_security_policy(app, documents.inline_script_hashes())
     security.install(app, ctx)
     CSRFProtect(server)
     if start_live:

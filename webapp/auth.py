@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from urllib.parse import urlencode, urlsplit
 
 import flask
 from flask import Blueprint, Response, g, request
@@ -47,12 +46,11 @@ from backend.users import (
     session_end_reason,
     start_session,
 )
+from webapp.documents import login_page
 from webapp.security import IDLE_COOKIE, PUBLIC, SHELL, WebContext, route
+from webapp.signin_urls import LOGIN_PATH, LOGOUT_PATH, login_url, safe_next
 
 log = logging.getLogger(__name__)
-
-LOGIN_PATH = "/login"
-LOGOUT_PATH = "/logout"
 
 MSG_INVALID = "Sign-in failed: the username or password is incorrect, or the account is disabled."
 MSG_LOCKED = ("Too many failed sign-ins: sign-in is locked for up to {minutes} minutes "
@@ -85,31 +83,6 @@ class WebUser(UserMixin):
     @property
     def role(self) -> Role:
         return self.user.role
-
-
-def safe_next(value: str | None) -> str | None:
-    """``value`` if it is a path on this site (no open redirect), else ``None``."""
-    if not value or len(value) > 2000 or "\\" in value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
-        return None
-    if parts.path in (LOGIN_PATH, LOGOUT_PATH):
-        return None
-    return value
-
-
-def login_url(next_path: str | None = None, *, expired: bool = False,
-              logged_out: bool = False) -> str:
-    query: dict[str, str] = {}
-    nxt = safe_next(next_path)
-    if nxt and nxt != "/":
-        query["next"] = nxt
-    if expired:
-        query["expired"] = "1"
-    if logged_out:
-        query["logged_out"] = "1"
-    return LOGIN_PATH + ("?" + urlencode(query) if query else "")
 
 
 DEVICE_COOKIE = "icu_device"
@@ -156,8 +129,6 @@ class KnownDevices:
 def _login_page(*, error: str | None = None, info: str | None = None, status: int = 200,
                 username: str = "") -> Response:
     from flask_wtf.csrf import generate_csrf
-
-    from webapp.layout import login_page
 
     html = login_page(csrf_token=generate_csrf(), error=error, info=info,
                       next_path=safe_next(request.values.get("next")) or "",

@@ -40,7 +40,7 @@ PERMISSION = "alerts.acknowledge"
 
 
 def _page(title: str, body: Markup, status: int = 200) -> Response:
-    from webapp.layout import _document
+    from webapp.documents import document as _document
 
     return Response(_document(f"{title} - ICU Monitor", Markup(
         '<main class="login-card ack-link-card">{}</main>').format(body)),
@@ -111,10 +111,9 @@ def init_email_ack(server: flask.Flask, ctx: WebContext, *,
         row = lifecycle.get(claim.alert_id)
         if row is None:
             return _refused("Unknown alarm", "This alarm is not known.", 404)
-        used = ctx.db.execute("SELECT used_by, used_ts FROM alert_ack_links WHERE link_id = %s",
-                              (claim.link_id,)).one()
+        used = mail.link_used(ctx.db, claim)
         if used is not None:
-            return _used(used.get("used_by"), used.get("used_ts"))
+            return _used(used.used_by, used.used_ts)
         if request.method == "GET":
             return _page("Acknowledge alarm", Markup(
                 '<h1 class="login-title">Acknowledge alarm</h1>{}'

@@ -1,11 +1,9 @@
-"""The app shell (header, navigation, page container) and the server-rendered pages
-(sign-in, 403). Navigation is built from ``backend.auth_policy`` - the same table the
-server enforces - so a user is shown exactly the pages they may open.
+"""The app shell (header, navigation, page container); the server-rendered pages (sign-in,
+403) are in ``webapp/documents.py``. Navigation is built from ``backend.auth_policy`` -
+the same table the server enforces - so a user is shown exactly the pages they may open.
 
 Stable element ids (used by the browser tests): ``shell-user``, ``shell-role``,
-``nav-<permission>`` (e.g. ``nav-ward``), ``logout-button``, ``theme-toggle``; on the
-sign-in page ``username``, ``password``, ``login-submit``, ``login-error``,
-``login-info``; on the 403 page ``forbidden``.
+``nav-<permission>`` (e.g. ``nav-ward``), ``logout-button``, ``theme-toggle``.
 """
 
 from __future__ import annotations
@@ -17,12 +15,11 @@ import dash
 from dash import Input, Output, State, dcc, html
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from markupsafe import Markup, escape
 
 from backend.auth_policy import home_path, navigation
+from webapp.documents import APP_NAME
 from webapp.security import IDLE_COOKIE
 
-APP_NAME = "ICU Monitor"
 CLOCK_MS = 15_000  # how often the browser checks whether the session has ended
 
 
@@ -140,79 +137,3 @@ def register_shell_callbacks(app: dash.Dash) -> None:
                             Input("shell-theme", "data"))
     app.clientside_callback(_NAV_JS, Output("shell-sink-nav", "title"),
                             Input("_pages_location", "pathname"))
-
-
-# --- server-rendered pages ------------------------------------------------------------------
-# Applies the theme chosen in the app (Dash keeps dcc.Store data as JSON in localStorage).
-THEME_JS = ("try{var t=JSON.parse(localStorage.getItem('shell-theme'));"
-            "if(t){document.documentElement.setAttribute('data-theme',t);}}catch(e){}")
-# A constant, so safe to mark up as it is: escaping its quotes would change the script
-# that the CSP hash below allows.
-_THEME_SCRIPT = Markup(f"<script>{THEME_JS}</script>")
-
-
-def inline_script_hashes() -> list[str]:
-    """CSP hashes of the inline scripts of the server-rendered pages."""
-    import base64
-    import hashlib
-
-    digest = base64.b64encode(hashlib.sha256(THEME_JS.encode()).digest()).decode()
-    return [f"'sha256-{digest}'"]
-
-
-def _document(title: str, body: Markup) -> str:
-    return str(Markup(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<title>{title}</title>"
-        "<link rel=\"stylesheet\" href=\"/assets/base.css\">{theme}</head>"
-        "<body class=\"plain-page\">{body}</body></html>"
-    ).format(title=title, theme=_THEME_SCRIPT, body=body))
-
-
-def login_page(*, csrf_token: str, error: str | None = None, info: str | None = None,
-               next_path: str = "", username: str = "") -> str:
-    notice = Markup("")
-    if error:
-        notice = Markup('<div id="login-error" class="notice notice-error" role="alert">'
-                        "{}</div>").format(error)
-    elif info:
-        notice = Markup('<div id="login-info" class="notice notice-info" role="status">'
-                        "{}</div>").format(info)
-    body = Markup(
-        '<main class="login-card">'
-        '<h1 class="login-title">{app}</h1>'
-        '<p class="login-subtitle">Sign in with your hospital account</p>'
-        "{notice}"
-        '<form method="post" action="/login" class="login-form" autocomplete="on">'
-        '<input type="hidden" name="csrf_token" value="{csrf}">'
-        '<input type="hidden" name="next" value="{next}">'
-        '<label for="username">Username</label>'
-        '<input id="username" name="username" type="text" autocomplete="username" '
-        'autocapitalize="none" spellcheck="false" required autofocus value="{username}">'
-        '<label for="password">Password</label>'
-        '<input id="password" name="password" type="password" '
-        'autocomplete="current-password" required>'
-        '<button id="login-submit" type="submit" class="button button-primary">Sign in'
-        "</button></form>"
-        '<p class="login-footer">Authorised staff only. Access is recorded.</p>'
-        "</main>"
-    ).format(app=APP_NAME, notice=notice, csrf=csrf_token, next=next_path, username=username)
-    return _document(f"Sign in - {APP_NAME}", body)
-
-
-def forbidden_page(user: Any = None) -> str:
-    role = getattr(user, "role", None) if getattr(user, "is_authenticated", False) else None
-    home = home_path(role) or "/login"
-    who = ""
-    if role is not None:
-        who = f" Signed in as {user.username} ({role.label})."
-    body = Markup(
-        '<main id="forbidden" class="login-card">'
-        '<h1 class="login-title">403 - Not allowed</h1>'
-        '<p>Your role does not give access to this page.{who}</p>'
-        '<p>This attempt has been recorded.</p>'
-        '<p><a class="button button-primary" href="{home}">Back to my start page</a></p>'
-        "</main>"
-    ).format(who=escape(who), home=home)
-    return _document(f"403 - {APP_NAME}", body)

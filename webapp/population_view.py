@@ -1,5 +1,5 @@
 """Pure builders of the population page: period totals, the map, the trend chart, the
-ward table and the CSV export, from rows of ``backend.population.store``. Every number
+ward table and the CSV export, from rows of ``backend.storage.population``. Every number
 that leaves here has passed the small-count suppression of ``backend.population
 .disclosure``; rates carry their denominators."""
 

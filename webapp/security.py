@@ -55,7 +55,6 @@ from typing import Any, TypeVar
 
 import dash
 import flask
-from cassandra.cluster import Session
 from flask import Response, current_app, g, request
 from flask_login import current_user
 
@@ -69,8 +68,11 @@ from backend.auth_policy import (
     permission,
 )
 from backend.settings import Settings
+from backend.storage.cassandra import Session
 from backend.strictjson import JsonError
 from backend.strictjson import loads as strict_loads
+from webapp.documents import forbidden_page
+from webapp.signin_urls import login_url
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +210,6 @@ def _wants_page() -> bool:
 
 
 def _login_redirect(expired: bool) -> Response:
-    from webapp.auth import login_url
-
     return flask.redirect(login_url(next_path=request.full_path.rstrip("?"), expired=expired))
 
 
@@ -239,8 +239,6 @@ def _deny(target_type: str, target_id: str, detail: str) -> Response:
     except Exception:  # the denial stands even when the audit write fails
         log.exception("could not audit an access denial")
     if _wants_page():
-        from webapp.layout import forbidden_page
-
         return Response(forbidden_page(current_user), status=403, mimetype="text/html")
     return _json(403, "forbidden")
 
@@ -345,8 +343,11 @@ def _strict_body() -> Response | None:
     Reading it enforces the size limit (Flask answers 413)."""
     if not request.is_json:
         return None
+    data = request.get_data(cache=True)
+    if not data:  # Dash's renderer sends GETs (layout, dependencies) with a JSON type
+        return None
     try:
-        strict_loads(request.get_data(cache=True), max_depth=200)
+        strict_loads(data, max_depth=200)
     except JsonError as exc:
         return _json(400, f"bad request body: {exc}")
     return None

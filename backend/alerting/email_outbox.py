@@ -38,23 +38,29 @@ import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from cassandra.cluster import Session
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from backend import localtime
 from backend.settings import AlertManagerSettings, Settings, SmtpSettings
+from backend.storage.cassandra import Session
+from backend.storage.email_outbox import (
+    AckLinkStore,
+    EmailOutboxStore,
+    LinkUse,
+    OutboxMessage,
+)
+from backend.storage.statements import store
 
 log = logging.getLogger(__name__)
 
 PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
-SHARD = 0
 ACK_PATH = "/alerts/ack/"
 _SALT = "icu-alert-ack-link"
 
@@ -151,23 +157,14 @@ def ack_url(settings: Settings, token: str) -> str:
     return settings.web.public_url.rstrip("/") + ACK_PATH + token
 
 
-@dataclass(frozen=True, slots=True)
-class LinkUse:
-    first: bool  # this call used the link
-    used_by: str | None
-    used_ts: datetime | None
-
-
 def use_link(session: Session, claim: LinkClaim, user: str, now: datetime) -> LinkUse:
     """Record that ``user`` follows the link; only the first use counts."""
-    row = session.execute(
-        "INSERT INTO alert_ack_links (link_id, alert_id, used_by, used_ts) VALUES (%s, %s, %s, %s)"
-        " IF NOT EXISTS", (claim.link_id, claim.alert_id, user, now)).one()
-    if row["[applied]"]:
-        return LinkUse(True, user, now)
-    used = row.get("used_ts")
-    return LinkUse(False, row.get("used_by"),
-                   used.replace(tzinfo=UTC) if used and used.tzinfo is None else used)
+    return store(AckLinkStore, session).use(claim.link_id, claim.alert_id, user, now)
+
+
+def link_used(session: Session, claim: LinkClaim) -> LinkUse | None:
+    """Who followed the link before, and when (``None``: nobody)."""
+    return store(AckLinkStore, session).used(claim.link_id)
 
 
 # --- the message ------------------------------------------------------------------------------
@@ -241,7 +238,8 @@ def backoff_seconds(attempts: int, policy: AlertManagerSettings) -> float:
 # --- sending ----------------------------------------------------------------------------------
 def smtp_send(cfg: SmtpSettings, message: EmailMessage) -> None:
     """One message over SMTP as configured (implicit TLS, STARTTLS, auth)."""
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cfg.tls:
         client: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_seconds,
                                                 context=context)
@@ -271,22 +269,7 @@ class Outbox:
         self.policy = settings.alert_manager
         self.sender = sender or (lambda m: smtp_send(settings.smtp, m))
         self.owner = owner or uuid.uuid4().hex
-        p = session.prepare
-        self._insert = p(
-            "INSERT INTO email_outbox (msg_id, alert_id, recipients, subject, body, created_ts,"
-            " status, attempts) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0) IF NOT EXISTS")
-        self._pend = p("INSERT INTO email_outbox_pending (shard, msg_id) VALUES (?, ?)")
-        self._unpend = p("DELETE FROM email_outbox_pending WHERE shard = ? AND msg_id = ?")
-        self._pending = p("SELECT msg_id FROM email_outbox_pending WHERE shard = ?")
-        self._get = p("SELECT * FROM email_outbox WHERE msg_id = ?")
-        self._claim = p(
-            "UPDATE email_outbox SET status = 'sending', claimed_by = ?, claimed_until = ?"
-            " WHERE msg_id = ? IF status = ? AND claimed_until = ?")
-        self._sent = p("UPDATE email_outbox SET status = 'sent', sent_ts = ?, claimed_until = null"
-                       " WHERE msg_id = ? IF claimed_by = ?")
-        self._failed = p(
-            "UPDATE email_outbox SET status = 'pending', attempts = ?, next_attempt_ts = ?,"
-            " last_error = ?, claimed_until = null WHERE msg_id = ? IF claimed_by = ?")
+        self.store = store(EmailOutboxStore, session)
 
     def enqueue(self, msg_id: str, alert_id: str, recipients: list[str], subject: str,
                 body: str, now: datetime) -> bool:
@@ -296,28 +279,26 @@ class Outbox:
         if not recipients:
             log.warning("alert %s: no e-mail recipients configured for %s", alert_id, msg_id)
             return False
-        self.session.execute(self._pend, (SHARD, msg_id))
-        applied = self.session.execute(self._insert, (
-            msg_id, alert_id, list(recipients), subject, body, now)).one()["[applied]"]
-        return bool(applied)
+        self.store.mark_pending(msg_id)
+        return self.store.insert(msg_id, alert_id, list(recipients), subject, body, now)
 
-    def get(self, msg_id: str) -> dict | None:
-        return self.session.execute(self._get, (msg_id,)).one()
+    def get(self, msg_id: str) -> OutboxMessage | None:
+        return self.store.get(msg_id)
 
     def pending_ids(self) -> list[str]:
-        return [r["msg_id"] for r in self.session.execute(self._pending, (SHARD,))]
+        return self.store.pending_ids()
 
-    def _message(self, row: Mapping[str, Any], now: datetime) -> EmailMessage:
+    def _message(self, row: OutboxMessage, now: datetime) -> EmailMessage:
         m = EmailMessage()
         m["From"] = self.settings.smtp.sender
-        m["To"] = ", ".join(row["recipients"] or [])
-        m["Subject"] = row["subject"]
+        m["To"] = ", ".join(row.recipients)
+        m["Subject"] = row.subject
         m["Date"] = format_datetime(localtime.to_local(now, self.settings.timezone))
         # The idempotency key as Message-ID: a receiver can drop a duplicate.
-        m["Message-ID"] = make_msgid(idstring=row["msg_id"].replace(":", "."),
+        m["Message-ID"] = make_msgid(idstring=row.msg_id.replace(":", "."),
                                      domain="icu-monitor")
-        m["X-ICU-Message-Key"] = row["msg_id"]
-        m.set_content(row["body"])
+        m["X-ICU-Message-Key"] = row.msg_id
+        m.set_content(row.body)
         return m
 
     def deliver_due(self, now: datetime) -> DeliveryStats:
@@ -325,42 +306,33 @@ class Outbox:
         for msg_id in self.pending_ids():
             row = self.get(msg_id)
             if row is None:  # see enqueue: a pending entry whose insert never happened
-                self.session.execute(self._unpend, (SHARD, msg_id))
+                self.store.unmark_pending(msg_id)
                 continue
-            if row["status"] == SENT:
-                self.session.execute(self._unpend, (SHARD, msg_id))
+            if row.status == SENT:
+                self.store.unmark_pending(msg_id)
                 continue
-            nxt = _aware(row.get("next_attempt_ts"))
-            claimed = _aware(row.get("claimed_until"))
-            if (nxt and nxt > now) or (row["status"] == SENDING and claimed and claimed > now):
+            nxt, claimed = row.next_attempt_ts, row.claimed_until
+            if (nxt and nxt > now) or (row.status == SENDING and claimed and claimed > now):
                 stats.waiting += 1
                 continue
             until = now + timedelta(seconds=self.policy.email_claim_seconds)
-            got = self.session.execute(self._claim, (
-                self.owner, until, msg_id, row["status"], row.get("claimed_until"))).one()
-            if not got["[applied]"]:
+            if not self.store.claim(row, self.owner, until):
                 stats.waiting += 1  # another sender has it
                 continue
             try:
                 self.sender(self._message(row, now))
             except Exception as exc:
-                attempts = (row.get("attempts") or 0) + 1
+                attempts = row.attempts + 1
                 wait = backoff_seconds(attempts, self.policy)
                 log.warning("e-mail %s: attempt %d failed (%s); next in %.0f s", msg_id,
                             attempts, type(exc).__name__, wait)
-                self.session.execute(self._failed, (
-                    attempts, now + timedelta(seconds=wait), repr(exc)[:500], msg_id,
-                    self.owner))
+                self.store.failed(msg_id, self.owner, attempts, now + timedelta(seconds=wait),
+                                  repr(exc)[:500])
                 stats.failed += 1
                 continue
-            self.session.execute(self._sent, (now, msg_id, self.owner))
-            self.session.execute(self._unpend, (SHARD, msg_id))
+            self.store.sent(msg_id, self.owner, now)
+            self.store.unmark_pending(msg_id)
             stats.sent += 1
             log.info("e-mail %s sent", msg_id)
         return stats
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value

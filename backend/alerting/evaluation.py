@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
+from backend.admission import Admission
 from backend.alerting.ids import alert_id
 from backend.alerting.rules import (
     CONTINUOUS,
@@ -80,7 +81,6 @@ from backend.alerting.rules import (
     Snapshot,
     stale_message,
 )
-from backend.census import Admission
 from backend.messages import Consciousness, Priority
 from backend.scores.news2 import (
     PARAMETERS,
@@ -219,9 +219,10 @@ class Duplicate:
 # ``qsofa()`` (~15 us, exact Decimal arithmetic) each cost more than the whole per-reading
 # budget. Each parameter's Chart 1 score comes from ``parameter_score`` (memoised per value;
 # monitor values are discrete, so the caches stay small and hit almost always), and the
-# result is assembled exactly as ``news2()`` does (tests/unit/test_evaluation.py checks
-# equality with ``news2()`` and ``qsofa()`` over a grid of inputs). Results are shared
-# between readings: treat them as read-only.
+# result is assembled exactly as ``news2()`` does
+# (tests/unit/backend/alerting/test_evaluation.py checks equality with ``news2()`` and
+# ``qsofa()`` over a grid of inputs). Results are shared between readings: treat them as
+# read-only.
 
 @lru_cache(maxsize=8192)
 def _parameter_score(name: str, value: Any, spo2_scale: int, o2: bool | None) -> int | None:

@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from cassandra.cluster import Session
+from backend.storage.alerts import AlertStore
+from backend.storage.cassandra import Session
+from backend.storage.statements import store
 
 WINDOWS_HOURS = {"1": 1, "8": 8, "24": 24, "72": 72, "168": 168}
 MAX_ROWS = 500
@@ -61,14 +63,11 @@ def query(session: Session, f: InboxFilter, now: datetime | None = None,
           limit: int = MAX_ROWS) -> list[dict]:
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=f.hours)
-    stmt = session.prepare("SELECT * FROM alerts_by_ward_day WHERE ward = ? AND day = ?"
-                           " AND detected_ts >= ?")
+    alerts = store(AlertStore, session)
     rows: list[dict] = []
     for ward in f.wards:
         for day in days_between(since, now):
-            for r in session.execute(stmt, (ward, day, since)):
-                if f.keeps(r):
-                    rows.append(dict(r))
+            rows.extend(r for r in alerts.for_ward_day(ward, day, since) if f.keeps(r))
     return inbox_order(rows)[:limit]
 
 

@@ -27,9 +27,10 @@ charge nurse saw, so of two concurrent reassignments one wins and the other is t
 holds it now. Who holds which alert since when is on the alert row and in the ward's
 active-alert index (``assigned_to``, ``assigned_by``, ``assigned_ts``).
 
-"How" (``via``) is one of :data:`CHANNELS`. Acknowledging is
-``backend.storage.alerts.AlertStore.acknowledge`` (the ward screen's path since issue 3),
-so there is one acknowledgement, whatever the channel.
+"How" (``via``) is one of :data:`CHANNELS`. Every channel (the ward screen's tile, the
+alert inbox, the e-mail link, the alert manager) moves alerts through :class:`Lifecycle`,
+so each move writes the same history step and audit event whatever the channel. The
+statements themselves are ``backend.storage.alerts.AlertStore``'s.
 """
 
 from __future__ import annotations
@@ -41,27 +42,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cassandra import ConsistencyLevel
-from cassandra.cluster import Session
-
 from backend import audit
+from backend.alerting.status import ACTIVE, ENDED, AlertStatus
 from backend.messages import AlertLifecycle
 from backend.settings import AlertManagerSettings
 from backend.storage import alert_history
 from backend.storage.alerts import AckResult, AlertStore, clock_text, refusal
+from backend.storage.cassandra import Session
+from backend.storage.statements import store as session_store
 
 log = logging.getLogger(__name__)
 
-RAISED = "raised"
-ESCALATED = "escalated"
-SILENCED = "silenced"
-ACKNOWLEDGED = "acknowledged"
-RESOLVED = "resolved"
-AUTO_RESOLVED = "auto_resolved"
-CLEARED = "cleared"
-ACTIVE = frozenset({RAISED, ESCALATED, SILENCED, ACKNOWLEDGED})
-ENDED = frozenset({RESOLVED, AUTO_RESOLVED, CLEARED})
-STATUSES = (RAISED, ESCALATED, SILENCED, ACKNOWLEDGED, RESOLVED, AUTO_RESOLVED, CLEARED)
+RAISED = AlertStatus.RAISED
+ESCALATED = AlertStatus.ESCALATED
+SILENCED = AlertStatus.SILENCED
+ACKNOWLEDGED = AlertStatus.ACKNOWLEDGED
+RESOLVED = AlertStatus.RESOLVED
+AUTO_RESOLVED = AlertStatus.AUTO_RESOLVED
+CLEARED = AlertStatus.CLEARED
+STATUSES = tuple(AlertStatus)
 
 # How a person (or the system) acted.
 WARD_SCREEN = "ward_screen"
@@ -254,24 +253,10 @@ class Lifecycle:
                  store: AlertStore | None = None) -> None:
         self.session = session
         self.policy = policy or AlertManagerSettings()
-        self.store = store or AlertStore(session)
-        self._serial = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
-        self._serial.consistency_level = ConsistencyLevel.SERIAL
-        self._move = session.prepare(
-            "UPDATE alerts SET status = ?, status_by = ?, status_ts = ?, escalation_level = ?,"
-            " silenced_until = ?, silence_reason = ?, resolved_ts = ?"
-            " WHERE alert_id = ? IF status = ? AND escalation_level = ?"
-        )
-
-        in_active = ", ".join(f"'{x}'" for x in sorted(ACTIVE))
-        self._assign = session.prepare(
-            "UPDATE alerts SET assigned_to = ?, assigned_by = ?, assigned_ts = ?"
-            f" WHERE alert_id = ? IF status IN ({in_active}) AND assigned_to = ?"
-        )
+        self.store = store or session_store(AlertStore, session)
 
     def get(self, alert_id: str) -> dict | None:
-        row = self.session.execute(self._serial, (alert_id,)).one()
-        return dict(row) if row else None
+        return self.store.get_serial(alert_id)
 
     def history(self, alert_id: str) -> list[alert_history.Step]:
         return alert_history.for_alert(self.session, alert_id)
@@ -279,8 +264,24 @@ class Lifecycle:
     # -- the people's actions --
     def acknowledge(self, alert_id: str, user: str, via: str, comment: str | None = None,
                     *, now: datetime | None = None) -> AckResult:
+        """``user`` acknowledges through ``via``. One lightweight transaction decides: of
+        concurrent acknowledgements (or an acknowledgement racing an escalation) exactly
+        one is applied, and the others are told "Already acknowledged by <user> at
+        hh:mm:ss". ``comment``, if any, goes into the history step and the audit."""
+        if not user:
+            raise ValueError("who acts is required")
         _check_channel(via)
-        return self.store.acknowledge(alert_id, user, via, comment, now=now)
+        at = _now_ms_precision(now)
+        row = self.get(alert_id)
+        reason = refusal_reason("acknowledge", row)
+        if reason is not None:
+            return _refused(alert_id, reason, row)
+        if not self.store.acknowledge_if_open(alert_id, user, at):
+            return refusal(alert_id, self.get(alert_id))
+        done = self._after_move(alert_id, "acknowledge", row, ACKNOWLEDGED, user, via,
+                                comment, at, None)
+        return AckResult(True, f"Acknowledged by {user} at {clock_text(at)}", alert_id,
+                         ACKNOWLEDGED, user, at, done.event, done.problems)
 
     def silence(self, alert_id: str, user: str, via: str, minutes: Any, reason: Any,
                 *, now: datetime | None = None) -> AckResult:
@@ -323,9 +324,8 @@ class Lifecycle:
             return _refused(alert_id, _holder_text(row), row)
         if nurse.username == holder:
             return _refused(alert_id, f"Already assigned to {holder}.", row)
-        applied = self.session.execute(self._assign, (
-            nurse.username, user, at, alert_id, holder)).one()
-        if not applied["[applied]"]:
+        if not self.store.assign_if(alert_id, holder=holder, to=nurse.username, by=user,
+                                    at=at):
             now_row = self.get(alert_id)
             return _refused(alert_id, refusal_reason("assign", now_row)
                             or _holder_text(now_row or {}), now_row)
@@ -372,14 +372,12 @@ class Lifecycle:
         current_level = row.get("escalation_level")
         new_level = level if level is not None else current_level
         keep_silence = target == SILENCED
-        applied = self.session.execute(self._move, (
-            target, actor, at, new_level,
-            silenced_until if keep_silence else None,
-            silence_reason if keep_silence else None,
-            at if target in ENDED else None,
-            alert_id, source, current_level,
-        )).one()
-        if not applied["[applied]"]:
+        if not self.store.move_if(
+                alert_id, source=source, level=current_level, target=target, actor=actor,
+                at=at, new_level=new_level,
+                silenced_until=silenced_until if keep_silence else None,
+                silence_reason=silence_reason if keep_silence else None,
+                resolved_ts=at if target in ENDED else None):
             # Somebody else moved it first: say what it is now and who did it.
             now_row = self.get(alert_id)
             reason = refusal_reason(action, now_row) or "The alarm changed meanwhile: try again."
@@ -403,11 +401,11 @@ class Lifecycle:
         alert = None
         try:
             alert = self.get(alert_id)
-            self.store._write_indexes(alert)
+            self.store.write_indexes(alert)
         except Exception as exc:
             log.exception("alert %s %s, but refreshing its indexes failed", alert_id, action)
             problems.append(f"indexes: {exc!r}")
-        problem = self.store._history(alert_history.Step(
+        problem = self.store.history(alert_history.Step(
             alert_id, at, action, source, target, actor, via, comment, detail))
         if problem:
             problems.append(problem)

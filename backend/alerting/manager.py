@@ -32,18 +32,18 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cassandra.cluster import Session
-
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import ESCALATED, Lifecycle, due
 from backend.alerting.recipients import UserDirectory
 from backend.messages import AlertEvent, AlertLifecycle
 from backend.settings import Settings
+from backend.storage import census
+from backend.storage.alert_manager import OpenAlertStore
+from backend.storage.cassandra import Session
+from backend.storage.statements import store
 from backend.users import list_users
 
 log = logging.getLogger(__name__)
-
-SHARD = 0
 
 
 def _utcnow() -> datetime:
@@ -75,12 +75,7 @@ class AlertManager:
             directory = UserDirectory(lambda: list_users(session),
                                       self.policy.user_cache_seconds)
         self.directory = directory
-        self._open = session.prepare(
-            "INSERT INTO alert_manager_open (shard, alert_id, raised_ts) VALUES (?, ?, ?)")
-        self._close = session.prepare(
-            "DELETE FROM alert_manager_open WHERE shard = ? AND alert_id = ?")
-        self._list = session.prepare("SELECT alert_id FROM alert_manager_open WHERE shard = ?")
-        self._name = session.prepare("SELECT label FROM admissions WHERE patient_id = ?")
+        self.open_list = store(OpenAlertStore, session)
         self._mailed: set[tuple[str, int]] = set()  # escalation e-mails known enqueued
 
     # -- input: the alerts topic --
@@ -89,8 +84,7 @@ class AlertManager:
         if e.event != "raised":
             return  # a cleared condition: the tick decides (auto-resolve / close)
         now = self.clock()
-        self.session.execute(self._open, (SHARD, e.alert_id,
-                                          datetime.fromtimestamp(e.detected_ts / 1000, UTC)))
+        self.open_list.open(e.alert_id, datetime.fromtimestamp(e.detected_ts / 1000, UTC))
         if e.priority.value in self.policy.email_on_raise:
             alert = self.lifecycle.get(e.alert_id)
             if alert is not None:
@@ -98,7 +92,7 @@ class AlertManager:
 
     # -- the periodic work --
     def open_alerts(self) -> list[str]:
-        return [r["alert_id"] for r in self.session.execute(self._list, (SHARD,))]
+        return self.open_list.alert_ids()
 
     def tick(self) -> mail.DeliveryStats:
         now = self.clock()
@@ -121,7 +115,7 @@ class AlertManager:
         if step is None:
             return
         if step.action == "close":
-            self.session.execute(self._close, (SHARD, alert_id))
+            self.open_list.close(alert_id)
             return
         if step.action == "escalate":
             result = self.lifecycle.escalate(alert_id, step.level, step.role or "", now=now)
@@ -152,8 +146,8 @@ class AlertManager:
             log.warning("alert %s: no e-mail recipients for %s", alert["alert_id"], role)
         name = None
         if self.policy.email_include_name:
-            r = self.session.execute(self._name, (alert.get("patient_id"),)).one()
-            name = r and r.get("label")
+            admission = census.get(self.session, alert.get("patient_id") or "")
+            name = admission.label if admission else None
         for rcpt in recipients:
             key = msg_key(alert["alert_id"], level, rcpt.address)
             if self.outbox.get(key) is not None:

@@ -62,8 +62,8 @@ reference system's) never hold any more; they stay in the table so that an alert
 before the change clears normally (and a stored alert still finds its rule).
 
 Messages name the rule's own band and response ("NEWS2 8: emergency response"), never a
-more or less urgent one than the priority (``tests/unit/test_rules.py`` checks every rule
-over generated inputs).
+more or less urgent one than the priority
+(``tests/unit/backend/alerting/test_rules.py`` checks every rule over generated inputs).
 
 Groups: the three NEWS2 rules form the group ``news2``, with cumulative conditions
 ("at least this severe"), of which at most one alert is active at a time. A higher one

@@ -1,2 +1,2 @@
 """Population analytics: aggregates per home region and ward, surge detection,
-disclosure control and the public CDC reference layer (issue 7)."""
+disclosure control and the public CDC reference layer (``docs/population.md``)."""

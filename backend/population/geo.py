@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from backend.population.catchment import Catchment
 from backend.strictjson import load_file
-from devices.regions import Catchment  # the one parser of the catchment spec
 
 COUNTIES_FILE = "geojson-counties-fips.json"
 STATES_FILE = "us-states.json"

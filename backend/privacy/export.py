@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cassandra.cluster import Session
-
 from backend.fhir import bundle_dict
 from backend.privacy.pseudonymise import Pseudonymiser
 from backend.settings import Settings
+from backend.storage.cassandra import Session
 from backend.storage.readings import ReadingStore
 from backend.storage.timestamps import to_ms
 from backend.vitals import Vital

@@ -15,7 +15,7 @@ streaming scorer. ``history`` has one row per hour of ICU stay:
 * optionally ``patient_id``: several stays in one frame, each stay's rows contiguous.
 
 Row *t* of the result depends on rows ``<= t`` of the same stay only; that is tested by
-truncating histories (tests/unit/test_risk_features.py). Every computation is per row
+truncating histories (tests/unit/backend/risk/test_risk_features.py). Every computation is per row
 over a fixed look-back, so scoring one patient gives exactly the numbers training saw.
 
 The feature set and why (details in docs/model.md): for each vital the last observed

@@ -36,8 +36,8 @@ from statistics import median
 import numpy as np
 import pandas as pd
 
+from backend.admission import Admission
 from backend.alerting.ids import alert_id
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.risk.features import VITALS
 from backend.risk.model import RiskModel

@@ -154,10 +154,13 @@ class RiskModel:
         return self.calibration_for(monitor_only).apply(self.raw_risk(features))
 
     def score_frame(self, history: pd.DataFrame) -> np.ndarray:
-        """Risk for every hour of one patient's stay (see ``features.hourly_features``);
-        the monitor-only calibration when the history has no lab result."""
-        return self.predict_features(hourly_features(history),
-                                     monitor_only=is_monitor_only(history))
+        """Risk for every hour of one patient's stay (see ``features.hourly_features``),
+        each hour as ``score_history`` gives it from the hours up to it: the monitor-only
+        calibration for the hours before the first lab result."""
+        raw = self.raw_risk(hourly_features(history))
+        labs_seen = labs_seen_by_row(history)
+        return np.where(labs_seen, self.calibration_for(False).apply(raw),
+                        self.calibration_for(True).apply(raw))
 
     def score_history(self, history: pd.DataFrame) -> float:
         """Risk at the last hour of one patient's hourly history (no ``patient_id`` needed)."""
@@ -207,3 +210,11 @@ class RiskModel:
 def is_monitor_only(history: pd.DataFrame) -> bool:
     """A history without any lab result (a live patient: the stream carries no labs)."""
     return not any(c in history.columns and history[c].notna().any() for c in LABS)
+
+
+def labs_seen_by_row(history: pd.DataFrame) -> np.ndarray:
+    """Per row: has any lab result been recorded up to and including this row?"""
+    columns = [c for c in LABS if c in history.columns]
+    if not columns:
+        return np.zeros(len(history), dtype=bool)
+    return history[columns].notna().any(axis=1).cummax().to_numpy(dtype=bool)

@@ -34,6 +34,7 @@ from typing import Any
 
 from backend.risk.model import RiskModel
 from backend.settings import Settings
+from backend.storage.risk_models import RiskModelStore
 
 MODEL_NAME = "sepsis-gbt"
 _VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$")
@@ -245,7 +246,7 @@ class ActiveModel:
 # What a portable version holds: everything but the Spark directory (scoring, the Models
 # page and re-evaluation need only these; ``spark/`` is for retraining in Spark).
 ARCHIVE_FILES = ("metadata.json", "trees.json", "split.json", "evaluation.json",
-                 "validation_utility_curve.json")
+                 "validation_utility_curve.json", "sites.json")
 _ARCHIVE_REQUIRED = ("metadata.json", "trees.json")
 _ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 
@@ -331,13 +332,6 @@ def read_evaluation(settings: Settings, version: str) -> dict | None:
 
 # --- Cassandra mirror --------------------------------------------------------------------
 
-_METRIC_COLUMNS = (
-    "auroc_hourly", "auprc_hourly", "auroc_patient", "auprc_patient", "sensitivity_hourly",
-    "specificity_hourly", "sensitivity_patient", "specificity_patient", "utility",
-    "alerts_per_patient_day", "median_lead_hours", "brier",
-)
-
-
 def _ts(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
 
@@ -347,60 +341,36 @@ def _floats(d: dict | None) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
 
 
+def _store(session: Any, settings: Settings) -> RiskModelStore:
+    return RiskModelStore(session, settings.cassandra.keyspace)
+
+
 def mirror_version(session: Any, settings: Settings, version: str) -> None:
     """Upsert a version's metadata into ``risk_models`` and ``risk_model_versions``."""
-    ks = settings.cassandra.keyspace
     meta = read_metadata(settings, version)
     metrics = meta.get("metrics", {})
-    session.execute(
-        f"INSERT INTO {ks}.risk_models (model_name, created_ts, version, data_sha256, "
-        "source_sha256, features, threshold, spark_version, params, validation_metrics, "
-        "test_metrics) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (meta.get("model_name", MODEL_NAME), _ts(meta["created"]), version,
-         meta["training_data_sha256"], meta.get("source_sha256"), list(meta["features"]),
-         float(meta["threshold"]), meta["spark_version"], json.dumps(meta.get("params", {})),
-         _floats(metrics.get("validation")), _floats(metrics.get("test"))),
-    )
-    session.execute(
-        f"INSERT INTO {ks}.risk_model_versions (version, model_name, created_ts, "
-        "metadata_json) VALUES (%s, %s, %s, %s)",
-        (version, meta.get("model_name", MODEL_NAME), _ts(meta["created"]), json.dumps(meta)),
-    )
+    _store(session, settings).write_model(
+        meta.get("model_name", MODEL_NAME), _ts(meta["created"]), version,
+        meta["training_data_sha256"], meta.get("source_sha256"), list(meta["features"]),
+        float(meta["threshold"]), meta["spark_version"], json.dumps(meta.get("params", {})),
+        _floats(metrics.get("validation")), _floats(metrics.get("test")), json.dumps(meta))
 
 
 def mirror_activations(session: Any, settings: Settings) -> None:
     """Upsert the activation log (idempotent: one row per logged change)."""
-    ks = settings.cassandra.keyspace
+    store = _store(session, settings)
     for e in activation_log(settings):
-        session.execute(
-            f"INSERT INTO {ks}.risk_model_activations (model_name, ts, version, action, "
-            "previous) VALUES (%s, %s, %s, %s, %s)",
-            (MODEL_NAME, _ts(e["ts"]), e["version"], e["action"], e["previous"]),
-        )
+        store.write_activation(MODEL_NAME, _ts(e["ts"]), e["version"], e["action"],
+                               e["previous"])
 
 
 def mirror_evaluation(session: Any, settings: Settings, version: str) -> bool:
     """Upsert a version's evaluation (table rows + the JSON for the plots), if any."""
-    ks = settings.cassandra.keyspace
     ev = read_evaluation(settings, version)
     if ev is None:
         return False
-    evaluated = _ts(ev["evaluated"])
-    for row in ev["table"]:
-        eq = row.get("equal_sensitivity") or {}
-        values = [row.get(c) for c in _METRIC_COLUMNS]
-        session.execute(
-            f"INSERT INTO {ks}.risk_model_evaluations (version, method, kind, evaluated_ts, "
-            f"threshold, {', '.join(_METRIC_COLUMNS)}, model_alerts_at_equal_sensitivity) "
-            f"VALUES ({', '.join(['%s'] * (6 + len(_METRIC_COLUMNS)))})",
-            (version, row["method"], row["kind"], evaluated, row.get("threshold"), *values,
-             eq.get("model_alerts_per_patient_day")),
-        )
-    session.execute(
-        f"INSERT INTO {ks}.risk_model_evaluation_docs (version, evaluated_ts, payload) "
-        "VALUES (%s, %s, %s)",
-        (version, evaluated, json.dumps(ev)),
-    )
+    _store(session, settings).write_evaluation(version, _ts(ev["evaluated"]), ev["table"],
+                                               json.dumps(ev))
     return True
 
 

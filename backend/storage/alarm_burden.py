@@ -16,13 +16,15 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from backend.alerting.burden import WardBurden, occupied_bed_days, ward_burden
-from backend.population.store import load_stays
+from backend.alerting.status import AlertStatus
 from backend.storage import census
+from backend.storage.population import load_stays
+from backend.storage.statements import prepared
 
 CONCURRENCY = 64
 # Statuses an alarm can only have reached through (or after) an acknowledgement, or in
 # which it may have been acknowledged before it ended.
-_MAY_BE_ACKED = ("acknowledged", "resolved", "auto_resolved")
+_MAY_BE_ACKED = (AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.AUTO_RESOLVED)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -44,8 +46,8 @@ def load_alerts(session: Session, wards: Iterable[str], start: datetime,
                 end: datetime) -> list[dict]:
     """The alarms detected in ``wards`` in ``[start, end)`` with ``ack_ts``."""
     keys = [(w, d) for w in sorted(set(wards)) for d in _days(start, end)]
-    stmt = session.prepare("SELECT alert_id, ward, rule, priority, detected_ts, status"
-                           " FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
+    stmt = prepared(session, "SELECT alert_id, ward, rule, priority, detected_ts, status"
+                    " FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
     alerts: list[dict] = []
     for _ok, result in execute_concurrent_with_args(session, stmt, keys,
                                                    concurrency=CONCURRENCY,
@@ -55,7 +57,7 @@ def load_alerts(session: Session, wards: Iterable[str], start: datetime,
             if detected is not None and start <= detected < end:
                 alerts.append({**r, "detected_ts": detected, "ack_ts": None})
     maybe = [a for a in alerts if a["status"] in _MAY_BE_ACKED]
-    history = session.prepare("SELECT ts, action FROM alert_history WHERE alert_id = ?")
+    history = prepared(session, "SELECT ts, action FROM alert_history WHERE alert_id = ?")
     results = execute_concurrent_with_args(session, history, [(a["alert_id"],) for a in maybe],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
     without = []
@@ -63,9 +65,9 @@ def load_alerts(session: Session, wards: Iterable[str], start: datetime,
         steps = sorted(_utc(r["ts"]) for r in result if r["action"] == "acknowledge")
         if steps:
             a["ack_ts"] = steps[0]
-        elif a["status"] == "acknowledged":
+        elif a["status"] == AlertStatus.ACKNOWLEDGED:
             without.append(a)
-    row = session.prepare("SELECT status_by, status_ts FROM alerts WHERE alert_id = ?")
+    row = prepared(session, "SELECT status_by, status_ts FROM alerts WHERE alert_id = ?")
     results = execute_concurrent_with_args(session, row, [(a["alert_id"],) for a in without],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
     for a, (_ok, result) in zip(without, results, strict=True):

@@ -7,12 +7,12 @@ row key is (alert, time, action), so a retried write rewrites the same row.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cassandra.cluster import Session
-from cassandra.query import PreparedStatement
+
+from backend.storage.statements import prepared
 
 _INSERT = (
     "INSERT INTO alert_history (alert_id, ts, action, from_status, to_status, actor, via,"
@@ -20,18 +20,6 @@ _INSERT = (
 )
 _SELECT = "SELECT * FROM alert_history WHERE alert_id = ?"
 MAX_COMMENT = 500
-
-_prepared: weakref.WeakKeyDictionary[Session, dict[str, PreparedStatement]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _prep(session: Session, cql: str) -> PreparedStatement:
-    cache = _prepared.setdefault(session, {})
-    if cql not in cache:
-        cache[cql] = session.prepare(cql)
-    return cache[cql]
-
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -48,7 +36,7 @@ class Step:
 
 def append(session: Session, step: Step) -> None:
     comment = step.comment.strip()[:MAX_COMMENT] if step.comment else None
-    session.execute(_prep(session, _INSERT), (
+    session.execute(prepared(session, _INSERT), (
         step.alert_id, step.ts, step.action, step.from_status, step.to_status, step.actor,
         step.via, comment or None, step.detail,
     ))
@@ -57,7 +45,7 @@ def append(session: Session, step: Step) -> None:
 def for_alert(session: Session, alert_id: str) -> list[Step]:
     """The alert's steps, oldest first."""
     out = []
-    for r in session.execute(_prep(session, _SELECT), (alert_id,)):
+    for r in session.execute(prepared(session, _SELECT), (alert_id,)):
         ts = r["ts"]
         if ts is not None and ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)

@@ -5,37 +5,38 @@ per-patient tables are indexes copied from it. Raising uses a lightweight transa
 (``IF NOT EXISTS``) so a replayed micro-batch can never reset an alert somebody has
 already acknowledged.
 
-Acknowledging is a lightweight transaction too (``IF status IN (...)``): when two people
-press Acknowledge at the same moment, exactly one of them wins and the other is told
-who did and when.
+Every later move (acknowledge, silence, resolve, escalate, assign) is a lightweight
+transaction too, made here and decided in ``backend.alerting.lifecycle``: when two
+people press Acknowledge at the same moment, exactly one of them wins and the other is
+told who did and when.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 
-from backend import audit, localtime
+from backend import localtime
+from backend.alerting.status import ACTIVE, NEEDS_ACTION, AlertStatus
 from backend.messages import AlertEvent, AlertLifecycle
 from backend.storage import alert_history
+from backend.storage.statements import SERIAL, prepared
 from backend.storage.timestamps import to_datetime as _dt
-from backend.storage.timestamps import to_ms as _ms
 
 log = logging.getLogger(__name__)
 
-RAISED = "raised"
-CLEARED = "cleared"
-ACKNOWLEDGED = "acknowledged"
-ACTIVE = (RAISED, ACKNOWLEDGED, "escalated", "silenced")
-# Statuses an acknowledgement acts on: somebody still has to respond ("silenced" only
-# paused the sound).
-ACKNOWLEDGEABLE = (RAISED, "escalated", "silenced")
-ALERT_ACKNOWLEDGED = audit.ALERT_ACKNOWLEDGED
-AUDIT_TARGET = "alert"
+RAISED = AlertStatus.RAISED
+CLEARED = AlertStatus.CLEARED
+
+
+def _in_list(statuses: Iterable[str]) -> str:
+    return ", ".join(f"'{s}'" for s in sorted(statuses))
 
 
 def clock_text(value: datetime | None) -> str:
@@ -68,7 +69,7 @@ def refusal(alert_id: str, row: dict | None) -> AckResult:
     if row is None or row.get("status") is None:
         return AckResult(False, "This alarm is not known (yet): please try again in a moment.",
                          alert_id)
-    status, by, at = row["status"], row.get("status_by"), row.get("status_ts")
+    status, by, at = row["status"], row.get("status_by"), _aware(row.get("status_ts"))
     if status == CLEARED:
         message = f"This alarm already ended at {clock_text(row.get('cleared_ts') or at)}"
     elif by:
@@ -78,54 +79,100 @@ def refusal(alert_id: str, row: dict | None) -> AckResult:
     return AckResult(False, message, alert_id, status, by, at)
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """An alert still on its ward's screens (``active_alerts_by_ward``), with who moved
+    it last (from the alerts row). Times are aware UTC datetimes."""
+
+    ward: str
+    alert_id: str
+    patient_id: str
+    bed: str
+    rule: str
+    priority: str
+    message: str
+    detected_ts: datetime | None
+    status: str
+    assigned_to: str | None = None
+    assigned_ts: datetime | None = None
+    status_by: str | None = None
+    status_ts: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricAlert:
+    """An alert of the past, imported whole (the demo's history): it ended long ago,
+    acknowledged by ``acknowledged_by`` at ``status_ts`` or cleared by itself."""
+
+    alert_id: str
+    patient_id: str
+    ward: str
+    bed: str
+    rule: str
+    priority: str
+    detected_ts: datetime
+    status: AlertStatus
+    status_by: str | None
+    status_ts: datetime
+
+
 class AlertStore:
+    """The ``alerts`` row and its indexes (``active_alerts_by_ward``,
+    ``alerts_by_ward_day``, ``alerts_by_patient``) and each alert's history steps.
+    One per session: ``backend.storage.statements.store(AlertStore, session)``."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._insert = session.prepare(
+        p = functools.partial(prepared, session)
+        self._insert = p(
             "INSERT INTO alerts (alert_id, patient_id, ward, bed, rule, priority, message, vals,"
             " onset_ts, reading_ts, detected_ts, status, status_ts)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
         )
-        self._get = session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
-        self._active = session.prepare(
+        self._get = p("SELECT * FROM alerts WHERE alert_id = ?")
+        # SERIAL sees every committed transaction (the outcome of one a move just lost)
+        self._get_serial = p("SELECT * FROM alerts WHERE alert_id = ?", SERIAL)
+        self._active = p(
             "INSERT INTO active_alerts_by_ward (ward, alert_id, patient_id, bed, rule, priority,"
             " message, detected_ts, status, assigned_to, assigned_ts)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        self._unactive = session.prepare(
-            "DELETE FROM active_alerts_by_ward WHERE ward = ? AND alert_id = ?"
-        )
-        self._by_day = session.prepare(
+        self._unactive = p("DELETE FROM active_alerts_by_ward WHERE ward = ? AND alert_id = ?")
+        self._by_day = p(
             "INSERT INTO alerts_by_ward_day (ward, day, detected_ts, alert_id, patient_id, bed,"
             " rule, priority, message, status, assigned_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
             " ?, ?)"
         )
-        self._by_patient = session.prepare(
+        self._by_patient = p(
             "INSERT INTO alerts_by_patient (patient_id, detected_ts, alert_id, rule, priority,"
             " message, onset_ts, cleared_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        self._clear = session.prepare(
+        self._clear = p(
             "UPDATE alerts SET status = 'cleared', cleared_ts = ?, status_ts = ?"
             " WHERE alert_id = ? IF status = 'raised'"
         )
-        self._cleared_ts = session.prepare(
-            "UPDATE alerts SET cleared_ts = ? WHERE alert_id = ?"
-        )
-        self._active_for_ward = session.prepare(
-            "SELECT * FROM active_alerts_by_ward WHERE ward = ?"
-        )
-        self._for_patient = session.prepare(
-            "SELECT * FROM alerts_by_patient WHERE patient_id = ? LIMIT ?"
-        )
-        in_list = ", ".join(f"'{s}'" for s in ACKNOWLEDGEABLE)
+        self._cleared_ts = p("UPDATE alerts SET cleared_ts = ? WHERE alert_id = ?")
+        self._active_for_ward = p("SELECT * FROM active_alerts_by_ward WHERE ward = ?")
+        self._for_patient = p("SELECT * FROM alerts_by_patient WHERE patient_id = ? LIMIT ?")
+        self._ward_day = p("SELECT * FROM alerts_by_ward_day WHERE ward = ? AND day = ?"
+                           " AND detected_ts >= ?")
         # acknowledged_by/_ts keep who acknowledged after later moves overwrite status_by
-        self._ack = session.prepare(
+        self._ack = p(
             "UPDATE alerts SET status = 'acknowledged', status_by = ?, status_ts = ?,"
             " acknowledged_by = ?, acknowledged_ts = ?"
-            f" WHERE alert_id = ? IF status IN ({in_list})"
+            f" WHERE alert_id = ? IF status IN ({_in_list(NEEDS_ACTION)})"
         )
-        self._get_serial_stmt = None  # prepared on first use (see _get_serial)
+        self._move = p(
+            "UPDATE alerts SET status = ?, status_by = ?, status_ts = ?, escalation_level = ?,"
+            " silenced_until = ?, silence_reason = ?, resolved_ts = ?"
+            " WHERE alert_id = ? IF status = ? AND escalation_level = ?"
+        )
+        self._assign = p(
+            "UPDATE alerts SET assigned_to = ?, assigned_by = ?, assigned_ts = ?"
+            f" WHERE alert_id = ? IF status IN ({_in_list(ACTIVE)}) AND assigned_to = ?"
+        )
 
+    # -- the stream job's writes --
     def raise_alert(self, e: AlertEvent) -> bool:
         """Store a raised alert; ``False`` when it already existed (a replay)."""
         applied = self.session.execute(self._insert, (
@@ -134,23 +181,12 @@ class AlertStore:
             _dt(e.reading_ts), _dt(e.detected_ts), RAISED, _dt(e.detected_ts),
         )).one()["[applied]"]
         alert = self.get(e.alert_id)
-        self._write_indexes(alert)
+        self.write_indexes(alert)
         if applied:
-            self._history(alert_history.Step(e.alert_id, _dt(e.detected_ts), "raise", None,
-                                             RAISED, "system", "pipeline",
-                                             detail=f"{e.priority.value} {e.rule}"))
+            self.history(alert_history.Step(e.alert_id, _dt(e.detected_ts), "raise", None,
+                                            RAISED, "system", "pipeline",
+                                            detail=f"{e.priority.value} {e.rule}"))
         return bool(applied)
-
-    def _history(self, step: alert_history.Step) -> str | None:
-        """Append a history step; a failure is logged and returned, never raised (the
-        transition it describes is already stored)."""
-        try:
-            alert_history.append(self.session, step)
-        except Exception as exc:
-            log.exception("alert %s: writing its history step %s failed", step.alert_id,
-                          step.action)
-            return f"history: {exc!r}"
-        return None
 
     def clear_alert(self, e: AlertEvent) -> None:
         """The condition ended. An alert nobody acted on becomes ``cleared``; one that was
@@ -161,75 +197,72 @@ class AlertStore:
         if not row["[applied]"]:
             self.session.execute(self._cleared_ts, (_dt(e.reading_ts), e.alert_id))
         else:
-            self._history(alert_history.Step(e.alert_id, _dt(e.detected_ts), "clear", RAISED,
-                                             CLEARED, "system", "pipeline",
-                                             detail="condition ended before anyone acted"))
+            self.history(alert_history.Step(e.alert_id, _dt(e.detected_ts), "clear", RAISED,
+                                            CLEARED, "system", "pipeline",
+                                            detail="condition ended before anyone acted"))
         alert = self.get(e.alert_id)
         if alert is not None:
-            self._write_indexes(alert)
+            self.write_indexes(alert)
 
-    def acknowledge(self, alert_id: str, user: str, via: str, comment: str | None = None,
-                    *, now: datetime | None = None) -> AckResult:
-        """``user`` acknowledges the alert through channel ``via`` (e.g. "ward_screen").
+    def import_history(self, alerts: Sequence[HistoricAlert]) -> None:
+        """Alerts of the past with their ward-day index (concurrent upserts; no history
+        steps: nothing happened to them in this system)."""
+        rows, index = [], []
+        for a in alerts:
+            rows.append((a.alert_id, a.patient_id, a.ward, a.bed, a.rule, a.priority,
+                         a.detected_ts, a.detected_ts, a.status.value, a.status_by,
+                         a.status_ts))
+            index.append((a.ward, a.detected_ts.date(), a.detected_ts, a.alert_id,
+                          a.patient_id, a.bed, a.rule, a.priority, a.status.value))
+        insert = prepared(self.session,
+                          "INSERT INTO alerts (alert_id, patient_id, ward, bed, rule, priority,"
+                          " message, detected_ts, onset_ts, status, status_by, status_ts)"
+                          " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)")
+        by_day = prepared(self.session,
+                          "INSERT INTO alerts_by_ward_day (ward, day, detected_ts, alert_id,"
+                          " patient_id, bed, rule, priority, message, status)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?)")
+        for stmt, params in ((insert, rows), (by_day, index)):
+            execute_concurrent_with_args(self.session, stmt, params, concurrency=128,
+                                         raise_on_first_error=True)
 
-        One lightweight transaction decides: of concurrent acknowledgements exactly one
-        is applied; the others get ``ok=False`` and "Already acknowledged by <user> at
-        hh:mm:ss". The winner's call then refreshes the index tables from the alerts row,
-        writes the audit entry (``alert.acknowledged``; ``comment``, if any, goes into its
-        detail) and returns the lifecycle message to publish in ``event``."""
-        if not user or not via:
-            raise ValueError("user and via are required")
-        at = now or datetime.now(UTC)
-        at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # Cassandra keeps ms
+    # -- the lifecycle's moves (decided in backend.alerting.lifecycle) --
+    def acknowledge_if_open(self, alert_id: str, user: str, at: datetime) -> bool:
+        """One lightweight transaction: acknowledged by ``user`` at ``at`` if it still
+        needs somebody's action; ``False`` when another move came first."""
         row = self.session.execute(self._ack, (user, at, user, at, alert_id)).one()
-        if not row["[applied]"]:
-            current = None
-            if row.get("status") is not None:
-                current = self.session.execute(self._get_serial(), (alert_id,)).one()
-            return refusal(alert_id, current)
+        return bool(row["[applied]"])
 
-        problems: list[str] = []
-        alert = None
+    def move_if(self, alert_id: str, *, source: str, level: int | None, target: str,
+                actor: str, at: datetime, new_level: int | None,
+                silenced_until: datetime | None, silence_reason: str | None,
+                resolved_ts: datetime | None) -> bool:
+        """Status ``source`` (at escalation ``level``) to ``target``, only if the row is
+        still as it was read; ``False`` when somebody moved it first."""
+        row = self.session.execute(self._move, (
+            target, actor, at, new_level, silenced_until, silence_reason, resolved_ts,
+            alert_id, source, level)).one()
+        return bool(row["[applied]"])
+
+    def assign_if(self, alert_id: str, *, holder: str | None, to: str, by: str,
+                  at: datetime) -> bool:
+        """Give an active alert held by ``holder`` (``None``: nobody) to ``to``."""
+        row = self.session.execute(self._assign, (to, by, at, alert_id, holder)).one()
+        return bool(row["[applied]"])
+
+    def history(self, step: alert_history.Step) -> str | None:
+        """Append a history step; a failure is logged and returned, never raised (the
+        transition it describes is already stored)."""
         try:
-            alert = self.get(alert_id)
-            self._write_indexes(alert)
+            alert_history.append(self.session, step)
         except Exception as exc:
-            log.exception("alert %s acknowledged, but refreshing its indexes failed", alert_id)
-            problems.append(f"indexes: {exc!r}")
-        patient = (alert or {}).get("patient_id")
-        detail = f"patient {patient}" if patient else ""
-        if alert:
-            detail += f"; {alert.get('priority')} {alert.get('rule')}"
-        if comment:
-            detail += f"; comment: {comment.strip()[:500]}"
-        try:
-            audit.record(self.session, user, ALERT_ACKNOWLEDGED, AUDIT_TARGET, alert_id,
-                         detail.strip("; "), via, now=at)
-        except Exception as exc:
-            log.exception("alert %s acknowledged by %s, but the audit write failed",
-                          alert_id, user)
-            problems.append(f"audit: {exc!r}")
-        problem = self._history(alert_history.Step(
-            alert_id, at, "acknowledge", None, ACKNOWLEDGED, user, via, comment))
-        if problem:
-            problems.append(problem)
-        event = AlertLifecycle(
-            alert_id=alert_id, status=ACKNOWLEDGED, by=user, at=_ms(at), via=via,
-            patient_id=patient, ward=(alert or {}).get("ward"), bed=(alert or {}).get("bed"),
-        )
-        return AckResult(True, f"Acknowledged by {user} at {clock_text(at)}", alert_id,
-                         ACKNOWLEDGED, user, at, event, tuple(problems))
+            log.exception("alert %s: writing its history step %s failed", step.alert_id,
+                          step.action)
+            return f"history: {exc!r}"
+        return None
 
-    def _get_serial(self):
-        """The alerts row read at SERIAL consistency: it sees every committed transaction
-        (the outcome of the one an acknowledgement just lost)."""
-        if self._get_serial_stmt is None:
-            stmt = self.session.prepare("SELECT * FROM alerts WHERE alert_id = ?")
-            stmt.consistency_level = ConsistencyLevel.SERIAL
-            self._get_serial_stmt = stmt
-        return self._get_serial_stmt
-
-    def _write_indexes(self, a: dict) -> None:
+    def write_indexes(self, a: dict) -> None:
+        """Copy the alerts row ``a`` into its indexes."""
         detected = a["detected_ts"]
         day = detected.date()
         s = self.session
@@ -245,21 +278,53 @@ class AlertStore:
         else:
             s.execute(self._unactive, (a["ward"], a["alert_id"]))
 
+    # -- reads --
     def get(self, alert_id: str) -> dict | None:
         return self.session.execute(self._get, (alert_id,)).one()
 
-    def active_for_ward(self, ward: str) -> list[dict]:
+    def get_many(self, alert_ids: Sequence[str]) -> list[dict | None]:
+        """The alerts rows of ``alert_ids`` (concurrent reads), in that order."""
+        results = execute_concurrent(self.session, [(self._get, (a,)) for a in alert_ids],
+                                     concurrency=32, raise_on_first_error=True,
+                                     results_generator=False)
+        return [result.one() for _ok, result in results]
+
+    def get_serial(self, alert_id: str) -> dict | None:
+        """The alerts row as every committed transaction left it."""
+        row = self.session.execute(self._get_serial, (alert_id,)).one()
+        return dict(row) if row else None
+
+    def active_for_ward(self, ward: str) -> list[ActiveAlert]:
         """The ward's active alerts. Those somebody acted on also carry ``status_by`` and
         ``status_ts`` from the alerts row (the index has no room for them), so a screen
         filled from here says who acknowledged."""
-        rows = [dict(r) for r in self.session.execute(self._active_for_ward, (ward,))]
-        for row in rows:
-            if row.get("status") not in (None, RAISED):
-                alert = self.get(row["alert_id"])
+        out = []
+        for r in self.session.execute(self._active_for_ward, (ward,)):
+            status = r.get("status") or RAISED
+            by = at = None
+            if status != RAISED:
+                alert = self.get(r["alert_id"])
                 if alert is not None:
-                    row.update(status=alert["status"], status_by=alert.get("status_by"),
-                               status_ts=alert.get("status_ts"))
-        return rows
+                    status = alert["status"] or status
+                    by, at = alert.get("status_by"), alert.get("status_ts")
+            out.append(ActiveAlert(
+                ward=r["ward"], alert_id=r["alert_id"], patient_id=r.get("patient_id") or "",
+                bed=str(r.get("bed") or ""), rule=r.get("rule") or "",
+                priority=r.get("priority") or "", message=r.get("message") or "",
+                detected_ts=_aware(r.get("detected_ts")), status=status,
+                assigned_to=r.get("assigned_to"), assigned_ts=_aware(r.get("assigned_ts")),
+                status_by=by, status_ts=_aware(at)))
+        return out
 
     def for_patient(self, patient_id: str, limit: int = 500) -> list[dict]:
         return list(self.session.execute(self._for_patient, (patient_id, limit)))
+
+    def for_ward_day(self, ward: str, day: date, since: datetime) -> list[dict]:
+        """The ward's alerts of UTC ``day`` detected at or after ``since``."""
+        return [dict(r) for r in self.session.execute(self._ward_day, (ward, day, since))]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
 
-from backend.census import Admission
+from backend.admission import Admission
+from backend.storage.statements import prepared
 
 
 def _dt(ms: int | None) -> datetime | None:
@@ -24,15 +28,15 @@ def _ms(value: datetime | None) -> int | None:
 def admit(session: Session, admission: Admission) -> None:
     """Record an admission and put the patient in their bed (idempotent)."""
     a = admission
-    session.execute(
+    session.execute(prepared(session,
         "INSERT INTO admissions (patient_id, ward, bed, label, age, sex, home_fips, spo2_scale,"
-        " admitted_ts, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " admitted_ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         (a.patient_id, a.ward, a.bed, a.label, a.age, a.sex, a.home_fips, a.spo2_scale,
          _dt(a.admitted_ts), a.source),
     )
-    session.execute(
+    session.execute(prepared(session,
         "INSERT INTO beds_by_ward (ward, bed, patient_id, label, admitted_ts, spo2_scale)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        " VALUES (?, ?, ?, ?, ?, ?)"),
         (a.ward, a.bed, a.patient_id, a.label, _dt(a.admitted_ts), a.spo2_scale),
     )
 
@@ -42,11 +46,11 @@ def discharge(session: Session, patient_id: str, discharged_ts: int) -> None:
     if row is None:
         return
     session.execute(
-        "UPDATE admissions SET discharged_ts = %s WHERE patient_id = %s",
+        prepared(session, "UPDATE admissions SET discharged_ts = ? WHERE patient_id = ?"),
         (_dt(discharged_ts), patient_id),
     )
     session.execute(
-        "DELETE FROM beds_by_ward WHERE ward = %s AND bed = %s IF patient_id = %s",
+        prepared(session, "DELETE FROM beds_by_ward WHERE ward = ? AND bed = ? IF patient_id = ?"),
         (row.ward, row.bed, patient_id),
     )
 
@@ -60,7 +64,8 @@ def _admission(r: dict) -> Admission:
 
 
 def get(session: Session, patient_id: str) -> Admission | None:
-    r = session.execute("SELECT * FROM admissions WHERE patient_id = %s", (patient_id,)).one()
+    r = session.execute(prepared(session, "SELECT * FROM admissions WHERE patient_id = ?"),
+                        (patient_id,)).one()
     return _admission(r) if r else None
 
 
@@ -68,14 +73,55 @@ def current(session: Session) -> dict[str, Admission]:
     """Every patient currently admitted, by id. The census is small (hundreds of beds)."""
     return {
         r["patient_id"]: _admission(r)
-        for r in session.execute("SELECT * FROM admissions")
+        for r in session.execute(prepared(session, "SELECT * FROM admissions"))
         if r["discharged_ts"] is None
     }
 
 
-def beds(session: Session, ward: str) -> list[dict]:
-    return list(session.execute("SELECT * FROM beds_by_ward WHERE ward = %s", (ward,)))
+@dataclass(frozen=True, slots=True)
+class Bed:
+    """Who lies in a bed now (``beds_by_ward``)."""
+
+    ward: str
+    bed: str
+    patient_id: str | None
+    label: str
+    spo2_scale: int
+    admitted_ts: datetime | None
+
+
+def beds(session: Session, ward: str) -> list[Bed]:
+    rows = session.execute(prepared(session, "SELECT * FROM beds_by_ward WHERE ward = ?"),
+                           (ward,))
+    return [Bed(r["ward"], str(r["bed"]), r.get("patient_id"), r.get("label") or "",
+                r.get("spo2_scale") or 1,
+                _dt(_ms(r.get("admitted_ts")))) for r in rows]
 
 
 def wards(session: Session) -> list[str]:
-    return sorted({r["ward"] for r in session.execute("SELECT DISTINCT ward FROM beds_by_ward")})
+    rows = session.execute(prepared(session, "SELECT DISTINCT ward FROM beds_by_ward"))
+    return sorted({r["ward"] for r in rows})
+
+
+@dataclass(frozen=True, slots=True)
+class PastStay:
+    """A stay imported whole (the demo's history): no label, SpO2 scale 1, not in a bed
+    unless it is still running (``discharged_ts`` ``None``)."""
+
+    patient_id: str
+    ward: str
+    bed: str
+    home_fips: str | None
+    admitted_ts: datetime
+    discharged_ts: datetime | None
+
+
+def import_stays(session: Session, stays: Sequence[PastStay]) -> None:
+    """Past admissions into ``admissions`` (concurrent idempotent upserts)."""
+    stmt = prepared(session, "INSERT INTO admissions (patient_id, ward, bed, label, home_fips,"
+                    " spo2_scale, admitted_ts, discharged_ts, source)"
+                    " VALUES (?, ?, ?, '', ?, 1, ?, ?, 'history')")
+    execute_concurrent_with_args(
+        session, stmt, [(s.patient_id, s.ward, s.bed, s.home_fips, s.admitted_ts,
+                         s.discharged_ts) for s in stays],
+        concurrency=128, raise_on_first_error=True)

@@ -33,7 +33,7 @@ _DAY = 86_400
 # Tables whose default TTL follows the retention settings: table -> settings attribute.
 RETENTION: dict[str, str] = {
     "readings_by_patient_day": "readings_ttl_days",
-    "readings_by_patient_minute": "readings_ttl_days",  # issue 5: follows the readings
+    "readings_by_patient_minute": "readings_ttl_days",  # kept as long as the readings it summarises
     # derived from the readings, so kept as long as they are
     "risk_scores_by_patient": "readings_ttl_days",
     "risk_scores_by_model_day": "readings_ttl_days",

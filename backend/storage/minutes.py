@@ -15,6 +15,7 @@ from cassandra.concurrent import execute_concurrent
 
 from backend.messages import ValidatedReading
 from backend.storage.readings import Statement, run_concurrently
+from backend.storage.statements import prepared
 from backend.storage.timestamps import day_of
 from backend.storage.timestamps import to_datetime as _dt
 from backend.storage.timestamps import to_ms as _ms
@@ -24,23 +25,27 @@ from backend.timeline import PARAMS, MinuteExtremes, merge_parts, minute_parts
 class MinuteStore:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._insert = session.prepare(
+        self._insert = prepared(
+            session,
             "INSERT INTO readings_by_patient_minute (patient_id, day, minute, part_ts, n,"
             " last_ts, mins, maxs, lasts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        self._range = session.prepare(
+        self._range = prepared(
+            session,
             "SELECT minute, part_ts, n, last_ts, mins, maxs, lasts"
             " FROM readings_by_patient_minute WHERE patient_id = ? AND day = ?"
             " AND minute >= ? AND minute < ?"
         )
         self._range.fetch_size = 5000
         cols = ", ".join(c for c in PARAMS)
-        self._raw = session.prepare(
+        self._raw = prepared(
+            session,
             f"SELECT ts, {cols} FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
             " AND ts >= ? AND ts < ?"
         )
         self._raw.fetch_size = 5000
-        self._newest = session.prepare(
+        self._newest = prepared(
+            session,
             "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
             " ORDER BY ts DESC LIMIT 1"
         )

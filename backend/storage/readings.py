@@ -12,7 +12,8 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 
 from backend.messages import ValidatedReading
-from backend.storage.timestamps import day_of
+from backend.storage.statements import prepared
+from backend.storage.timestamps import day_of, to_ms
 from backend.storage.timestamps import to_datetime as _dt
 from backend.vitals import Vital
 
@@ -34,27 +35,35 @@ def _u(value):
 
 
 class ReadingStore:
-    """Prepared statements for the readings tables, bound to one session."""
+    """The readings tables (``readings_by_patient_day``, ``latest_by_ward``). One per
+    session: ``backend.storage.statements.store(ReadingStore, session)``."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         cols = ", ".join(VITAL_COLUMNS)
         marks = ", ".join("?" for _ in VITAL_COLUMNS)
-        self._insert: PreparedStatement = session.prepare(
+        self._insert: PreparedStatement = prepared(
+            session,
             f"INSERT INTO readings_by_patient_day (patient_id, day, ts, device_id, seq, {cols},"
             " sensors_off, o2_supplemental, consciousness, news2, news2_band, news2_complete,"
             f" qsofa, processed_ts) VALUES (?, ?, ?, ?, ?, {marks}, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        self._latest: PreparedStatement = session.prepare(
+        self._latest: PreparedStatement = prepared(
+            session,
             f"INSERT INTO latest_by_ward (ward, bed, patient_id, ts, {cols}, sensors_off, news2,"
             f" news2_band, news2_complete, qsofa, processed_ts)"
             f" VALUES (?, ?, ?, ?, {marks}, ?, ?, ?, ?, ?, ?)"
         )
-        self._range: PreparedStatement = session.prepare(
+        self._range: PreparedStatement = prepared(
+            session,
             "SELECT * FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
             " AND ts >= ? AND ts < ?"
         )
-        self._ward: PreparedStatement = session.prepare(
+        self._first: PreparedStatement = prepared(
+            session, "SELECT ts FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
+            " AND ts >= ? AND ts < ? LIMIT 1")
+        self._ward: PreparedStatement = prepared(
+            session,
             "SELECT * FROM latest_by_ward WHERE ward = ?"
         )
 
@@ -116,8 +125,45 @@ class ReadingStore:
             day += timedelta(days=1)
         return rows
 
-    def latest_for_ward(self, ward: str) -> list[dict]:
-        return list(self.session.execute(self._ward, (ward,)))
+    def first_ts(self, patient_id: str, start_ms: int, end_ms: int) -> int | None:
+        """The time (ms) of the patient's first reading in [start, end), or ``None``: one
+        single-row query per day partition (readings are clustered by time), oldest
+        day first."""
+        day, last = day_of(start_ms), day_of(end_ms - 1)
+        while day <= last:
+            row = self.session.execute(
+                self._first, (patient_id, day, _dt(start_ms), _dt(end_ms))).one()
+            if row is not None:
+                return to_ms(row["ts"])
+            day += timedelta(days=1)
+        return None
+
+    def latest_for_ward(self, ward: str) -> list[ValidatedReading]:
+        """Each bed's newest reading, as the web's live state takes it from
+        ``vitals.validated`` (one way to apply a reading, whichever way it came)."""
+        return [r for r in map(latest_reading, self.session.execute(self._ward, (ward,)))
+                if r is not None]
+
+
+def latest_reading(row: dict) -> ValidatedReading | None:
+    """A ``latest_by_ward`` row as the reading it was written from. The row keeps what a
+    screen shows (the carried values, scores, sensors off), not the device's sequence or
+    raw values: ``vitals`` holds the carried values, ``device_id`` is empty."""
+    if row.get("ts") is None:
+        return None
+    ts = to_ms(row["ts"])
+    off = [Vital(s) for s in sorted(row.get("sensors_off") or ())]
+    carried = {v: float(row[v.value]) for v in _VITALS
+               if row.get(v.value) is not None and v not in off}
+    # model_construct: the row was validated on its way in; a fill reads hundreds of beds
+    return ValidatedReading.model_construct(
+        patient_id=row.get("patient_id") or "", ward=row["ward"], bed=str(row["bed"]),
+        device_id="", seq=0, ts=ts, vitals=dict(carried), carried=carried, sensors_off=off,
+        news2=row.get("news2"), news2_band=row.get("news2_band"),
+        news2_complete=bool(row.get("news2_complete")), qsofa=row.get("qsofa"),
+        o2_supplemental=None, consciousness=None,
+        processed_ts=to_ms(row["processed_ts"]) if row.get("processed_ts") else ts,
+        source_partition=None, source_offset=None)
 
 
 def run_concurrently(session: Session, statements: list[Statement],

@@ -10,6 +10,7 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from backend.risk.live import HourScore
+from backend.storage.statements import prepared
 from backend.storage.timestamps import day_of
 from backend.storage.timestamps import to_datetime as _dt
 
@@ -23,17 +24,21 @@ def days_back(n: int, today: date | None = None) -> list[date]:
 class RiskScoreStore:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._by_patient = session.prepare(
+        self._by_patient = prepared(
+            session,
             "INSERT INTO risk_scores_by_patient (patient_id, hour_ts, hour, risk, threshold,"
             " above, monitor_only, model_version, n_readings, inputs, scored_ts)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        self._by_model_day = session.prepare(
+        self._by_model_day = prepared(
+            session,
             "INSERT INTO risk_scores_by_model_day (model_version, day, hour_ts, patient_id,"
             " risk, above, monitor_only, scored_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        self._for_patient = session.prepare(
+        self._for_patient = prepared(
+            session,
             "SELECT * FROM risk_scores_by_patient WHERE patient_id = ? AND hour_ts >= ?"
             " AND hour_ts < ?")
-        self._for_model_day = session.prepare(
+        self._for_model_day = prepared(
+            session,
             "SELECT hour_ts, patient_id, risk, above, monitor_only"
             " FROM risk_scores_by_model_day WHERE model_version = ? AND day = ?")
 

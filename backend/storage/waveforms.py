@@ -15,6 +15,7 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 
 from backend.storage.readings import run_concurrently
+from backend.storage.statements import prepared
 from backend.storage.timestamps import to_datetime as _dt
 from backend.storage.timestamps import to_ms as _ms
 from backend.waveforms import WaveformChunk
@@ -54,19 +55,24 @@ class Channel:
 class WaveformStore:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._insert = session.prepare(
+        self._insert = prepared(
+            session,
             "INSERT INTO waveforms_by_patient_hour (patient_id, channel, hour, start_ts, fs,"
             " units, source, samples, ann_offsets, ann_symbols)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        self._channel = session.prepare(
+        self._channel = prepared(
+            session,
             "INSERT INTO waveform_channels_by_patient (patient_id, channel, fs, units, source,"
             " first_ts) VALUES (?, ?, ?, ?, ?, ?)")
-        self._first = session.prepare(
+        self._first = prepared(
+            session,
             "SELECT first_ts FROM waveform_channels_by_patient WHERE patient_id = ?"
             " AND channel = ?")
-        self._channels = session.prepare(
+        self._channels = prepared(
+            session,
             "SELECT * FROM waveform_channels_by_patient WHERE patient_id = ?")
-        self._range = session.prepare(
+        self._range = prepared(
+            session,
             "SELECT * FROM waveforms_by_patient_hour WHERE patient_id = ? AND channel = ?"
             " AND hour = ? AND start_ts >= ? AND start_ts < ?")
 

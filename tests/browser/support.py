@@ -14,7 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -90,14 +94,58 @@ def type_into(driver: WebDriver, locator: Locator, text: str, timeout: float = 3
     wait(driver, attempt, timeout)
 
 
-_IDLE = """
-// Dash has no callback requested, queued or running (dash.testing reads the same store)
+_AWAIT_IDLE = """
+// Resolves true at the first moment Dash has no callback requested, queued or running
+// (dash.testing reads the same store), false after arguments[0] ms. A page that redraws
+// on its own clock (the ward asks every 500 ms) is rarely idle when polled from outside
+// on a loaded machine: listening to the store catches the idle moment between two
+// callbacks instead of hoping a poll lands on it.
+const [limitMs, done] = [arguments[0], arguments[arguments.length - 1]];
+const idle = () => {
+  const s = window.store && window.store.getState();
+  if (!s) { return false; }
+  const cbs = Object.assign({}, s.callbacks);
+  delete cbs.stored; delete cbs.completed;
+  return [].concat(...Object.values(cbs)).length === 0
+    && !document.querySelector('[data-dash-is-loading="true"]');
+};
+if (idle()) { done(true); return; }
+if (!window.store) { setTimeout(() => done(false), Math.min(limitMs, 200)); return; }
+let unsubscribe = () => {};
+const timer = setTimeout(() => { unsubscribe(); done(false); }, limitMs);
+unsubscribe = window.store.subscribe(() => {
+  if (idle()) { clearTimeout(timer); unsubscribe(); done(true); }
+});
+"""
+
+_BUSY = """
+// What keeps the page busy, for the failure message
 const s = window.store && window.store.getState();
-if (!s) { return false; }
-const cbs = Object.assign({}, s.callbacks);
-delete cbs.stored; delete cbs.completed;
-const pending = [].concat(...Object.values(cbs)).length;
-return pending === 0 && !document.querySelector('[data-dash-is-loading="true"]');
+if (!s) { return 'no Dash store'; }
+const out = {};
+for (const [k, v] of Object.entries(s.callbacks)) {
+  if (k === 'stored' || k === 'completed') { continue; }
+  out[k] = v.map(cb => cb.callback && cb.callback.output);
+}
+out.loading = Array.from(document.querySelectorAll('[data-dash-is-loading="true"]'), e => e.id);
+return JSON.stringify(out);
+"""
+
+_FREEZE = """
+// Disable every dcc.Interval of the page's layout through Dash itself (set_props), so
+// the renderer stops asking for new data.
+const s = window.store && window.store.getState();
+if (!s) { return []; }
+const ids = [];
+const walk = (n) => {
+  if (!n || typeof n !== 'object') { return; }
+  if (Array.isArray(n)) { n.forEach(walk); return; }
+  if (n.type === 'Interval' && n.props && n.props.id) { ids.push(n.props.id); }
+  if (n.props) { Object.values(n.props).forEach(walk); }
+};
+walk(s.layout);
+ids.forEach(id => window.dash_clientside.set_props(id, {disabled: true}));
+return ids;
 """
 
 _TWO_FRAMES = """
@@ -106,11 +154,24 @@ requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
 """
 
 
-def settled(driver: WebDriver, timeout: float = 30) -> None:
+def settled(driver: WebDriver, timeout: float = 30, freeze: bool = False) -> None:
     """Wait until the page is idle and painted - what a screenshot needs, instead of a
-    fixed sleep: no Dash callback in flight, web fonts loaded, then two animation frames
-    (the second starts after the first's layout and paint)."""
-    wait(driver, lambda d: d.execute_script(_IDLE), timeout, poll=0.1)
+    fixed sleep: a moment with no Dash callback in flight, web fonts loaded, then two
+    animation frames (the second starts after the first's layout and paint).
+
+    ``freeze`` first stops the page's own clocks (every ``dcc.Interval``): a 32-bed ward
+    redraws every 500 ms, and a software-rendering headless Chromium on a loaded 2-core
+    machine can take longer than that to draw it, so the page is never idle. Use it when
+    the test has finished waiting for what the page should show."""
+    # never shorten a longer script timeout a test has set for a busy page
+    driver.timeouts.script = max(driver.timeouts.script, timeout + 5)
+    if freeze:
+        driver.execute_script(_FREEZE)
+    try:
+        wait(driver, lambda d: d.execute_async_script(_AWAIT_IDLE, 2_000), timeout, poll=0)
+    except TimeoutException as exc:
+        raise TimeoutException(f"no idle moment in {timeout} s: "
+                               f"{driver.execute_script(_BUSY)}") from exc
     wait(driver, lambda d: d.execute_script("return document.fonts.status === 'loaded'"),
          timeout)
     driver.execute_async_script(_TWO_FRAMES)

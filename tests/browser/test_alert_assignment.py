@@ -21,9 +21,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from backend import audit
+from backend.admission import Admission
 from backend.alerting.lifecycle import Lifecycle
 from backend.auth_policy import Role
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore

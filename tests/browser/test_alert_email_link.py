@@ -21,16 +21,16 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from backend import audit
+from backend.admission import Admission
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import Lifecycle
 from backend.alerting.manager import AlertManager
 from backend.auth_policy import Role
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from harness.mailbox import Mailbox
 from tests.browser.support import click, set_viewport, settled, type_into, wait, wait_text
-from tests.integration.mailbox import Mailbox
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

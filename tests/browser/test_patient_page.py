@@ -45,6 +45,8 @@ from backend.storage.alerts import AlertStore
 from backend.storage.risk_scores import RiskScoreStore
 from devices.generator import GeneratorConfig, generate, plan_patients
 from devices.waveform_replay import chunks, load, publish
+from harness.process import StreamJob
+from harness.waiting import wait_until
 from tests.browser.support import (
     click,
     scrolled_to,
@@ -54,7 +56,6 @@ from tests.browser.support import (
     wait_text,
     wait_texts,
 )
-from tests.integration.support import StreamJob, wait_until
 from webapp.patient.figure import ROWS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -130,32 +131,22 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[PatientSy
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.services import ensure_topics
 
     tmp = tmp_path_factory.mktemp("patient-system")
-    suffix = uuid.uuid4().hex[:12]
-    kafka = services.kafka
-    topics = {name: f"{getattr(kafka, name)}.t{suffix}"
-              for name in type(kafka).model_fields if name.startswith("topic_")}
-    settings: Settings = services.model_copy(update={
-        "secret_key": SecretStr(secrets.token_urlsafe(48)),
-        "kafka": kafka.model_copy(update=topics),
-        "cassandra": services.cassandra.model_copy(update={"keyspace": f"icu_t_{suffix}"}),
-        "spark": services.spark.model_copy(update={"checkpoint_dir": tmp / "checkpoints",
-                                                   "trigger_seconds": 0.5}),
-        "web": services.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
+    settings = _created.isolate(
+        services, tmp / "checkpoints",
+        secret_key=SecretStr(secrets.token_urlsafe(48)),
+        spark={"trigger_seconds": 0.5},
+        web={"host": "127.0.0.1", "port": _free_port()},
         # its own model registry, with the demo's shipped model active, so the live risk
         # query scores whatever the machine's own registry holds (or lacks)
-        "cache_dir": tmp / "cache",
-    })
+        cache_dir=tmp / "cache",
+    )
     from backend.risk import registry
-    from ops.demo import _demo_model
+    from ops.demo_cli import _demo_model
 
     _demo_model(settings)
     assert registry.active_version(settings) is not None
-    _created.topics.extend(topics.values())
-    _created.keyspaces.append(settings.cassandra.keyspace)
-    ensure_topics(settings)
     db = connect(settings.cassandra, keyspace=False, wait_seconds=60)
     migrate(db, settings)
     db.set_keyspace(settings.cassandra.keyspace)

@@ -138,12 +138,18 @@ def test_admin_sees_the_map_drawn_offline(live_web, history, offline_browser) ->
     assert "computed" in wait_text(b, (By.ID, "population-status"))
     assert "Hospital data" in wait_text(b, (By.ID, "population-map-label"))
     # the alarm burden, read from the alert tables: every ward of the seeded history
-    rows = wait(b, lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('#population-burden tbody tr'), tr =>"
-        " Object.fromEntries(Array.from(tr.querySelectorAll('td[data-dash-column]'),"
-        " td => [td.getAttribute('data-dash-column'), td.textContent])))"), 60)
-    burden = {r["ward"]: r for r in rows if r.get("ward")}
     wards = {f"icu-{w:02d}" for w in range(1, 7)}
+
+    def burden_rows(d) -> dict[str, dict]:
+        rows = d.execute_script(
+            "return Array.from(document.querySelectorAll('#population-burden tbody tr'),"
+            " tr => Object.fromEntries(Array.from(tr.querySelectorAll("
+            "'td[data-dash-column]'), td => [td.getAttribute('data-dash-column'),"
+            " td.textContent])))")
+        # the table's header row and an empty table while it loads are not the data
+        return {r["ward"]: r for r in rows if r.get("ward")}
+
+    burden = wait(b, lambda d: wards <= set(r := burden_rows(d)) and r, 60)
     assert wards <= set(burden), burden
     for ward in wards:  # 10 beds x 7 days x 6 alarms a day: no small counts
         r = burden[ward]

@@ -36,12 +36,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from backend import audit
+from backend.admission import Admission
+from backend.audit import ALERT_ACKNOWLEDGED
 from backend.auth_policy import Role
-from backend.census import Admission
 from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
-from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore
+from backend.storage.alerts import AlertStore
+from harness.process import StreamJob
+from harness.topics import consume_all
 from tests.browser.support import (
     click,
     set_viewport,
@@ -50,7 +53,6 @@ from tests.browser.support import (
     wait_text,
     ward_digits,
 )
-from tests.integration.support import StreamJob, consume_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -172,24 +174,14 @@ def system(services: Settings, _created, tmp_path_factory) -> Iterator[WardSyste
     from backend.storage.cassandra import connect
     from backend.storage.migrate import migrate
     from backend.users import create_user
-    from ops.services import ensure_topics
 
     tmp = tmp_path_factory.mktemp("ward-system")
-    suffix = uuid.uuid4().hex[:12]
-    kafka = services.kafka
-    topics = {name: f"{getattr(kafka, name)}.t{suffix}"
-              for name in type(kafka).model_fields if name.startswith("topic_")}
-    settings: Settings = services.model_copy(update={
-        "secret_key": SecretStr(secrets.token_urlsafe(48)),
-        "kafka": kafka.model_copy(update=topics),
-        "cassandra": services.cassandra.model_copy(update={"keyspace": f"icu_t_{suffix}"}),
-        "spark": services.spark.model_copy(update={"checkpoint_dir": tmp / "checkpoints",
-                                                   "trigger_seconds": 0.5}),
-        "web": services.web.model_copy(update={"host": "127.0.0.1", "port": _free_port()}),
-    })
-    _created.topics.extend(topics.values())
-    _created.keyspaces.append(settings.cassandra.keyspace)
-    ensure_topics(settings)
+    settings = _created.isolate(
+        services, tmp / "checkpoints",
+        secret_key=SecretStr(secrets.token_urlsafe(48)),
+        spark={"trigger_seconds": 0.5},
+        web={"host": "127.0.0.1", "port": _free_port()},
+    )
     db = connect(settings.cassandra, keyspace=False, wait_seconds=60)
     migrate(db, settings)
     db.set_keyspace(settings.cassandra.keyspace)
@@ -516,12 +508,12 @@ def test_32_bed_ward_in_kiosk_mode(system: WardSystem, browser) -> None:
     assert not browser.find_element(By.CSS_SELECTOR, ".ward-picker").is_displayed()
     summary = browser.find_element(By.ID, "ward-summary").text
     assert "2 HIGH" in summary and "32 beds" in summary
-    settled(browser)
+    settled(browser, freeze=True)
     _shot(browser, "ward-monitor.png")
     open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=dark")
     wait(browser, lambda d: "wt--stale" in tile_class(d, SILENT_BED))
     assert "ward-theme-dark" in browser.find_element(By.ID, "ward-root").get_attribute("class")
-    settled(browser)
+    settled(browser, freeze=True)
     _shot(browser, "ward-monitor-dark.png")
     mark("done")
 
@@ -548,7 +540,7 @@ def test_32_beds_fit_without_a_clipped_digit(system: WardSystem, browser, width:
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#ward-grid .wt")) == 32)
     # the marks and alarms the tiles carry at their busiest
     wait(browser, lambda d: "abn--high" in cell_class(d, "3", ".wt-cell--spo2"), timeout=120)
-    settled(browser)
+    settled(browser, freeze=True)
     problems, smallest = ward_digits(browser)
     assert problems == [], problems
     assert smallest >= MIN_DIGIT_PX, smallest
@@ -567,7 +559,7 @@ def test_charge_nurse_ward_screen(system: WardSystem, browser) -> None:
     set_viewport(browser, 1920, 937)
     open_ward(browser, system, SHOW_WARD)
     wait(browser, lambda d: "wt--alarm-high" in tile_class(d, "11"), timeout=120)
-    settled(browser)
+    settled(browser, freeze=True)
     problems, _ = ward_digits(browser)
     assert problems == [], problems
     _shot(browser, "ward-monitor-charge-nurse.png")

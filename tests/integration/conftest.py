@@ -25,10 +25,10 @@ from backend.settings import ClusterSettings, Settings
 @pytest.fixture(scope="session")
 def replicated(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     from ops import cluster
-    from ops import services as svc
+    from ops.artefacts import cassandra_home, kafka_home
 
     cache: Path = tmp_path_factory.mktemp("replicated-cache")
-    for home in (svc.kafka_home(services), svc.cassandra_home(services)):
+    for home in (kafka_home(services), cassandra_home(services)):
         (cache / home.name).symlink_to(home)  # the jars, fetched once
     base = services.model_copy(update={
         "cache_dir": cache,

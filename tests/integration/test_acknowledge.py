@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 import pytest
 
 from backend import audit
-from backend.census import Admission
+from backend.admission import Admission
+from backend.alerting.lifecycle import Lifecycle
+from backend.audit import ALERT_ACKNOWLEDGED
 from backend.messages import AlertEvent, Priority
 from backend.settings import Settings
 from backend.storage import census
-from backend.storage.alerts import ALERT_ACKNOWLEDGED, AlertStore, clock_text
+from backend.storage.alerts import AlertStore, clock_text
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from webapp.live.follower import LiveFollower
@@ -55,16 +57,16 @@ def db(isolated_settings: Settings):
 
 def test_concurrent_acknowledgements_one_wins_the_other_is_told_who(db) -> None:
     first, second = db
-    stores = (AlertStore(first), AlertStore(second))
+    stores = (Lifecycle(first), Lifecycle(second))
     for n in range(RACES):
-        assert stores[0].raise_alert(event(n))
+        assert stores[0].store.raise_alert(event(n))
     outcomes: dict[int, dict[str, object]] = {}
 
     def race(n: int) -> None:
         barrier = threading.Barrier(2)
         results: dict[str, object] = {}
 
-        def ack(user: str, store: AlertStore) -> None:
+        def ack(user: str, store: Lifecycle) -> None:
             barrier.wait()
             results[user] = store.acknowledge(f"ack-{n}", user, "ward_screen")
 
@@ -89,7 +91,7 @@ def test_concurrent_acknowledgements_one_wins_the_other_is_told_who(db) -> None:
         winner = won[0]
         loser = next(u for u in results if u != winner)
         winners.append(winner)
-        row = stores[0].get(f"ack-{n}")
+        row = stores[0].store.get(f"ack-{n}")
         assert (row["status"], row["status_by"]) == ("acknowledged", winner)
         told = results[loser]
         assert told.message == f"Already acknowledged by {winner} at {clock_text(row['status_ts'])}"
@@ -112,19 +114,19 @@ def test_concurrent_acknowledgements_one_wins_the_other_is_told_who(db) -> None:
 def test_ended_alarms_cannot_be_acknowledged_and_acknowledged_ones_outlive_their_condition(
         db) -> None:
     first, _ = db
-    store = AlertStore(first)
+    store, lifecycle = AlertStore(first), Lifecycle(first)
     store.raise_alert(event(100))
     store.clear_alert(event(100, kind="cleared"))
-    r = store.acknowledge("ack-100", "n.kim", "ward_screen")
+    r = lifecycle.acknowledge("ack-100", "n.kim", "ward_screen")
     assert not r.ok and r.status == "cleared" and "already ended" in r.message
     store.raise_alert(event(101))
-    assert store.acknowledge("ack-101", "n.kim", "ward_screen").ok
+    assert lifecycle.acknowledge("ack-101", "n.kim", "ward_screen").ok
     store.clear_alert(event(101, kind="cleared"))  # the condition ends: still acknowledged
     assert store.get("ack-101")["status"] == "acknowledged"
     [active] = store.active_for_ward(WARD)
-    assert (active["alert_id"], active["status"], active["status_by"]) == (
+    assert (active.alert_id, active.status, active.status_by) == (
         "ack-101", "acknowledged", "n.kim")
-    assert not store.acknowledge("nope", "n.kim", "ward_screen").ok
+    assert not lifecycle.acknowledge("nope", "n.kim", "ward_screen").ok
 
 
 def _wait(predicate, timeout: float) -> bool:
@@ -157,7 +159,7 @@ def test_every_screen_learns_who_acknowledged(isolated_settings: Settings, db) -
         store.raise_alert(event(200))
         running = follow()  # filled from Cassandra: raised
         assert running.alarm("ack-200").status == "raised"
-        result = store.acknowledge("ack-200", "n.kim", "ward_screen")
+        result = Lifecycle(first).acknowledge("ack-200", "n.kim", "ward_screen")
         assert result.ok
         t0 = time.monotonic()
         publisher.publish(result.event)

@@ -8,27 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backend.admission import Admission
 from backend.alerting.lifecycle import Lifecycle
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority
-from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alarm_burden import load_alerts, ward_burdens
 from backend.storage.alerts import AlertStore
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def raise_(db, n: int, ward: str, at: datetime, priority: Priority = Priority.HIGH,

@@ -43,8 +43,8 @@ def test_assign_then_reassign_is_indexed_in_the_history_and_audited(sessions) ->
     row = lc.get("lc-1")
     assert (row["assigned_to"], row["assigned_by"], row["status"]) == ("ann", "cn.lee",
                                                                        "raised")
-    [board] = [r for r in AlertStore(db).active_for_ward(WARD) if r["alert_id"] == "lc-1"]
-    assert board["assigned_to"] == "ann" and board["assigned_ts"] is not None
+    [board] = [r for r in AlertStore(db).active_for_ward(WARD) if r.alert_id == "lc-1"]
+    assert board.assigned_to == "ann" and board.assigned_ts is not None
 
     second = lc.assign("lc-1", bea, "cn.lee", "alerts_page", expected="ann",
                        now=t0 + timedelta(minutes=3))
@@ -62,8 +62,8 @@ def test_assign_then_reassign_is_indexed_in_the_history_and_audited(sessions) ->
     # the status moves on; the holder stays
     assert lc.acknowledge("lc-1", "bea", "alerts_page").ok
     assert lc.get("lc-1")["assigned_to"] == "bea"
-    [board] = [r for r in AlertStore(db).active_for_ward(WARD) if r["alert_id"] == "lc-1"]
-    assert board["assigned_to"] == "bea"
+    [board] = [r for r in AlertStore(db).active_for_ward(WARD) if r.alert_id == "lc-1"]
+    assert board.assigned_to == "bea"
     assert lc.resolve("lc-1", "bea", "alerts_page").ok
     refused = lc.assign("lc-1", ann, "cn.lee", "alerts_page")
     assert not refused.ok and refused.message.startswith("Already resolved by bea")

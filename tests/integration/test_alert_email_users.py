@@ -26,11 +26,10 @@ from backend.auth_policy import Role
 from backend.messages import AlertEvent, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
 from backend.users import create_user, disable_user, get_user
-from tests.integration.mailbox import Mailbox
-from tests.integration.support import REPO, Clock, wait_until
+from harness import REPO
+from harness.mailbox import Mailbox
+from harness.waiting import Clock, wait_until
 
 pytestmark = pytest.mark.integration
 WARD = "ICU-M"
@@ -61,15 +60,6 @@ def configure(settings: Settings, smtp_port: int, cache_seconds: float = 0) -> S
             "user_cache_seconds": cache_seconds,
         }),
     })
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def staff(db, name: str, role: Role, email: str | None, wards: tuple[str, ...] = (),
@@ -158,7 +148,7 @@ def icu(settings: Settings, *args: str, stdin: str = "") -> subprocess.Completed
 
 def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
         isolated_settings: Settings, db) -> None:
-    from backend.census import Admission
+    from backend.admission import Admission
     from backend.storage import census
 
     settings = isolated_settings

@@ -126,7 +126,7 @@ def test_the_full_walk_is_stored_with_history_and_audit(sessions) -> None:
         ("unsilence", "silenced", "raised", "system", "system"),
         ("escalate", "raised", "escalated", "system", "system"),
         ("escalate", "escalated", "escalated", "system", "system"),
-        ("acknowledge", None, "acknowledged", "dr.lee", "email_link"),
+        ("acknowledge", "escalated", "acknowledged", "dr.lee", "email_link"),  # like every move
         ("resolve", "acknowledged", "resolved", "dr.lee", "alerts_page"),
     ]
     assert steps[1].comment == "patient in CT" and steps[-1].comment == "fluids given"

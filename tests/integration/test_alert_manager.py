@@ -21,11 +21,9 @@ from backend.alerting.manager import AlertManager, msg_key
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
+from harness.mailbox import Mailbox, free_port
+from harness.waiting import Clock, wait_until
 from streaming.alert_manager import LifecycleProducer, run
-from tests.integration.mailbox import Mailbox, free_port
-from tests.integration.support import Clock, wait_until
 
 pytestmark = pytest.mark.integration
 WARD = "ICU-M"
@@ -54,15 +52,6 @@ def configure(settings: Settings, smtp_port: int) -> Settings:
             "consumer_group": f"icu-alert-manager-{settings.cassandra.keyspace}",
         }),
     })
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def test_escalation_chain_in_app_and_by_email(isolated_settings: Settings, db) -> None:
@@ -162,13 +151,13 @@ def test_smtp_outage_every_email_delivered_exactly_once_across_a_restart(
     stats = manager.tick()
     assert (stats.sent, stats.failed) == (0, 6)
     row = manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test"))
-    assert (row["status"], row["attempts"]) == ("pending", 1)
-    assert row["next_attempt_ts"].replace(tzinfo=UTC) == t0 + timedelta(seconds=5)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.next_attempt_ts == t0 + timedelta(seconds=5)
     clock.t = t0 + timedelta(seconds=4)  # backoff: not yet
     assert manager.tick().waiting == 6
     clock.t = t0 + timedelta(seconds=5)
     assert manager.tick().failed == 6  # second attempt fails: next in 10 s
-    assert manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test"))["attempts"] == 2
+    assert manager.outbox.get(msg_key("m-0", 0, "nurses@icu.test")).attempts == 2
 
     # the manager restarts (a new process: new outbox owner, nothing in memory)
     manager = AlertManager(db, settings, published.append, clock=clock)
@@ -191,6 +180,6 @@ def test_smtp_outage_every_email_delivered_exactly_once_across_a_restart(
         keys = mailbox.keys()
         assert sorted(mailbox.levels()) == [f"m-{n}:L0" for n in range(6)]  # exactly once
         assert manager.outbox.pending_ids() == []
-        assert {manager.outbox.get(k)["status"] for k in keys} == {"sent"}
+        assert {manager.outbox.get(k).status for k in keys} == {"sent"}
     finally:
         mailbox.stop()

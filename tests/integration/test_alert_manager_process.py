@@ -20,8 +20,9 @@ from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
-from tests.integration.mailbox import free_port
-from tests.integration.support import REPO, wait_until
+from harness import REPO
+from harness.mailbox import free_port
+from harness.waiting import wait_until
 from tests.integration.test_alert_manager import configure, event
 
 pytestmark = pytest.mark.integration

@@ -9,21 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from backend import audit
-from backend.settings import Settings
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
 
 pytestmark = pytest.mark.integration
 BERLIN = "Europe/Berlin"
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def test_local_days_find_events_across_utc_midnight_and_changes_of_clocks(db) -> None:

@@ -29,8 +29,9 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from backend.storage.readings import ReadingStore
 from devices.generator import GeneratorConfig, generate, plan_patients
+from harness import REPO
+from harness.isolation import Scratch
 from ops import backup
-from tests.integration.support import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.replicated]
 
@@ -80,10 +81,8 @@ def _icu(settings: Settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_backup_restores_every_row_into_a_fresh_keyspace_and_another_cluster(
-        replicated: Settings, services: Settings, _created, tmp_path: Path) -> None:
-    from tests.conftest import _Created, isolated_copy
-
-    settings = isolated_copy(replicated, _Created(), tmp_path / "source")
+        replicated: Settings, services: Settings, _created: Scratch, tmp_path: Path) -> None:
+    settings = Scratch().isolate(replicated, tmp_path / "source")
     session = connect(settings.cassandra, keyspace=False, wait_seconds=30)
     try:
         migrate(session, settings)

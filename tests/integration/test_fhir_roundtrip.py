@@ -1,4 +1,4 @@
-"""FHIR round trip through the real pipeline (issue 5).
+"""FHIR round trip through the real pipeline.
 
 The real stay s25047 (72 minutes of MIMIC numerics) is replayed through Kafka and the
 Spark job into Cassandra; the stored readings are exported as a FHIR R4 Bundle, which must
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.fhir import bundle_to_device_readings, readings_to_bundle
 from backend.settings import Settings
 from backend.storage import census
@@ -30,7 +30,9 @@ from backend.vitals import Vital
 from devices.fhir_ingest import ingest
 from devices.mimic_replay import load_record, replay
 from devices.wire import encode, encode_key
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -118,6 +120,7 @@ def test_export_and_reingest_equal(pipeline) -> None:
     window_ms = settings.alerting.duplicate_window_seconds * 1000
     newest = max(r.ts for r in readings)
     assert len(dups) == sum(r.ts >= newest - window_ms for r in readings) == 1
+    assert late == MINUTES - 1
     time.sleep(2 * settings.spark.persist_trigger_seconds + 2)  # and through persistence
     again = store.between(COPY, start, end)
     assert len(again) == MINUTES

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from devices.hostile import Ward, generate
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

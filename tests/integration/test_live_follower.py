@@ -15,7 +15,7 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import Settings
 from backend.storage import census

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from backend.settings import Settings
+from harness.mailbox import free_port
+from harness.waiting import wait_until
 from ops.mail_catcher import SaveHandler, highest_number
-from tests.integration.mailbox import free_port
-from tests.integration.support import wait_until
 from tests.integration.test_alert_manager_process import spawn, stop
 
 pytestmark = pytest.mark.integration

@@ -20,14 +20,16 @@ from pathlib import Path
 import pytest
 from cassandra.query import ValueSequence
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from devices.mimic_replay import load_record, replay
 from devices.wire import encode, encode_key
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,10 +18,11 @@ import pytest
 from pydantic import SecretStr
 
 from backend import audit
+from backend.admission import Admission
 from backend.alerting import email_outbox as mail
 from backend.alerting.ids import alert_id
+from backend.alerting.lifecycle import Lifecycle
 from backend.alerting.manager import AlertManager
-from backend.census import Admission
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.notes import add_note
 from backend.privacy.erase import TABLES, pseudonym, unclassified_tables
@@ -30,16 +31,14 @@ from backend.risk.live import HourScore
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
-from backend.storage.cassandra import connect
-from backend.storage.migrate import migrate
 from backend.storage.minutes import MinuteStore
-from backend.storage.raw import DeadLetterRow, RawMessage, RawStore
+from backend.storage.raw import RawMessage, RawStore
 from backend.storage.readings import ReadingStore
 from backend.storage.risk_scores import RiskScoreStore
 from backend.storage.waveforms import WaveformStore
 from backend.vitals import Vital
 from backend.waveforms import WaveformChunk
-from tests.integration.support import REPO
+from harness import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,15 +50,6 @@ WARD = "ICU-Z"
 @pytest.fixture
 def settings(isolated_settings: Settings) -> Settings:
     return isolated_settings.model_copy(update={"secret_key": SecretStr("k" * 48)})
-
-
-@pytest.fixture
-def db(isolated_settings: Settings):
-    session = connect(isolated_settings.cassandra, keyspace=False, wait_seconds=60)
-    migrate(session, isolated_settings)
-    session.set_keyspace(isolated_settings.cassandra.keyspace)
-    yield session
-    session.cluster.shutdown()
 
 
 def icu(settings: Settings, *args: str) -> subprocess.CompletedProcess:
@@ -92,9 +82,12 @@ def populate(db, settings: Settings, pid: str, bed: str, label: str, t0: datetim
     raw.append(RawMessage(topic, 2, offset0 + 50, pid.encode(), b'{"patient_id": "' +
                           pid.encode() + b'", "vitals": {"spo2": 140}', ms0))
     RawStore(db).write_raw(raw)
-    RawStore(db).write_deadletters([DeadLetterRow(topic, 2, offset0 + 50, "spo2",
-                                                  "implausible_value", "spo2 140", pid,
-                                                  ms0, ms0 + 3)])
+    # the dead letter as the persist query writes it
+    db.execute("INSERT INTO deadletters_by_day (day, received_ts, topic, kafka_partition,"
+               " kafka_offset, field, reason, detail, patient_id, rejected_ts)"
+               " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+               (t0.date(), ms0, topic, 2, offset0 + 50, "spo2", "implausible_value",
+                "spo2 140", pid, ms0 + 3))
     # half the readings name their Kafka position (as the sink will): the indexed path;
     # the others only the fallback scan finds
     for i, r in enumerate(readings[:3]):
@@ -114,7 +107,7 @@ def populate(db, settings: Settings, pid: str, bed: str, label: str, t0: datetim
     links = mail.links_from_settings(settings)
     claim = links.check(links.make(alert.alert_id, role="nurse", ward=WARD))
     mail.use_link(db, claim, "n.kim", t0)
-    AlertStore(db).acknowledge(alert.alert_id, "n.kim", "ward_screen", "on my way")
+    Lifecycle(db).acknowledge(alert.alert_id, "n.kim", "ward_screen", "on my way")
     add_note(db, pid, "dr.who", "physician", f"Seen. {label} stable.")
     audit.record(db, "dr.who", audit.PATIENT_VIEWED, audit.PATIENT, pid, "", "web")
     WaveformStore(db).write([WaveformChunk(patient_id=pid, channel="II", source="mitdb/100",

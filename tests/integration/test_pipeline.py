@@ -17,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
-from tests.integration.support import StreamJob, consume_all, publish, wait_until
+from harness.process import StreamJob
+from harness.topics import consume_all, publish
+from harness.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -157,6 +159,19 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     assert map_alert["reading_ts"] - map_alert["onset_ts"] >= 10_000  # persistence held
     assert [a["rule"] for a in alerts_of(session, P1)] == ["limit_map_low"]
     assert alerts_of(session, P2) == []
+
+    # Every stored reading names its raw record, and that record is the reading.
+    for patient in (P1, P2):
+        for row in session.execute(
+                "SELECT seq, device_id, kafka_partition, kafka_offset FROM"
+                " readings_by_patient_day WHERE patient_id = %s AND day IN (%s, %s)",
+                (patient, *days())):
+            raw = session.execute(
+                "SELECT payload FROM raw_messages WHERE topic = %s AND kafka_partition = %s"
+                " AND offset_bucket = 0 AND kafka_offset = %s",
+                (settings.kafka.topic_raw, row["kafka_partition"], row["kafka_offset"])).one()
+            original = json.loads(raw["payload"])
+            assert (original["device_id"], original["seq"]) == (row["device_id"], row["seq"])
 
     # Both beds fall silent: the stale-signal alarm comes from the job's clock ticks.
     stale = wait_until(

@@ -23,10 +23,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from backend.census import Admission
-from backend.population import store
+from backend.admission import Admission
 from backend.settings import Settings
 from backend.storage import census
+from backend.storage import population as store
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 

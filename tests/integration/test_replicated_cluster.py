@@ -28,9 +28,13 @@ from backend.storage.migrate import migrate
 from devices.generator import GeneratorConfig, generate, plan_patients
 from devices.publisher import ProducerOptions, Publisher
 from devices.wire import to_outgoing
+from harness.isolation import Scratch
+from harness.process import StreamJob
+from harness.topics import consume_all
+from harness.waiting import wait_until
 from ops import cluster
-from ops import services as svc
-from tests.integration.support import StreamJob, consume_all, wait_until
+from ops.kafka_server import kafka_admin
+from ops.topics import kafka_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.replicated]
 
@@ -40,17 +44,15 @@ SEND_SECONDS = 75.0
 
 @pytest.fixture
 def settings(replicated: Settings, tmp_path: Path) -> Settings:
-    from tests.conftest import _Created, isolated_copy
-
     # Topics and keyspace of their own on the replicated set; the set goes with them.
-    return isolated_copy(replicated, _Created(), tmp_path)
+    return Scratch().isolate(replicated, tmp_path)
 
 
 def test_topics_and_keyspace_are_replicated(settings: Settings) -> None:
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    topics = list(svc.kafka_topics(settings))
-    with svc.kafka_admin(settings) as admin:
+    topics = list(kafka_topics(settings))
+    with kafka_admin(settings) as admin:
         described = admin.describe_topics(topics)  # type: ignore[attr-defined]
         configs = admin.describe_configs(  # type: ignore[attr-defined]
             [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics],
@@ -195,7 +197,7 @@ def test_every_reading_stored_exactly_once_through_broker_and_node_kills(
         assert len(rows) == len(set(rows)) == len(expected)
         assert set(rows) == expected
         # whole again: three brokers in the metadata, three Cassandra nodes up
-        with svc.kafka_admin(settings) as admin:
+        with kafka_admin(settings) as admin:
             assert len(admin.describe_cluster()["brokers"]) == 3  # type: ignore[attr-defined]
         cluster.wait_for_ring(settings, timeout=120)
         print(f"{len(records)} readings, {sum(1 for _ in validated)} evaluated, "

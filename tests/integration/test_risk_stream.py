@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.census import Admission
+from backend.admission import Admission
 from backend.messages import ValidatedReading
 from backend.risk.live import HOUR_MS, RISK_RULE, hour_start
 from backend.settings import Settings
@@ -29,7 +29,10 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from backend.storage.risk_scores import RiskScoreStore
 from backend.storage.timestamps import day_of
-from tests.integration.support import REPO, StreamJob, consume_all, wait_until
+from harness import REPO
+from harness.process import StreamJob
+from harness.topics import consume_all
+from harness.waiting import wait_until
 from tests.risk_fixture import HIGH_RISK, LOW_RISK, THRESHOLD, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

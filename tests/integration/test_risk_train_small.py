@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,11 @@ from click.testing import CliRunner
 
 from backend.risk import data as data_mod
 from backend.risk import registry
-from backend.risk.evaluate import MODEL, MODEL_MONITOR, evaluate, markdown_table
-from backend.risk.features import FEATURES, hourly_features
+from backend.risk.features import FEATURE_SETS, FEATURES, hourly_features
+from backend.risk.model_evaluation import MODEL, MODEL_MONITOR, evaluate_model, markdown_table
 from backend.risk.split import PARTS, Split
 from backend.risk.train import TrainConfig, train
-from backend.settings import Settings
+from backend.settings import Settings, get_settings
 from backend.storage.migrate import MIGRATIONS_DIR, split_statements
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def test_training_saves_a_complete_active_version(trained: tuple[Settings, str])
     meta = registry.read_metadata(settings, version)
     assert meta["version"] == version
     assert len(meta["training_data_sha256"]) == 64
-    assert meta["features"] == list(FEATURES)
+    assert meta["features"] == list(FEATURE_SETS["v1"])
     import pyspark
 
     assert meta["spark_version"] == pyspark.__version__
@@ -71,7 +72,7 @@ def test_training_saves_a_complete_active_version(trained: tuple[Settings, str])
     assert {"calibration_slope", "ece", "brier_base_rate"} <= set(meta["metrics"]["validation"])
     assert 0 < meta["threshold"] < 1
     assert 0 < meta["threshold_monitor_only"] < 1
-    assert set(meta["feature_importances"]) == set(FEATURES)
+    assert set(meta["feature_importances"]) == set(FEATURE_SETS["v1"])
     assert meta["spark_check_max_abs_diff"] <= 1e-9
     assert sum(meta["n_patients"].values()) == 300
     assert set(meta["metrics"]["validation"]) >= {"auroc_hourly", "utility"}
@@ -105,7 +106,7 @@ def test_streaming_api_scores_one_patients_history(trained: tuple[Settings, str]
 
 def test_evaluation_side_by_side(trained: tuple[Settings, str]) -> None:
     settings, version = trained
-    doc = evaluate(settings, version, progress=False, n_bootstrap=20)
+    doc = evaluate_model(settings, version, progress=False, n_bootstrap=20)
     methods = [r["method"] for r in doc["table"]]
     assert methods[:2] == [MODEL, MODEL_MONITOR]
     assert {"NEWS2 >= 5", "NEWS2 >= 7", "qSOFA >= 2", "SIRS >= 2",
@@ -150,7 +151,7 @@ def test_evaluate_another_sites_export(trained: tuple[Settings, str], tmp_path: 
     export.mkdir()
     for p in others:
         shutil.copy(p, export / p.name)
-    from backend.risk.cli import cli
+    from backend.risk.model_cli import cli
 
     before = (registry.version_dir(settings, version) / "evaluation.json").read_bytes() \
         if (registry.version_dir(settings, version) / "evaluation.json").exists() else None
@@ -189,10 +190,23 @@ def test_training_on_one_icu_type_tests_on_the_other(by_unit: tuple[Settings, st
     assert {units[p] for p in split.test} == {"surgical"}
 
 
-def test_site_evaluation_of_a_recipe(by_unit: tuple[Settings, str]) -> None:
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """The CLI reads the test's settings from the environment, not a cached copy."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def cli_settings(by_unit: tuple[Settings, str]) -> tuple[Settings, str]:
+    return by_unit
+
+
+def test_site_evaluation_of_a_recipe(cli_settings: tuple[Settings, str]) -> None:
     """`icu model sites`: the version's own split reuses it, the others are retrained."""
-    settings, version = by_unit
-    from backend.risk.cli import cli
+    settings, version = cli_settings
+    from backend.risk.model_cli import cli
 
     out = CliRunner().invoke(cli, ["sites", version, "--quiet"], env=settings.to_env())
     assert out.exit_code == 0, out.output
@@ -213,11 +227,11 @@ def test_site_evaluation_of_a_recipe(by_unit: tuple[Settings, str]) -> None:
 
 
 def test_recalibrate_on_one_icu_type_and_evaluate_its_held_out_stays(
-        by_unit: tuple[Settings, str]) -> None:
+        cli_settings: tuple[Settings, str]) -> None:
     """The medical-ICU version recalibrated on the first surgical stays (the new site's
     first weeks), judged on the later surgical stays it was not fitted on."""
-    settings, version = by_unit
-    from backend.risk.cli import cli
+    settings, version = cli_settings
+    from backend.risk.model_cli import cli
 
     env = settings.to_env()
     out = CliRunner().invoke(cli, ["recalibrate", version, "--unit", "surgical",
@@ -264,7 +278,7 @@ def test_activate_and_rollback(trained: tuple[Settings, str]) -> None:
     registry.publish(settings, second)
     runner = CliRunner()
     env = settings.to_env()
-    from backend.risk.cli import cli
+    from backend.risk.model_cli import cli
 
     out = runner.invoke(cli, ["activate", second], env=env)
     assert out.exit_code == 0, out.output
@@ -301,20 +315,23 @@ class RecordingSession:
         self.keyspace = keyspace
         self.rows: list[tuple[str, dict]] = []
 
+    def prepare(self, query: str) -> str:
+        return query
+
     def execute(self, query: str, params: tuple) -> None:
         m = re.match(rf"INSERT INTO {self.keyspace}\.(\w+) \(([^)]*)\) VALUES", query)
         assert m, query
         table, cols = m.group(1), [c.strip() for c in m.group(2).split(",")]
         assert table in self.tables, table
         assert set(cols) <= self.tables[table], set(cols) - self.tables[table]
-        assert len(cols) == len(params) == query.count("%s")
+        assert len(cols) == len(params) == query.count("?")
         self.rows.append((table, dict(zip(cols, params, strict=True))))
 
 
 def test_cassandra_mirror_matches_the_migration(trained: tuple[Settings, str]) -> None:
     settings, version = trained
     if registry.read_evaluation(settings, version) is None:
-        evaluate(settings, version, progress=False, n_bootstrap=0)
+        evaluate_model(settings, version, progress=False, n_bootstrap=0)
     session = RecordingSession(settings.cassandra.keyspace)
     done = registry.mirror_all(session, settings, version)
     assert done == [version]
@@ -324,5 +341,5 @@ def test_cassandra_mirror_matches_the_migration(trained: tuple[Settings, str]) -
     assert tables.count("risk_model_evaluation_docs") == 1
     assert "risk_model_activations" in tables
     model_row = next(r for t, r in session.rows if t == "risk_models")
-    assert model_row["features"] == list(FEATURES)
+    assert model_row["features"] == list(FEATURE_SETS["v1"])
     assert all(np.isfinite(v) for v in model_row["validation_metrics"].values())

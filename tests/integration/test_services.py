@@ -1,5 +1,6 @@
-"""The local servers of ``ops.services``: idempotent start, real clients, topics, the
-jar cache, and a full start/stop life cycle of a second, private broker."""
+"""The local servers (``ops/services.py`` and the server modules it runs): idempotent start,
+real clients, topics, the jar cache, and a full start/stop life cycle of a second, private
+broker."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from backend.settings import Settings
 from backend.storage.cassandra import connect
-from ops import maven
+from ops import artefacts, kafka_server, maven, topics
+from ops import cassandra_server as cassandra
 from ops import services as svc
 
 pytestmark = pytest.mark.integration
@@ -56,10 +58,10 @@ def test_start_is_idempotent(services: Settings) -> None:
         assert again[name].pid == before[name].pid
     var = services.cache_dir / "var"
     if before["kafka"].pid is not None:  # managed here, not an external server
-        assert _server_pids(svc.KAFKA_MAIN, var / "kafka" / "server.properties") == [
+        assert _server_pids(kafka_server.KAFKA_MAIN, var / "kafka" / "server.properties") == [
             before["kafka"].pid]
     if before["cassandra"].pid is not None:
-        assert _server_pids(svc.CASSANDRA_MAIN, var / "cassandra" / "cassandra.yaml") == [
+        assert _server_pids(cassandra.CASSANDRA_MAIN, var / "cassandra" / "cassandra.yaml") == [
             before["cassandra"].pid]
 
 
@@ -91,10 +93,10 @@ def test_cassandra_answers(services: Settings) -> None:
 
 
 def test_ensure_topics_is_idempotent(isolated_settings: Settings) -> None:
-    wanted = svc.kafka_topics(isolated_settings)
-    assert svc.ensure_topics(isolated_settings) == []  # the fixture created them all
-    assert svc.ensure_topics(isolated_settings) == []
-    with svc.kafka_admin(isolated_settings) as admin:
+    wanted = topics.kafka_topics(isolated_settings)
+    assert topics.ensure_topics(isolated_settings) == []  # the fixture created them all
+    assert topics.ensure_topics(isolated_settings) == []
+    with kafka_server.kafka_admin(isolated_settings) as admin:
         described = {t["name"]: len(t["partitions"])
                      for t in admin.describe_topics(list(wanted))}
     assert described == wanted
@@ -103,19 +105,19 @@ def test_ensure_topics_is_idempotent(isolated_settings: Settings) -> None:
 
 
 def test_fetch_is_cached(services: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = svc.fetch_all(services)  # completes the cache if the spark jars were missing
+    first = artefacts.fetch_all(services)  # completes the cache if the spark jars were missing
 
     def no_maven(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"maven ran although the cache is complete: {args}")
 
     monkeypatch.setattr(maven.subprocess, "run", no_maven)
-    assert svc.fetch_all(services) == first
+    assert artefacts.fetch_all(services) == first
 
     names = [p.name for p in first["spark"]]
     assert any(n.startswith("spark-sql-kafka-0-10_2.12-") for n in names)
     assert any(n.startswith("spark-cassandra-connector_2.12-") for n in names)
     assert any(n.startswith("kafka-clients-") for n in names)
-    pyspark_jars = {p.name for p in svc.pyspark_jars_dir().glob("*.jar")}
+    pyspark_jars = {p.name for p in artefacts.pyspark_jars_dir().glob("*.jar")}
     assert not pyspark_jars & set(names), "connector jars duplicate pyspark's own"
     assert {p.parent for p in first["spark"]} == {services.spark.jars_dir}
 
@@ -144,24 +146,25 @@ def test_private_broker_life_cycle(services: Settings, tmp_path: Path) -> None:
         "kafka": services.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{port}"}),
     })
     settings.cache_dir.mkdir()
-    svc.fetch_kafka(services)
-    (settings.cache_dir / svc.kafka_home(services).name).symlink_to(svc.kafka_home(services))
+    artefacts.fetch_kafka(services)
+    kafka_home = artefacts.kafka_home(services)
+    (settings.cache_dir / kafka_home.name).symlink_to(kafka_home)
     pidfile = settings.cache_dir / "var" / "kafka" / "kafka.pid"
     try:
-        first = svc.start_kafka(settings, timeout=180)
+        first = kafka_server.start_kafka(settings, timeout=180)
         assert first.started and first.pid
         assert pidfile.read_text().strip() == str(first.pid)
 
-        second = svc.start_kafka(settings)
+        second = kafka_server.start_kafka(settings)
         assert not second.started and second.pid == first.pid
 
-        assert sorted(svc.ensure_topics(settings)) == sorted(svc.kafka_topics(settings))
-        assert svc.ensure_topics(settings) == []
+        assert sorted(topics.ensure_topics(settings)) == sorted(topics.kafka_topics(settings))
+        assert topics.ensure_topics(settings) == []
 
-        assert svc.stop_kafka(settings) is True
+        assert kafka_server.stop_kafka(settings) is True
         assert _gone(first.pid)
         assert not pidfile.exists()
-        assert svc.stop_kafka(settings) is False
+        assert kafka_server.stop_kafka(settings) is False
         assert not svc.status(settings)["kafka"].detail
     finally:
-        svc.stop_kafka(settings)
+        kafka_server.stop_kafka(settings)

@@ -220,6 +220,11 @@ def test_security_headers_and_request_limits(web) -> None:
     r = s.post(web.url("/_dash-update-component"), data=big, headers=headers, timeout=30)
     assert r.status_code == 413
     assert s.get(web.url("/_dash-layout"), timeout=10).status_code == 200  # still serving
+    # Dash's renderer asks for its layout and dependencies with a JSON content type and
+    # no body: that is not a malformed body
+    for path in ("/_dash-layout", "/_dash-dependencies"):
+        r = s.get(web.url(path), headers={"Content-Type": "application/json"}, timeout=10)
+        assert r.status_code == 200, (path, r.text[:200])
 
 
 def test_proxy_fix_records_the_client_address_and_https_gets_hsts(web) -> None:
@@ -265,7 +270,7 @@ def test_production_settings_refuse_to_start_insecurely(services: Settings) -> N
 
 
 def test_notes_for_unknown_patients_and_malformed_payloads(web) -> None:
-    from backend.census import Admission
+    from backend.admission import Admission
     from backend.notes import NoteError, add_note
     from backend.storage import census
 

@@ -19,9 +19,9 @@ from kafka import KafkaConsumer
 from backend.messages import DeviceReading
 from backend.settings import Settings
 from backend.vitals import Vital
-from devices.cli import cli
 from devices.generator import GeneratorConfig, generate
 from devices.publisher import ProducerOptions, Publisher
+from devices.simulate_cli import cli
 from devices.wire import to_outgoing
 
 pytestmark = pytest.mark.integration

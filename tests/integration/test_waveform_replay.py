@@ -17,8 +17,8 @@ from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from backend.storage.waveforms import WaveformStore
 from devices.waveform_replay import chunks, load, publish
+from harness.waiting import wait_until
 from streaming.waveform_sink import WaveformSink
-from tests.integration.support import wait_until
 
 pytestmark = pytest.mark.integration
 

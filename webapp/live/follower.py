@@ -147,8 +147,10 @@ class LiveFollower:
     def _make_consumer(self) -> Any:
         from kafka import KafkaConsumer
 
-        return KafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
+        from backend.clients import kafka_config
+
+        return KafkaConsumer(**kafka_config(
+            self.settings.kafka,
             client_id="icu-web-live",
             group_id=None,
             enable_auto_commit=False,
@@ -157,7 +159,7 @@ class LiveFollower:
             bootstrap_timeout_ms=self.bootstrap_timeout_ms,
             request_timeout_ms=max(10_000, self.probe_timeout_ms + 1000),
             reconnect_backoff_max_ms=2000,
-        )
+        ))
 
     def _topic_partitions(self, consumer: Any) -> list[Any]:
         from kafka.structs import TopicPartition
@@ -252,16 +254,12 @@ class LiveFollower:
     # ---------------------------------------------------------------- cassandra
 
     def _make_session(self) -> Any:
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT
-
         from backend.storage.cassandra import make_cluster
 
         cfg = self.settings.cassandra
         _check_reachable(cfg.hosts, cfg.port, timeout=min(2.0, self.cassandra_timeout))
-        cluster = make_cluster(cfg)
         # Short timeouts: this thread also follows Kafka and must not stall on a query.
-        cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT].request_timeout = (
-            self.cassandra_timeout)
+        cluster = make_cluster(cfg, request_timeout=self.cassandra_timeout)
         try:
             session = cluster.connect(cfg.keyspace)
         except Exception:
@@ -273,12 +271,13 @@ class LiveFollower:
     def _stores_for_session(self) -> tuple[Any, Any]:
         from backend.storage.alerts import AlertStore
         from backend.storage.readings import ReadingStore
+        from backend.storage.statements import store
 
         if self._session is None:
             self._session = self._session_factory()
             self._stores = None
         if self._stores is None:
-            self._stores = (ReadingStore(self._session), AlertStore(self._session))
+            self._stores = (store(ReadingStore, self._session), store(AlertStore, self._session))
         return self._stores
 
     def _fill(self) -> bool:

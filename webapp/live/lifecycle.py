@@ -1,11 +1,11 @@
 """Alert lifecycle messages (``alerts.lifecycle``) between the web processes.
 
 When somebody acknowledges an alarm, the ``alerts`` row in Cassandra changes first
-(``AlertStore.acknowledge``); then the web process that handled the click publishes an
-``AlertLifecycle`` message, and every web process's ``LiveFollower`` applies it to its
-``WardState`` (``lifecycle_handler``), so every ward screen shows who acknowledged
-within a second. A process that misses the message (down at the time) reads the status
-from Cassandra when it fills its state.
+(``backend.alerting.lifecycle.Lifecycle.acknowledge``); then the web process that
+handled the click publishes an ``AlertLifecycle`` message, and every web process's
+``LiveFollower`` applies it to its ``WardState`` (``lifecycle_handler``), so every ward
+screen shows who acknowledged within a second. A process that misses the message (down
+at the time) reads the status from Cassandra when it fills its state.
 """
 
 from __future__ import annotations

@@ -43,19 +43,22 @@ from backend.alerting.rules import (
     stale_timeout_ms,
     value_flag,
 )
+from backend.alerting.status import ACTIVE, NEEDS_ACTION, AlertStatus
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import AlertingSettings
+from backend.storage.alerts import ActiveAlert
+from backend.storage.census import Bed
 from backend.vitals import Vital
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; tests inject their own."""
 
-# Statuses in which an alert is still on the ward screen (same set as AlertStore).
-ACTIVE_STATUSES = frozenset({"raised", "acknowledged", "escalated", "silenced"})
-# Statuses in which somebody still has to act: these show an "Acknowledge" button.
-NEEDS_ACTION = frozenset({"raised", "escalated", "silenced"})
+# Statuses in which an alert is still on the ward screen, and those in which somebody
+# still has to act (these show an "Acknowledge" button).
+ACTIVE_STATUSES = ACTIVE
 PRIORITY_RANK: dict[Priority, int] = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2}
-_STATUS_RANK = {"raised": 0, "escalated": 0, "silenced": 1, "acknowledged": 2}
+_STATUS_RANK = {AlertStatus.RAISED: 0, AlertStatus.ESCALATED: 0, AlertStatus.SILENCED: 1,
+                AlertStatus.ACKNOWLEDGED: 2}
 TREND_VITALS: tuple[Vital, ...] = (Vital.HR, Vital.SPO2)
 
 ParamKind = Literal["value", "off", "missing", "stale"]
@@ -93,7 +96,7 @@ class Alarm:
     priority: Priority
     message: str
     detected_ts: int
-    status: str = "raised"
+    status: str = AlertStatus.RAISED
     status_by: str | None = None
     status_ts: int | None = None
     # The condition that raised it has ended (only known from live events: an alert
@@ -284,32 +287,41 @@ class WardState:
         """Take a reading from ``vitals.validated``; ``False`` if it changed nothing
         (an older reading than the one shown, e.g. a replay)."""
         with self._lock:
-            b = self._bed(r.ward, r.bed)
-            if b.patient_id is not None and r.patient_id != b.patient_id:
-                b.new_occupant(r.patient_id)
-            b.patient_id = r.patient_id
-            processed = max(r.processed_ts, b.last_processed_ts or r.processed_ts)
-            if b.last_ts is not None and r.ts < b.last_ts:
-                if processed != b.last_processed_ts:
-                    b.last_processed_ts = processed
-                    self._touch(b)
-                    return True
-                return False
-            if b.last_ts is not None and r.ts > b.last_ts:
-                b.gaps.append(r.ts - b.last_ts)
-            b.last_ts = r.ts
-            b.last_processed_ts = processed
-            if r.o2_supplemental is not None:
-                b.o2_supplemental = r.o2_supplemental
-            b.values = {Vital(k): float(v) for k, v in r.carried.items() if v is not None}
-            b.sensors_off = frozenset(Vital(s) for s in r.sensors_off)
-            b.news2 = r.news2
-            b.news2_band = r.news2_band
-            b.news2_complete = r.news2_complete
-            b.qsofa = r.qsofa
-            self._add_trend(b, r.ts, b.values, b.sensors_off)
-            self._touch(b)
-            return True
+            return self._apply_reading(self._bed(r.ward, r.bed), r)
+
+    def _apply_reading(self, b: _Bed, r: ValidatedReading) -> bool:
+        """The one way a reading reaches a bed, live from Kafka or filled from Cassandra
+        (``ReadingStore.latest_for_ward`` gives the same type)."""
+        if b.patient_id is not None and r.patient_id != b.patient_id:
+            b.new_occupant(r.patient_id)
+        b.patient_id = r.patient_id
+        processed = max(r.processed_ts, b.last_processed_ts or r.processed_ts)
+        if b.last_ts is not None and r.ts < b.last_ts:
+            if processed != b.last_processed_ts:
+                b.last_processed_ts = processed
+                self._touch(b)
+                return True
+            return False
+        values = {Vital(k): float(v) for k, v in r.carried.items() if v is not None}
+        off = frozenset(Vital(s) for s in r.sensors_off)
+        if (r.ts, processed, values, off, r.news2) == (
+                b.last_ts, b.last_processed_ts, b.values, b.sensors_off, b.news2):
+            return False  # the reading shown already (a refill, a replay)
+        if b.last_ts is not None and r.ts > b.last_ts:
+            b.gaps.append(r.ts - b.last_ts)
+        b.last_ts = r.ts
+        b.last_processed_ts = processed
+        if r.o2_supplemental is not None:
+            b.o2_supplemental = r.o2_supplemental
+        b.values = values
+        b.sensors_off = off
+        b.news2 = r.news2
+        b.news2_band = r.news2_band
+        b.news2_complete = r.news2_complete
+        b.qsofa = r.qsofa
+        self._add_trend(b, r.ts, b.values, b.sensors_off)
+        self._touch(b)
+        return True
 
     def apply_alert(self, e: AlertEvent) -> bool:
         """Take a ``raised``/``cleared`` event from ``alerts.events`` (idempotent)."""
@@ -318,7 +330,7 @@ class WardState:
             if b.patient_id is None:
                 b.patient_id = e.patient_id
             current = b.alarms.get(e.alert_id)
-            if e.event == "raised":
+            if e.event == AlertStatus.RAISED:
                 if current is not None:
                     return False  # a replay: keep whatever status it has reached
                 b.alarms[e.alert_id] = Alarm(
@@ -331,7 +343,7 @@ class WardState:
             else:
                 if current is None:
                     return False
-                if current.status == "raised":
+                if current.status == AlertStatus.RAISED:
                     # Nobody acted on it: it ends with its condition.
                     del b.alarms[e.alert_id]
                     self._alert_beds.pop(e.alert_id, None)
@@ -365,9 +377,9 @@ class WardState:
         self,
         ward: str,
         *,
-        beds: Iterable[Mapping[str, Any]] | None = None,
-        latest: Iterable[Mapping[str, Any]] | None = None,
-        alerts: Iterable[Mapping[str, Any]] | None = None,
+        beds: Iterable[Bed] | None = None,
+        latest: Iterable[ValidatedReading] | None = None,
+        alerts: Iterable[ActiveAlert] | None = None,
     ) -> None:
         """(Re)fill one ward from Cassandra rows: ``beds`` from ``census.beds`` (who lies
         where), ``latest`` from ``ReadingStore.latest_for_ward``, ``alerts`` from
@@ -377,9 +389,9 @@ class WardState:
         and a latest row of another patient than the census one (the previous occupant)
         is ignored. The alarms of the ward are replaced by ``alerts``."""
         with self._lock:
-            census: dict[str, Mapping[str, Any]] | None = None
+            census: dict[str, Bed] | None = None
             if beds is not None:
-                census = {str(row["bed"]): row for row in beds}
+                census = {row.bed: row for row in beds}
                 for key in [k for k in self._beds if k[0] == ward and k[1] not in census]:
                     b = self._beds[key]
                     if self._is_stale(b, self.clock()):
@@ -390,68 +402,37 @@ class WardState:
                         self._ward_versions[ward] = self._seq
                 for name, row in census.items():
                     b = self._bed(ward, name)
-                    patient = row.get("patient_id")
-                    label = row.get("label") or ""
+                    patient = row.patient_id
+                    label = row.label
                     if b.patient_id is not None and patient != b.patient_id:
                         b.new_occupant(patient)
                         self._touch(b)
-                    scale = row.get("spo2_scale") or 1
+                    scale = row.spo2_scale
                     if b.patient_id != patient or b.label != label or b.spo2_scale != scale:
                         b.patient_id, b.label, b.spo2_scale = patient, label, scale
                         self._touch(b)
-            for row in latest or ():
-                name = str(row["bed"])
-                if census and (name not in census
-                               or census[name].get("patient_id") != row.get("patient_id")):
+            for r in latest or ():
+                if census and (r.bed not in census
+                               or census[r.bed].patient_id != r.patient_id):
                     continue
-                self._load_latest(self._bed(ward, name), row)
+                self._apply_reading(self._bed(ward, r.bed), r)
             if alerts is not None:
                 self._load_alerts(ward, alerts)
 
-    def _load_latest(self, b: _Bed, row: Mapping[str, Any]) -> None:
-        ts = to_ms(row.get("ts"))
-        if ts is None or (b.last_ts is not None and ts < b.last_ts):
-            return
-        if b.patient_id is not None and row.get("patient_id") != b.patient_id:
-            b.new_occupant(row.get("patient_id"))
-        b.patient_id = row.get("patient_id") or b.patient_id
-        off = frozenset(Vital(s) for s in (row.get("sensors_off") or ()))
-        values = {v: float(row[v.value]) for v in Vital
-                  if row.get(v.value) is not None and v not in off}
-        processed = to_ms(row.get("processed_ts")) or ts
-        changed = (ts, values, off, row.get("news2")) != (
-            b.last_ts, b.values, b.sensors_off, b.news2)
-        if b.last_ts is not None and ts > b.last_ts:
-            b.gaps.append(ts - b.last_ts)
-        b.last_ts = ts
-        b.last_processed_ts = max(processed, b.last_processed_ts or processed)
-        b.values = values
-        b.sensors_off = off
-        b.news2 = row.get("news2")
-        b.news2_band = row.get("news2_band")
-        b.news2_complete = bool(row.get("news2_complete"))
-        b.qsofa = row.get("qsofa")
-        self._add_trend(b, ts, values, off)
-        if changed:
-            self._touch(b)
-
-    def _load_alerts(self, ward: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    def _load_alerts(self, ward: str, rows: Iterable[ActiveAlert]) -> None:
         fresh: dict[str, Alarm] = {}
         for row in rows:
-            status = row.get("status") or "raised"
-            if status not in ACTIVE_STATUSES:
+            if row.status not in ACTIVE_STATUSES:
                 continue
             try:
-                priority = Priority(row.get("priority"))
+                priority = Priority(row.priority)
             except ValueError:
                 priority = Priority.HIGH  # an unknown priority must not hide an alarm
-            detected = to_ms(row.get("detected_ts")) or 0
-            fresh[row["alert_id"]] = Alarm(
-                alert_id=row["alert_id"], patient_id=row.get("patient_id") or "", ward=ward,
-                bed=str(row.get("bed") or ""), rule=row.get("rule") or "",
-                priority=priority, message=row.get("message") or "", detected_ts=detected,
-                status=status, status_by=row.get("status_by"),
-                status_ts=to_ms(row.get("status_ts")),
+            fresh[row.alert_id] = Alarm(
+                alert_id=row.alert_id, patient_id=row.patient_id, ward=ward, bed=row.bed,
+                rule=row.rule, priority=priority, message=row.message,
+                detected_ts=to_ms(row.detected_ts) or 0, status=row.status,
+                status_by=row.status_by, status_ts=to_ms(row.status_ts),
             )
         for b in [b for (w, _), b in self._beds.items() if w == ward]:
             keep = {}

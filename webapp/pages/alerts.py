@@ -40,6 +40,7 @@ from backend.alerting.lifecycle import (
 from backend.auth_policy import allowed
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from backend.storage.statements import store as session_store
 from backend.users import get_user, list_users
 from webapp.alerts_view import board_rows, held_for
 from webapp.alerts_view import ms_or_none as _ms_or_none
@@ -224,7 +225,7 @@ def show_board(wards, _n, _changed):
     known = _wards()
     chosen = [w for w in (wards or []) if w in known] or known
     try:
-        store = AlertStore(current_db())
+        store = session_store(AlertStore, current_db())
         active = [r for w in chosen for r in store.active_for_ward(w)]
     except Exception:
         log.exception("assignment board: reading the active alerts failed")
@@ -237,17 +238,17 @@ def show_board(wards, _n, _changed):
     body = []
     for holder, rows in board_rows(active, now):
         for i, r in enumerate(rows):
-            p = r.get("priority") or "low"
-            since = _ms_or_none(r.get("assigned_ts"))
+            p = r.priority or "low"
+            since = _ms_or_none(r.assigned_ts)
             body.append(html.Tr(className="alerts-board-row", **{"data-holder": holder},
                                 children=[
                 html.Td(holder or "Unassigned", className="alerts-board-holder")
                 if i == 0 else html.Td(""),
                 html.Td(html.Span(PRIORITIES.get(p, p), className=f"prio prio-{p}")),
-                html.Td(f"{r.get('ward')} bed {r.get('bed')}"),
-                html.Td(r.get("message")),
+                html.Td(f"{r.ward} bed {r.bed}"),
+                html.Td(r.message),
                 html.Td(held_for(since, now) if holder else "", className="alerts-held-for"),
-                html.Td(_clock(r.get("assigned_ts")) if holder else ""),
+                html.Td(_clock(r.assigned_ts) if holder else ""),
             ]))
     return html.Table(className="alerts-table alerts-board-table", id="alerts-board-table",
                       children=[html.Thead(html.Tr([html.Th(h) for h in (

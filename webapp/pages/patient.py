@@ -31,6 +31,7 @@ from backend.patient_record import (
 )
 from backend.storage import census
 from backend.storage.readings import ReadingStore
+from backend.storage.statements import store as session_store
 from backend.storage.waveforms import WaveformStore
 from backend.timeline import HOUR_MS, PRESETS_MS, check_window
 from webapp.patient.ecg import ecg_figure
@@ -170,7 +171,8 @@ def layout(patient_id: str | None = None, **_query: str) -> html.Div:
 def _ecg_sources(db, patient_id: str) -> dict[str, list]:
     """Recorded waveforms of the patient: source -> its channels (in stored order)."""
     out: dict[str, list] = {}
-    for ch in sorted(WaveformStore(db).channels(patient_id), key=lambda c: c.channel):
+    channels = session_store(WaveformStore, db).channels(patient_id)
+    for ch in sorted(channels, key=lambda c: c.channel):
         out.setdefault(ch.source or "monitor", []).append(ch)
     return out
 
@@ -384,7 +386,7 @@ def export_fhir(n_clicks, patient_id, current):
                            "about 25,000.")
     db = current_db()
     tz = current_settings().timezone
-    rows = ReadingStore(db).between(patient_id, start, end)
+    rows = session_store(ReadingStore, db).between(patient_id, start, end)
     bundle = bundle_dict(patient_id, rows, start_ms=start, end_ms=end, tz=tz)
     audit.record(db, current_user.username, audit.PATIENT_EXPORTED, audit.PATIENT,
                  patient_id, f"FHIR Bundle {iso(start)}..{iso(end)} UTC, "
@@ -411,7 +413,7 @@ def draw_ecg(source, _prev, _next, _alarm, at, patient_id):
     channels = _ecg_sources(db, patient_id).get(source)
     if not channels:
         return no_update, no_update, "This waveform is no longer available."
-    store = WaveformStore(db)
+    store = session_store(WaveformStore, db)
     t0 = min(c.first_ts for c in channels)
     at = float(at or 0.0)
     trigger = ctx.triggered_id

@@ -1,4 +1,4 @@
-"""Population view for administrators: aggregated counts only, never PHI (issue 7).
+"""Population view for administrators: aggregated counts only, never PHI.
 
 Everything on the page comes from the aggregate tables of migration 0400, written by the
 Spark batch job ``icu population aggregate``: a choropleth of the chosen measure and
@@ -20,8 +20,9 @@ import dash
 from dash import Input, Output, State, dash_table, dcc, html
 
 from backend import localtime
-from backend.population import cdc, geo, store
+from backend.population import cdc, geo
 from backend.population.periods import day_range
+from backend.storage import population as store
 from backend.storage.alarm_burden import ward_burdens
 from webapp import population_view as pv
 from webapp.security import current_db, current_settings, register_page, secure_callback
@@ -202,13 +203,10 @@ def _status(end: date) -> tuple[str, str]:
     """"Computed up to ..." or a visible DATA DELAYED when the job has not run lately."""
     settings = current_settings()
     db = current_db()
-    rows = list(db.execute("SELECT computed_ts FROM population_days WHERE year = %s",
-                           (end.year,)))
-    last = max((r["computed_ts"] for r in rows if r["computed_ts"]), default=None)
+    last = store.last_computed(db, end.year)
     if last is None:
         return ("DATA DELAYED: no aggregation has run yet (icu population aggregate).",
                 "population-status delayed")
-    last = last.replace(tzinfo=UTC) if last.tzinfo is None else last
     age = datetime.now(UTC) - last
     limit = timedelta(minutes=2 * settings.population.schedule_minutes)
     computed = localtime.day_clock(last, settings.timezone, seconds=False)

@@ -9,9 +9,10 @@ with the app's settings before Dash imports this module and starts with the app.
 callbacks carry the policy's permissions: "ward" for the update, "ward.acknowledge"
 for the Acknowledge buttons (the server refuses other roles before the callback runs).
 
-Acknowledge: ``AlertStore.acknowledge`` (one Cassandra lightweight transaction decides
-between concurrent clicks; audited), then an ``alerts.lifecycle`` message so every
-screen of every process shows who acknowledged.
+Acknowledge: ``backend.alerting.lifecycle.Lifecycle.acknowledge``, as from the alert
+inbox and the e-mail link (one Cassandra lightweight transaction decides between
+concurrent clicks; one history step, one audit event), then an ``alerts.lifecycle``
+message so every screen of every process shows who acknowledged.
 
 A ward display account (``auth_policy.ONE_WARD``) sees its one ward, whatever the
 request asks for: the layout and the 1 s update are fixed to it and an alarm of another
@@ -24,17 +25,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import weakref
 
 import dash
-from cassandra.cluster import Session
 from dash import html
 from flask_login import current_user
 
+from backend.alerting.lifecycle import WARD_SCREEN, Lifecycle
 from backend.auth_policy import ward_scope
 from backend.storage import census
 from backend.storage.alerts import AckResult, AlertStore
+from backend.storage.statements import store
 from webapp.live import lifecycle_publisher, live_state
 from webapp.security import current_db, current_settings, register_page, tag
 from webapp.ward import register_ward_callbacks, ward_layout
@@ -43,23 +43,11 @@ log = logging.getLogger(__name__)
 
 register_page(__name__, "ward")
 
-VIA = "ward_screen"
+VIA = WARD_SCREEN
 TRUE = ("1", "true", "yes", "on")
 
 # The process's live state (create_app made it with the app's settings).
 STATE = live_state(start=False)
-
-_stores: weakref.WeakKeyDictionary[Session, AlertStore] = weakref.WeakKeyDictionary()
-_stores_lock = threading.Lock()
-
-
-def _alert_store(session: Session) -> AlertStore:
-    with _stores_lock:
-        store = _stores.get(session)
-        if store is None:
-            store = _stores[session] = AlertStore(session)
-        return store
-
 
 def known_wards() -> list[str]:
     """The census's wards, plus any the live state knows (a ward sending before its
@@ -96,8 +84,7 @@ def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None 
 
 
 def _alert_ward(alert_id: str) -> str | None:
-    row = current_db().execute("SELECT ward FROM alerts WHERE alert_id = %s",
-                               (alert_id,)).one()
+    row = store(AlertStore, current_db()).get(alert_id)
     return row.get("ward") if row else None
 
 
@@ -108,7 +95,8 @@ def acknowledge(alert_id: str, user: str) -> AckResult:
         log.warning("ward display %s: acknowledging %s of another ward refused", user,
                     alert_id)
         return AckResult(False, "This alarm is not on this screen's ward.", alert_id)
-    result = _alert_store(current_db()).acknowledge(alert_id, user, VIA)
+    lifecycle = Lifecycle(current_db(), current_settings().alert_manager)
+    result = lifecycle.acknowledge(alert_id, user, VIA)
     if result.ok and result.event is not None:
         try:
             lifecycle_publisher(current_settings()).publish(result.event)

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from dash import html
 
 from backend import localtime
-from backend.census import Admission
+from backend.admission import Admission
+from backend.alerting.status import ENDED, AlertStatus
+from backend.messages import ValidatedReading
 from backend.notes import Note
 from backend.patient_record import AlertHistory, RiskNow
 from webapp.patient.figure import AlertMark, NoteMark
@@ -79,13 +81,13 @@ def risk_text(risk: RiskNow | None) -> str:
     return f"{risk.risk:.2f} ({side} threshold {risk.threshold:.2f}, model {risk.model_version})"
 
 
-def news2_text(state: dict | None) -> str:
-    news2 = state.get("news2") if state else None
-    band = (state.get("news2_band") or "") if state else ""
+def news2_text(state: ValidatedReading | None) -> str:
+    news2 = state.news2 if state else None
+    band = (state.news2_band or "") if state else ""
     return f"{news2} ({band})" if news2 is not None else "-"
 
 
-def header(patient_id: str, admission: Admission | None, state: dict | None,
+def header(patient_id: str, admission: Admission | None, state: ValidatedReading | None,
            now_ms: int, newest_ms: int | None, risk: RiskNow | None = None,
            tz: str | None = None) -> html.Div:
     """The header. NEWS2, the risk and the freshness line have ids: the page refreshes
@@ -135,18 +137,18 @@ def freshness_text(newest_ms: int | None, now_ms: int,
     return f"Not monitored now ({when})", "pt-fresh pt-fresh--none"
 
 
-STATUS_WORDS = {"raised": "raised", "escalated": "escalated", "silenced": "silenced",
-                "acknowledged": "acknowledged", "resolved": "resolved",
-                "auto_resolved": "auto-resolved", "cleared": "ended by itself"}
-ENDED = ("resolved", "auto_resolved", "cleared")
+STATUS_WORDS = {AlertStatus.RAISED: "raised", AlertStatus.ESCALATED: "escalated",
+                AlertStatus.SILENCED: "silenced", AlertStatus.ACKNOWLEDGED: "acknowledged",
+                AlertStatus.RESOLVED: "resolved", AlertStatus.AUTO_RESOLVED: "auto-resolved",
+                AlertStatus.CLEARED: "ended by itself"}
 
 
 def status_text(a: AlertHistory) -> str:
     """The alert's status in words, with the escalation level reached."""
     text = STATUS_WORDS.get(a.status, a.status)
-    if a.escalation_level and a.status not in ("escalated",):
+    if a.escalation_level and a.status != AlertStatus.ESCALATED:
         text += f" (escalated to level {a.escalation_level})"
-    elif a.status == "escalated":
+    elif a.status == AlertStatus.ESCALATED:
         text += f" to level {a.escalation_level or 1}"
     return text
 
@@ -161,7 +163,7 @@ def lifecycle(a: AlertHistory, tz: str | None = None) -> str:
         parts.append(f"acknowledged by {a.acknowledged_by} {clock(a.acknowledged_ms, tz)}")
     if a.status in ENDED:
         end = a.resolved_ms or a.cleared_ms or a.status_ms
-        who = f" by {a.status_by}" if a.status == "resolved" and a.status_by else ""
+        who = f" by {a.status_by}" if a.status == AlertStatus.RESOLVED and a.status_by else ""
         parts.append(f"{STATUS_WORDS[a.status]}{who} {clock(end, tz)}")
     else:
         parts.append("still active" + (f" (condition ended {clock(a.cleared_ms, tz)})"

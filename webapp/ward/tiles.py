@@ -25,6 +25,7 @@ from dash import dcc, html
 
 from backend import localtime
 from backend.alerting.rules import STALE_RULE, ValueFlag
+from backend.alerting.status import AlertStatus
 from backend.messages import Priority
 from backend.vitals import VITALS, Vital
 from webapp.live.state import Alarm, BedSnapshot, ParamState, TrendPoint
@@ -35,7 +36,8 @@ SENSOR_OFF = "SENSOR OFF"
 STALE_TEXT = "No signal from the monitor"
 MISSING = "--"
 
-_STATUS_TEXT = {"acknowledged": "ACK", "escalated": "ESCALATED", "silenced": "SILENCED"}
+_STATUS_TEXT = {AlertStatus.ACKNOWLEDGED: "ACK", AlertStatus.ESCALATED: "ESCALATED",
+                AlertStatus.SILENCED: "SILENCED"}
 # Sparkline colours are fixed (an <img> cannot read CSS variables); chosen to read on
 # both the dark and the light theme.
 _SPARK_COLOUR = {Vital.HR: "#20b26b", Vital.SPO2: "#2f8fe8"}
@@ -258,9 +260,10 @@ def alarm_badge(alarm: Alarm, *, more: int = 0, ack_button: bool = True) -> html
         children.append(html.Span(f"+{more}", className="alarm-more",
                                   title=f"{more} more active alarm(s)"))
     if alarm.status in _STATUS_TEXT:
-        by = f" {alarm.status_by}" if alarm.status_by and alarm.status == "acknowledged" else ""
+        acked = alarm.status == AlertStatus.ACKNOWLEDGED
+        by = f" {alarm.status_by}" if alarm.status_by and acked else ""
         children.append(html.Span(f"✓ {_STATUS_TEXT[alarm.status]}{by}"
-                                  if alarm.status == "acknowledged"
+                                  if acked
                                   else _STATUS_TEXT[alarm.status], className="alarm-status",
                                   title=f"{alarm.status} by {alarm.status_by}"
                                   if alarm.status_by else alarm.status))
@@ -269,7 +272,7 @@ def alarm_badge(alarm: Alarm, *, more: int = 0, ack_button: bool = True) -> html
             "ACK", id={"type": "ward-ack", "alert": alarm.alert_id}, n_clicks=0,
             className="alarm-ack", title="Acknowledge this alarm",
         ))
-    state = "acked" if alarm.status == "acknowledged" else "active"
+    state = "acked" if alarm.status == AlertStatus.ACKNOWLEDGED else "active"
     return html.Div(children, className=f"wt-alarm alarm--{pri} alarm--{state}",
                     role="alert" if state == "active" else None)
 
@@ -320,7 +323,7 @@ def render_vitals(s: BedSnapshot) -> list:
     head = html.Div(
         [
             html.Span(s.bed, className="wt-bed"),
-            # issue 5: the patient's label opens the drill-down page
+            # the patient's label opens the drill-down page
             dcc.Link(s.label or "patient ›", href=f"/patient/{quote(s.patient_id, safe='')}",
                      className="wt-pt wt-pt-link", title=s.label or "")
             if s.patient_id else html.Span(s.label or "", className="wt-pt",

@@ -22,13 +22,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 
+from backend.alerting.status import AlertStatus
 from backend.messages import Priority
 from webapp.live.state import BedSnapshot, WardState
 from webapp.ward.tiles import (
@@ -248,31 +249,6 @@ def _flask_login_user() -> str | None:
     return None
 
 
-def _flask_login_roles() -> Collection[str]:
-    try:
-        from flask_login import current_user
-
-        if not current_user or not current_user.is_authenticated:
-            return ()
-        roles = getattr(current_user, "roles", None)
-        if roles is None:
-            role = getattr(current_user, "role", None)
-            roles = (role,) if role else ()
-        return {str(r) for r in roles}
-    except Exception:
-        return ()
-
-
-def _authorised(allowed: Collection[str] | None, user_roles: Callable[[], Collection[str]]) -> bool:
-    if allowed is None:
-        return True
-    try:
-        return bool(set(allowed) & set(user_roles()))
-    except Exception:
-        log.exception("role lookup failed")
-        return False
-
-
 def _banner(state: WardState, now: float) -> tuple[Any, str]:
     since = state.delayed_since
     if since is None:
@@ -308,9 +284,6 @@ def ward_callbacks(
     *,
     on_acknowledge: Callable[[str, str], Any] | None = None,
     current_user: Callable[[], str | None] = _flask_login_user,
-    allowed_roles: Collection[str] | None = None,
-    ack_roles: Collection[str] | None = None,
-    user_roles: Callable[[], Collection[str]] = _flask_login_roles,
     clock: Callable[[], float] = time.time,
 ) -> tuple[list[CallbackSpec], list[ClientsideSpec]]:
     """The ward screen's callbacks, unregistered. See ``register_ward_callbacks``."""
@@ -336,12 +309,6 @@ def ward_callbacks(
         present = _present_parts()
         keep_parts = [[no_update] * len(present[p]) for p in PARTS]
         try:
-            if not _authorised(allowed_roles, user_roles):
-                return (
-                    [html.Div("You are not allowed to see this ward.", className="ward-empty")],
-                    no_update, *keep_parts, None, None, "ward-banner is-hidden",
-                    format_clock(now), None, no_update, no_update,
-                )
             wards = state.wards()
             if ward is None and wards:
                 ward = wards[0]
@@ -406,8 +373,6 @@ def ward_callbacks(
             user = current_user()
             if not user:
                 return _toast("Sign in to acknowledge alarms.", ok=False)
-            if not _authorised(ack_roles, user_roles):
-                return _toast("Your role cannot acknowledge alarms.", ok=False)
             if on_acknowledge is None:
                 return _toast("Acknowledging is not available on this screen.", ok=False)
             alarm = state.alarm(alert_id)
@@ -416,7 +381,7 @@ def ward_callbacks(
             message = getattr(result, "message", "") or ""
             if not ok:
                 return _toast(message or "The alarm could not be acknowledged.", ok=False)
-            state.apply_lifecycle(alert_id, "acknowledged", user, clock())
+            state.apply_lifecycle(alert_id, AlertStatus.ACKNOWLEDGED, user, clock())
             what = (f"Bed {alarm.bed}: {PRIORITY_TEXT[alarm.priority]} alarm acknowledged"
                     if alarm is not None else "Alarm acknowledged")
             return _toast(message or what, ok=True)
@@ -545,9 +510,6 @@ def register_ward_callbacks(
     *,
     on_acknowledge: Callable[[str, str], Any] | None = None,
     current_user: Callable[[], str | None] = _flask_login_user,
-    allowed_roles: Collection[str] | None = None,
-    ack_roles: Collection[str] | None = None,
-    user_roles: Callable[[], Collection[str]] = _flask_login_roles,
     wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> list[CallbackSpec]:
@@ -562,17 +524,15 @@ def register_ward_callbacks(
       explains that acknowledging is not available.
     * ``current_user()``: the signed-in user's name (default: flask-login's
       ``current_user.username`` or ``get_id()``).
-    * ``allowed_roles`` / ``ack_roles``: roles allowed to see the ward data / to
-      acknowledge (``None``: no check here); ``user_roles()`` gives the user's roles
-      (default: flask-login ``current_user.roles`` or ``.role``).
     * ``wrap(permission, function)``: applied to each server-side callback before
       registration, e.g. ``lambda key, f: webapp.security.tag(f, key)``; the permissions
       are "ward" (the periodic update) and "ward.acknowledge" (the Acknowledge buttons).
-      Clientside callbacks (theme, URL, toast timer) never reach the server.
+      Who may call them is decided there, by the request hook of ``webapp/security.py``
+      from ``backend/auth_policy.py``, not in these callbacks. Clientside callbacks (theme,
+      URL, toast timer) never reach the server.
     """
     server, client = ward_callbacks(
-        state, on_acknowledge=on_acknowledge, current_user=current_user,
-        allowed_roles=allowed_roles, ack_roles=ack_roles, user_roles=user_roles, clock=clock,
+        state, on_acknowledge=on_acknowledge, current_user=current_user, clock=clock,
     )
     for spec in server:
         function = wrap(spec.permission, spec.function) if wrap is not None else spec.function

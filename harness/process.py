@@ -1,0 +1,87 @@
+"""An ``icu`` command as a child process: its own process group (so a test can kill the
+whole tree like a crash), its output in a log file, "ready" when a line appears."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backend.settings import Settings
+from harness import REPO
+
+
+class IcuProcess:
+    """``python -m ops.cli ARGS`` with ``settings`` as its environment."""
+
+    def __init__(self, settings: Settings, args: list[str] | tuple[str, ...], log_path: Path,
+                 ready_text: str | None = None) -> None:
+        self.settings = settings
+        self.args = tuple(args)
+        self.log_path = log_path
+        self.ready_text = ready_text
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 240) -> float:
+        """Start it and wait for ``ready_text`` in its log; the seconds that took. Raises
+        AssertionError (with the log's tail) if it exits or is not ready in time."""
+        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        t0 = time.monotonic()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", *self.args], cwd=REPO, env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if self.ready_text:
+            while self.ready_text not in self.text():
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"`icu {' '.join(self.args)}` exited "
+                                         f"{self.proc.returncode}:\n{self.tail()}")
+                if time.monotonic() - t0 > timeout:
+                    raise AssertionError(f"`icu {' '.join(self.args)}` not ready in "
+                                         f"{timeout:.0f} s:\n{self.tail()}")
+                time.sleep(0.1)
+        return time.monotonic() - t0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process tree: no shutdown hook, no final commit."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM the process tree; SIGKILL it if it has not exited after ``timeout``."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+
+class StreamJob(IcuProcess):
+    """``icu stream run`` (or another stream ``command``, e.g. ``("stream", "risk")``)."""
+
+    def __init__(self, settings: Settings, log_path: Path,
+                 command: tuple[str, ...] = ("stream", "run"),
+                 ready_text: str = "alarm query running") -> None:
+        super().__init__(settings, command, log_path, ready_text)
+
+    def start(self, ready_timeout: float = 180) -> float:
+        return super().start(ready_timeout)

@@ -1,0 +1,143 @@
+"""``icu stream``: run the Spark Structured Streaming jobs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import click
+
+from backend.settings import Settings, get_settings
+
+
+@click.group()
+def cli() -> None:
+    """Spark streaming jobs."""
+
+
+def _settings(master: str | None = None) -> Settings:
+    from backend.clients import ClientConfigError, require_secure_services
+
+    settings = get_settings()
+    try:
+        require_secure_services(settings, "the stream job")
+    except ClientConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if master:
+        settings = settings.model_copy(
+            update={"spark": settings.spark.model_copy(update={"master": master})}
+        )
+    return settings
+
+
+@cli.command("run")
+@click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
+@click.option("--risk/--no-risk", default=True, show_default=True,
+              help="also run the risk query (hourly sepsis risk, streaming/risk_job.py)")
+@click.option("--persist/--no-persist", default=True, show_default=True,
+              help="also run the persist query (Kafka -> Cassandra, streaming/persist_job.py)")
+def run(master: str | None, risk: bool, persist: bool) -> None:
+    """Run the stream job until interrupted: the alarm query (Kafka -> alarms ->
+    Kafka), the persist query (Kafka -> Cassandra) and the risk query."""
+    from streaming.persist_job import persist_checkpoint_dir, start_persist_query
+    from streaming.session import LATENCY_POOL, THROUGHPUT_POOL, spark_session, use_pool
+    from streaming.vitals_job import Ticker, checkpoint_location, start_vitals_query
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(master)
+    spark = spark_session(settings)
+    spark.sparkContext.setLogLevel("WARN")
+    use_pool(spark, LATENCY_POOL)
+    query, sink = start_vitals_query(spark, settings)
+    ticker = Ticker(settings).start()
+    click.echo(f"alarm query running (master {settings.spark.master}, "
+               f"checkpoint {checkpoint_location(settings)})")
+    use_pool(spark, THROUGHPUT_POOL)
+    closers = [ticker.stop, sink.close]
+    queries = [query]
+    if persist:
+        queries.append(start_persist_query(spark, settings))
+        click.echo(f"persist query running (checkpoint {persist_checkpoint_dir(settings)})")
+    if risk:
+        from streaming.risk_job import risk_checkpoint_dir, start_risk_query
+
+        risk_query, risk_sink = start_risk_query(spark, settings)
+        queries.append(risk_query)
+        closers.append(risk_sink.close)
+        click.echo(f"risk stream running (checkpoint {risk_checkpoint_dir(settings)})")
+    _serve(spark, queries, closers, settings)
+
+
+@cli.command("risk")
+@click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
+def risk_cmd(master: str | None) -> None:
+    """Run only the risk query: hourly sepsis risk from vitals.validated."""
+    from streaming.risk_job import risk_checkpoint_dir, start_risk_query
+    from streaming.session import spark_session
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(master)
+    spark = spark_session(settings, app_name="icu-risk")
+    spark.sparkContext.setLogLevel("WARN")
+    query, sink = start_risk_query(spark, settings)
+    click.echo(f"risk stream running (master {settings.spark.master}, "
+               f"checkpoint {risk_checkpoint_dir(settings)})")
+    _serve(spark, [query], [sink.close], settings)
+
+
+# What Spark's Kafka source reports when a checkpointed offset is no longer on the broker
+# (failOnDataLoss: the job refuses to skip records silently).
+_LOST_OFFSETS = "OffsetOutOfRange"
+
+
+def _lost_offsets_help(queries: list, settings: Settings) -> str:
+    return (
+        "the stream job cannot resume: records its checkpoint still needed were deleted by "
+        "Kafka's retention (ICU_KAFKA__RETENTION_HOURS) while it was stopped, and it does "
+        "not skip records silently. Readings it had not yet processed are lost for the "
+        "alarms; those the persist query had stored are in Cassandra. To start again "
+        "from what the broker still holds, move the checkpoint directories aside "
+        f"({settings.spark.checkpoint_dir}*, queries "
+        f"{', '.join(str(q.name) for q in queries)}) and start the job again."
+    )
+
+
+def _serve(spark, queries: list, closers: list, settings: Settings) -> None:
+    """Until SIGTERM/Ctrl-C or a query fails: then stop every query, close the sinks."""
+
+    def stop(*_: object) -> None:
+        for q in queries:
+            q.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        spark.streams.awaitAnyTermination()
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        if _LOST_OFFSETS in str(exc):
+            raise click.ClickException(_lost_offsets_help(queries, settings)) from None
+        raise
+    finally:
+        stop()
+        for close in closers:
+            close()
+        spark.stop()
+
+
+@cli.command("waveforms")
+def waveforms() -> None:
+    """Store the waveform chunks of ``waveforms.raw`` in Cassandra until interrupted."""
+    from streaming.waveform_sink import WaveformSink
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sink = WaveformSink(_settings())
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    click.echo("waveform sink running")
+    try:
+        sink.run(lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.close()
