@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from backend.settings import Settings
-from backend.storage.migrate import split_statements
+from backend.storage.migrate import SchemaAgreementError, schema_changes, split_statements
 from ops import cassandra_server
 from ops.artefacts import cassandra_home, fetch_cassandra
 from ops.server_processes import java
@@ -298,10 +298,13 @@ def restore(settings: Settings, src: Path, *, keyspace: str | None = None,
                               "one (--keyspace), or drop it first")
         statements = schema_statements((src / manifest["schema"]).read_text(),
                                        manifest["keyspace"], target, cfg.replication_factor)
-        for statement in statements:
-            session.execute(statement, timeout=60)
-        if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=60):
-            raise BackupError("the target's nodes do not agree on the new schema after 60 s")
+        try:
+            with schema_changes(session) as run:
+                for statement in statements:
+                    run(statement)
+        except SchemaAgreementError as exc:
+            raise BackupError(f"the target's nodes do not agree on the new schema: {exc}") \
+                from None
     finally:
         session.cluster.shutdown()
     tables = sorted({t for info in manifest["nodes"].values() for t in info["tables"]})
