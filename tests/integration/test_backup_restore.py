@@ -21,6 +21,7 @@ from cassandra.cluster import Session
 
 from backend import audit
 from backend.alerting.ids import alert_id
+from backend.alerting.lifecycle import Lifecycle
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import Settings
 from backend.storage import census
@@ -59,10 +60,11 @@ def _write(session: Session, start_ms: int, seconds: int, seed: int) -> dict[str
             patient_id=plan.patient_id, ward=plan.ward, bed=plan.bed, rule="ref_spo2_low",
             priority=Priority.HIGH, message="SpO2 84 % below 85 %", values={"spo2": 84.0},
             onset_ts=onset, reading_ts=onset + 10_000, detected_ts=onset + 10_100))
-        audit.record(session, f"nurse{seed}", "patient.view", audit.PATIENT, plan.patient_id,
-                     via="web")
+        audit.record(session, f"nurse{seed}", audit.PATIENT_VIEWED, audit.PATIENT,
+                     plan.patient_id, via="web")
     first = alert_id(plans[0].patient_id, "ref_spo2_low", start_ms + 10_000)
-    alerts.acknowledge(first, f"nurse{seed}", "web", comment="seen")
+    assert Lifecycle(session, store=alerts).acknowledge(first, f"nurse{seed}", "web",
+                                                        comment="seen").ok
     return {"readings": len(readings), "alerts": len(plans), "audit": len(plans)}
 
 
