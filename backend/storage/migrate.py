@@ -137,10 +137,16 @@ def schema_changes(session: Session) -> Iterator[Callable[..., object]]:
     that is not DDL. The driver's own wait after each DDL statement is off meanwhile (a
     setting of the whole ``Cluster``: migrations run before the process does other work)."""
     cluster = session.cluster
-    # The control connection's node: the driver refreshes its schema metadata from there
-    # after each change, so the metadata is current although nobody waits.
+    # Preferably the control connection's node: the driver refreshes its schema metadata
+    # from there after each change, so the metadata is current although nobody waits.
+    # Only a node this session has connections to can be asked (a node that was down
+    # when the session connected has none yet).
+    connected = session.get_pool_state()
     control = cluster.control_connection.get_connections()
     host = cluster.metadata.get_host(control[0].endpoint) if control else None
+    stale_metadata = host not in connected
+    if stale_metadata:
+        host = next(iter(connected), None)
     changed = False
 
     def agree() -> None:
@@ -162,12 +168,18 @@ def schema_changes(session: Session) -> Iterator[Callable[..., object]]:
         changed |= ddl
         return result
 
+    if host is None:  # no connection to pin: every statement waits, as the driver does
+        yield lambda statement, params=None: session.execute(statement, params, timeout=60)
+        return
     saved = cluster.max_schema_agreement_wait
     cluster.max_schema_agreement_wait = 0
     try:
         yield run
     finally:
         cluster.max_schema_agreement_wait = saved
+    if changed and stale_metadata:
+        agree()
+        cluster.refresh_schema_metadata()
     agree()
 
 

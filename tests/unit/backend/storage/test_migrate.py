@@ -59,6 +59,9 @@ class _Session:
         self.cluster.metadata = metadata
         self.cluster.max_schema_agreement_wait = 10
 
+    def get_pool_state(self) -> dict:
+        return {"host:node-1": {}, "host:node-2": {}}
+
     def execute(self, statement: str, params=None, timeout=None, host=None) -> list:
         self.log.append((statement.split()[0], host, self.cluster.control_connection.waits,
                          self.cluster.max_schema_agreement_wait))
@@ -117,3 +120,16 @@ def test_retention_alters_only_the_tables_whose_ttl_differs() -> None:
     current["raw_messages"] = 7 * day
     apply_retention(run, s)
     assert len(sent) == 1  # only the read
+
+
+def test_schema_changes_use_a_connected_node_when_the_control_node_has_no_pool() -> None:
+    from backend.storage.migrate import schema_changes
+
+    session = _Session()
+    session.get_pool_state = lambda: {"host:node-3": {}}  # type: ignore[method-assign]
+    refreshed = []
+    session.cluster.refresh_schema_metadata = lambda: refreshed.append(True)
+    with schema_changes(session) as run:  # type: ignore[arg-type]
+        run("CREATE TABLE ks.a (x int PRIMARY KEY)")
+    assert [host for _, host, _, _ in session.log] == ["host:node-3"]
+    assert refreshed == [True]  # the control node's metadata caught up after agreement
