@@ -22,6 +22,17 @@ import pytest
 from backend.settings import ClusterSettings, Settings
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A selection that does not name ``replicated`` (``-m integration``, say) leaves the
+    replicated set's tests out, as the default run does."""
+    if "replicated" in (config.option.markexpr or ""):
+        return
+    dropped = [i for i in items if i.get_closest_marker("replicated")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if not i.get_closest_marker("replicated")]
+
+
 @pytest.fixture(scope="session")
 def replicated(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     from ops import cluster
