@@ -63,7 +63,7 @@ def _write(session: Session, start_ms: int, seconds: int, seed: int) -> dict[str
         audit.record(session, f"nurse{seed}", audit.PATIENT_VIEWED, audit.PATIENT,
                      plan.patient_id, via="web")
     first = alert_id(plans[0].patient_id, "ref_spo2_low", start_ms + 10_000)
-    assert Lifecycle(session, store=alerts).acknowledge(first, f"nurse{seed}", "web",
+    assert Lifecycle(session, store=alerts).acknowledge(first, f"nurse{seed}", "alerts_page",
                                                         comment="seen").ok
     return {"readings": len(readings), "alerts": len(plans), "audit": len(plans)}
 
