@@ -24,7 +24,13 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    CoordinatorNotAvailableError,
+    KafkaError,
+    KafkaTimeoutError,
+    NotCoordinatorError,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 
@@ -118,7 +124,7 @@ class TransactionalPublisher:
             group += f"-{checkpoint_query_id(self.checkpoint)}"
         self.group = group
         if self._admin is None:
-            self._admin = KafkaAdminClient(**kafka_config(cfg))
+            self._admin = self._new_admin()
             with contextlib.suppress(TopicAlreadyExistsError):
                 self._admin.create_topics([NewTopic(
                     cfg.topic_sink_progress, 1, cfg.replication_factor,
@@ -126,6 +132,9 @@ class TransactionalPublisher:
         self._producer = self._new_producer()
         # Fences any zombie producer of a previous run with the same transactional id.
         self._producer.init_transactions()
+
+    def _new_admin(self) -> KafkaAdminClient:
+        return KafkaAdminClient(**kafka_config(self.cfg))
 
     def _new_producer(self) -> KafkaProducer:
         cfg = self.cfg
@@ -150,6 +159,13 @@ class TransactionalPublisher:
                 # while it moves; anything else, or a long outage, fails the batch.
                 if not getattr(exc, "retriable", False) or attempt == 29:
                     raise
+                if isinstance(exc, NotCoordinatorError | CoordinatorNotAvailableError):
+                    # kafka-python's admin client keeps the coordinator it found first
+                    # and never looks again: after that broker failed it is asked (and
+                    # answers NOT_COORDINATOR) for ever. A new client looks it up anew.
+                    with contextlib.suppress(Exception):
+                        self._admin.close()
+                    self._admin = self._new_admin()
                 time.sleep(min(0.1 * 2**attempt, 2.0))
         committed = offsets.get(self.group, {}).get(self._progress_tp)
         return -1 if committed is None or committed.offset < 0 else committed.offset - 1

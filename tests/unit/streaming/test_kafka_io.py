@@ -107,3 +107,32 @@ def test_a_transaction_stuck_every_time_fails_the_batch(publisher, monkeypatch) 
     assert len(made) == kafka_io.STALL_ATTEMPTS
     for p in made:
         p.forever.set()
+
+
+def test_a_coordinator_that_moved_is_looked_up_again(monkeypatch) -> None:
+    from kafka.errors import NotCoordinatorError
+    from kafka.structs import OffsetAndMetadata
+
+    class Admin:
+        def __init__(self, stale: bool) -> None:
+            self.stale = stale
+
+        def create_topics(self, topics) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+        def list_group_offsets(self, spec: dict) -> dict:
+            if self.stale:  # the cached coordinator's broker is no longer it
+                raise NotCoordinatorError("not the coordinator")
+            (group, tps), = spec.items()
+            return {group: {tps[0]: OffsetAndMetadata(8, "", -1)}}
+
+    admins = [Admin(stale=True), Admin(stale=False)]
+    monkeypatch.setattr(kafka_io.time, "sleep", lambda s: None)
+    pub = kafka_io.TransactionalPublisher(KafkaSettings(), "unit")
+    monkeypatch.setattr(pub, "_new_admin", lambda: admins.pop(0))
+    monkeypatch.setattr(pub, "_new_producer", lambda: _Producer())
+    assert pub.last_published_batch() == 7
+    assert admins == []  # the stale client was replaced once
