@@ -187,10 +187,10 @@ def test_every_reading_stored_exactly_once_through_broker_and_node_kills(
                 for d in (0, 1)}
 
         def stored() -> list[tuple] | None:
-            rows = [(r["patient_id"], r["device_id"], r["seq"]) for p in plans
+            rows = [(r["patient_id"], r["device_id"], r["seq"]) for p in plans for d in days
                     for r in session.execute(
                         "SELECT patient_id, device_id, seq FROM readings_by_patient_day "
-                        "WHERE patient_id = %s AND day IN %s", (p.patient_id, tuple(days)))]
+                        "WHERE patient_id = %s AND day = %s", (p.patient_id, d))]
             return rows if len(rows) >= len(expected) else None
 
         rows = wait_until(stored, timeout=180, interval=3, what="every reading stored")
