@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ _DDL_RE = re.compile(r"^\s*(CREATE|ALTER|DROP)\s", re.IGNORECASE)
 _DAY = 86_400
 # How long the nodes may take to agree on the schema after a batch of changes.
 AGREEMENT_SECONDS = 120.0
+# How long to wait for nodes the driver is not connected to (below).
+PEER_AGREEMENT_SECONDS = 60.0
 
 # Tables whose default TTL follows the retention settings: table -> settings attribute.
 RETENTION: dict[str, str] = {
@@ -149,13 +152,28 @@ def schema_changes(session: Session) -> Iterator[Callable[..., object]]:
         host = next(iter(connected), None)
     changed = False
 
+    def versions() -> set:
+        return {r["schema_version"] for table in ("local", "peers")  # type: ignore[index]
+                for r in session.execute(f"SELECT schema_version FROM system.{table}",
+                                         host=host)}
+
     def agree() -> None:
         nonlocal changed
-        if changed and not cluster.control_connection.wait_for_schema_agreement(
+        if not changed:
+            return
+        if not cluster.control_connection.wait_for_schema_agreement(
                 wait_time=AGREEMENT_SECONDS):
             raise SchemaAgreementError(
                 f"the Cassandra nodes do not agree on the schema after {AGREEMENT_SECONDS:.0f}"
                 " s; run the migrations again once every node is up")
+        # The driver counts only the nodes it holds connections to: a node it has not
+        # reached yet (just started) is up for Cassandra all the same, and a quorum read
+        # it serves without the new table fails (INCOMPATIBLE_SCHEMA, seen on the
+        # three-node set). The coordinator's gossip knows every node's schema version;
+        # a node that stays behind (down) is waited for a bounded time only.
+        deadline = time.monotonic() + PEER_AGREEMENT_SECONDS
+        while len(versions()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
         changed = False
 
     def run(statement: str, params: object = None) -> object:

@@ -52,6 +52,7 @@ class _Session:
 
     def __init__(self, agrees: bool = True) -> None:
         self.log: list[tuple] = []
+        self.versions_asked = 0
         control = _Control(agrees)
         metadata = type("Metadata", (), {"get_host": staticmethod(lambda e: f"host:{e}")})()
         self.cluster = type("Cluster", (), {})()
@@ -63,6 +64,9 @@ class _Session:
         return {"host:node-1": {}, "host:node-2": {}}
 
     def execute(self, statement: str, params=None, timeout=None, host=None) -> list:
+        if statement.startswith("SELECT schema_version FROM system."):
+            self.versions_asked += 1
+            return [{"schema_version": "v1"}]  # every node on the same schema
         self.log.append((statement.split()[0], host, self.cluster.control_connection.waits,
                          self.cluster.max_schema_agreement_wait))
         return []
@@ -81,6 +85,7 @@ def test_schema_changes_wait_once_for_agreement_before_data_and_at_the_end() -> 
         assert session.cluster.control_connection.waits == 1
         run("DROP TABLE ks.b")
     assert session.cluster.control_connection.waits == 2
+    assert session.versions_asked == 4  # and every node's version, as gossip knows it
     # every statement on the control connection's node, the driver's own wait off
     assert {(host, wait) for _, host, _, wait in session.log} == {("host:node-2", 0)}
     assert session.cluster.max_schema_agreement_wait == 10  # restored
