@@ -58,6 +58,11 @@ class KafkaSettings(BaseModel):
     # How long Kafka keeps records (every topic the platform creates). Raw vital signs
     # stay readable there until this expires, also after `icu patient erase`.
     retention_hours: float = Field(default=168.0, gt=0)
+    # Copies of every topic the platform creates, and how many of them must have a
+    # record before an acks=all producer hears "stored" (1 and 1 on the single-node
+    # broker; 3 and 2 on the replicated set, which then survives one broker down).
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
     topic_raw: str = "vitals.raw"
     topic_validated: str = "vitals.validated"
     topic_deadletter: str = "vitals.deadletter"
@@ -88,6 +93,11 @@ class CassandraSettings(BaseModel):
     # The stream job's writes through the Spark Cassandra Connector (a quorum of the
     # replicas in the local data centre: with replication factor 1, the one node).
     write_consistency: str = "LOCAL_QUORUM"
+    # Every other read and write of the platform (the Python driver's default, and the
+    # connector's reads): with replication factor 3 a quorum is 2 replicas, so one node
+    # may be down and a read still sees every acknowledged write.
+    consistency: str = Field(default="LOCAL_QUORUM",
+                             pattern="^(ONE|LOCAL_ONE|QUORUM|LOCAL_QUORUM|EACH_QUORUM|ALL)$")
     tls: TlsSettings = TlsSettings()
 
 
@@ -143,6 +153,38 @@ class SparkSettings(BaseModel):
     @property
     def cluster_url(self) -> str:
         return f"spark://127.0.0.1:{self.cluster_port}"
+
+
+class ClusterSettings(BaseModel):
+    """The replicated set ``icu services start --cluster`` runs on this one machine
+    (ops/cluster.py): three Kafka brokers (each also a KRaft controller) on 127.0.0.1 and
+    three Cassandra nodes on ``cassandra_hosts``. Its ports differ from the single-node
+    servers' (9092/9093, 9042/7000 on 127.0.0.1), so both can run side by side; its
+    data lives under ``cache_dir``/var/cluster. ``icu services env --cluster`` prints the
+    ICU_* variables that point the clients at it."""
+
+    kafka_ports: list[int] = [19092, 19093, 19094]  # broker i's controller: port + 100
+    cassandra_hosts: list[str] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    # One port for all nodes (each node has its own address); the Spark Cassandra
+    # Connector and the Python driver both assume that.
+    cassandra_port: int = 19042
+    cassandra_storage_port: int = 17000
+    # JMX (nodetool: snapshots for `icu db backup`) binds to 127.0.0.1 only, so each
+    # node has its own port: node i listens on jmx_port + i - 1.
+    cassandra_jmx_port: int = 17199
+    replication_factor: int = Field(default=3, ge=1)
+    min_insync_replicas: int = Field(default=2, ge=1)
+    kafka_heap_mb: int = Field(default=384, ge=128)
+    cassandra_heap_mb: int = Field(default=768, ge=512)
+
+    @model_validator(mode="after")
+    def _enough_nodes(self) -> ClusterSettings:
+        nodes = min(len(self.kafka_ports), len(self.cassandra_hosts))
+        if not self.min_insync_replicas <= self.replication_factor <= nodes:
+            raise ValueError(f"need min_insync_replicas ({self.min_insync_replicas}) <= "
+                             f"replication_factor ({self.replication_factor}) <= nodes "
+                             f"({nodes})")
+        return self
 
 
 class AlarmLimits(BaseModel):
@@ -439,6 +481,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     cassandra: CassandraSettings = CassandraSettings()
     spark: SparkSettings = SparkSettings()
+    cluster: ClusterSettings = ClusterSettings()
     alerting: AlertingSettings = AlertingSettings()
     risk: RiskSettings = RiskSettings()
     smtp: SmtpSettings = SmtpSettings()

@@ -76,6 +76,12 @@ def cassandra_spec(settings: Settings) -> ServerSpec:
                  config_name="cassandra.yaml", log_name="logs/system.log")
 
 
+def cassandra_jmx_port(storage_port: int) -> int:
+    """The node's JMX port (nodetool: the snapshots of `icu db backup`), bound to
+    127.0.0.1 only: its storage port + 199 (7000 -> 7199, Cassandra's default)."""
+    return storage_port + 199
+
+
 def cassandra_storage_port(settings: Settings) -> int:
     port = settings.cassandra.port
     return port - CASSANDRA_STORAGE_PORT_OFFSET if port > CASSANDRA_STORAGE_PORT_OFFSET + 1024 \
@@ -148,7 +154,11 @@ CASSANDRA_LOGBACK = """\
 """
 
 
-def cassandra_prepare(spec: ServerSpec, settings: Settings, unsafe_system: bool) -> list[str]:
+def cassandra_prepare(spec: ServerSpec, settings: Settings, unsafe_system: bool, *,
+                      heap: tuple[str, ...] = CASSANDRA_HEAP,
+                      jmx_port: int | None = None) -> list[str]:
+    """The node's directories and configuration written; its command line. ``jmx_port``:
+    JMX on 127.0.0.1 only, for nodetool (none without it)."""
     lib = spec.home / "lib"
     if not list(lib.glob("cassandra-all-*.jar")):
         fetch_cassandra(settings)
@@ -161,7 +171,7 @@ def cassandra_prepare(spec: ServerSpec, settings: Settings, unsafe_system: bool)
     logback.write_text(CASSANDRA_LOGBACK.format(logs=logs))
     jamm = sorted(lib.glob("jamm-*.jar"))
     argv = [
-        java(), *CASSANDRA_HEAP, *common_jvm_flags(),
+        java(), *heap, *common_jvm_flags(),
         # G1 settings of jvm17-server.options (with a 1 GiB heap, G1 sizes the young
         # generation itself; a fixed -Xmn would defeat its pause-time goal).
         "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1",
@@ -172,7 +182,9 @@ def cassandra_prepare(spec: ServerSpec, settings: Settings, unsafe_system: bool)
         *([f"-javaagent:{jamm[-1]}"] if jamm else []),
         "-Dio.netty.tryReflectionSetAccessible=true",
         "-Dio.netty.allocator.useCacheForAllThreads=true", "-Dio.netty.allocator.maxOrder=11",
-        # No JMX port at all (neither cassandra.jmx.local.port nor .remote.port is set).
+        # JMX on 127.0.0.1 only when asked (cassandra.jmx.local.port, as Cassandra's own
+        # cassandra-env.sh does); never a remote JMX port.
+        *([f"-Dcassandra.jmx.local.port={jmx_port}"] if jmx_port else []),
         f"-Dcassandra.config=file://{spec.config}",
         f"-Dlogback.configurationFile={logback}",
         f"-Dcassandra.logdir={logs}", f"-Dcassandra.storagedir={spec.var}",
@@ -209,7 +221,9 @@ def start_cassandra(settings: Settings, *, timeout: float = 180,
     """
     spec = cassandra_spec(settings)
     return start_server(spec, settings, lambda: cassandra_probe(settings),
-                  lambda: cassandra_prepare(spec, settings, unsafe_system), timeout)
+                        lambda: cassandra_prepare(spec, settings, unsafe_system,
+                                                  jmx_port=cassandra_jmx_port(spec.other_ports[0])),
+                        timeout)
 
 
 def stop_cassandra(settings: Settings, *, timeout: float = 90) -> bool:

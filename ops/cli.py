@@ -26,6 +26,18 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+# More commands of a group, from a package its owner may not import (backend imports
+# nothing of ops): `icu db backup|restore` run Cassandra's own tools.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "db": ("ops.backup_cli:cli",),
+}
+
+
+def _load(target: str) -> click.Command:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
@@ -34,8 +46,12 @@ class LazyGroup(click.Group):
         target = SUBCOMMANDS.get(name)
         if target is None:
             return None
-        module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        command = _load(target)
+        if name not in EXTENSIONS:
+            return command
+        sources = [command, *(_load(t) for t in EXTENSIONS[name])]
+        return click.CommandCollection(name=name, sources=sources,  # type: ignore[arg-type]
+                                       help=command.help)
 
 
 @click.group(cls=LazyGroup)

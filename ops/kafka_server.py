@@ -61,15 +61,15 @@ num.recovery.threads.per.data.dir=1
 auto.create.topics.enable=false
 delete.topic.enable=true
 num.partitions={partitions}
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor={replication_factor}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replication_factor}
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replication_factor}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replication_factor}
+share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
 log.retention.hours={retention_hours}
 log.segment.bytes=268435456
@@ -97,21 +97,26 @@ KAFKA_LOG4J2 = """\
 """
 
 
-def kraft_header(controller_port: int, written_by: str) -> str:
-    """The single-node KRaft roles every broker we run starts with."""
+def kraft_header(controller_port: int, written_by: str, *, node_id: int = 1,
+                 voters: str | None = None) -> str:
+    """The KRaft roles every broker we run starts with: a broker that is also a
+    controller; alone (the default) or one of the ``voters`` (``id@host:port,...``)."""
     return (f"# Written by `{written_by}` on every start; edits are overwritten.\n"
-            "process.roles=broker,controller\nnode.id=1\n"
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}\n")
+            f"process.roles=broker,controller\nnode.id={node_id}\n"
+            f"controller.quorum.voters={voters or f'1@127.0.0.1:{controller_port}'}\n")
 
 
-def broker_properties(settings: Settings, data: Path) -> str:
-    """Storage, partitions, replication and retention from ``Settings.kafka``."""
+def broker_properties(settings: Settings, data: Path, *, replication_factor: int = 1,
+                      min_insync_replicas: int = 1) -> str:
+    """Storage, partitions and retention from ``Settings.kafka``; the copies of every
+    topic and of the internal ones (one broker: 1 and 1)."""
     return BROKER_PROPERTIES.format(
         data=data, partitions=settings.kafka.partitions,
-        retention_hours=max(1, round(settings.kafka.retention_hours)))
+        retention_hours=max(1, round(settings.kafka.retention_hours)),
+        replication_factor=replication_factor, min_isr=min_insync_replicas)
 
 
-def jvm_argv(spec: ServerSpec) -> tuple[list[str], Path]:
+def jvm_argv(spec: ServerSpec, heap: tuple[str, ...] = KAFKA_HEAP) -> tuple[list[str], Path]:
     """The broker's JVM command line up to the main class (log4j2 written), and its data
     directory (created)."""
     lib = spec.home / "lib"
@@ -121,7 +126,7 @@ def jvm_argv(spec: ServerSpec) -> tuple[list[str], Path]:
     log4j = spec.var / "log4j2.xml"
     log4j.write_text(KAFKA_LOG4J2.replace("{logs}", str(logs)))
     return [
-        java(), *KAFKA_HEAP, *common_jvm_flags(),
+        java(), *heap, *common_jvm_flags(),
         "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
         f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={logs}",

@@ -2,8 +2,8 @@
 TLS, run by this project beside (never instead of) the development servers of
 ``ops/services.py``, which accept anyone on this machine.
 
-``icu services secure start`` runs them on their own ports (Kafka 19092, its KRaft
-controller 19093; Cassandra 19042, gossip 17000) with their own data under
+``icu services secure start`` runs them on their own ports (Kafka 18092, its KRaft
+controller 18093; Cassandra 18042, gossip 16000) with their own data under
 ``<cache_dir>/secure`` (``--dir``), and writes one environment file per component
 (``<dir>/env/<component>.env``, owner-only) with that component's credentials::
 
@@ -58,8 +58,8 @@ from ops.server_processes import (
 from ops.services_cli import echo_service
 from ops.topics import ensure_topics
 
-KAFKA_PORT = 19092
-CASSANDRA_PORT = 19042
+KAFKA_PORT = 18092
+CASSANDRA_PORT = 18042
 MECHANISM = "SCRAM-SHA-512"
 
 ADMIN = "admin"

@@ -80,10 +80,24 @@ def fetch() -> None:
               help="create the Kafka topics of the settings")
 @click.option("--spark", "spark", is_flag=True,
               help="also a Spark standalone master and its workers (ops/spark_cluster.py)")
+@click.option("--cluster", "cluster", is_flag=True,
+              help="the replicated set instead: 3 Kafka brokers, 3 Cassandra nodes, Spark "
+                   "master and workers (ops/cluster.py; `icu services env --cluster`)")
 def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool,
-          spark: bool) -> None:
+          spark: bool, cluster: bool) -> None:
     """Start the local servers (idempotent) and wait until they accept clients."""
     settings = _settings_or_exit()
+    if cluster:
+        from ops.cluster import env_lines, start_cluster
+
+        t0 = time.monotonic()
+        for s in _run(lambda: start_cluster(settings, timeout=max(timeout, 300),  # type: ignore[union-attr]
+                                            topics=topics, unsafe_system=unsafe_system)):
+            echo_service(s)
+        click.echo(f"replicated set ready in {time.monotonic() - t0:.0f}s; point the "
+                   "clients at it with:")
+        click.echo("\n".join(env_lines(settings)))
+        return
     services = _run(lambda: start_all(settings, only=only, unsafe_system=unsafe_system,
                                       timeout=timeout))
     assert isinstance(services, dict)
@@ -105,21 +119,46 @@ def start(only: str | None, timeout: float, unsafe_system: bool, topics: bool,
 
 @cli.command()
 @click.option("--only", type=click.Choice(SERVICES), help="stop just this server")
-def stop(only: str | None) -> None:
+@click.option("--cluster", "cluster", is_flag=True, help="the replicated set instead")
+def stop(only: str | None, cluster: bool) -> None:
     """Stop the local servers this tool started (SIGTERM, then SIGKILL)."""
     from ops.spark_cluster import stop_spark
 
     settings = _settings_or_exit()
+    if cluster:
+        from ops.cluster import stop_cluster
+
+        gone = _run(lambda: stop_cluster(settings))
+        click.echo(f"stopped: {', '.join(gone)}" if gone  # type: ignore[arg-type]
+                   else "nothing was running")
+        return
     spark = [] if only else _run(lambda: stop_spark(settings))
     stopped = [*spark, *_run(lambda: stop_all(settings, only=only))]  # type: ignore[misc]
     click.echo(f"stopped: {', '.join(stopped)}" if stopped  # type: ignore[arg-type]
                else "nothing was running")
 
 
+def _cluster_status(settings: Settings) -> bool:
+    from ops.cluster import cluster_status
+
+    ok = True
+    for s in cluster_status(settings):
+        proc = f"pid {s.pid}, RSS {s.rss_mib or 0:.0f} MiB" if s.pid else "not running"
+        ok &= bool(s.detail)
+        click.echo(f"{s.name:<14} {s.address:<16} {proc:<28} "
+                   f"{s.detail or 'NOT accepting clients'}")
+    return ok
+
+
 @cli.command("status")
-def status_cmd() -> None:
-    """Each server, its pid and memory, and whether it accepts clients (exit 1 if not all do)."""
+@click.option("--cluster", "cluster", is_flag=True,
+              help="only the replicated set (exit 1 unless every member answers)")
+def status_cmd(cluster: bool) -> None:
+    """Each server, its pid and memory, and whether it accepts clients (exit 1 if not all
+    do); the replicated set's members too when any of them runs."""
     settings = _settings_or_exit()
+    if cluster:
+        sys.exit(0 if _cluster_status(settings) else 1)
     result = _run(lambda: status(settings))
     assert isinstance(result, dict)
     ok = True
@@ -133,13 +172,29 @@ def status_cmd() -> None:
         accepting = f"accepting clients: {s.detail}" if s.detail else "NOT accepting clients"
         ok &= bool(s.detail)
         click.echo(f"{s.name:<10} {s.address:<16} {proc:<28} {accepting}")
+    from ops.cluster import any_running
     from ops.spark_cluster import spark_status
 
-    for s in spark_status(settings):  # listed only when it runs (it is optional)
-        if s.pid:
-            click.echo(f"{s.name:<14} {s.address:<16} pid {s.pid}, RSS {s.rss_mib or 0:.0f} MiB"
-                       f"  {s.detail or 'NOT ready'}")
+    if any_running(settings):  # listed only when it runs (it is optional)
+        click.echo("replicated set (`icu services status --cluster`):")
+        _cluster_status(settings)
+    else:
+        for s in spark_status(settings):  # listed only when it runs (it is optional)
+            if s.pid:
+                click.echo(f"{s.name:<14} {s.address:<16} pid {s.pid}, RSS "
+                           f"{s.rss_mib or 0:.0f} MiB  {s.detail or 'NOT ready'}")
     sys.exit(0 if ok else 1)
+
+
+@cli.command("env")
+@click.option("--cluster", "cluster", is_flag=True, required=True,
+              help="the replicated set's client settings")
+def env_cmd(cluster: bool) -> None:
+    """Print the ICU_* variables that point every command at the replicated set:
+    eval "$(icu services env --cluster)"."""
+    from ops.cluster import env_lines
+
+    click.echo("\n".join(env_lines(_settings_or_exit())))
 
 
 @cli.command("spark-daemon")
@@ -167,11 +222,17 @@ def topics() -> None:
 
 
 @cli.command("logs")
-@click.argument("name", type=click.Choice(SERVICES))
+@click.argument("name")
 @click.option("-n", "--lines", default=50, show_default=True)
 def logs_cmd(name: str, lines: int) -> None:
-    """The last lines of a server's log."""
+    """The last lines of a server's log: kafka, cassandra, or a member of the replicated
+    set (kafka-1, cassandra-2, ...)."""
     settings = _settings_or_exit()
-    spec = kafka_spec(settings) if name == "kafka" else cassandra_spec(settings)
+    if name in SERVICES:
+        spec = kafka_spec(settings) if name == "kafka" else cassandra_spec(settings)
+    else:
+        from ops.cluster import member
+
+        spec = _run(lambda: member(settings, name)).spec  # type: ignore[union-attr]
     click.echo(f"--- {spec.server_log}")
     click.echo(tail(spec.server_log, lines))

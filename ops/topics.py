@@ -45,8 +45,11 @@ def ensure_topics(settings: Settings, *, timeout: float = 30) -> list[str]:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
+            cfg = settings.kafka
+            durability = {"min.insync.replicas": str(cfg.min_insync_replicas)}
             result = admin.create_topics(
-                [NewTopic(t, wanted[t], 1, topic_configs=topic_configs(settings).get(t, {}))
+                [NewTopic(t, wanted[t], cfg.replication_factor,
+                          topic_configs={**durability, **topic_configs(settings).get(t, {})})
                  for t in missing],
                 timeout_ms=int(timeout * 1000), raise_errors=False,
             )
@@ -71,9 +74,20 @@ def _apply_configs(admin: object, configs: dict[str, dict[str, str]]) -> None:
     what it was created with otherwise)."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    if configs:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=conf)  # type: ignore[attr-defined]
-                             for topic, conf in configs.items()])
+    if not configs:
+        return
+    # kafka-python checks the names against the topic's configuration as the broker it
+    # asks describes it; with several brokers a topic created a moment ago may not be on
+    # that one yet ("Unrecognized configs"), so it is asked again.
+    for attempt in range(20):
+        try:
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=conf)  # type: ignore[attr-defined]
+                                 for topic, conf in configs.items()])
+            return
+        except ValueError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 def _wait_for_topics(admin: object, topics: list[str], timeout: float) -> None:

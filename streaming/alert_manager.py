@@ -29,7 +29,9 @@ class LifecycleProducer:
         from backend.clients import kafka_config
 
         self.topic = settings.kafka.topic_lifecycle
-        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all", linger_ms=0,
+        # Idempotent: a send retried after a broker failover is stored once.
+        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all",
+                                                     enable_idempotence=True, linger_ms=0,
                                                      client_id="icu-alert-manager"))
 
     def __call__(self, event: AlertLifecycle) -> None:

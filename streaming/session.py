@@ -71,6 +71,7 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
         "spark.cassandra.output.batch.size.bytes": "4096",
         "spark.cassandra.output.concurrent.writes": "16",
         "spark.cassandra.output.consistency.level": c.write_consistency,
+        "spark.cassandra.input.consistency.level": c.consistency,
     }
     conf.update(spark_cassandra_options(c, settings.cache_dir / "tls"))
     return conf

@@ -34,7 +34,8 @@ class WaveformSink:
         self.consumer = KafkaConsumer(settings.kafka.topic_waveforms, **kafka_config(
             settings.kafka, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=500))
-        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all"))
+        self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all",
+                                                     enable_idempotence=True))
         self.stored = 0
         self.rejected = 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy
@@ -45,6 +46,7 @@ def make_cluster(cfg: CassandraSettings, *, request_timeout: float = 15.0) -> Cl
         retry_policy=RetryPolicy(),
         row_factory=dict_factory,
         request_timeout=request_timeout,
+        consistency_level=ConsistencyLevel.name_to_value[cfg.consistency],
     )
     return Cluster(
         cfg.hosts,

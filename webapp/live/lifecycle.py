@@ -53,7 +53,8 @@ class LifecyclePublisher:
 
         return KafkaProducer(**kafka_config(
             self.settings.kafka, client_id="icu-web-lifecycle",
-            acks="all", linger_ms=0, retries=5, max_block_ms=int(self.timeout * 1000),
+            acks="all", enable_idempotence=True, linger_ms=0, retries=5,
+            max_block_ms=int(self.timeout * 1000),
             request_timeout_ms=int(self.timeout * 1000),
         ))
 
