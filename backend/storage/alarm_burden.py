@@ -10,6 +10,7 @@ bed-days come from the admissions. Aggregation: ``backend.alerting.burden``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
@@ -50,16 +51,19 @@ def load_alerts(session: Session, wards: Iterable[str], start: datetime,
     keys = [(w, d) for w in sorted(set(wards)) for d in _days(start, end)]
     stmt = prepared(session, "SELECT alert_id, ward, rule, priority, detected_ts, status"
                     " FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
-    found: list[tuple[dict, datetime]] = []
+    found: list[BurdenAlarm] = []
     for _ok, result in execute_concurrent_with_args(session, stmt, keys,
                                                    concurrency=CONCURRENCY,
                                                    raise_on_first_error=True):
         for r in result:
             detected = _utc(r["detected_ts"])
             if detected is not None and start <= detected < end:
-                found.append((r, detected))
+                found.append(BurdenAlarm(
+                    alert_id=r["alert_id"], ward=r["ward"], rule=r["rule"] or "",
+                    priority=r["priority"] or "", detected_ts=detected,
+                    status=parse_status(r["status"])))
     acks: dict[str, datetime | None] = {}
-    maybe = [r["alert_id"] for r, _ in found if r["status"] in _MAY_BE_ACKED]
+    maybe = [a.alert_id for a in found if a.status in _MAY_BE_ACKED]
     history = prepared(session, "SELECT ts, action FROM alert_history WHERE alert_id = ?")
     results = execute_concurrent_with_args(session, history, [(a,) for a in maybe],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
@@ -67,8 +71,8 @@ def load_alerts(session: Session, wards: Iterable[str], start: datetime,
         steps = sorted(_utc(r["ts"]) for r in result if r["action"] == "acknowledge")
         if steps:
             acks[alert_id] = steps[0]
-    without = [r["alert_id"] for r, _ in found
-               if r["status"] == AlertStatus.ACKNOWLEDGED and r["alert_id"] not in acks]
+    without = [a.alert_id for a in found
+               if a.status == AlertStatus.ACKNOWLEDGED and a.alert_id not in acks]
     row = prepared(session, "SELECT status_by, status_ts FROM alerts WHERE alert_id = ?")
     results = execute_concurrent_with_args(session, row, [(a,) for a in without],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
@@ -76,10 +80,7 @@ def load_alerts(session: Session, wards: Iterable[str], start: datetime,
         r = result.one()
         if r is not None and r["status_by"]:
             acks[alert_id] = _utc(r["status_ts"])
-    return [BurdenAlarm(alert_id=r["alert_id"], ward=r["ward"], rule=r["rule"] or "",
-                        priority=r["priority"] or "", detected_ts=detected,
-                        status=parse_status(r["status"]), ack_ts=acks.get(r["alert_id"]))
-            for r, detected in found]
+    return [replace(a, ack_ts=acks[a.alert_id]) if a.alert_id in acks else a for a in found]
 
 
 def ward_burdens(session: Session, start: datetime, end: datetime) -> list[WardBurden]:
