@@ -16,7 +16,7 @@ import numpy as np
 
 from backend.alerting.status import AlertStatus
 from backend.messages import ValidatedReading
-from backend.storage.alerts import AlertStore
+from backend.storage.alerts import AlertRow, AlertStore
 from backend.storage.cassandra import Session
 from backend.storage.minutes import MinuteStore
 from backend.storage.readings import ReadingStore
@@ -187,21 +187,21 @@ def alerts_between(session: Session, patient_id: str, start_ms: int, end_ms: int
     # detected late, but the physician needs to see when the patient changed
     alerts = _store(AlertStore, session)
     index = [r for r in alerts.for_patient(patient_id, limit)
-             if start_ms <= (_ms(r.get("onset_ts")) or _ms(r["detected_ts"]) or 0) < end_ms]
+             if start_ms <= _ms(r.onset_ts or r.detected_ts) < end_ms]
     out = []
-    for r, row in zip(index, alerts.get_many([r["alert_id"] for r in index]), strict=True):
-        a = row or {}
-        status = a.get("status") or AlertStatus.RAISED
-        acked_by, acked_ts = a.get("acknowledged_by"), a.get("acknowledged_ts")
+    for r, row in zip(index, alerts.get_many([r.alert_id for r in index]), strict=True):
+        a = row or AlertRow(r.alert_id)
+        status = a.status or AlertStatus.RAISED
+        acked_by, acked_ts = a.acknowledged_by, a.acknowledged_ts
         if acked_by is None and status == AlertStatus.ACKNOWLEDGED:  # rows from before the column
-            acked_by, acked_ts = a.get("status_by"), a.get("status_ts")
+            acked_by, acked_ts = a.status_by, a.status_ts
         out.append(AlertHistory(
-            r["alert_id"], r["rule"], r["priority"], r["message"] or "",
-            _ms(r["detected_ts"]) or 0, _ms(r.get("onset_ts")),
-            status, a.get("status_by"), _ms(a.get("status_ts")),
-            _ms(a.get("cleared_ts") or r.get("cleared_ts")),
-            acked_by, _ms(acked_ts), a.get("escalation_level") or 0,
-            _ms(a.get("resolved_ts")),
+            r.alert_id, r.rule, r.priority, r.message,
+            to_ms(r.detected_ts), _ms(r.onset_ts),
+            status, a.status_by, _ms(a.status_ts),
+            _ms(a.cleared_ts or r.cleared_ts),
+            acked_by, _ms(acked_ts), a.level,
+            _ms(a.resolved_ts),
         ))
     out.sort(key=lambda h: h.at_ms)
     return out

@@ -31,7 +31,7 @@ from markupsafe import Markup
 from backend import audit, localtime
 from backend.alerting import email_outbox as mail
 from backend.alerting.lifecycle import EMAIL_LINK, Lifecycle
-from backend.storage.alerts import clock_text
+from backend.storage.alerts import AlertRow, clock_text
 from webapp.security import HTML_ROUTE_ATTR, WebContext, route
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,14 @@ def _refused(title: str, text: str, status: int) -> Response:
         status)
 
 
-def _alert_summary(row: dict) -> Markup:
+def _alert_summary(row: AlertRow) -> Markup:
     return Markup(
         '<dl id="ack-link-alert" class="ack-link-alert">'
         "<dt>Ward</dt><dd>{}</dd><dt>Bed</dt><dd>{}</dd>"
         "<dt>Alert</dt><dd>{}</dd><dt>Priority</dt><dd>{}</dd>"
         "<dt>Raised</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd></dl>"
-    ).format(row.get("ward"), row.get("bed"), row.get("message"),
-             str(row.get("priority") or "").upper(), localtime.day_clock(row.get("detected_ts")),
-             row.get("status"))
+    ).format(row.ward, row.bed, row.message, row.priority.upper(),
+             localtime.day_clock(row.detected_ts), row.status)
 
 
 def init_email_ack(server: flask.Flask, ctx: WebContext, *,

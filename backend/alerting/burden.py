@@ -21,6 +21,20 @@ DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
+class BurdenAlarm:
+    """One alarm as the burden counts it (``backend.storage.alarm_burden`` reads them):
+    where and why it rang, when, and its first acknowledgement (``None``: never)."""
+
+    alert_id: str
+    ward: str
+    rule: str
+    priority: str
+    detected_ts: datetime
+    status: str | None = None
+    ack_ts: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WardBurden:
     ward: str
     bed_days: float  # occupied bed-days in the period
@@ -54,27 +68,26 @@ def occupied_bed_days(stays: Iterable[Mapping], start: datetime,
     return out
 
 
-def ward_burden(alerts: Iterable[Mapping], bed_days: Mapping[str, float],
+def ward_burden(alerts: Iterable[BurdenAlarm], bed_days: Mapping[str, float],
                 wards: Iterable[str] = (), *, top: int = 3) -> list[WardBurden]:
     """One ``WardBurden`` per ward with alarms, occupied bed-days or listed in ``wards``,
-    in ward order. ``alerts``: rows with ``ward``, ``rule``, ``priority``,
-    ``detected_ts`` and ``ack_ts`` (the first acknowledgement, None if none)."""
-    by_ward: dict[str, list[Mapping]] = {}
+    in ward order."""
+    by_ward: dict[str, list[BurdenAlarm]] = {}
     for a in alerts:
-        by_ward.setdefault(a["ward"], []).append(a)
+        by_ward.setdefault(a.ward, []).append(a)
     out = []
     for ward in sorted(set(by_ward) | set(bed_days) | set(wards)):
         rows = by_ward.get(ward, [])
-        priorities = Counter(_priority(a.get("priority")) for a in rows)
-        waits = [(a["ack_ts"] - a["detected_ts"]).total_seconds() for a in rows
-                 if a.get("ack_ts") is not None and a.get("detected_ts") is not None]
+        priorities = Counter(_priority(a.priority) for a in rows)
+        waits = [(a.ack_ts - a.detected_ts).total_seconds() for a in rows
+                 if a.ack_ts is not None and a.detected_ts is not None]
         out.append(WardBurden(
             ward=ward, bed_days=bed_days.get(ward, 0.0), alarms=len(rows),
             by_priority={p: priorities.get(p, 0) for p in Priority},
-            acknowledged=sum(1 for a in rows if a.get("ack_ts") is not None),
+            acknowledged=sum(1 for a in rows if a.ack_ts is not None),
             median_ack_seconds=statistics.median(max(0.0, w) for w in waits) if waits
             else None,
-            top_rules=tuple(Counter(a["rule"] for a in rows).most_common(top)),
+            top_rules=tuple(Counter(a.rule for a in rows).most_common(top)),
         ))
     return out
 

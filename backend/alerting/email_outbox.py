@@ -36,7 +36,7 @@ import logging
 import smtplib
 import ssl
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -47,6 +47,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 
 from backend import localtime
 from backend.settings import AlertManagerSettings, Settings, SmtpSettings
+from backend.storage.alerts import AlertRow
 from backend.storage.cassandra import Session
 from backend.storage.email_outbox import (
     AckLinkStore,
@@ -181,28 +182,28 @@ def _fmt_value(v: Any) -> str:
 SUBJECT_MAX = 110  # characters of the alarm text in a subject, so phones show the bed
 
 
-def subject_line(alert: Mapping[str, Any], level: int, role: str) -> str:
+def subject_line(alert: AlertRow, level: int, role: str) -> str:
     """What happened, in words, and where: ``[HIGH] SpO2 86 % below 90 % - ICU-A bed 2``;
     an escalation says so first (``[HIGH] Escalated to charge nurse: ...``)."""
-    priority = str(alert.get("priority") or "").upper()
-    text = " ".join(str(alert.get("message") or alert.get("rule") or "alarm").split())
+    priority = alert.priority.upper()
+    text = " ".join((alert.message or alert.rule or "alarm").split())
     if len(text) > SUBJECT_MAX:
         text = text[:SUBJECT_MAX - 1].rstrip() + "…"
     head = f"Escalated to {ROLE_TEXT.get(role, role)}: " if level else ""
-    return f"[{priority}] {head}{text} - {alert.get('ward')} bed {alert.get('bed')}"
+    return f"[{priority}] {head}{text} - {alert.ward} bed {alert.bed}"
 
 
-def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
+def compose(alert: AlertRow, level: int, role: str, link: str,
             policy: AlertManagerSettings, patient_name: str | None = None,
             tz: str | None = None) -> tuple[str, str]:
     """(subject, plain-text body) of the e-mail about ``alert`` at escalation ``level``.
     Minimal patient information: ward, bed, alert, values, time (the hospital's local
     time ``tz``, with the zone); the name only when ``policy.email_include_name``."""
-    priority = str(alert.get("priority") or "").upper()
-    ward, bed = alert.get("ward"), alert.get("bed")
-    detected = alert.get("detected_ts")
-    when = localtime.stamp(detected, tz) if isinstance(detected, datetime) else "unknown"
-    values = ", ".join(f"{k} {_fmt_value(v)}" for k, v in sorted((alert.get("vals") or {}).items()))
+    priority = alert.priority.upper()
+    ward, bed = alert.ward, alert.bed
+    detected = alert.detected_ts
+    when = localtime.stamp(detected, tz) if detected is not None else "unknown"
+    values = ", ".join(f"{k} {_fmt_value(v)}" for k, v in sorted(alert.values.items()))
     escalated = f" - escalated to the {ROLE_TEXT.get(role, role)}" if level else ""
     lines = [
         f"{priority} priority alarm{escalated}",
@@ -213,7 +214,7 @@ def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
     if policy.email_include_name and patient_name:
         lines.append(f"Patient: {patient_name}")
     lines += [
-        f"Alert:  {alert.get('message')}",
+        f"Alert:  {alert.message}",
         f"Values: {values or '-'}",
         f"Raised: {when}",
         "",
@@ -222,7 +223,7 @@ def compose(alert: Mapping[str, Any], level: int, role: str, link: str,
         link,
         "",
         "Sent to the " + ROLE_TEXT.get(role, role) + " by the ICU alert manager "
-        f"(alarm rule {alert.get('rule')}).",
+        f"(alarm rule {alert.rule}).",
     ]
     return subject_line(alert, level, role), "\n".join(lines) + "\n"
 

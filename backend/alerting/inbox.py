@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from backend.storage.alerts import AlertStore
+from backend.storage.alerts import AlertStore, WardDayAlert
 from backend.storage.cassandra import Session
 from backend.storage.statements import store
 
@@ -44,9 +44,9 @@ class InboxFilter:
         return cls(chosen or tuple(known), frozenset(statuses or ()),
                    frozenset(priorities or ()), WINDOWS_HOURS[key])
 
-    def keeps(self, row: dict) -> bool:
-        return (not self.statuses or row.get("status") in self.statuses) and \
-            (not self.priorities or row.get("priority") in self.priorities)
+    def keeps(self, row: WardDayAlert) -> bool:
+        return (not self.statuses or row.status in self.statuses) and \
+            (not self.priorities or row.priority in self.priorities)
 
 
 def days_between(start: datetime, end: datetime) -> list:
@@ -60,20 +60,19 @@ def days_between(start: datetime, end: datetime) -> list:
 
 
 def query(session: Session, f: InboxFilter, now: datetime | None = None,
-          limit: int = MAX_ROWS) -> list[dict]:
+          limit: int = MAX_ROWS) -> list[WardDayAlert]:
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=f.hours)
     alerts = store(AlertStore, session)
-    rows: list[dict] = []
+    rows: list[WardDayAlert] = []
     for ward in f.wards:
         for day in days_between(since, now):
             rows.extend(r for r in alerts.for_ward_day(ward, day, since) if f.keeps(r))
     return inbox_order(rows)[:limit]
 
 
-def inbox_order(rows: list[dict]) -> list[dict]:
+def inbox_order(rows: list[WardDayAlert]) -> list[WardDayAlert]:
     """High before medium before low (unknown priorities last), newest first within a
     priority, then by alert id so equal rows keep one order between refreshes."""
-    by_time = sorted(rows, key=lambda r: (r["detected_ts"], r.get("alert_id") or ""),
-                     reverse=True)
-    return sorted(by_time, key=lambda r: PRIORITY_RANK.get(r.get("priority") or "", 3))
+    by_time = sorted(rows, key=lambda r: (r.detected_ts, r.alert_id), reverse=True)
+    return sorted(by_time, key=lambda r: PRIORITY_RANK.get(r.priority, 3))

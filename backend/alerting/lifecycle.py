@@ -47,7 +47,7 @@ from backend.alerting.status import ACTIVE, ENDED, AlertStatus
 from backend.messages import AlertLifecycle
 from backend.settings import AlertManagerSettings
 from backend.storage import alert_history
-from backend.storage.alerts import AckResult, AlertStore, clock_text, refusal
+from backend.storage.alerts import AckResult, AlertRow, AlertStore, clock_text, refusal
 from backend.storage.cassandra import Session
 from backend.storage.statements import store as session_store
 
@@ -105,32 +105,32 @@ _VERB = {"acknowledge": "acknowledged", "silence": "silenced", "resolve": "resol
          "assign": "assigned"}
 
 
-def target_status(action: str, row: Mapping[str, Any]) -> str:
+def target_status(action: str, row: AlertRow) -> str:
     t = TRANSITIONS[action]
     if t.target == UNSILENCE_TO:
-        return ESCALATED if (row.get("escalation_level") or 0) > 0 else RAISED
+        return ESCALATED if row.level > 0 else RAISED
     if t.target == UNCHANGED:
-        return str(row.get("status"))
+        return str(row.status)
     return t.target
 
 
-def refusal_reason(action: str, row: Mapping[str, Any] | None) -> str | None:
+def refusal_reason(action: str, row: AlertRow | None) -> str | None:
     """Why ``action`` cannot act on an alert in ``row``'s state (``None``: it can)."""
     if action not in TRANSITIONS:
         raise ValueError(f"unknown action {action!r}")
-    if row is None or row.get("status") is None:
+    if row is None or row.status is None:
         return "This alarm is not known (yet): please try again in a moment."
-    status = row["status"]
+    status = row.status
     if status in TRANSITIONS[action].sources:
         return None
-    by, at = row.get("status_by"), row.get("status_ts")
+    by, at = row.status_by, row.status_ts
     who = f" by {by}" if by and by != SYSTEM_ACTOR else ""
     if status == CLEARED:
-        return f"This alarm already ended at {clock_text(row.get('cleared_ts') or at)}"
+        return f"This alarm already ended at {clock_text(row.cleared_ts or at)}"
     if status in ENDED:
         return f"Already {status.replace('_', '-')}{who} at {clock_text(at)}"
     if action == "silence" and status == SILENCED:
-        return (f"Already silenced{who} until {clock_text(row.get('silenced_until'))}")
+        return (f"Already silenced{who} until {clock_text(row.silenced_until)}")
     if action == "assign":
         return f"This alarm has ended ({status.replace('_', '-')}{who} at {clock_text(at)})"
     if action == "silence" and status == ACKNOWLEDGED:
@@ -189,12 +189,6 @@ class Due:
     role: str | None = None  # escalate: the role notified
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def escalation_step(priority: str, level: int, policy: AlertManagerSettings
                     ) -> tuple[float, str] | None:
     """(minutes after the raise, role) of the step after ``level``; ``None``: no more."""
@@ -205,7 +199,7 @@ def escalation_step(priority: str, level: int, policy: AlertManagerSettings
     return minutes[level], policy.chain[nxt]
 
 
-def due(row: Mapping[str, Any], now: datetime, policy: AlertManagerSettings) -> Due | None:
+def due(row: AlertRow, now: datetime, policy: AlertManagerSettings) -> Due | None:
     """What the manager has to do about the alert in ``row`` at ``now``, if anything.
 
     - an ended alert: ``close`` (it needs nothing more);
@@ -214,22 +208,22 @@ def due(row: Mapping[str, Any], now: datetime, policy: AlertManagerSettings) -> 
     - raised / escalated and unacknowledged past the next step of its priority's
       escalation: ``escalate`` to the next level and role.
     """
-    status = row.get("status")
+    status = row.status
     if status is None or status in ENDED:
         return Due("close")
-    cleared = _aware(row.get("cleared_ts"))
+    cleared = row.cleared_ts
     if cleared is not None and now - cleared >= timedelta(
             seconds=policy.auto_resolve_after_seconds):
         return Due("auto_resolve")
     if status == SILENCED:
-        until = _aware(row.get("silenced_until"))
+        until = row.silenced_until
         if until is None or now >= until:
             return Due("unsilence")
         return None
     if status in (RAISED, ESCALATED):
-        level = row.get("escalation_level") or 0
-        step = escalation_step(str(row.get("priority")), level, policy)
-        detected = _aware(row.get("detected_ts"))
+        level = row.level
+        step = escalation_step(row.priority, level, policy)
+        detected = row.detected_ts
         if step and detected is not None and now >= detected + timedelta(minutes=step[0]):
             return Due("escalate", level + 1, step[1])
     return None
@@ -255,7 +249,7 @@ class Lifecycle:
         self.policy = policy or AlertManagerSettings()
         self.store = store or session_store(AlertStore, session)
 
-    def get(self, alert_id: str) -> dict | None:
+    def get(self, alert_id: str) -> AlertRow | None:
         return self.store.get_serial(alert_id)
 
     def history(self, alert_id: str) -> list[alert_history.Step]:
@@ -315,10 +309,10 @@ class Lifecycle:
         reason = refusal_reason("assign", row)
         if reason is not None:
             return _refused(alert_id, reason, row)
-        problem = assignee_problem(nurse, row.get("ward"), demo_mode=demo_mode)
+        problem = assignee_problem(nurse, row.ward, demo_mode=demo_mode)
         if problem is not None:
             raise ValueError(problem)
-        holder = row.get("assigned_to")
+        holder = row.assigned_to
         seen = holder if expected is ANY_HOLDER else expected
         if seen != holder:
             return _refused(alert_id, _holder_text(row), row)
@@ -328,12 +322,12 @@ class Lifecycle:
                                     at=at):
             now_row = self.get(alert_id)
             return _refused(alert_id, refusal_reason("assign", now_row)
-                            or _holder_text(now_row or {}), now_row)
+                            or _holder_text(now_row), now_row)
         detail = f"to {nurse.username}" + (f" (was {holder})" if holder else "")
-        result = self._after_move(alert_id, "assign", row, row["status"], user, via, None,
+        result = self._after_move(alert_id, "assign", row, str(row.status), user, via, None,
                                   at, detail)
         return AckResult(True, f"Assigned to {nurse.username} by {user} at {clock_text(at)}",
-                         alert_id, row["status"], user, at, result.event, result.problems)
+                         alert_id, row.status, user, at, result.event, result.problems)
 
     # -- the system's (the alert manager) --
     def escalate(self, alert_id: str, level: int, role: str, *,
@@ -362,14 +356,13 @@ class Lifecycle:
             raise ValueError(f"{action} is done by the alert manager only")
         row = self.get(alert_id)
         reason = refusal_reason(action, row)
-        if reason is None and action == "escalate" and level != (row.get(
-                "escalation_level") or 0) + 1:
-            reason = f"Already escalated to level {row.get('escalation_level') or 0}"
+        if reason is None and action == "escalate" and level != row.level + 1:
+            reason = f"Already escalated to level {row.level}"
         if reason is not None:
             return _refused(alert_id, reason, row)
-        source = row["status"]
+        source = str(row.status)
         target = target_status(action, row)
-        current_level = row.get("escalation_level")
+        current_level = row.escalation_level
         new_level = level if level is not None else current_level
         keep_silence = target == SILENCED
         if not self.store.move_if(
@@ -390,13 +383,13 @@ class Lifecycle:
                    else f"{verb.capitalize()} by {actor} at {clock_text(at)}")
         return AckResult(True, message, alert_id, target, actor, at, done.event, done.problems)
 
-    def _after_move(self, alert_id: str, action: str, row: Mapping[str, Any], target: str,
+    def _after_move(self, alert_id: str, action: str, row: AlertRow, target: str,
                     actor: str, via: str, comment: str | None, at: datetime,
                     detail: str | None) -> AckResult:
         """What follows every applied move: the indexes, one history step, one audit
         event, and the lifecycle message (``event``) for the caller to publish. Failures
         here are logged and listed in ``problems``: the move itself stands."""
-        source = row["status"]
+        source = row.status
         problems: list[str] = []
         alert = None
         try:
@@ -409,10 +402,10 @@ class Lifecycle:
             alert_id, at, action, source, target, actor, via, comment, detail))
         if problem:
             problems.append(problem)
-        patient = row.get("patient_id")
+        patient = row.patient_id
         text = "; ".join(x for x in (
             f"patient {patient}" if patient else "",
-            f"{row.get('priority')} {row.get('rule')}",
+            f"{row.priority} {row.rule}",
             f"{source} -> {target}", detail or "",
             f"comment: {comment.strip()[:alert_history.MAX_COMMENT]}" if comment else "",
         ) if x)
@@ -427,24 +420,22 @@ class Lifecycle:
             # an assignment changes no status, and the wire format has no holder: screens
             # other than the inbox have nothing to redraw
             event = AlertLifecycle(alert_id=alert_id, status=target, by=actor, at=_ms(at),
-                                   via=via, patient_id=patient, ward=row.get("ward"),
-                                   bed=row.get("bed"))
+                                   via=via, patient_id=patient, ward=row.ward, bed=row.bed)
         return AckResult(True, "", alert_id, target, actor, at, event, tuple(problems))
 
 
-def _holder_text(row: Mapping[str, Any]) -> str:
-    holder = row.get("assigned_to")
-    if not holder:
+def _holder_text(row: AlertRow | None) -> str:
+    holder = row.assigned_to if row is not None else None
+    if row is None or not holder:
         return "The assignment changed meanwhile: nobody holds this alarm now. Try again."
-    return (f"Meanwhile assigned to {holder} by {row.get('assigned_by') or '?'} at "
-            f"{clock_text(row.get('assigned_ts'))}. Try again if it should change.")
+    return (f"Meanwhile assigned to {holder} by {row.assigned_by or '?'} at "
+            f"{clock_text(row.assigned_ts)}. Try again if it should change.")
 
 
-def _refused(alert_id: str, reason: str, row: Mapping[str, Any] | None) -> AckResult:
+def _refused(alert_id: str, reason: str, row: AlertRow | None) -> AckResult:
     if row is None:
         return refusal(alert_id, None)
-    at = _aware(row.get("status_ts"))
-    return AckResult(False, reason, alert_id, row.get("status"), row.get("status_by"), at)
+    return AckResult(False, reason, alert_id, row.status, row.status_by, row.status_ts)
 
 
 def _check_channel(via: str) -> None:

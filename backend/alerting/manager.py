@@ -39,6 +39,7 @@ from backend.messages import AlertEvent, AlertLifecycle
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alert_manager import OpenAlertStore
+from backend.storage.alerts import AlertRow
 from backend.storage.cassandra import Session
 from backend.storage.statements import store
 from backend.users import list_users
@@ -107,8 +108,8 @@ class AlertManager:
         row = self.lifecycle.get(alert_id)
         if row is None:
             return  # not readable yet (the sink writes before it publishes): next tick
-        level = row.get("escalation_level") or 0
-        if row.get("status") == ESCALATED and (alert_id, level) not in self._mailed:
+        level = row.level
+        if row.status == ESCALATED and (alert_id, level) not in self._mailed:
             # after a restart: the e-mail of the level reached exists (no-op) or is added
             self._enqueue(row, level, self._role(level), now)
         step = due(row, now, self.policy)
@@ -138,25 +139,25 @@ class AlertManager:
         chain = self.policy.chain
         return chain[min(level, len(chain) - 1)]
 
-    def _enqueue(self, alert: dict, level: int, role: str, now: datetime) -> None:
-        ward = alert.get("ward")
+    def _enqueue(self, alert: AlertRow, level: int, role: str, now: datetime) -> None:
+        ward = alert.ward
         recipients = self.directory.bound(role, ward, self.policy.recipients.get(role, []),
                                           demo_mode=self.settings.demo_mode)
         if not recipients:
-            log.warning("alert %s: no e-mail recipients for %s", alert["alert_id"], role)
+            log.warning("alert %s: no e-mail recipients for %s", alert.alert_id, role)
         name = None
         if self.policy.email_include_name:
-            admission = census.get(self.session, alert.get("patient_id") or "")
+            admission = census.get(self.session, alert.patient_id)
             name = admission.label if admission else None
         for rcpt in recipients:
-            key = msg_key(alert["alert_id"], level, rcpt.address)
+            key = msg_key(alert.alert_id, level, rcpt.address)
             if self.outbox.get(key) is not None:
                 continue  # enqueued before (a replay): its link stays the one sent
-            token = (self.links.make(alert["alert_id"], user=rcpt.username)
+            token = (self.links.make(alert.alert_id, user=rcpt.username)
                      if rcpt.username else
-                     self.links.make(alert["alert_id"], role=role, ward=ward))
+                     self.links.make(alert.alert_id, role=role, ward=ward))
             subject, body = mail.compose(alert, level, role, mail.ack_url(self.settings, token),
                                          self.policy, name,
                                          self.settings.timezone)
-            self.outbox.enqueue(key, alert["alert_id"], [rcpt.address], subject, body, now)
-        self._mailed.add((alert["alert_id"], level))
+            self.outbox.enqueue(key, alert.alert_id, [rcpt.address], subject, body, now)
+        self._mailed.add((alert.alert_id, level))

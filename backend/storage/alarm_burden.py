@@ -10,14 +10,16 @@ bed-days come from the admissions. Aggregation: ``backend.alerting.burden``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from backend.alerting.burden import WardBurden, occupied_bed_days, ward_burden
+from backend.alerting.burden import BurdenAlarm, WardBurden, occupied_bed_days, ward_burden
 from backend.alerting.status import AlertStatus
 from backend.storage import census
+from backend.storage.alerts import parse_status
 from backend.storage.population import load_stays
 from backend.storage.statements import prepared
 
@@ -43,38 +45,42 @@ def _days(start: datetime, end: datetime) -> list:
 
 
 def load_alerts(session: Session, wards: Iterable[str], start: datetime,
-                end: datetime) -> list[dict]:
-    """The alarms detected in ``wards`` in ``[start, end)`` with ``ack_ts``."""
+                end: datetime) -> list[BurdenAlarm]:
+    """The alarms detected in ``wards`` in ``[start, end)`` with their first
+    acknowledgement."""
     keys = [(w, d) for w in sorted(set(wards)) for d in _days(start, end)]
     stmt = prepared(session, "SELECT alert_id, ward, rule, priority, detected_ts, status"
                     " FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
-    alerts: list[dict] = []
+    found: list[BurdenAlarm] = []
     for _ok, result in execute_concurrent_with_args(session, stmt, keys,
                                                    concurrency=CONCURRENCY,
                                                    raise_on_first_error=True):
         for r in result:
             detected = _utc(r["detected_ts"])
             if detected is not None and start <= detected < end:
-                alerts.append({**r, "detected_ts": detected, "ack_ts": None})
-    maybe = [a for a in alerts if a["status"] in _MAY_BE_ACKED]
+                found.append(BurdenAlarm(
+                    alert_id=r["alert_id"], ward=r["ward"], rule=r["rule"] or "",
+                    priority=r["priority"] or "", detected_ts=detected,
+                    status=parse_status(r["status"])))
+    acks: dict[str, datetime | None] = {}
+    maybe = [a.alert_id for a in found if a.status in _MAY_BE_ACKED]
     history = prepared(session, "SELECT ts, action FROM alert_history WHERE alert_id = ?")
-    results = execute_concurrent_with_args(session, history, [(a["alert_id"],) for a in maybe],
+    results = execute_concurrent_with_args(session, history, [(a,) for a in maybe],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
-    without = []
-    for a, (_ok, result) in zip(maybe, results, strict=True):
+    for alert_id, (_ok, result) in zip(maybe, results, strict=True):
         steps = sorted(_utc(r["ts"]) for r in result if r["action"] == "acknowledge")
         if steps:
-            a["ack_ts"] = steps[0]
-        elif a["status"] == AlertStatus.ACKNOWLEDGED:
-            without.append(a)
+            acks[alert_id] = steps[0]
+    without = [a.alert_id for a in found
+               if a.status == AlertStatus.ACKNOWLEDGED and a.alert_id not in acks]
     row = prepared(session, "SELECT status_by, status_ts FROM alerts WHERE alert_id = ?")
-    results = execute_concurrent_with_args(session, row, [(a["alert_id"],) for a in without],
+    results = execute_concurrent_with_args(session, row, [(a,) for a in without],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
-    for a, (_ok, result) in zip(without, results, strict=True):
+    for alert_id, (_ok, result) in zip(without, results, strict=True):
         r = result.one()
         if r is not None and r["status_by"]:
-            a["ack_ts"] = _utc(r["status_ts"])
-    return alerts
+            acks[alert_id] = _utc(r["status_ts"])
+    return [replace(a, ack_ts=acks[a.alert_id]) if a.alert_id in acks else a for a in found]
 
 
 def ward_burdens(session: Session, start: datetime, end: datetime) -> list[WardBurden]:

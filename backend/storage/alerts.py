@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from types import MappingProxyType
+from typing import Any
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
@@ -64,19 +66,148 @@ class AckResult:
     problems: tuple[str, ...] = field(default_factory=tuple)
 
 
-def refusal(alert_id: str, row: dict | None) -> AckResult:
+def refusal(alert_id: str, row: AlertRow | None) -> AckResult:
     """What the loser of an acknowledgement (or a late click) is told."""
-    if row is None or row.get("status") is None:
+    if row is None or row.status is None:
         return AckResult(False, "This alarm is not known (yet): please try again in a moment.",
                          alert_id)
-    status, by, at = row["status"], row.get("status_by"), _aware(row.get("status_ts"))
+    status, by, at = row.status, row.status_by, row.status_ts
     if status == CLEARED:
-        message = f"This alarm already ended at {clock_text(row.get('cleared_ts') or at)}"
+        message = f"This alarm already ended at {clock_text(row.cleared_ts or at)}"
     elif by:
         message = f"Already {status} by {by} at {clock_text(at)}"
     else:
         message = f"Already {status} at {clock_text(at)}"
     return AckResult(False, message, alert_id, status, by, at)
+
+
+def parse_status(value: str | None) -> AlertStatus | str | None:
+    """A stored status as the enum; a value this version does not know (a newer writer's)
+    stays the text it is, so it is shown rather than lost; ``None``: no status stored."""
+    if value is None:
+        return None
+    try:
+        return AlertStatus(value)
+    except ValueError:
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """The ``alerts`` row: the alert as raised and every move made on it since. Times are
+    aware UTC datetimes; ``values`` is read-only.
+
+    ``status`` is ``None`` for a row that holds only a ``cleared_ts`` (its condition ended
+    before its raise was stored): the alert is "not known (yet)". The text columns of the
+    raise read ``""`` there. ``escalation_level`` stays ``None`` until the first
+    escalation: the lifecycle's transactions are conditional on the stored value, and
+    ``escalation_level = 0`` does not match a null column (use :attr:`level` to count).
+
+    The lifecycle's read at SERIAL consistency (:meth:`AlertStore.get_serial`) gives the
+    same type: the consistency is a property of the read, not of the row."""
+
+    alert_id: str
+    patient_id: str = ""
+    ward: str = ""
+    bed: str = ""
+    rule: str = ""
+    priority: str = ""
+    message: str = ""
+    status: AlertStatus | str | None = None
+    values: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    onset_ts: datetime | None = None
+    reading_ts: datetime | None = None
+    detected_ts: datetime | None = None
+    cleared_ts: datetime | None = None
+    status_by: str | None = None
+    status_ts: datetime | None = None
+    escalation_level: int | None = None
+    silenced_until: datetime | None = None
+    silence_reason: str | None = None
+    resolved_ts: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_ts: datetime | None = None
+    assigned_to: str | None = None
+    assigned_by: str | None = None
+    assigned_ts: datetime | None = None
+
+    @property
+    def level(self) -> int:
+        """The escalation level reached (0: never escalated)."""
+        return self.escalation_level or 0
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> AlertRow:
+        """From a driver row of ``SELECT * FROM alerts`` (naive datetimes are UTC;
+        columns added by later migrations may be absent from old rows' readers)."""
+        g = r.get
+        return cls(
+            alert_id=r["alert_id"], patient_id=g("patient_id") or "", ward=g("ward") or "",
+            bed=str(g("bed") or ""), rule=g("rule") or "", priority=g("priority") or "",
+            message=g("message") or "", status=parse_status(g("status")),
+            values=MappingProxyType({str(k): float(v) for k, v in (g("vals") or {}).items()}),
+            onset_ts=_aware(g("onset_ts")), reading_ts=_aware(g("reading_ts")),
+            detected_ts=_aware(g("detected_ts")), cleared_ts=_aware(g("cleared_ts")),
+            status_by=g("status_by"), status_ts=_aware(g("status_ts")),
+            escalation_level=g("escalation_level"),
+            silenced_until=_aware(g("silenced_until")), silence_reason=g("silence_reason"),
+            resolved_ts=_aware(g("resolved_ts")), acknowledged_by=g("acknowledged_by"),
+            acknowledged_ts=_aware(g("acknowledged_ts")), assigned_to=g("assigned_to"),
+            assigned_by=g("assigned_by"), assigned_ts=_aware(g("assigned_ts")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WardDayAlert:
+    """One row of ``alerts_by_ward_day``: an alert of ``ward`` detected on UTC ``day``
+    with the status and holder copied from its alerts row at its last move."""
+
+    ward: str
+    day: date
+    detected_ts: datetime
+    alert_id: str
+    patient_id: str = ""
+    bed: str = ""
+    rule: str = ""
+    priority: str = ""
+    message: str = ""
+    status: AlertStatus | str | None = None
+    assigned_to: str | None = None
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> WardDayAlert:
+        g = r.get
+        return cls(
+            ward=r["ward"], day=_date(r["day"]), detected_ts=_aware(r["detected_ts"]),
+            alert_id=r["alert_id"], patient_id=g("patient_id") or "", bed=str(g("bed") or ""),
+            rule=g("rule") or "", priority=g("priority") or "", message=g("message") or "",
+            status=parse_status(g("status")), assigned_to=g("assigned_to"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientAlert:
+    """One row of ``alerts_by_patient``: an alert of the patient as raised, with when
+    its condition ended (the lifecycle is on the alerts row)."""
+
+    patient_id: str
+    detected_ts: datetime
+    alert_id: str
+    rule: str = ""
+    priority: str = ""
+    message: str = ""
+    onset_ts: datetime | None = None
+    cleared_ts: datetime | None = None
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> PatientAlert:
+        g = r.get
+        return cls(
+            patient_id=r["patient_id"], detected_ts=_aware(r["detected_ts"]),
+            alert_id=r["alert_id"], rule=g("rule") or "", priority=g("priority") or "",
+            message=g("message") or "", onset_ts=_aware(g("onset_ts")),
+            cleared_ts=_aware(g("cleared_ts")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,38 +392,39 @@ class AlertStore:
             return f"history: {exc!r}"
         return None
 
-    def write_indexes(self, a: dict) -> None:
+    def write_indexes(self, a: AlertRow) -> None:
         """Copy the alerts row ``a`` into its indexes."""
-        detected = a["detected_ts"]
+        detected = a.detected_ts
         day = detected.date()
         s = self.session
-        s.execute(self._by_day, (a["ward"], day, detected, a["alert_id"], a["patient_id"],
-                                 a["bed"], a["rule"], a["priority"], a["message"], a["status"],
-                                 a.get("assigned_to")))
-        s.execute(self._by_patient, (a["patient_id"], detected, a["alert_id"], a["rule"],
-                                     a["priority"], a["message"], a["onset_ts"], a["cleared_ts"]))
-        if a["status"] in ACTIVE:
-            s.execute(self._active, (a["ward"], a["alert_id"], a["patient_id"], a["bed"],
-                                     a["rule"], a["priority"], a["message"], detected,
-                                     a["status"], a.get("assigned_to"), a.get("assigned_ts")))
+        s.execute(self._by_day, (a.ward, day, detected, a.alert_id, a.patient_id, a.bed,
+                                 a.rule, a.priority, a.message, a.status, a.assigned_to))
+        s.execute(self._by_patient, (a.patient_id, detected, a.alert_id, a.rule, a.priority,
+                                     a.message, a.onset_ts, a.cleared_ts))
+        if a.status in ACTIVE:
+            s.execute(self._active, (a.ward, a.alert_id, a.patient_id, a.bed, a.rule,
+                                     a.priority, a.message, detected, a.status, a.assigned_to,
+                                     a.assigned_ts))
         else:
-            s.execute(self._unactive, (a["ward"], a["alert_id"]))
+            s.execute(self._unactive, (a.ward, a.alert_id))
 
     # -- reads --
-    def get(self, alert_id: str) -> dict | None:
-        return self.session.execute(self._get, (alert_id,)).one()
+    def get(self, alert_id: str) -> AlertRow | None:
+        row = self.session.execute(self._get, (alert_id,)).one()
+        return None if row is None else AlertRow.from_row(row)
 
-    def get_many(self, alert_ids: Sequence[str]) -> list[dict | None]:
+    def get_many(self, alert_ids: Sequence[str]) -> list[AlertRow | None]:
         """The alerts rows of ``alert_ids`` (concurrent reads), in that order."""
         results = execute_concurrent(self.session, [(self._get, (a,)) for a in alert_ids],
                                      concurrency=32, raise_on_first_error=True,
                                      results_generator=False)
-        return [result.one() for _ok, result in results]
+        rows = [result.one() for _ok, result in results]
+        return [None if r is None else AlertRow.from_row(r) for r in rows]
 
-    def get_serial(self, alert_id: str) -> dict | None:
+    def get_serial(self, alert_id: str) -> AlertRow | None:
         """The alerts row as every committed transaction left it."""
         row = self.session.execute(self._get_serial, (alert_id,)).one()
-        return dict(row) if row else None
+        return None if row is None else AlertRow.from_row(row)
 
     def active_for_ward(self, ward: str) -> list[ActiveAlert]:
         """The ward's active alerts. Those somebody acted on also carry ``status_by`` and
@@ -305,8 +437,8 @@ class AlertStore:
             if status != RAISED:
                 alert = self.get(r["alert_id"])
                 if alert is not None:
-                    status = alert["status"] or status
-                    by, at = alert.get("status_by"), alert.get("status_ts")
+                    status = alert.status or status
+                    by, at = alert.status_by, alert.status_ts
             out.append(ActiveAlert(
                 ward=r["ward"], alert_id=r["alert_id"], patient_id=r.get("patient_id") or "",
                 bed=str(r.get("bed") or ""), rule=r.get("rule") or "",
@@ -316,15 +448,24 @@ class AlertStore:
                 status_by=by, status_ts=_aware(at)))
         return out
 
-    def for_patient(self, patient_id: str, limit: int = 500) -> list[dict]:
-        return list(self.session.execute(self._for_patient, (patient_id, limit)))
+    def for_patient(self, patient_id: str, limit: int = 500) -> list[PatientAlert]:
+        """The patient's alerts, newest first (at most ``limit``)."""
+        return [PatientAlert.from_row(r)
+                for r in self.session.execute(self._for_patient, (patient_id, limit))]
 
-    def for_ward_day(self, ward: str, day: date, since: datetime) -> list[dict]:
-        """The ward's alerts of UTC ``day`` detected at or after ``since``."""
-        return [dict(r) for r in self.session.execute(self._ward_day, (ward, day, since))]
+    def for_ward_day(self, ward: str, day: date, since: datetime) -> list[WardDayAlert]:
+        """The ward's alerts of UTC ``day`` detected at or after ``since``, newest first."""
+        return [WardDayAlert.from_row(r)
+                for r in self.session.execute(self._ward_day, (ward, day, since))]
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    """An aware UTC datetime (the driver's naive values are UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _date(value: Any) -> date:
+    """A ``date`` column as the driver gives it (``cassandra.util.Date``) or a date."""
+    return value if isinstance(value, date) else value.date()

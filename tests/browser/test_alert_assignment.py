@@ -137,7 +137,7 @@ def test_the_charge_nurse_assigns_sees_who_holds_what_and_reassigns(live_web, br
 
     lc = Lifecycle(db)
     row = lc.get("g-1")
-    assert (row["assigned_to"], row["assigned_by"], row["status"]) == ("nurse-bea", charge,
+    assert (row.assigned_to, row.assigned_by, row.status) == ("nurse-bea", charge,
                                                                        "raised")
     today = datetime.now(UTC).date()
     events = audit.search(db, today, today, actor=charge, action=audit.ALERT_ASSIGNED)

@@ -93,7 +93,7 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
 
     lc = Lifecycle(db)
     row = lc.get("e-1")
-    assert (row["status"], row["status_by"]) == ("acknowledged", nurse)
+    assert (row.status, row.status_by) == ("acknowledged", nurse)
     last = lc.history("e-1")[-1]
     assert (last.action, last.actor, last.via, last.comment) == (
         "acknowledge", nurse, "email_link", "coming")
@@ -115,7 +115,7 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
     browser.get(mail.ack_url(settings, old.make("e-2", role="nurse", ward=WARD)))
     refused = wait_text(browser, (By.ID, "ack-link-refused"))
     assert "expired" in refused
-    assert lc.get("e-2")["status"] == "raised"
+    assert lc.get("e-2").status == "raised"
     # a forged link
     browser.get(live_web.url("/alerts/ack/forged.token"))
     assert "not a valid" in wait_text(browser, (By.ID, "ack-link-refused"))
@@ -175,11 +175,11 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
     click(browser, (By.ID, "alerts-silence"))
     wait(browser, lambda d: d.find_elements(By.ID, "alerts-action-result"))
     wait_text(browser, (By.ID, "alerts-action-msg"), lambda t: "at most 30 minutes" in t)
-    assert lc.get("e-10")["status"] == "raised"
+    assert lc.get("e-10").status == "raised"
     type_into(browser, (By.ID, "alerts-silence-minutes"), "15")
     click(browser, (By.ID, "alerts-silence"))
     wait_text(browser, (By.ID, "alerts-action-msg"), lambda t: "Silenced by" in t)
-    assert lc.get("e-10")["status"] == "silenced"
+    assert lc.get("e-10").status == "silenced"
     # the resolved one, with its full history, for the screenshot; the highlight follows
     # the click at once, not at the next 5 s refresh
     click(browser, (By.CSS_SELECTOR, '[id*="e-12"]'))

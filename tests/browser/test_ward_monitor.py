@@ -397,7 +397,7 @@ def test_nurse_sees_live_values_and_acknowledges_an_alarm(system: WardSystem, br
         By.CSS_SELECTOR, ".ward-toast-msg") if e.is_displayed()])[0]
     assert "is-ok" in toast_class
     row = AlertStore(system.db).get(e.alert_id)
-    assert (row["status"], row["status_by"]) == ("acknowledged", nurse)
+    assert (row.status, row.status_by) == ("acknowledged", nurse)
     today = datetime.now(UTC).date()
     entries = [a for a in audit.search(system.db, today, today, actor=nurse,
                                        action=ALERT_ACKNOWLEDGED) if a.target_id == e.alert_id]

@@ -92,16 +92,16 @@ def test_concurrent_acknowledgements_one_wins_the_other_is_told_who(db) -> None:
         loser = next(u for u in results if u != winner)
         winners.append(winner)
         row = stores[0].store.get(f"ack-{n}")
-        assert (row["status"], row["status_by"]) == ("acknowledged", winner)
+        assert (row.status, row.status_by) == ("acknowledged", winner)
         told = results[loser]
-        assert told.message == f"Already acknowledged by {winner} at {clock_text(row['status_ts'])}"
+        assert told.message == f"Already acknowledged by {winner} at {clock_text(row.status_ts)}"
         assert (told.status, told.by, told.event) == ("acknowledged", winner, None)
         # the indexes follow the alerts row
         active = first.execute("SELECT status FROM active_alerts_by_ward WHERE ward = %s"
                                " AND alert_id = %s", (WARD, f"ack-{n}")).one()
         assert active["status"] == "acknowledged"
         day = first.execute("SELECT status FROM alerts_by_ward_day WHERE ward = %s AND day = %s",
-                            (WARD, row["detected_ts"].date())).all()
+                            (WARD, row.detected_ts.date())).all()
         assert all(r["status"] == "acknowledged" for r in day[:n + 1])
         # exactly one audit entry, by the winner, naming the patient and the channel
         entries = [e for e in audited if e.target_id == f"ack-{n}"]
@@ -122,7 +122,7 @@ def test_ended_alarms_cannot_be_acknowledged_and_acknowledged_ones_outlive_their
     store.raise_alert(event(101))
     assert lifecycle.acknowledge("ack-101", "n.kim", "ward_screen").ok
     store.clear_alert(event(101, kind="cleared"))  # the condition ends: still acknowledged
-    assert store.get("ack-101")["status"] == "acknowledged"
+    assert store.get("ack-101").status == "acknowledged"
     [active] = store.active_for_ward(WARD)
     assert (active.alert_id, active.status, active.status_by) == (
         "ack-101", "acknowledged", "n.kim")

@@ -41,7 +41,7 @@ def test_assign_then_reassign_is_indexed_in_the_history_and_audited(sessions) ->
     assert first.ok and first.message.startswith("Assigned to ann by cn.lee at ")
     assert first.event is None  # no status changed: nothing to publish to the screens
     row = lc.get("lc-1")
-    assert (row["assigned_to"], row["assigned_by"], row["status"]) == ("ann", "cn.lee",
+    assert (row.assigned_to, row.assigned_by, row.status) == ("ann", "cn.lee",
                                                                        "raised")
     [board] = [r for r in AlertStore(db).active_for_ward(WARD) if r.alert_id == "lc-1"]
     assert board.assigned_to == "ann" and board.assigned_ts is not None
@@ -61,7 +61,7 @@ def test_assign_then_reassign_is_indexed_in_the_history_and_audited(sessions) ->
 
     # the status moves on; the holder stays
     assert lc.acknowledge("lc-1", "bea", "alerts_page").ok
-    assert lc.get("lc-1")["assigned_to"] == "bea"
+    assert lc.get("lc-1").assigned_to == "bea"
     [board] = [r for r in AlertStore(db).active_for_ward(WARD) if r.alert_id == "lc-1"]
     assert board.assigned_to == "bea"
     assert lc.resolve("lc-1", "bea", "alerts_page").ok
@@ -81,7 +81,7 @@ def test_unsuitable_nurses_are_refused_and_nothing_changes(sessions) -> None:
                          (get_user(db, "gone"), "disabled"), (None, "No such user")):
         with pytest.raises(ValueError, match=message):
             lc.assign("lc-2", who, "cn.lee", "alerts_page")
-    assert gone is not None and lc.get("lc-2")["assigned_to"] is None
+    assert gone is not None and lc.get("lc-2").assigned_to is None
     assert [s.action for s in lc.history("lc-2")] == ["raise"]
 
 
@@ -100,7 +100,7 @@ def test_two_charge_nurses_reassign_at_once_one_wins_the_other_is_told_who(sessi
         win, lose = (r1, r2) if r1.ok else (r2, r1)
         holder = "bea2" if win.by == "cn.one" else "cat2"
         assert lose.message.startswith(f"Meanwhile assigned to {holder} by {win.by} at ")
-        assert a.get(f"lc-{n}")["assigned_to"] == holder
+        assert a.get(f"lc-{n}").assigned_to == holder
         assert [s.action for s in a.history(f"lc-{n}")].count("assign") == 2
 
 
@@ -116,7 +116,7 @@ def test_who_acknowledged_survives_an_escalation_and_the_auto_resolve(
     AlertStore(db).clear_alert(event(20, "cleared", e.detected_ts + 60_000))
     assert lc.auto_resolve("lc-20", now=t0 + timedelta(minutes=10)).ok
     row = lc.get("lc-20")
-    assert (row["status"], row["status_by"]) == ("auto_resolved", "system")
-    assert row["acknowledged_by"] == "n.kim"
+    assert (row.status, row.status_by) == ("auto_resolved", "system")
+    assert row.acknowledged_by == "n.kim"
     [h] = alerts_between(db, e.patient_id, e.onset_ts - 1, e.onset_ts + 1)
     assert (h.acknowledged_by, h.escalation_level, h.status) == ("n.kim", 1, "auto_resolved")

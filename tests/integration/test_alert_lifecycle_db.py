@@ -85,7 +85,7 @@ def test_concurrent_resolutions_one_wins(sessions) -> None:
     assert [r1.ok, r2.ok].count(True) == 1
     win, lose = (r1, r2) if r1.ok else (r2, r1)
     assert lose.message.startswith(f"Already resolved by {win.by} at ")
-    assert a.get("lc-50")["status"] == "resolved"
+    assert a.get("lc-50").status == "resolved"
 
 
 def test_the_full_walk_is_stored_with_history_and_audit(sessions) -> None:
@@ -95,19 +95,19 @@ def test_the_full_walk_is_stored_with_history_and_audit(sessions) -> None:
     t = datetime.now(UTC)
     with pytest.raises(ValueError, match="needs a reason"):
         lc.silence("lc-1", "n.kim", "alerts_page", 5, "")
-    assert lc.get("lc-1")["status"] == "raised"  # bad input changed nothing
+    assert lc.get("lc-1").status == "raised"  # bad input changed nothing
     s = lc.silence("lc-1", "n.kim", "alerts_page", 5, "patient in CT", now=t)
     assert s.ok and s.event.status == "silenced"
     row = lc.get("lc-1")
-    assert row["silence_reason"] == "patient in CT"
-    assert abs(row["silenced_until"].replace(tzinfo=UTC) - (t + timedelta(minutes=5))) \
+    assert row.silence_reason == "patient in CT"
+    assert abs(row.silenced_until - (t + timedelta(minutes=5))) \
         < timedelta(seconds=1)
     assert not lc.silence("lc-1", "j.doe", "alerts_page", 5, "again").ok
     assert not lc.escalate("lc-1", 1, "charge_nurse", now=t).ok  # silenced: paused
     with pytest.raises(ValueError, match="alert manager only"):  # not a person's move
         lc._transition("lc-1", "unsilence", "n.kim", "alerts_page", None, t)
     assert lc.unsilence("lc-1", now=t + timedelta(minutes=5)).status == "raised"
-    assert lc.get("lc-1")["silenced_until"] is None
+    assert lc.get("lc-1").silenced_until is None
     e1 = lc.escalate("lc-1", 1, "charge_nurse", now=t + timedelta(minutes=6))
     assert e1.ok and e1.event.status == "escalated"
     # the same escalation again (a restarted manager) is refused: it happened once
@@ -130,7 +130,7 @@ def test_the_full_walk_is_stored_with_history_and_audit(sessions) -> None:
         ("resolve", "acknowledged", "resolved", "dr.lee", "alerts_page"),
     ]
     assert steps[1].comment == "patient in CT" and steps[-1].comment == "fluids given"
-    assert lc.get("lc-1")["escalation_level"] == 2
+    assert lc.get("lc-1").escalation_level == 2
     day = t.date()
     events = [(e.action, e.actor, e.via) for e in reversed(
         audit.search(db, day, day + timedelta(days=1)) ) if e.target_id == "lc-1"]
@@ -155,7 +155,7 @@ def test_auto_resolve_and_unknown_alerts(sessions) -> None:
     assert lc.acknowledge("lc-2", "n.kim", "ward_screen").ok
     store.clear_alert(event(2, "cleared"))
     r = lc.auto_resolve("lc-2")
-    assert r.ok and r.event.by == "system" and lc.get("lc-2")["status"] == "auto_resolved"
+    assert r.ok and r.event.by == "system" and lc.get("lc-2").status == "auto_resolved"
     r = lc.resolve("nope", "n.kim", "alerts_page")
     assert not r.ok and "not known" in r.message
     with pytest.raises(ValueError, match="unknown channel"):

@@ -69,6 +69,6 @@ def test_email_ack_route_login_role_csrf_and_single_use(web) -> None:  # noqa: F
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     r = s.post(web.url(path), data={"csrf_token": token}, timeout=10)
     assert r.status_code == 200 and 'id="ack-link-result"' in r.text
-    assert Lifecycle(web.db).get("h-1")["status_by"] == web.users[Role.CHARGE_NURSE]
+    assert Lifecycle(web.db).get("h-1").status_by == web.users[Role.CHARGE_NURSE]
     r = s.post(web.url(path), data={"csrf_token": token}, timeout=10)
     assert r.status_code == 409 and "already used" in r.text

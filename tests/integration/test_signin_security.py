@@ -194,9 +194,9 @@ def test_ward_display_shows_its_ward_only_and_acknowledges_there(web) -> None:
         return r.text
 
     assert "not on this screen" in press("wd-b")
-    assert AlertStore(web.db).get("wd-b")["status"] == "raised"
+    assert AlertStore(web.db).get("wd-b").status == "raised"
     assert "acknowledged" in press("wd-a").lower()
-    assert AlertStore(web.db).get("wd-a")["status"] == "acknowledged"
+    assert AlertStore(web.db).get("wd-a").status == "acknowledged"
     # nothing else: no patient page, no inbox, no export callbacks
     for path in ("/patient/pt-wd-a", "/alerts", "/admin"):
         assert s.get(web.url(path), allow_redirects=False, timeout=10).status_code == 403

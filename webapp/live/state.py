@@ -78,6 +78,15 @@ def to_ms(value: Any) -> int | None:
     return int(value)
 
 
+def alarm_priority(value: str) -> Priority:
+    """The priority an alarm is shown with: an unknown one as HIGH, so that it is never
+    hidden below the alarms the screen understands."""
+    try:
+        return Priority(value)
+    except ValueError:
+        return Priority.HIGH
+
+
 def bed_sort_key(bed: str) -> tuple:
     """Natural order: bed 2 before bed 10, "B2" before "B10"."""
     return tuple(
@@ -103,6 +112,27 @@ class Alarm:
     # somebody acknowledged stays active after its condition ends, as in AlertStore).
     condition_ended: bool = False
     values: Mapping[str, float | None] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_event(cls, e: AlertEvent) -> Alarm:
+        """A raise from ``alerts.events``: raised, with the values that raised it."""
+        return cls(alert_id=e.alert_id, patient_id=e.patient_id, ward=e.ward, bed=e.bed,
+                   rule=e.rule, priority=alarm_priority(e.priority), message=e.message,
+                   detected_ts=e.detected_ts, status_ts=e.detected_ts,
+                   values=MappingProxyType(dict(e.values)))
+
+    @classmethod
+    def from_active(cls, row: ActiveAlert) -> Alarm:
+        """A row of ``AlertStore.active_for_ward``: the stored status and who set it (the
+        index keeps no values, and nothing says whether the condition has ended). A row
+        that says nobody moved it carries no status time: its status dates from the raise,
+        as a live raise's does."""
+        detected = to_ms(row.detected_ts) or 0
+        return cls(alert_id=row.alert_id, patient_id=row.patient_id, ward=row.ward,
+                   bed=row.bed, rule=row.rule, priority=alarm_priority(row.priority),
+                   message=row.message, detected_ts=detected, status=row.status,
+                   status_by=row.status_by,
+                   status_ts=detected if row.status_ts is None else to_ms(row.status_ts))
 
     @property
     def needs_action(self) -> bool:
@@ -329,30 +359,42 @@ class WardState:
             b = self._bed(e.ward, e.bed)
             if b.patient_id is None:
                 b.patient_id = e.patient_id
-            current = b.alarms.get(e.alert_id)
             if e.event == AlertStatus.RAISED:
-                if current is not None:
-                    return False  # a replay: keep whatever status it has reached
-                b.alarms[e.alert_id] = Alarm(
-                    alert_id=e.alert_id, patient_id=e.patient_id, ward=e.ward, bed=e.bed,
-                    rule=e.rule, priority=Priority(e.priority), message=e.message,
-                    detected_ts=e.detected_ts, status_ts=e.detected_ts,
-                    values=MappingProxyType(dict(e.values)),
-                )
-                self._alert_beds[e.alert_id] = (e.ward, e.bed)
+                return self._place_alarm(b, Alarm.from_event(e), refill=False)
+            current = b.alarms.get(e.alert_id)
+            if current is None:
+                return False
+            if current.status == AlertStatus.RAISED:
+                # Nobody acted on it: it ends with its condition.
+                del b.alarms[e.alert_id]
+                self._alert_beds.pop(e.alert_id, None)
+            elif not current.condition_ended:
+                b.alarms[e.alert_id] = replace(current, condition_ended=True)
             else:
-                if current is None:
-                    return False
-                if current.status == AlertStatus.RAISED:
-                    # Nobody acted on it: it ends with its condition.
-                    del b.alarms[e.alert_id]
-                    self._alert_beds.pop(e.alert_id, None)
-                elif not current.condition_ended:
-                    b.alarms[e.alert_id] = replace(current, condition_ended=True)
-                else:
-                    return False
+                return False
             self._touch(b)
             return True
+
+    def _place_alarm(self, b: _Bed, alarm: Alarm, *, refill: bool) -> bool:
+        """The one way an alarm reaches a bed, raised live (``apply_alert``) or refilled
+        from Cassandra (``load_ward``); ``False`` if the bed already showed it so.
+
+        An alarm the bed already shows: a live raise is a replay, and the bed keeps
+        whatever status the alarm has reached since. A refill brings the stored status
+        and keeps what only live events know (the values, whether the condition ended,
+        who moved it when the row does not say)."""
+        old = b.alarms.get(alarm.alert_id)
+        if old is not None:
+            if not refill:
+                return False
+            alarm = replace(alarm, values=old.values, condition_ended=old.condition_ended,
+                            status_by=alarm.status_by or old.status_by)
+            if alarm == old:
+                return False
+        b.alarms[alarm.alert_id] = alarm
+        self._alert_beds[alarm.alert_id] = (b.ward, b.bed)
+        self._touch(b)
+        return True
 
     def apply_lifecycle(self, alert_id: str, status: str, by: str | None, at: Any) -> bool:
         """An alert changed status (acknowledged, escalated, silenced, resolved...).
@@ -420,42 +462,19 @@ class WardState:
                 self._load_alerts(ward, alerts)
 
     def _load_alerts(self, ward: str, rows: Iterable[ActiveAlert]) -> None:
-        fresh: dict[str, Alarm] = {}
-        for row in rows:
-            if row.status not in ACTIVE_STATUSES:
-                continue
-            try:
-                priority = Priority(row.priority)
-            except ValueError:
-                priority = Priority.HIGH  # an unknown priority must not hide an alarm
-            fresh[row.alert_id] = Alarm(
-                alert_id=row.alert_id, patient_id=row.patient_id, ward=ward, bed=row.bed,
-                rule=row.rule, priority=priority, message=row.message,
-                detected_ts=to_ms(row.detected_ts) or 0, status=row.status,
-                status_by=row.status_by, status_ts=to_ms(row.status_ts),
-            )
+        """The ward's alarms become ``rows``: the others leave its beds, and each row
+        reaches its bed through ``_place_alarm``."""
+        fresh = {row.alert_id: Alarm.from_active(row) for row in rows
+                 if row.status in ACTIVE_STATUSES}
         for b in [b for (w, _), b in self._beds.items() if w == ward]:
-            keep = {}
-            for alert_id, alarm in fresh.items():
-                if alarm.bed != b.bed:
-                    continue
-                old = b.alarms.get(alert_id)
-                if old is not None:  # keep what only live events know
-                    alarm = replace(alarm, values=old.values,
-                                     condition_ended=old.condition_ended,
-                                     status_by=alarm.status_by or old.status_by)
-                keep[alert_id] = alarm
-            if keep != b.alarms:
-                for alert_id in b.alarms.keys() - keep.keys():
-                    self._alert_beds.pop(alert_id, None)
-                b.alarms = keep
+            gone = [a for a in b.alarms if a not in fresh or fresh[a].bed != b.bed]
+            for alert_id in gone:
+                del b.alarms[alert_id]
+                self._alert_beds.pop(alert_id, None)
+            if gone:
                 self._touch(b)
         for alarm in fresh.values():
-            b = self._bed(ward, alarm.bed)
-            if alarm.alert_id not in b.alarms:
-                b.alarms[alarm.alert_id] = alarm
-                self._touch(b)
-            self._alert_beds[alarm.alert_id] = (ward, alarm.bed)
+            self._place_alarm(self._bed(ward, alarm.bed), alarm, refill=True)
 
     # ------------------------------------------------------------ connection health
 

@@ -39,7 +39,7 @@ from backend.alerting.lifecycle import (
 )
 from backend.auth_policy import allowed
 from backend.storage import census
-from backend.storage.alerts import AlertStore
+from backend.storage.alerts import AlertRow, AlertStore, WardDayAlert
 from backend.storage.statements import store as session_store
 from backend.users import get_user, list_users
 from webapp.alerts_view import board_rows, held_for
@@ -166,22 +166,22 @@ def layout(ward: str | None = None, **_query: str) -> html.Div:
     ])
 
 
-def _status_cell(r: dict) -> html.Span:
-    status = r.get("status") or "raised"
+def _status_cell(r: AlertRow | WardDayAlert) -> html.Span:
+    status = str(r.status or "raised")
     return html.Span(STATUS_TEXT.get(status, status), className=f"alert-status st-{status}")
 
 
-def _row(r: dict, selected: str | None) -> html.Tr:
-    p = r.get("priority") or "low"
-    return html.Tr(className="alerts-row" + (" selected" if r["alert_id"] == selected else ""),
-                   **{"data-alert": r["alert_id"]}, children=[
+def _row(r: WardDayAlert, selected: str | None) -> html.Tr:
+    p = r.priority or "low"
+    return html.Tr(className="alerts-row" + (" selected" if r.alert_id == selected else ""),
+                   **{"data-alert": r.alert_id}, children=[
         html.Td(html.Span(PRIORITIES.get(p, p), className=f"prio prio-{p}")),
-        html.Td(r.get("ward")), html.Td(r.get("bed")),
-        html.Td(r.get("message")),
-        html.Td(_when(r.get("detected_ts")), className="nowrap"),
+        html.Td(r.ward), html.Td(r.bed),
+        html.Td(r.message),
+        html.Td(_when(r.detected_ts), className="nowrap"),
         html.Td(_status_cell(r)),
-        html.Td(r.get("assigned_to") or "", className="alerts-holder"),
-        html.Td(html.Button("Details", id={"type": "alerts-open", "alert": r["alert_id"]},
+        html.Td(r.assigned_to or "", className="alerts-holder"),
+        html.Td(html.Button("Details", id={"type": "alerts-open", "alert": r.alert_id},
                             n_clicks=0, className="button button-quiet")),
     ])
 
@@ -297,36 +297,35 @@ def show_alert(alert_id, _changed, _n):
     row = lc.get(alert_id)
     if row is None:
         return html.P("This alert is not known.", className="notice notice-error"), True
-    if dash.ctx.triggered_id == "alerts-selected" and row.get("patient_id"):
+    if dash.ctx.triggered_id == "alerts-selected" and row.patient_id:
         # opening an alert shows patient data: a view of the patient's record
         try:
             audit.record(current_db(), current_user.username, audit.PATIENT_VIEWED, "patient",
-                         row["patient_id"], f"alert {alert_id} details", "web")
+                         row.patient_id, f"alert {alert_id} details", "web")
         except Exception:
             log.exception("could not audit an alert detail view")
-    status = row.get("status") or "raised"
-    by = f" by {row['status_by']}" if row.get("status_by") else ""
+    status = row.status or "raised"
+    by = f" by {row.status_by}" if row.status_by else ""
     if status == "escalated":
-        by = f" to level {row.get('escalation_level') or 1}"
+        by = f" to level {row.escalation_level or 1}"
     silence = ""
     if status == "silenced":
-        silence = f" until {_clock(row.get('silenced_until'))}: {row.get('silence_reason')}"
-    vals = ", ".join(f"{k} {v:g}" for k, v in sorted((row.get("vals") or {}).items()))
-    p = row.get("priority") or "low"
+        silence = f" until {_clock(row.silenced_until)}: {row.silence_reason}"
+    vals = ", ".join(f"{k} {v:g}" for k, v in sorted(row.values.items()))
+    p = row.priority or "low"
     acked = ""
-    if row.get("acknowledged_by") and status != "acknowledged":
-        acked = (f" · acknowledged by {row['acknowledged_by']} at "
-                 f"{_clock(row.get('acknowledged_ts'))}")
+    if row.acknowledged_by and status != "acknowledged":
+        acked = f" · acknowledged by {row.acknowledged_by} at {_clock(row.acknowledged_ts)}"
     now = int(datetime.now(UTC).timestamp() * 1000)
-    holder = (f"Held by {row['assigned_to']} since {_clock(row.get('assigned_ts'))} "
-              f"({held_for(_ms_or_none(row.get('assigned_ts')), now)}; assigned by "
-              f"{row.get('assigned_by')})" if row.get("assigned_to") else "Held by nobody yet")
+    holder = (f"Held by {row.assigned_to} since {_clock(row.assigned_ts)} "
+              f"({held_for(_ms_or_none(row.assigned_ts), now)}; assigned by "
+              f"{row.assigned_by})" if row.assigned_to else "Held by nobody yet")
     return html.Div([
         html.H2([html.Span(PRIORITIES.get(p, p), className=f"prio prio-{p}"), " ",
-                 row.get("message")]),
-        html.P(f"{row.get('ward')} bed {row.get('bed')} · patient {row.get('patient_id')}"
-               f" · raised {_when(row.get('detected_ts'))} · {vals}"),
-        html.P([_status_cell(row), f"{by} at {_clock(row.get('status_ts'))}{silence}{acked}"],
+                 row.message]),
+        html.P(f"{row.ward} bed {row.bed} · patient {row.patient_id}"
+               f" · raised {_when(row.detected_ts)} · {vals}"),
+        html.P([_status_cell(row), f"{by} at {_clock(row.status_ts)}{silence}{acked}"],
                id="alerts-detail-status"),
         html.P(holder, id="alerts-detail-holder"),
         html.H3("History"),
@@ -403,8 +402,8 @@ def assign_choices(alert_id, _changed):
     row = Lifecycle(current_db(), current_settings().alert_manager).get(alert_id)
     if row is None:
         return [], None, None
-    holder = row.get("assigned_to")
-    return _nurse_options(row.get("ward")), holder, {"alert": alert_id, "holder": holder}
+    holder = row.assigned_to
+    return _nurse_options(row.ward), holder, {"alert": alert_id, "holder": holder}
 
 
 @secure_callback(

@@ -85,7 +85,7 @@ def layout(ward: str | None = None, kiosk: str | None = None, theme: str | None 
 
 def _alert_ward(alert_id: str) -> str | None:
     row = store(AlertStore, current_db()).get(alert_id)
-    return row.get("ward") if row else None
+    return row.ward if row else None
 
 
 def acknowledge(alert_id: str, user: str) -> AckResult:

@@ -7,7 +7,7 @@ import random
 import statistics
 from datetime import UTC, datetime, timedelta
 
-from backend.alerting.burden import occupied_bed_days, ward_burden
+from backend.alerting.burden import BurdenAlarm, occupied_bed_days, ward_burden
 from backend.messages import Priority
 from webapp.population_view import burden_rows
 
@@ -15,10 +15,11 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 END = START + timedelta(days=7)
 
 
-def alarm(ward: str, rule: str, priority: str, at_h: float, ack_s: float | None) -> dict:
+def alarm(ward: str, rule: str, priority: str, at_h: float, ack_s: float | None
+          ) -> BurdenAlarm:
     detected = START + timedelta(hours=at_h)
-    return {"ward": ward, "rule": rule, "priority": priority, "detected_ts": detected,
-            "ack_ts": None if ack_s is None else detected + timedelta(seconds=ack_s)}
+    return BurdenAlarm(f"{ward}-{at_h}", ward, rule, priority, detected,
+                       ack_ts=None if ack_s is None else detected + timedelta(seconds=ack_s))
 
 
 def test_occupied_bed_days_clip_stays_to_the_period() -> None:
@@ -56,9 +57,8 @@ def test_ward_burden_over_generated_alarms() -> None:
                     rng.choice([None, rng.lognormvariate(4, 1)])) for _ in range(2000)]
     beds = {"A": 40.0, "B": 55.5}
     for b in ward_burden(alerts, beds):
-        mine = [x for x in alerts if x["ward"] == b.ward]
-        waits = [(x["ack_ts"] - x["detected_ts"]).total_seconds() for x in mine
-                 if x["ack_ts"]]
+        mine = [x for x in alerts if x.ward == b.ward]
+        waits = [(x.ack_ts - x.detected_ts).total_seconds() for x in mine if x.ack_ts]
         assert b.alarms == len(mine) and b.per_bed_day == len(mine) / beds[b.ward]
         assert b.acknowledged == len(waits)
         assert b.median_ack_seconds == statistics.median(waits)

@@ -11,11 +11,14 @@ import pytest
 from backend.alerting import email_outbox as mail
 from backend.alerting.inbox import InboxFilter, days_between
 from backend.settings import AlertManagerSettings
+from backend.storage.alerts import AlertRow, WardDayAlert
 
 T = datetime(2026, 3, 1, 14, 0, 5, tzinfo=UTC)
-ALERT = {"alert_id": "a-1", "patient_id": "p-77", "ward": "ICU-A", "bed": "7",
-         "rule": "ref_spo2_low", "priority": "high", "message": "SpO2 84 % below 90 %",
-         "vals": {"spo2": 84.0, "hr": 121.0}, "detected_ts": T.replace(tzinfo=None)}
+# as the driver gives the alerts row (naive UTC times)
+RAW = {"alert_id": "a-1", "patient_id": "p-77", "ward": "ICU-A", "bed": "7",
+       "rule": "ref_spo2_low", "priority": "high", "message": "SpO2 84 % below 90 %",
+       "vals": {"spo2": 84.0, "hr": 121.0}, "detected_ts": T.replace(tzinfo=None)}
+ALERT = AlertRow.from_row(RAW)
 
 
 class Clock:
@@ -106,22 +109,22 @@ def test_the_message_has_minimal_patient_information() -> None:
 
 def test_subjects_say_what_happened_in_words_and_keep_the_bed_visible() -> None:
     for message in ("NEWS2 7, high clinical risk: Emergency response " * 5, "", None):
-        alert = {**ALERT, "message": message}
+        alert = AlertRow.from_row({**RAW, "message": message})
         subject = mail.subject_line(alert, 1, "charge_nurse")
         assert subject.endswith(" - ICU-A bed 7") and "\n" not in subject
         assert len(subject) <= mail.SUBJECT_MAX + len("[HIGH] Escalated to charge nurse: ") \
             + len(" - ICU-A bed 7")
         assert "ref_spo2_low" not in subject or not message  # the code only when no text
-    assert mail.subject_line({**ALERT, "message": "HR 151/min\nabove  150/min"}, 0,
-                             "nurse") == "[HIGH] HR 151/min above 150/min - ICU-A bed 7"
+    assert mail.subject_line(AlertRow.from_row({**RAW, "message": "HR 151/min\nabove  150/min"}),
+                             0, "nurse") == "[HIGH] HR 151/min above 150/min - ICU-A bed 7"
 
 
 def test_the_date_header_and_raised_time_cross_a_change_of_clocks() -> None:
     """Raised 30 min either side of the autumn change in Berlin: the same wall time twice,
     told apart by the zone."""
     policy = AlertManagerSettings()
-    before = {**ALERT, "detected_ts": datetime(2026, 10, 25, 0, 30)}  # naive UTC
-    after = {**ALERT, "detected_ts": datetime(2026, 10, 25, 1, 30)}
+    before = AlertRow.from_row({**RAW, "detected_ts": datetime(2026, 10, 25, 0, 30)})  # naive UTC
+    after = AlertRow.from_row({**RAW, "detected_ts": datetime(2026, 10, 25, 1, 30)})
     assert "Raised: 2026-10-25 02:30:00 CEST" in mail.compose(before, 0, "nurse", "L", policy,
                                                              None, "Europe/Berlin")[1]
     assert "Raised: 2026-10-25 02:30:00 CET" in mail.compose(after, 0, "nurse", "L", policy,
@@ -136,9 +139,14 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_inbox_filter_input() -> None:
     f = InboxFilter.parse(None, ["raised"], ["high"], "24", ["ICU-A", "ICU-B"])
     assert f.wards == ("ICU-A", "ICU-B") and f.hours == 24
-    assert f.keeps({"status": "raised", "priority": "high"})
-    assert not f.keeps({"status": "resolved", "priority": "high"})
-    assert not f.keeps({"status": "raised", "priority": "low"})
+    def row(status: str, priority: str) -> WardDayAlert:
+        return WardDayAlert.from_row({"ward": "ICU-A", "day": T.date(), "detected_ts": T,
+                                      "alert_id": "a-1", "status": status,
+                                      "priority": priority})
+
+    assert f.keeps(row("raised", "high"))
+    assert not f.keeps(row("resolved", "high"))
+    assert not f.keeps(row("raised", "low"))
     assert InboxFilter.parse("ICU-B", [], [], 8, ["ICU-A", "ICU-B"]).wards == ("ICU-B",)
     with pytest.raises(ValueError, match="Unknown ward"):
         InboxFilter.parse(["ICU-Z"], [], [], "24", ["ICU-A"])

@@ -10,15 +10,19 @@ import pytest
 
 from backend.alerting import lifecycle as lc
 from backend.settings import AlertManagerSettings
+from backend.storage.alerts import AlertRow
 
 T0 = datetime(2026, 3, 1, 14, 0, 0, tzinfo=UTC)
 POLICY = AlertManagerSettings(escalation_minutes={"high": [2, 5], "medium": [5], "low": []},
                               auto_resolve_after_seconds=300, silence_max_minutes=30)
 
 
-def row(status: str = "raised", **kw) -> dict:
-    return {"alert_id": "a", "status": status, "priority": "high", "detected_ts": T0,
-            "status_ts": T0, "status_by": None, **kw}
+def row(status: str | None = "raised", **kw) -> AlertRow:
+    """An alerts row as the driver gives it (naive UTC times), read by the store."""
+    naive = {k: v.replace(tzinfo=None) if isinstance(v, datetime) else v for k, v in kw.items()}
+    return AlertRow.from_row({"alert_id": "a", "status": status, "priority": "high",
+                              "detected_ts": T0.replace(tzinfo=None),
+                              "status_ts": T0.replace(tzinfo=None), "status_by": None, **naive})
 
 
 # The whole table, spelled out: (action, from) -> allowed?
@@ -130,6 +134,7 @@ def test_silence_pauses_escalation_until_it_runs_out() -> None:
     assert lc.due(s, T0 + timedelta(minutes=10), POLICY) == lc.Due("unsilence")
     # naive timestamps (as Cassandra returns them) are UTC
     naive = row("silenced", silenced_until=(T0 + timedelta(minutes=1)).replace(tzinfo=None))
+    assert naive.silenced_until == T0 + timedelta(minutes=1)
     assert lc.due(naive, T0 + timedelta(minutes=2), POLICY) == lc.Due("unsilence")
 
 
@@ -144,4 +149,4 @@ def test_auto_resolve_after_the_condition_stayed_clear() -> None:
 def test_ended_alerts_leave_the_work_list() -> None:
     for status in lc.ENDED:
         assert lc.due(row(status), T0, POLICY) == lc.Due("close")
-    assert lc.due({}, T0, POLICY) == lc.Due("close")
+    assert lc.due(row(None), T0, POLICY) == lc.Due("close")  # only its end is stored

@@ -11,7 +11,7 @@ from backend import audit
 from backend.alerting import lifecycle
 from backend.alerting.inbox import inbox_order
 from backend.auth_policy import Role, allowed
-from backend.storage.alerts import ActiveAlert
+from backend.storage.alerts import ActiveAlert, AlertRow, WardDayAlert
 from backend.users import User
 from webapp.alerts_view import board_rows, held_for
 
@@ -42,10 +42,10 @@ def test_assign_is_one_row_of_the_transition_table_and_keeps_the_status() -> Non
     assert t.sources == lifecycle.ACTIVE and t.audit_action == audit.ALERT_ASSIGNED
     assert not t.by_system_only
     for status in lifecycle.ACTIVE:
-        assert lifecycle.target_status("assign", {"status": status}) == status
-        assert lifecycle.refusal_reason("assign", {"status": status}) is None
-    ended = lifecycle.refusal_reason("assign", {"status": "resolved", "status_by": "n.kim",
-                                                "status_ts": T})
+        assert lifecycle.target_status("assign", AlertRow("a", status=status)) == status
+        assert lifecycle.refusal_reason("assign", AlertRow("a", status=status)) is None
+    ended = lifecycle.refusal_reason("assign", AlertRow("a", status="resolved",
+                                                        status_by="n.kim", status_ts=T))
     assert ended.startswith("Already resolved by n.kim")
     assert audit.ALERT_ASSIGNED in audit.ACTIONS
     # only charge nurses hold the permission the page's assign callback is tagged with
@@ -80,12 +80,14 @@ def test_the_board_groups_by_nurse_and_lists_the_unassigned_last() -> None:
 
 def test_the_inbox_sorts_by_priority_then_newest_first() -> None:
     rng = random.Random(3)
-    rows = [{"alert_id": f"a{i}", "priority": rng.choice(["high", "medium", "low", "other"]),
-             "detected_ts": T - timedelta(seconds=rng.randrange(0, 86_400))}
-            for i in range(300)]
+    rows = []
+    for i in range(300):
+        detected = T - timedelta(seconds=rng.randrange(0, 86_400))
+        rows.append(WardDayAlert("ICU-A", detected.date(), detected, f"a{i}",
+                                 priority=rng.choice(["high", "medium", "low", "other"])))
     ordered = inbox_order(rows)
     rank = {"high": 0, "medium": 1, "low": 2}
-    keys = [(rank.get(r["priority"], 3), -r["detected_ts"].timestamp()) for r in ordered]
+    keys = [(rank.get(r.priority, 3), -r.detected_ts.timestamp()) for r in ordered]
     assert keys == sorted(keys)
-    assert sorted(r["alert_id"] for r in ordered) == sorted(r["alert_id"] for r in rows)
+    assert sorted(r.alert_id for r in ordered) == sorted(r.alert_id for r in rows)
     assert inbox_order(list(reversed(rows))) == ordered  # one order, whatever came first

@@ -15,7 +15,7 @@ from backend.alerting.lifecycle import Lifecycle
 from backend.audit import ALERT_ACKNOWLEDGED
 from backend.messages import AlertEvent, AlertLifecycle, Priority
 from backend.settings import Settings
-from backend.storage.alerts import clock_text, refusal
+from backend.storage.alerts import AlertRow, clock_text, refusal
 from webapp.live import lifecycle_handler, live_follower, live_state, stop_live
 from webapp.live.follower import LiveFollower
 from webapp.live.lifecycle import LifecyclePublisher
@@ -172,13 +172,15 @@ def test_user_and_channel_are_required(db) -> None:
 
 def test_refusal_texts() -> None:
     naive = datetime(2026, 3, 1, 9, 30, 0)  # Cassandra hands back naive UTC
-    r = refusal("x", {"status": "acknowledged", "status_by": "a.b", "status_ts": naive})
+    r = refusal("x", AlertRow.from_row({"alert_id": "x", "status": "acknowledged",
+                                        "status_by": "a.b", "status_ts": naive}))
     assert r.message == f"Already acknowledged by a.b at {clock_text(naive)}"
     # the hospital's local time with the zone (backend.localtime), not the server's
     assert clock_text(naive) == localtime.clock(naive.replace(tzinfo=UTC))
     assert localtime.clock(naive, "Europe/Berlin") == "10:30:00 CET"
-    assert refusal("x", {"status": "resolved", "status_by": None,
-                         "status_ts": naive}).message.startswith("Already resolved at ")
+    assert refusal("x", AlertRow("x", status="resolved", status_ts=naive.replace(tzinfo=UTC))
+                   ).message.startswith("Already resolved at ")
+    assert "not known" in refusal("x", AlertRow("x")).message  # only its end is stored
     assert clock_text(None) == "--:--:--"
 
 

@@ -10,15 +10,18 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.messages import AlertEvent, Priority, ValidatedReading
 from backend.settings import Settings
-from backend.storage.alerts import ActiveAlert
+from backend.storage.alerts import ActiveAlert, AlertStore
 from backend.storage.census import Bed
 from backend.storage.readings import latest_reading
 from backend.vitals import Vital
+from tests.cassandra_fakes import TableSession
 from webapp.live.follower import LiveFollower
-from webapp.live.state import WardState, bed_sort_key
+from webapp.live.state import WardState, alarm_priority, bed_sort_key
 
 T0 = 1_800_000_000.0  # epoch seconds
 
@@ -269,6 +272,90 @@ def test_refill_replaces_the_alarms_of_the_ward(state: WardState) -> None:
                                                  datetime.fromtimestamp(T0, UTC), "raised")])
     assert [a.alert_id for a in state.bed_snapshot("ICU-A", "1").alarms] == ["new"]
     assert state.alarm("old") is None
+
+
+MOVES = ("acknowledged", "silenced", "escalated", "resolved", "auto_resolved")
+
+
+@st.composite
+def alarm_histories(draw) -> list[tuple[AlertEvent, tuple[str, str, datetime] | None]]:
+    """Raises on a few beds of one ward, each perhaps moved once since (by whom, when)."""
+    out = []
+    for n in range(draw(st.integers(1, 6))):
+        bed_name = draw(st.sampled_from(["1", "2", "10"]))
+        ms = int(T0 * 1000) - draw(st.integers(0, 3_600_000))
+        values = draw(st.dictionaries(st.sampled_from(["hr", "spo2", "rr"]),
+                                      st.floats(0, 300, width=32), max_size=3))
+        e = AlertEvent(alert_id=f"a{n}", event="raised", patient_id=f"p{bed_name}",
+                       ward="ICU-A", bed=bed_name, rule=draw(st.sampled_from(["hr", "spo2"])),
+                       priority=draw(st.sampled_from(list(Priority))),
+                       message=draw(st.text(max_size=10)), values=values, onset_ts=ms,
+                       reading_ts=ms, detected_ts=ms)
+        move = draw(st.none() | st.tuples(
+            st.sampled_from(MOVES), st.sampled_from(["n.kim", "system"]),
+            st.integers(1, 600_000).map(lambda d, ms=ms: datetime.fromtimestamp(
+                (ms + d) / 1000, UTC))))
+        out.append((e, move))
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(alarm_histories())
+def test_an_alarm_reaches_its_bed_the_same_way_live_and_from_a_refill(history) -> None:
+    """The same raises and moves, followed live or read back from the alert tables (an
+    in-memory session behind the real AlertStore), put the same alarms on the same beds;
+    a refill of the live state changes nothing and keeps the values only events carry."""
+    clock = Clock()
+    live, filled = WardState(clock=clock), WardState(clock=clock)
+    session = TableSession()
+    store = AlertStore(session)
+    for e, move in history:
+        assert live.apply_alert(e)
+        assert not live.apply_alert(e)  # a replay
+        store.raise_alert(e)
+        if move is not None:
+            status, by, at = move
+            live.apply_lifecycle(e.alert_id, status, by, at)
+            # what the lifecycle's transaction and its index refresh leave in the tables
+            session.put("alerts", {**session.tables["alerts"][(e.alert_id,)],
+                                   "status": status, "status_by": by, "status_ts": at})
+            store.write_indexes(store.get(e.alert_id))
+    rows = store.active_for_ward("ICU-A")
+    filled.load_ward("ICU-A", alerts=rows)
+
+    def alarms(state: WardState) -> dict[str, tuple]:
+        return {b.bed: b.alarms for b in state.ward_snapshot("ICU-A") if b.alarms}
+
+    assert alarms(filled) == alarms(live)  # every field but the values (compare=False)
+    assert all(not a.values for shown in alarms(filled).values() for a in shown)
+    version = live.ward_version("ICU-A")
+    live.load_ward("ICU-A", alerts=rows)
+    assert live.ward_version("ICU-A") == version  # the refill brought nothing new
+    sent = {e.alert_id: e.values for e, _ in history}
+    for shown in alarms(live).values():
+        assert all(dict(a.values) == sent[a.alert_id] for a in shown)
+
+
+def test_a_refill_keeps_what_only_live_events_know(state: WardState) -> None:
+    e = alert("a", Priority.MEDIUM)
+    state.apply_alert(e.model_copy(update={"values": {"hr": 151.0}}))
+    state.apply_lifecycle("a", "acknowledged", "nurse1", T0 + 1)
+    state.apply_alert(alert("a", Priority.MEDIUM, event="cleared"))
+    state.load_ward("ICU-A", alerts=[ActiveAlert(
+        "ICU-A", "a", "p1", "1", "a", "medium", "a msg", datetime.fromtimestamp(T0, UTC),
+        "acknowledged", status_by="nurse2", status_ts=datetime.fromtimestamp(T0 + 2, UTC))])
+    a = state.alarm("a")
+    assert (a.status_by, a.status_ts) == ("nurse2", int((T0 + 2) * 1000))  # the stored move
+    assert a.condition_ended and dict(a.values) == {"hr": 151.0}
+
+
+def test_an_unknown_priority_is_shown_as_high() -> None:
+    assert alarm_priority("urgent") is Priority.HIGH
+    assert alarm_priority("low") is Priority.LOW
+    state = WardState()
+    state.load_ward("ICU-A", alerts=[ActiveAlert("ICU-A", "x", "p1", "1", "r", "urgent", "",
+                                                 datetime.fromtimestamp(T0, UTC), "raised")])
+    assert state.alarm("x").priority is Priority.HIGH
 
 
 def test_a_discharged_bed_leaves_once_it_stops_sending(state: WardState, clock: Clock) -> None:
