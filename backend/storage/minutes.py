@@ -7,8 +7,9 @@ the patient timeline reads them for windows longer than two hours. See
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
@@ -19,7 +20,31 @@ from backend.storage.statements import prepared
 from backend.storage.timestamps import day_of
 from backend.storage.timestamps import to_datetime as _dt
 from backend.storage.timestamps import to_ms as _ms
-from backend.timeline import PARAMS, MinuteExtremes, merge_parts, minute_parts
+from backend.timeline import (
+    PARAMS,
+    MinuteExtremes,
+    MinutePart,
+    RawPoint,
+    merge_parts,
+    minute_parts,
+)
+
+T = TypeVar("T")
+
+
+def raw_point(row: Mapping[str, Any]) -> RawPoint:
+    """A ``readings_by_patient_day`` row of the timeline's columns (``ts`` already in ms,
+    selected as ``toUnixTimestamp(ts)``)."""
+    return RawPoint(row["ts"], row["hr"], row["spo2"], row["rr"], row["sbp"], row["dbp"],
+                    row["map"], row["temp"], row["news2"])
+
+
+def minute_part(patient_id: str, row: Mapping[str, Any]) -> MinutePart:
+    """A ``readings_by_patient_minute`` row; an empty map column is ``None`` in the driver
+    (no values of that kind in the part), a part written without a count counts 0."""
+    return MinutePart(patient_id, _ms(row["minute"]), _ms(row["part_ts"]), row["n"] or 0,
+                      _ms(row["last_ts"]), row["mins"] or {}, row["maxs"] or {},
+                      row["lasts"] or {})
 
 
 class MinuteStore:
@@ -38,10 +63,11 @@ class MinuteStore:
         )
         self._range.fetch_size = 5000
         cols = ", ".join(c for c in PARAMS)
+        # the time as ms straight from the server: no datetime per row on the hot path
         self._raw = prepared(
             session,
-            f"SELECT ts, {cols} FROM readings_by_patient_day WHERE patient_id = ? AND day = ?"
-            " AND ts >= ? AND ts < ?"
+            f"SELECT toUnixTimestamp(ts) AS ts, {cols} FROM readings_by_patient_day"
+            " WHERE patient_id = ? AND day = ? AND ts >= ? AND ts < ?"
         )
         self._raw.fetch_size = 5000
         self._newest = prepared(
@@ -64,8 +90,10 @@ class MinuteStore:
             for p in minute_parts(readings)
         ]
 
-    def _per_day(self, stmt, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
-        """One query per day partition of ``[start, end)``, run concurrently."""
+    def _per_day(self, stmt, patient_id: str, start_ms: int, end_ms: int,
+                 convert: Callable[[Mapping[str, Any]], T]) -> list[T]:
+        """One query per day partition of ``[start, end)``, run concurrently; each row
+        through ``convert``."""
         params = []
         day, last = day_of(start_ms), day_of(end_ms - 1)
         while day <= last:
@@ -73,23 +101,16 @@ class MinuteStore:
             day += timedelta(days=1)
         results = execute_concurrent(self.session, params, concurrency=8,
                                      raise_on_first_error=True, results_generator=False)
-        return [r for ok, result in results for r in result]
+        return [convert(r) for _ok, result in results for r in result]
 
-    def raw_between(self, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
-        """The raw readings of ``[start, end)``: ``ts`` in ms and the timeline's columns."""
-        rows = self._per_day(self._raw, patient_id, start_ms, end_ms)
-        for r in rows:
-            r["ts"] = _ms(r["ts"])
-        return rows
+    def raw_between(self, patient_id: str, start_ms: int, end_ms: int) -> list[RawPoint]:
+        """The raw readings of ``[start, end)`` with the timeline's columns, oldest first."""
+        return self._per_day(self._raw, patient_id, start_ms, end_ms, raw_point)
 
     def between(self, patient_id: str, start_ms: int, end_ms: int) -> list[MinuteExtremes]:
         """Merged minutes of ``[start, end)`` (minutes that start in it), oldest first."""
-        rows = [
-            {"minute": _ms(r["minute"]), "last_ts": _ms(r["last_ts"]), "n": r["n"],
-             "mins": r["mins"], "maxs": r["maxs"], "lasts": r["lasts"]}
-            for r in self._per_day(self._range, patient_id, start_ms, end_ms)
-        ]
-        return merge_parts(rows)
+        return merge_parts(self._per_day(self._range, patient_id, start_ms, end_ms,
+                                         lambda r: minute_part(patient_id, r)))
 
     def newest_ts(self, patient_id: str, now_ms: int, days_back: int = 7) -> int | None:
         """The time of the patient's newest reading within ``days_back`` days, in ms."""
