@@ -14,7 +14,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from backend.risk.live import HourScore
 from backend.storage.statements import prepared
-from backend.storage.timestamps import day_of, to_ms
+from backend.storage.timestamps import aware, day_of, to_ms
 from backend.storage.timestamps import to_datetime as _dt
 
 
@@ -47,10 +47,8 @@ class ModelScore:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ModelScore:
-        ts = row["hour_ts"]
-        return cls(ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC),
-                   row["patient_id"], _float(row["risk"]), bool(row["above"]),
-                   bool(row["monitor_only"]))
+        return cls(aware(row["hour_ts"]), row["patient_id"], _float(row["risk"]),
+                   bool(row["above"]), bool(row["monitor_only"]))
 
 
 def days_back(n: int, today: date | None = None) -> list[date]:

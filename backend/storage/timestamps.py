@@ -25,6 +25,16 @@ def to_ms(value: datetime) -> int:
     return round(value.timestamp() * 1000)
 
 
+def aware(value: datetime) -> datetime:
+    """A column value as an aware UTC datetime (naive values are UTC, as the driver gives)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def aware_or_none(value: datetime | None) -> datetime | None:
+    """:func:`aware` of a column that may be unset."""
+    return None if value is None else aware(value)
+
+
 def day_of(ms: int) -> date:
     """The UTC day of an instant: the day component of the day-partitioned tables."""
     return _day(ms // DAY_MS)

@@ -55,13 +55,13 @@ def test_burden_from_the_alert_tables(db) -> None:
                " priority, status) VALUES ('BB', %s, %s, 'ab-5', 'news2_high', 'high',"
                " 'acknowledged')", (t5.date(), t5))
 
-    rows = {a["alert_id"]: a for a in load_alerts(db, ["BA", "BB"], start, end)}
+    rows = {a.alert_id: a for a in load_alerts(db, ["BA", "BB"], start, end)}
     assert set(rows) == {"ab-1", "ab-2", "ab-3", "ab-5"}
-    assert rows["ab-1"]["ack_ts"] == t1 + timedelta(seconds=40)
-    assert rows["ab-2"]["status"] == "resolved"
-    assert rows["ab-2"]["ack_ts"] - rows["ab-2"]["detected_ts"] == timedelta(seconds=100)
-    assert rows["ab-3"]["ack_ts"] is None
-    assert rows["ab-5"]["ack_ts"] == t5 + timedelta(seconds=300)
+    assert rows["ab-1"].ack_ts == t1 + timedelta(seconds=40)
+    assert rows["ab-2"].status == "resolved"
+    assert rows["ab-2"].ack_ts - rows["ab-2"].detected_ts == timedelta(seconds=100)
+    assert rows["ab-3"].ack_ts is None
+    assert rows["ab-5"].ack_ts == t5 + timedelta(seconds=300)
 
     by_ward = {b.ward: b for b in ward_burdens(db, start, end)}
     ba, bb = by_ward["BA"], by_ward["BB"]
