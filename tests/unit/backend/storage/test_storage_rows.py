@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import namedtuple
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +16,7 @@ from backend.alerting.burden import WardAlarm
 from backend.messages import Consciousness
 from backend.population.surge import SurgeFlag
 from backend.risk.live import HourScore
-from backend.storage.minutes import minute_part, raw_point
+from backend.storage.minutes import minute_part, raw_points
 from backend.storage.population import (
     MEASURES,
     RegionAggregate,
@@ -81,13 +83,19 @@ def test_a_history_row_is_a_stored_reading(row: dict) -> None:
                                          * 1000))
 
 
+RawRow = namedtuple("RawRow", ["ts", *PARAMS])  # as the driver's named_tuple_factory
+
+
 @settings(max_examples=200, deadline=None)
-@given(ms, st.fixed_dictionaries({p: maybe for p in PARAMS}))
-def test_a_timeline_row_is_a_raw_point(ts: int, params: dict) -> None:
-    # selected as ``toUnixTimestamp(ts) AS ts``: ms already
-    p = raw_point({"ts": ts, **params})
-    assert p == RawPoint(ts, *(params[name] for name in PARAMS))
-    assert tuple(f.name for f in dataclasses.fields(RawPoint)) == ("ts", *PARAMS)
+@given(st.lists(st.tuples(ms, *(maybe for _ in PARAMS)), max_size=20))
+def test_timeline_rows_are_raw_points(rows: list[tuple]) -> None:
+    # the row factory gets the selected columns' names and each row's values in order
+    points = raw_points(RawRow._fields, [RawRow(naive(r[0]), *r[1:]) for r in rows])
+    assert points == [RawPoint(*r) for r in rows]
+    assert [{f.name: getattr(p, f.name) for f in dataclasses.fields(RawPoint)}
+            for p in points] == [RawRow(*r)._asdict() for r in rows]
+    with pytest.raises(ValueError, match="columns"):
+        raw_points(("ts", *reversed(PARAMS)), rows)
 
 
 maps = st.none() | st.dictionaries(st.sampled_from(PARAMS), values, min_size=1)
