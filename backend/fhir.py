@@ -65,7 +65,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from fhir.resources.R4B.bundle import Bundle
@@ -79,6 +79,9 @@ from backend.messages import DeviceReading
 from backend.strictjson import JsonError
 from backend.strictjson import loads as strict_loads
 from backend.vitals import VITALS, Vital
+
+if TYPE_CHECKING:  # the ingest side runs without the database driver's import
+    from backend.storage.readings import StoredReading
 
 __all__ = [
     "DEVICE_SYSTEM",
@@ -124,15 +127,6 @@ class Census(Protocol):
 
 
 # --- export ------------------------------------------------------------------------------
-
-
-def _ms(ts: Any) -> int:
-    """A row's timestamp as ms since the epoch (datetime from Cassandra: naive = UTC)."""
-    if isinstance(ts, datetime):
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
-        return (ts - _EPOCH) // _MS
-    return int(ts)
 
 
 def _instant(ms: int) -> datetime:
@@ -183,7 +177,7 @@ def _when(ms: int, tz: str | None) -> str:
 
 
 def bundle_dict(
-    patient_id: str, rows: Iterable[Mapping[str, Any]], *, start_ms: int, end_ms: int,
+    patient_id: str, rows: Iterable[StoredReading], *, start_ms: int, end_ms: int,
     include_sensor_off: bool = True, tz: str | None = None,
 ) -> dict:
     """``readings_to_bundle`` as a plain JSON-ready dict, without building the models.
@@ -194,17 +188,17 @@ def bundle_dict(
     """
     entries = []
     for row in rows:
-        ms = _ms(row["ts"])
+        ms = row.ts
         if not start_ms <= ms < end_ms:
             continue
-        device = row.get("device_id")
-        off = row.get("sensors_off") or ()
+        device = row.device_id
+        off = row.sensors_off
         when = _when(ms, tz)
         for vital in Vital:
-            value = row.get(vital.value)
+            value = row.vitals.get(vital)
             if value is not None and not np.isfinite(value):
                 continue
-            if value is None and not (include_sensor_off and vital.value in off):
+            if value is None and not (include_sensor_off and vital in off):
                 continue
             obs = _observation(patient_id, vital, ms, device,
                                None if value is None else float(value))
@@ -218,15 +212,11 @@ def bundle_dict(
 
 
 def readings_to_bundle(
-    patient_id: str, rows: Iterable[Mapping[str, Any]], *, start_ms: int, end_ms: int,
+    patient_id: str, rows: Iterable[StoredReading], *, start_ms: int, end_ms: int,
     include_sensor_off: bool = True, tz: str | None = None,
 ) -> Bundle:
-    """The stored readings of one patient in ``[start_ms, end_ms)`` as a FHIR R4 Bundle.
-
-    ``rows`` are ``ReadingStore.between`` rows (or any mappings with ``ts`` as a datetime
-    or ms, the ``Vital`` wire names as columns, and optionally ``device_id`` and
-    ``sensors_off``). See the module docstring for the resources.
-    """
+    """The stored readings of one patient in ``[start_ms, end_ms)`` (``ReadingStore
+    .between``) as a FHIR R4 Bundle. See the module docstring for the resources."""
     return Bundle.model_validate(bundle_dict(patient_id, rows, start_ms=start_ms,
                                              end_ms=end_ms,
                                              include_sensor_off=include_sensor_off, tz=tz))

@@ -8,6 +8,7 @@ row of the window, then the same reduction); it exists as the benchmark's baseli
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,10 +97,9 @@ def risk_series(session: Session, patient_id: str, start_ms: int, end_ms: int) -
     hour starts in the window, oldest first."""
     store = _store(RiskScoreStore, session)
     rows = sorted(store.for_patient(patient_id, start_ms - HOUR_MS, end_ms),
-                  key=lambda r: r["hour_ts"])
-    ts = np.array([_ms(r["hour_ts"]) for r in rows], dtype=np.int64)
-    values = np.array([np.nan if r["risk"] is None else r["risk"] for r in rows],
-                      dtype=np.float64)
+                  key=lambda r: r.hour_ts)
+    ts = np.array([r.hour_ts for r in rows], dtype=np.int64)
+    values = np.array([r.risk for r in rows], dtype=np.float64)
     return Series(ts, values)
 
 
@@ -107,12 +107,11 @@ def latest_risk(session: Session, patient_id: str, now_ms: int,
                 lookback_ms: int = 24 * HOUR_MS) -> RiskNow | None:
     """The newest live risk score of the last ``lookback_ms``, if the patient has one."""
     rows = _store(RiskScoreStore, session).for_patient(patient_id, now_ms - lookback_ms, now_ms + 1)
-    newest = max(rows, key=lambda r: r["hour_ts"], default=None)
-    if newest is None or newest["risk"] is None:
+    newest = max(rows, key=lambda r: r.hour_ts, default=None)
+    if newest is None or math.isnan(newest.risk):
         return None
-    return RiskNow(risk=float(newest["risk"]), threshold=float(newest["threshold"]),
-                   above=bool(newest["above"]), hour_ms=_ms(newest["hour_ts"]) or 0,
-                   model_version=str(newest["model_version"]))
+    return RiskNow(risk=newest.risk, threshold=newest.threshold, above=newest.above,
+                   hour_ms=newest.hour_ts, model_version=newest.model_version)
 
 
 def newest_reading_ms(session: Session, patient_id: str, now_ms: int) -> int | None:

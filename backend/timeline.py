@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -117,24 +118,23 @@ class MinuteExtremes:
     _last_at: dict[str, int] = field(default_factory=dict)
 
 
-def merge_parts(parts: Iterable[Mapping]) -> list[MinuteExtremes]:
-    """Stored part rows (dicts with ``minute`` ms, ``last_ts`` ms, ``n``, ``mins``,
-    ``maxs``, ``lasts``) merged into one entry per minute, oldest first."""
+def merge_parts(parts: Iterable[MinutePart]) -> list[MinuteExtremes]:
+    """Stored parts merged into one entry per minute, oldest first."""
     merged: dict[int, MinuteExtremes] = {}
     for p in parts:
-        m = merged.get(p["minute"])
+        m = merged.get(p.minute)
         if m is None:
-            m = merged[p["minute"]] = MinuteExtremes(p["minute"])
-        m.n += p.get("n") or 0
-        m.last_ts = max(m.last_ts, p["last_ts"])
-        for name, value in (p.get("mins") or {}).items():
+            m = merged[p.minute] = MinuteExtremes(p.minute)
+        m.n += p.n
+        m.last_ts = max(m.last_ts, p.last_ts)
+        for name, value in p.mins.items():
             m.mins[name] = min(value, m.mins.get(name, value))
-        for name, value in (p.get("maxs") or {}).items():
+        for name, value in p.maxs.items():
             m.maxs[name] = max(value, m.maxs.get(name, value))
-        for name, value in (p.get("lasts") or {}).items():
-            if p["last_ts"] >= m._last_at.get(name, -1):
+        for name, value in p.lasts.items():
+            if p.last_ts >= m._last_at.get(name, -1):
                 m.lasts[name] = value
-                m._last_at[name] = p["last_ts"]
+                m._last_at[name] = p.last_ts
     return [merged[k] for k in sorted(merged)]
 
 
@@ -151,13 +151,31 @@ def _empty() -> Series:
     return Series(np.empty(0, np.int64), np.empty(0, np.float64))
 
 
-def series_from_raw(rows: Sequence[Mapping], params: Sequence[str] = PARAMS) -> dict[str, Series]:
-    """Raw reading rows (``ts`` ms + one column per parameter, ``None`` when absent)."""
+@dataclass(frozen=True, slots=True)
+class RawPoint:
+    """One raw reading as the timeline draws it: the time (ms since the epoch, UTC) and
+    one field per name of ``PARAMS``, in its order (``None`` when absent)."""
+
+    ts: int
+    hr: float | None
+    spo2: float | None
+    rr: float | None
+    sbp: float | None
+    dbp: float | None
+    map: float | None
+    temp: float | None
+    news2: float | None
+
+
+def series_from_raw(rows: Sequence[RawPoint],
+                    params: Sequence[str] = PARAMS) -> dict[str, Series]:
+    """Raw points to one series per parameter (a parameter's absent values left out)."""
     out = {}
-    ts = np.fromiter((r["ts"] for r in rows), dtype=np.int64, count=len(rows))
+    ts = np.fromiter((r.ts for r in rows), dtype=np.int64, count=len(rows))
     for name in params:
+        get = attrgetter(name)
         values = np.fromiter(
-            (np.nan if r.get(name) is None else r[name] for r in rows), dtype=np.float64,
+            (np.nan if (v := get(r)) is None else v for r in rows), dtype=np.float64,
             count=len(rows))
         keep = ~np.isnan(values)
         out[name] = Series(ts[keep], values[keep])
@@ -216,7 +234,7 @@ def check_window(start_ms: int, end_ms: int) -> None:
 
 __all__ = [
     "DEFAULT_MAX_POINTS", "HOUR_MS", "MINUTE_MS", "MIN_SUFFIX", "NEWS2", "PARAMS", "PRESETS_MS",
-    "RAW_MAX_WINDOW_MS", "MinuteExtremes", "MinutePart", "Series", "check_window",
+    "RAW_MAX_WINDOW_MS", "MinuteExtremes", "MinutePart", "RawPoint", "Series", "check_window",
     "merge_parts", "minute_parts", "reduce_to_width", "resolution_for_window",
     "series_from_minutes", "series_from_raw",
 ]

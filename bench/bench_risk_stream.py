@@ -54,7 +54,7 @@ from backend.settings import Settings  # noqa: E402
 from backend.storage import census  # noqa: E402
 from backend.storage.cassandra import connect  # noqa: E402
 from backend.storage.migrate import migrate  # noqa: E402
-from backend.storage.risk_scores import RiskScoreStore, days_back  # noqa: E402
+from backend.storage.risk_scores import ModelScore, RiskScoreStore, days_back  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -246,7 +246,7 @@ def main() -> None:
         # long stays start before the last --days days: count every day of every stay
         first = min(a.admitted_ts for a in admissions)
         days = days_back((int(time.time() * 1000) - first) // (24 * HOUR_MS) + 2)
-        rows: list[dict] = []
+        rows: list[ModelScore] = []
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
             rows = store.for_model(version, days)
@@ -258,7 +258,7 @@ def main() -> None:
         for a in admissions:
             for r in store.for_patient(a.patient_id, a.admitted_ts, a.admitted_ts
                                        + 400 * HOUR_MS):
-                by_patient[(a.patient_id, r["hour"])] = r["risk"]
+                by_patient[(a.patient_id, r.hour)] = r.risk
         missing = set(offline) - set(by_patient)
         diffs = [abs(by_patient[k] - v) for k, v in offline.items() if k in by_patient]
         print(f"\nlive scores: {len(rows)} of {expected} (missing {len(missing)})")

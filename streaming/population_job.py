@@ -41,10 +41,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from backend.alerting.burden import WardAlarm
 from backend.population import periods
 from backend.population.surge import CusumParams, cusum
 from backend.settings import REPO_ROOT, Settings
 from backend.storage import population as store
+from backend.storage.census import PastStay
 
 log = logging.getLogger(__name__)
 
@@ -93,25 +95,25 @@ def spark_batch_session(settings: Settings) -> SparkSession:
     )
 
 
-def _facts(spark: SparkSession, stays: list[dict], alerts: list[dict], window: tuple[date, date],
+def _facts(spark: SparkSession, stays: list[PastStay], alerts: list[WardAlarm],
+           window: tuple[date, date],
            now: datetime, settings: Settings) -> DataFrame:
     """One row per (stay, day) and per alert, with the additive measures and the period
     columns of both grains."""
     cfg = settings.population
     w_start = datetime.combine(window[0], datetime.min.time(), tzinfo=UTC)
     w_end = datetime.combine(window[1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    region_of = {s["patient_id"]: s["home_fips"] or store.UNKNOWN_REGION for s in stays}
+    region_of = {s.patient_id: s.home_fips or store.UNKNOWN_REGION for s in stays}
     stay_rows = []
     for s in stays:
-        begin = s["admitted_ts"]
-        end = min(s["discharged_ts"] or now, now)
-        if begin is None or end <= w_start or begin >= w_end or end <= begin:
+        begin = s.admitted_ts
+        end = min(s.discharged_ts or now, now)
+        if end <= w_start or begin >= w_end or end <= begin:
             continue
-        stay_rows.append((s["patient_id"], s["ward"], s["bed"],
-                          s["home_fips"] or store.UNKNOWN_REGION,
+        stay_rows.append((s.patient_id, s.ward, s.bed, s.home_fips or store.UNKNOWN_REGION,
                           max(begin, w_start), min(end, w_end)))
     stays_df = spark.createDataFrame(stay_rows, _STAYS)
-    admitted = {s["patient_id"]: s["admitted_ts"] for s in stays}
+    admitted = {s.patient_id: s.admitted_ts for s in stays}
     # An admission counts on its day even when it lies in the window but the stay was
     # clipped; the clipped admitted_ts equals the real one inside the window.
     stay_days = (
@@ -136,8 +138,8 @@ def _facts(spark: SparkSession, stays: list[dict], alerts: list[dict], window: t
         .select("day", "ward", "region", "patient_days",
                 F.when(F.col("adm_day") == F.col("day"), 1).otherwise(0).alias("admissions"))
     )
-    alert_rows = [(a["patient_id"], a["ward"], a["rule"], a["priority"], a["detected_ts"],
-                   a["ack_ts"]) for a in alerts]
+    alert_rows = [(a.patient_id, a.ward, a.rule, a.priority, a.detected_ts, a.ack_ts)
+                  for a in alerts]
     alerts_df = spark.createDataFrame(alert_rows, _ALERTS)
     regions_df = spark.createDataFrame(list(region_of.items()),
                                        "patient_id string, region string")
@@ -172,11 +174,11 @@ def _aggregate(facts: DataFrame, key: str) -> DataFrame:
     )
 
 
-def ward_beds(stays: list[dict], settings: Settings) -> dict[str, int]:
+def ward_beds(stays: list[PastStay], settings: Settings) -> dict[str, int]:
     """Beds per ward: configured, else the distinct beds the ward has used."""
     used: dict[str, set[str]] = defaultdict(set)
     for s in stays:
-        used[s["ward"]].add(s["bed"])
+        used[s.ward].add(s.bed)
     beds = {w: len(b) for w, b in used.items()}
     beds.update(settings.population.ward_beds)
     return beds
@@ -191,7 +193,7 @@ def _with_occupancy(rows: list[dict], beds_of: Callable[[dict], int]) -> list[di
     return rows
 
 
-def detect_surges(session, settings: Settings, until: date) -> list[dict]:
+def detect_surges(session, settings: Settings, until: date) -> list[store.RegionSurge]:
     """CUSUM flags on every region's daily series, from the first computed day."""
     params = CusumParams.from_settings(settings.population)
     first = min((d for d in store.final_days(session, range(until.year - 1, until.year + 1))),
@@ -203,16 +205,13 @@ def detect_surges(session, settings: Settings, until: date) -> list[dict]:
     series: dict[tuple[str, str], dict[date, float]] = defaultdict(dict)
     for r in rows:
         for m in SURGE_MEASURES:
-            series[(r["region"], m)][r["period_start"]] = float(r[m] or 0)
+            series[(r.region, m)][r.period_start] = float(getattr(r, m))
     flags = []
     for (region, measure), values in series.items():
         if region == store.UNKNOWN_REGION:
             continue
         for f in cusum(days, [values.get(d, 0.0) for d in days], params):
-            flags.append({"day": f.day, "region": region, "measure": measure,
-                          "observed": f.observed, "expected": f.expected,
-                          "baseline_sd": f.baseline_sd, "cusum": f.cusum,
-                          "magnitude": f.magnitude})
+            flags.append(store.RegionSurge(region, measure, f))
     store.replace_surges(session, days, flags, datetime.now(UTC))
     return flags
 
@@ -227,7 +226,7 @@ def run_aggregation(spark: SparkSession, session, settings: Settings, *,
     stays = store.load_stays(session)
     report.stays = len(stays)
     if since is None:
-        first = min((s["admitted_ts"] for s in stays if s["admitted_ts"]), default=None)
+        first = min((s.admitted_ts for s in stays), default=None)
         if first is None:
             return report
         since = first.date()
@@ -239,7 +238,7 @@ def run_aggregation(spark: SparkSession, session, settings: Settings, *,
         return report
     window = periods.load_window(days)
     report.weeks = periods.weeks_of(days)
-    alerts = store.load_alerts(session, {s["ward"] for s in stays},
+    alerts = store.load_alerts(session, {s.ward for s in stays},
                                periods.day_range(*window))
     report.alerts = len(alerts)
     report.seconds["read"] = time.perf_counter() - t0
@@ -266,7 +265,7 @@ def run_aggregation(spark: SparkSession, session, settings: Settings, *,
     store.write_aggregates(session, "population_by_ward", "ward", by_ward, grains, now)
     n_alerts = defaultdict(int)
     for a in alerts:
-        n_alerts[a["detected_ts"].date()] += 1
+        n_alerts[a.detected_ts.date()] += 1
     n_stays = defaultdict(int)
     for r in by_ward:
         if r["grain"] == "day":

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from backend.messages import Priority
 from backend.population import disclosure
+from backend.storage.population import Aggregate, RegionAggregate, RegionSurge, WardAggregate
 
 COUNTS = ("admissions", "alerts_high", "alerts_medium", "alerts_low", "news2_high_episodes",
           "sepsis_alerts", "acknowledged")
@@ -44,19 +45,20 @@ MEASURES: dict[str, Measure] = {m.key: m for m in (
 SURGE_MEASURES = ("admissions", "news2_high_episodes", "sepsis_alerts")
 
 
-def totals(rows: Iterable[dict], key: str) -> dict[str, dict]:
+def totals(rows: Iterable[Aggregate], key: str) -> dict[str, dict]:
     """Period totals per ``key`` (region or ward) from daily rows. The median time to
     acknowledge of a period is the mean of the daily medians weighted by the number of
-    acknowledgements (daily medians do not combine into an exact median)."""
+    acknowledgements (daily medians do not combine into an exact median). ``key``: the
+    group's field, ``region`` or ``ward``."""
     out: dict[str, dict] = defaultdict(lambda: defaultdict(float))
     for r in rows:
-        t = out[r[key]]
+        t = out[getattr(r, key)]
         for c in (*COUNTS, "patient_days", "bed_days"):
-            t[c] += r.get(c) or 0
-        if r.get("median_ack_seconds") is not None and r.get("acknowledged"):
-            t["_ack_weighted"] += r["median_ack_seconds"] * r["acknowledged"]
-        if r.get("beds") is not None:
-            t["beds"] = max(t.get("beds", 0), r["beds"])
+            t[c] += getattr(r, c)
+        if r.median_ack_seconds is not None and r.acknowledged:
+            t["_ack_weighted"] += r.median_ack_seconds * r.acknowledged
+        if isinstance(r, WardAggregate) and r.beds is not None:
+            t["beds"] = max(t.get("beds", 0), r.beds)
     for t in out.values():
         t["alerts"] = t["alerts_high"] + t["alerts_medium"] + t["alerts_low"]
         t["median_ack_seconds"] = (t.pop("_ack_weighted", 0) / t["acknowledged"]
@@ -118,16 +120,17 @@ def map_figure(geojson: dict, names: dict[str, str], values: dict[str, tuple[flo
     return fig
 
 
-def daily_series(rows: Iterable[dict], measure: str, days: Sequence[date],
+def daily_series(rows: Iterable[RegionAggregate], measure: str, days: Sequence[date],
                  region: str | None) -> list[float]:
     by_day: dict[date, float] = defaultdict(float)
     for r in rows:
-        if region is None or r["region"] == region:
-            by_day[r["period_start"]] += r.get(measure) or 0
+        if region is None or r.region == region:
+            by_day[r.period_start] += getattr(r, measure) or 0
     return [by_day.get(d, 0.0) for d in days]
 
 
-def trend_figure(rows: Iterable[dict], surges: Iterable[dict], days: Sequence[date],
+def trend_figure(rows: Iterable[RegionAggregate], surges: Iterable[RegionSurge],
+                 days: Sequence[date],
                  region: str | None, region_label: str, threshold: int) -> go.Figure:
     """Daily counts of the surge measures with the surge flags as labelled triangles.
     Daily counts below the threshold are drawn at 0 with "<N" in the hover."""
@@ -141,22 +144,22 @@ def trend_figure(rows: Iterable[dict], surges: Iterable[dict], days: Sequence[da
             text=[disclosure.show_count(y, threshold) for y in ys], hoverinfo="x+text+name",
             name=MEASURES[measure].label, mode="lines",
             line={"dash": dashes[measure], "width": 2.5}))
-    flags = [s for s in surges if region is None or s["region"] == region]
+    flags = [s for s in surges if region is None or s.region == region]
     # Each flag sits on the line of the measure that surged (the line shown: one region's
     # or the sum of all), its own county and numbers in the hover.
     index = {d: i for i, d in enumerate(days)}
     lines = {t.name: list(t.y) for t in fig.data}
-    flags = [s for s in flags if s["day"] in index]
+    flags = [s for s in flags if s.flag.day in index]
     if flags:
         fig.add_trace(go.Scatter(
-            x=[s["day"] for s in flags],
-            y=[lines[MEASURES[s["measure"]].label][index[s["day"]]] for s in flags],
+            x=[s.flag.day for s in flags],
+            y=[lines[MEASURES[s.measure].label][index[s.flag.day]] for s in flags],
             mode="markers+text", marker={"symbol": "triangle-down", "size": 16,
                                          "color": "#c0392b", "line": {"width": 1}},
             text=["SURGE"] * len(flags), textposition="top center",
-            hovertext=[f"Surge {MEASURES[s['measure']].label} in {s['region']}: "
-                       f"{disclosure.show_count(s['observed'], threshold)} vs expected "
-                       f"{s['expected']:.1f} (+{s['magnitude']:.1f})" for s in flags],
+            hovertext=[f"Surge {MEASURES[s.measure].label} in {s.region}: "
+                       f"{disclosure.show_count(s.flag.observed, threshold)} vs expected "
+                       f"{s.flag.expected:.1f} (+{s.flag.magnitude:.1f})" for s in flags],
             hoverinfo="text", name="Surge flag (CUSUM)"))
     fig.update_layout(margin={"l": 40, "r": 10, "t": 30, "b": 30}, height=320,
                       title={"text": f"Daily counts: {region_label}", "font": {"size": 15}},

@@ -14,24 +14,30 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from backend.messages import Priority
+
+if TYPE_CHECKING:  # pure: the stays' type only, not the database driver
+    from backend.storage.census import PastStay
 
 DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
-class BurdenAlarm:
-    """One alarm as the burden counts it (``backend.storage.alarm_burden`` reads them):
-    where and why it rang, when, and its first acknowledgement (``None``: never)."""
+class WardAlarm:
+    """An alarm of a ward's per-day index (``alerts_by_ward_day``) with the time of its
+    acknowledgement. Times are aware UTC datetimes; a column the writer left unset is
+    ``None`` (a seeded alarm may have no patient)."""
 
     alert_id: str
+    patient_id: str | None
     ward: str
-    rule: str
-    priority: str
+    rule: str | None
+    priority: str | None
     detected_ts: datetime
-    status: str | None = None
-    ack_ts: datetime | None = None
+    status: str | None
+    ack_ts: datetime | None  # None: not acknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,26 +59,23 @@ class WardBurden:
         return self.acknowledged / self.alarms if self.alarms else None
 
 
-def occupied_bed_days(stays: Iterable[Mapping], start: datetime,
+def occupied_bed_days(stays: Iterable[PastStay], start: datetime,
                       end: datetime) -> dict[str, float]:
-    """Bed-days per ward in ``[start, end)``: each stay (``ward``, ``admitted_ts``,
-    ``discharged_ts`` or None while admitted) clipped to the period."""
+    """Bed-days per ward in ``[start, end)``: each stay (``discharged_ts`` None while
+    admitted) clipped to the period."""
     out: dict[str, float] = {}
     for s in stays:
-        admitted, discharged = s.get("admitted_ts"), s.get("discharged_ts")
-        if admitted is None:
-            continue
-        lo, hi = max(admitted, start), min(discharged or end, end)
+        lo, hi = max(s.admitted_ts, start), min(s.discharged_ts or end, end)
         if hi > lo:
-            out[s["ward"]] = out.get(s["ward"], 0.0) + (hi - lo).total_seconds() / DAY_S
+            out[s.ward] = out.get(s.ward, 0.0) + (hi - lo).total_seconds() / DAY_S
     return out
 
 
-def ward_burden(alerts: Iterable[BurdenAlarm], bed_days: Mapping[str, float],
+def ward_burden(alerts: Iterable[WardAlarm], bed_days: Mapping[str, float],
                 wards: Iterable[str] = (), *, top: int = 3) -> list[WardBurden]:
     """One ``WardBurden`` per ward with alarms, occupied bed-days or listed in ``wards``,
-    in ward order."""
-    by_ward: dict[str, list[BurdenAlarm]] = {}
+    in ward order; ``ack_ts`` is an alarm's first acknowledgement."""
+    by_ward: dict[str, list[WardAlarm]] = {}
     for a in alerts:
         by_ward.setdefault(a.ward, []).append(a)
     out = []
@@ -80,7 +83,7 @@ def ward_burden(alerts: Iterable[BurdenAlarm], bed_days: Mapping[str, float],
         rows = by_ward.get(ward, [])
         priorities = Counter(_priority(a.priority) for a in rows)
         waits = [(a.ack_ts - a.detected_ts).total_seconds() for a in rows
-                 if a.ack_ts is not None and a.detected_ts is not None]
+                 if a.ack_ts is not None]
         out.append(WardBurden(
             ward=ward, bed_days=bed_days.get(ward, 0.0), alarms=len(rows),
             by_priority={p: priorities.get(p, 0) for p in Priority},

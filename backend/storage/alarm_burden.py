@@ -10,29 +10,22 @@ bed-days come from the admissions. Aggregation: ``backend.alerting.burden``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from backend.alerting.burden import BurdenAlarm, WardBurden, occupied_bed_days, ward_burden
+from backend.alerting.burden import WardAlarm, WardBurden, occupied_bed_days, ward_burden
 from backend.alerting.status import AlertStatus
 from backend.storage import census
-from backend.storage.alerts import parse_status
-from backend.storage.population import load_stays
+from backend.storage.population import load_stays, ward_alarm
 from backend.storage.statements import prepared
+from backend.storage.timestamps import aware_or_none as _utc
 
 CONCURRENCY = 64
 # Statuses an alarm can only have reached through (or after) an acknowledgement, or in
 # which it may have been acknowledged before it ended.
 _MAY_BE_ACKED = (AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.AUTO_RESOLVED)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _days(start: datetime, end: datetime) -> list:
@@ -45,42 +38,38 @@ def _days(start: datetime, end: datetime) -> list:
 
 
 def load_alerts(session: Session, wards: Iterable[str], start: datetime,
-                end: datetime) -> list[BurdenAlarm]:
-    """The alarms detected in ``wards`` in ``[start, end)`` with their first
-    acknowledgement."""
+                end: datetime) -> list[WardAlarm]:
+    """The alarms detected in ``wards`` in ``[start, end)`` with ``ack_ts``."""
     keys = [(w, d) for w in sorted(set(wards)) for d in _days(start, end)]
-    stmt = prepared(session, "SELECT alert_id, ward, rule, priority, detected_ts, status"
-                    " FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
-    found: list[BurdenAlarm] = []
+    stmt = prepared(session, "SELECT alert_id, patient_id, ward, rule, priority, detected_ts,"
+                    " status FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
+    rows = []
     for _ok, result in execute_concurrent_with_args(session, stmt, keys,
                                                    concurrency=CONCURRENCY,
                                                    raise_on_first_error=True):
         for r in result:
             detected = _utc(r["detected_ts"])
             if detected is not None and start <= detected < end:
-                found.append(BurdenAlarm(
-                    alert_id=r["alert_id"], ward=r["ward"], rule=r["rule"] or "",
-                    priority=r["priority"] or "", detected_ts=detected,
-                    status=parse_status(r["status"])))
-    acks: dict[str, datetime | None] = {}
-    maybe = [a.alert_id for a in found if a.status in _MAY_BE_ACKED]
+                rows.append(r)
+    maybe = [r["alert_id"] for r in rows if r["status"] in _MAY_BE_ACKED]
     history = prepared(session, "SELECT ts, action FROM alert_history WHERE alert_id = ?")
     results = execute_concurrent_with_args(session, history, [(a,) for a in maybe],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
+    ack_ts: dict[str, datetime | None] = {}
     for alert_id, (_ok, result) in zip(maybe, results, strict=True):
         steps = sorted(_utc(r["ts"]) for r in result if r["action"] == "acknowledge")
         if steps:
-            acks[alert_id] = steps[0]
-    without = [a.alert_id for a in found
-               if a.status == AlertStatus.ACKNOWLEDGED and a.alert_id not in acks]
+            ack_ts[alert_id] = steps[0]
+    acked = {r["alert_id"] for r in rows if r["status"] == AlertStatus.ACKNOWLEDGED}
+    without = [a for a in maybe if a not in ack_ts and a in acked]
     row = prepared(session, "SELECT status_by, status_ts FROM alerts WHERE alert_id = ?")
     results = execute_concurrent_with_args(session, row, [(a,) for a in without],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
     for alert_id, (_ok, result) in zip(without, results, strict=True):
         r = result.one()
         if r is not None and r["status_by"]:
-            acks[alert_id] = _utc(r["status_ts"])
-    return [replace(a, ack_ts=acks[a.alert_id]) if a.alert_id in acks else a for a in found]
+            ack_ts[alert_id] = _utc(r["status_ts"])
+    return [ward_alarm(r, ack_ts.get(r["alert_id"])) for r in rows]
 
 
 def ward_burdens(session: Session, start: datetime, end: datetime) -> list[WardBurden]:

@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -29,6 +29,7 @@ from backend.alerting.status import ACTIVE, NEEDS_ACTION, AlertStatus
 from backend.messages import AlertEvent, AlertLifecycle
 from backend.storage import alert_history
 from backend.storage.statements import SERIAL, prepared
+from backend.storage.timestamps import aware_or_none as _aware
 from backend.storage.timestamps import to_datetime as _dt
 
 log = logging.getLogger(__name__)
@@ -457,13 +458,6 @@ class AlertStore:
         """The ward's alerts of UTC ``day`` detected at or after ``since``, newest first."""
         return [WardDayAlert.from_row(r)
                 for r in self.session.execute(self._ward_day, (ward, day, since))]
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """An aware UTC datetime (the driver's naive values are UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _date(value: Any) -> date:

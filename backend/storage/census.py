@@ -105,8 +105,10 @@ def wards(session: Session) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class PastStay:
-    """A stay imported whole (the demo's history): no label, SpO2 scale 1, not in a bed
-    unless it is still running (``discharged_ts`` ``None``)."""
+    """A stay of ``admissions``: read back for the population and burden aggregates
+    (``backend.storage.population.load_stays``), or imported whole (the demo's history:
+    no label, SpO2 scale 1, not in a bed unless it is still running). Times are aware
+    UTC; ``discharged_ts`` is ``None`` while the patient is admitted."""
 
     patient_id: str
     ward: str

@@ -10,26 +10,29 @@ the population page reads through :func:`region_rows`, :func:`ward_rows` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
+from backend.alerting.burden import WardAlarm
 from backend.alerting.status import AlertStatus
+from backend.population.surge import SurgeFlag
+from backend.storage.census import PastStay
 from backend.storage.statements import prepared
+from backend.storage.timestamps import aware as _aware
+from backend.storage.timestamps import aware_or_none as _utc
 
 MEASURES = ("admissions", "patient_days", "alerts_high", "alerts_medium", "alerts_low",
             "news2_high_episodes", "sepsis_alerts", "acknowledged", "median_ack_seconds",
             "bed_days", "occupancy")
 UNKNOWN_REGION = "unknown"
 CONCURRENCY = 64
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+T = TypeVar("T")
 
 
 def _day(value: object) -> date:
@@ -39,36 +42,47 @@ def _day(value: object) -> date:
     return value.date()
 
 
-def load_stays(session: Session) -> list[dict]:
-    """Every admission: the census is small (a few thousand stays a year)."""
+def past_stay(row: Mapping[str, Any]) -> PastStay:
+    """An ``admissions`` row (``admitted_ts`` set) as a stay, times aware UTC."""
+    return PastStay(row["patient_id"], row["ward"], str(row["bed"]), row["home_fips"],
+                    _aware(row["admitted_ts"]), _utc(row["discharged_ts"]))
+
+
+def load_stays(session: Session) -> list[PastStay]:
+    """Every admission: the census is small (a few thousand stays a year). A row without
+    an admission time (never written so by ``census.admit``) is no stay: left out."""
     rows = session.execute(prepared(session, "SELECT patient_id, ward, bed, home_fips,"
                                     " admitted_ts, discharged_ts FROM admissions"))
-    return [{**r, "admitted_ts": _utc(r["admitted_ts"]),
-             "discharged_ts": _utc(r["discharged_ts"])} for r in rows]
+    return [past_stay(r) for r in rows if r["admitted_ts"] is not None]
 
 
-def load_alerts(session: Session, wards: Iterable[str], days: Sequence[date]) -> list[dict]:
+def ward_alarm(row: Mapping[str, Any], ack_ts: datetime | None) -> WardAlarm:
+    """An ``alerts_by_ward_day`` row with the time of its acknowledgement."""
+    return WardAlarm(row["alert_id"], row["patient_id"], row["ward"], row["rule"],
+                     row["priority"], _aware(row["detected_ts"]), row["status"], ack_ts)
+
+
+def load_alerts(session: Session, wards: Iterable[str],
+                days: Sequence[date]) -> list[WardAlarm]:
     """Alerts detected in ``wards`` on ``days`` (the per-ward-day index), with the time of
     their acknowledgement (``ack_ts``) from the alerts row when acknowledged."""
     keys = [(w, d) for w in sorted(set(wards)) for d in days]
     stmt = prepared(session, "SELECT alert_id, patient_id, ward, rule, priority, detected_ts,"
                            " status FROM alerts_by_ward_day WHERE ward = ? AND day = ?")
-    alerts: list[dict] = []
+    rows: list[Mapping[str, Any]] = []
     for _ok, result in execute_concurrent_with_args(session, stmt, keys,
                                                    concurrency=CONCURRENCY,
                                                    raise_on_first_error=True):
-        alerts.extend(dict(r) for r in result)
-    acked = [a for a in alerts if a["status"] == AlertStatus.ACKNOWLEDGED]
+        rows.extend(result)
+    acked = [a["alert_id"] for a in rows if a["status"] == AlertStatus.ACKNOWLEDGED]
     get = prepared(session, "SELECT status, status_by, status_ts FROM alerts WHERE alert_id = ?")
-    results = execute_concurrent_with_args(session, get, [(a["alert_id"],) for a in acked],
+    results = execute_concurrent_with_args(session, get, [(a,) for a in acked],
                                            concurrency=CONCURRENCY, raise_on_first_error=True)
-    for a, (_ok, result) in zip(acked, results, strict=True):
+    ack_ts: dict[str, datetime | None] = {}
+    for alert_id, (_ok, result) in zip(acked, results, strict=True):
         row = result.one()
-        a["ack_ts"] = _utc(row["status_ts"]) if row and row["status_by"] else None
-    for a in alerts:
-        a.setdefault("ack_ts", None)
-        a["detected_ts"] = _utc(a["detected_ts"])
-    return alerts
+        ack_ts[alert_id] = _utc(row["status_ts"]) if row and row["status_by"] else None
+    return [ward_alarm(r, ack_ts.get(r["alert_id"])) for r in rows]
 
 
 def final_days(session: Session, years: Iterable[int]) -> dict[date, bool]:
@@ -117,28 +131,100 @@ def record_days(session: Session, records: Sequence[tuple[date, bool, int, int]]
         concurrency=CONCURRENCY, raise_on_first_error=True)
 
 
-def _rows(session: Session, table: str, grain: str, start: date, end: date) -> list[dict]:
-    out: list[dict] = []
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """The measures (``MEASURES``) of one group over one period (a UTC day, or the week
+    starting on ``period_start``). Counts of a column left unset read 0."""
+
+    grain: str  # "day" | "week"
+    period_start: date
+    admissions: int
+    patient_days: float
+    alerts_high: int
+    alerts_medium: int
+    alerts_low: int
+    news2_high_episodes: int
+    sepsis_alerts: int
+    acknowledged: int
+    median_ack_seconds: float | None  # None: nothing acknowledged
+    bed_days: float
+    occupancy: float | None  # patient_days / bed_days; None without beds
+    computed_ts: datetime | None  # when the aggregation wrote it, aware UTC
+
+
+def _measures(row: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(
+        grain=row["grain"], period_start=_day(row["period_start"]),
+        admissions=row["admissions"] or 0, patient_days=row["patient_days"] or 0.0,
+        alerts_high=row["alerts_high"] or 0, alerts_medium=row["alerts_medium"] or 0,
+        alerts_low=row["alerts_low"] or 0, news2_high_episodes=row["news2_high_episodes"] or 0,
+        sepsis_alerts=row["sepsis_alerts"] or 0, acknowledged=row["acknowledged"] or 0,
+        median_ack_seconds=row["median_ack_seconds"], bed_days=row["bed_days"] or 0.0,
+        occupancy=row["occupancy"], computed_ts=_utc(row["computed_ts"]))
+
+
+@dataclass(frozen=True, slots=True)
+class RegionAggregate(Aggregate):
+    """A row of ``population_by_region``: ``region`` a county FIPS or ``UNKNOWN_REGION``."""
+
+    region: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RegionAggregate:
+        return cls(region=row["region"], **_measures(row))
+
+
+@dataclass(frozen=True, slots=True)
+class WardAggregate(Aggregate):
+    """A row of ``population_by_ward``, with the ward's beds (``None``: not recorded)."""
+
+    ward: str
+    beds: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WardAggregate:
+        return cls(ward=row["ward"], beds=row["beds"], **_measures(row))
+
+
+def _rows(session: Session, table: str, grain: str, start: date, end: date,
+             convert: Callable[[Mapping[str, Any]], T]) -> list[T]:
+    out: list[T] = []
     for year in range(start.year, end.year + 1):
-        out.extend(dict(r) for r in session.execute(prepared(
+        out.extend(map(convert, session.execute(prepared(
             session, f"SELECT * FROM {table} WHERE grain = ? AND year = ? AND period_start >= ?"
-            " AND period_start <= ?"), (grain, year, start, end)))
-    for r in out:
-        r["period_start"] = _day(r["period_start"])
+            " AND period_start <= ?"), (grain, year, start, end))))
     return out
 
 
-def region_rows(session: Session, grain: str, start: date, end: date) -> list[dict]:
-    return _rows(session, "population_by_region", grain, start, end)
+def region_rows(session: Session, grain: str, start: date, end: date) -> list[RegionAggregate]:
+    return _rows(session, "population_by_region", grain, start, end, RegionAggregate.from_row)
 
 
-def ward_rows(session: Session, grain: str, start: date, end: date) -> list[dict]:
-    return _rows(session, "population_by_ward", grain, start, end)
+def ward_rows(session: Session, grain: str, start: date, end: date) -> list[WardAggregate]:
+    return _rows(session, "population_by_ward", grain, start, end, WardAggregate.from_row)
 
 
-def replace_surges(session: Session, days: Sequence[date], flags: Sequence[dict],
+@dataclass(frozen=True, slots=True)
+class RegionSurge:
+    """A surge flag of one measure's daily series in one region (``population_surges``)."""
+
+    region: str
+    measure: str
+    flag: SurgeFlag
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RegionSurge:
+        """Unset numbers read NaN; the magnitude is the flag's (observed - expected)."""
+        def num(name: str) -> float:
+            return math.nan if row[name] is None else float(row[name])
+        return cls(row["region"], row["measure"], SurgeFlag(
+            _day(row["day"]), num("observed"), num("expected"), num("baseline_sd"),
+            num("cusum")))
+
+
+def replace_surges(session: Session, days: Sequence[date], flags: Sequence[RegionSurge],
                    computed: datetime) -> None:
-    """Flags of ``days`` replaced by ``flags`` (dicts with day, region, measure, ...)."""
+    """Flags of ``days`` replaced by ``flags``."""
     delete = prepared(session, "DELETE FROM population_surges WHERE year = ? AND day = ?")
     execute_concurrent_with_args(session, delete, [(d.year, d) for d in days],
                                  concurrency=CONCURRENCY, raise_on_first_error=True)
@@ -146,19 +232,17 @@ def replace_surges(session: Session, days: Sequence[date], flags: Sequence[dict]
         "INSERT INTO population_surges (year, day, region, measure, observed, expected,"
         " baseline_sd, cusum, magnitude, computed_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     execute_concurrent_with_args(session, insert, [
-        (f["day"].year, f["day"], f["region"], f["measure"], f["observed"], f["expected"],
-         f["baseline_sd"], f["cusum"], f["magnitude"], computed) for f in flags],
+        (s.flag.day.year, s.flag.day, s.region, s.measure, s.flag.observed, s.flag.expected,
+         s.flag.baseline_sd, s.flag.cusum, s.flag.magnitude, computed) for s in flags],
         concurrency=CONCURRENCY, raise_on_first_error=True)
 
 
-def surges(session: Session, start: date, end: date) -> list[dict]:
-    out: list[dict] = []
+def surges(session: Session, start: date, end: date) -> list[RegionSurge]:
+    out: list[RegionSurge] = []
     for year in range(start.year, end.year + 1):
-        out.extend(dict(r) for r in session.execute(prepared(
+        out.extend(map(RegionSurge.from_row, session.execute(prepared(
             session, "SELECT * FROM population_surges WHERE year = ? AND day >= ? AND day <= ?"),
-            (year, start, end)))
-    for r in out:
-        r["day"] = _day(r["day"])
+            (year, start, end))))
     return out
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 
-from backend.messages import ValidatedReading
+from backend.messages import Consciousness, ValidatedReading
 from backend.storage.statements import prepared
 from backend.storage.timestamps import day_of, to_ms
 from backend.storage.timestamps import to_datetime as _dt
@@ -26,6 +27,41 @@ Statement = tuple[Any, Any]
 # Rows per unlogged batch: one batch never spans partitions, and stays under
 # Cassandra's default 5 KiB batch warning for typical rows.
 _BATCH_ROWS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """One row of a patient's reading history (``readings_by_patient_day``): what the
+    device sent once validated, with the scores computed for it. Times are ms since the
+    epoch (UTC). ``vitals`` holds the values present (a sensor off or an absent value
+    has no entry); ``sensors_off`` the parameters the monitor reported as off."""
+
+    patient_id: str
+    ts: int
+    device_id: str
+    seq: int
+    vitals: dict[Vital, float]
+    sensors_off: frozenset[Vital]
+    o2_supplemental: bool | None
+    consciousness: Consciousness | None
+    news2: int | None
+    news2_band: str | None
+    news2_complete: bool
+    qsofa: int | None
+    processed_ts: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredReading:
+        """A driver row (``SELECT *``; unset columns are ``None``)."""
+        consciousness = row["consciousness"]
+        processed = row["processed_ts"]
+        return cls(
+            row["patient_id"], to_ms(row["ts"]), row["device_id"] or "", row["seq"] or 0,
+            {v: float(x) for v in _VITALS if (x := row[v.value]) is not None},
+            frozenset(Vital(s) for s in row["sensors_off"] or ()), row["o2_supplemental"],
+            Consciousness(consciousness) if consciousness else None, row["news2"],
+            row["news2_band"], bool(row["news2_complete"]), row["qsofa"],
+            None if processed is None else to_ms(processed))
 
 
 def _u(value):
@@ -114,14 +150,14 @@ class ReadingStore:
             for r in newest.values()
         ]
 
-    def between(self, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
+    def between(self, patient_id: str, start_ms: int, end_ms: int) -> list[StoredReading]:
         """Readings of one patient in [start, end), oldest first, one query per day."""
-        rows: list[dict] = []
+        rows: list[StoredReading] = []
         day = day_of(start_ms)
         while day <= day_of(end_ms - 1):
-            rows.extend(self.session.execute(
+            rows.extend(map(StoredReading.from_row, self.session.execute(
                 self._range, (patient_id, day, _dt(start_ms), _dt(end_ms))
-            ))
+            )))
             day += timedelta(days=1)
         return rows
 

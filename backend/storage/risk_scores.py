@@ -3,16 +3,52 @@ day for monitoring. Writes are idempotent upserts keyed by the hour scored."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from backend.risk.live import HourScore
 from backend.storage.statements import prepared
-from backend.storage.timestamps import day_of
+from backend.storage.timestamps import aware, day_of, to_ms
 from backend.storage.timestamps import to_datetime as _dt
+
+
+def _float(value: float | None) -> float:
+    """A score column; NaN when unset (the driver gives ``None``): a gap in a chart."""
+    return math.nan if value is None else float(value)
+
+
+def hour_score(row: Mapping[str, Any]) -> HourScore:
+    """A ``risk_scores_by_patient`` row as the score it was written from. Unset columns
+    (never written by :meth:`RiskScoreStore.write`, which sets them all): risk and
+    threshold NaN, flags False, no inputs."""
+    return HourScore(
+        patient_id=row["patient_id"], hour=row["hour"] or 0, hour_ts=to_ms(row["hour_ts"]),
+        risk=_float(row["risk"]), threshold=_float(row["threshold"]),
+        above=bool(row["above"]), monitor_only=bool(row["monitor_only"]),
+        model_version=row["model_version"] or "", n_readings=row["n_readings"] or 0,
+        inputs=dict(row["inputs"] or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelScore:
+    """One live score of a model version (``risk_scores_by_model_day``), for monitoring."""
+
+    hour_ts: datetime  # start of the hour scored, aware UTC
+    patient_id: str
+    risk: float  # NaN when unset
+    above: bool
+    monitor_only: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ModelScore:
+        return cls(aware(row["hour_ts"]), row["patient_id"], _float(row["risk"]),
+                   bool(row["above"]), bool(row["monitor_only"]))
 
 
 def days_back(n: int, today: date | None = None) -> list[date]:
@@ -59,14 +95,15 @@ class RiskScoreStore:
                 if not ok:  # pragma: no cover - raise_on_first_error raises first
                     raise result
 
-    def for_patient(self, patient_id: str, start_ms: int, end_ms: int) -> list[dict]:
+    def for_patient(self, patient_id: str, start_ms: int, end_ms: int) -> list[HourScore]:
         """Scores of hours starting in ``[start_ms, end_ms)``, newest first."""
-        return list(self.session.execute(self._for_patient,
-                                         (patient_id, _dt(start_ms), _dt(end_ms))))
+        return [hour_score(r) for r in self.session.execute(
+            self._for_patient, (patient_id, _dt(start_ms), _dt(end_ms)))]
 
-    def for_model(self, version: str, days: Iterable[date]) -> list[dict]:
+    def for_model(self, version: str, days: Iterable[date]) -> list[ModelScore]:
         """Every score of ``version`` for the given days, in day order."""
-        out: list[dict] = []
+        out: list[ModelScore] = []
         for d in days:
-            out.extend(self.session.execute(self._for_model_day, (version, d)))
+            out.extend(map(ModelScore.from_row,
+                           self.session.execute(self._for_model_day, (version, d))))
         return out

@@ -25,6 +25,26 @@ def to_ms(value: datetime) -> int:
     return round(value.timestamp() * 1000)
 
 
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def naive_to_ms(value: datetime) -> int:
+    """:func:`to_ms` of a driver value known to be naive (UTC), about twice as fast: for
+    reads of hundreds of thousands of rows. Timestamps are whole ms, so this is exact."""
+    return (value - _NAIVE_EPOCH) // _ONE_MS
+
+
+def aware(value: datetime) -> datetime:
+    """A column value as an aware UTC datetime (naive values are UTC, as the driver gives)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def aware_or_none(value: datetime | None) -> datetime | None:
+    """:func:`aware` of a column that may be unset."""
+    return None if value is None else aware(value)
+
+
 def day_of(ms: int) -> date:
     """The UTC day of an instant: the day component of the day-partitioned tables."""
     return _day(ms // DAY_MS)

@@ -512,7 +512,6 @@ def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSyste
 
     from backend.fhir import bundle_to_device_readings, parse_bundle
     from backend.storage.readings import ReadingStore
-    from backend.vitals import Vital
 
     s = system.http_login(Role.PHYSICIAN)
     s.get(system.url(f"/patient/{system.patient_id}"), timeout=10)
@@ -540,9 +539,8 @@ def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSyste
     stored = ReadingStore(system.db).between(system.patient_id, start, end)
     # the columns are float32: the export writes the shortest decimal of that float32,
     # so the values are compared as float32 (what storing them again would give)
-    expected = {(round(row["ts"].replace(tzinfo=UTC).timestamp() * 1000), v.value):
-                np.float32(row[v.value])
-                for row in stored for v in Vital if row.get(v.value) is not None}
+    expected = {(row.ts, v.value): np.float32(x) for row in stored
+                for v, x in row.vitals.items()}
     assert len(bundle.entry) >= len(expected) > 500
     adm = census.get(system.db, system.patient_id)
     back = bundle_to_device_readings(download["content"], census={adm.patient_id: adm})

@@ -25,7 +25,7 @@ from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
-from backend.storage.readings import ReadingStore
+from backend.storage.readings import ReadingStore, StoredReading
 from backend.vitals import Vital
 from devices.fhir_ingest import ingest
 from devices.mimic_replay import load_record, replay
@@ -56,10 +56,9 @@ def pipeline(isolated_settings: Settings, tmp_path: Path):
     session.cluster.shutdown()
 
 
-def content(rows: list[dict]) -> list[tuple]:
+def content(rows: list[StoredReading]) -> list[tuple]:
     """What a reading says: time, each parameter's value, the sensors reported off."""
-    return [(r["ts"], tuple(r[v.value] for v in Vital), frozenset(r["sensors_off"] or ()))
-            for r in rows]
+    return [(r.ts, tuple(r.vitals.get(v) for v in Vital), r.sensors_off) for r in rows]
 
 
 def test_export_and_reingest_equal(pipeline) -> None:
@@ -86,8 +85,7 @@ def test_export_and_reingest_equal(pipeline) -> None:
     assert Bundle.model_validate_json(text).type == "collection"  # valid FHIR R4(B)
     # Every stored reading of this stay carries a value or a sensor-off (none is empty),
     # so every one of them is in the Bundle.
-    assert all(any(r[v.value] is not None for v in Vital) or r["sensors_off"]
-               for r in original)
+    assert all(r.vitals or r.sensors_off for r in original)
     assert len({e.resource.effectiveDateTime for e in bundle.entry}) == MINUTES
 
     admitted = census.current(session)
@@ -99,8 +97,8 @@ def test_export_and_reingest_equal(pipeline) -> None:
         lambda: (r := store.between(COPY, start, end)) and len(r) == MINUTES and r,
         timeout=120, what="the re-ingested readings stored")
     assert content(copied) == content(original)
-    assert {r["device_id"] for r in copied} == {f"fhir-{original[0]['device_id']}"}
-    assert [r["seq"] for r in copied] == [r.ts for r in readings]
+    assert {r.device_id for r in copied} == {f"fhir-{original[0].device_id}"}
+    assert [r.seq for r in copied] == [r.ts for r in readings]
 
     # The same Bundle again: late readings over the same rows; nothing stored twice.
     alerts_before = [a for a in consume_all(settings, settings.kafka.topic_alerts)

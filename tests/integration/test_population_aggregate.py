@@ -19,7 +19,9 @@ Alerts:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 
@@ -29,6 +31,8 @@ from backend.storage import census
 from backend.storage import population as store
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
+
+A = TypeVar("A", store.RegionAggregate, store.WardAggregate)
 
 pytestmark = pytest.mark.integration
 
@@ -97,8 +101,8 @@ def env(isolated_settings: Settings):
     db.cluster.shutdown()
 
 
-def _by(rows: list[dict], key: str) -> dict[tuple[date, str], dict]:
-    return {(r["period_start"], r[key]): r for r in rows}
+def _by(rows: Sequence[A], key: str) -> dict[tuple[date, str], A]:
+    return {(r.period_start, getattr(r, key)): r for r in rows}
 
 
 def test_aggregates_match_the_hand_computed_fixture(spark, env) -> None:
@@ -112,38 +116,38 @@ def test_aggregates_match_the_hand_computed_fixture(spark, env) -> None:
     assert set(region) == {(MON, "25025"), (MON, "25017"), (MON, "unknown"),
                            (TUE, "25025"), (TUE, "unknown")}
     r = region[(MON, "25025")]
-    assert (r["admissions"], r["alerts_high"], r["alerts_medium"], r["alerts_low"],
-            r["news2_high_episodes"], r["sepsis_alerts"], r["acknowledged"]) == \
+    assert (r.admissions, r.alerts_high, r.alerts_medium, r.alerts_low,
+            r.news2_high_episodes, r.sepsis_alerts, r.acknowledged) == \
         (1, 1, 1, 0, 1, 1, 2)
-    assert r["patient_days"] == pytest.approx(0.75)
-    assert r["median_ack_seconds"] == pytest.approx(120.0)  # median of 60, 180
-    assert r["bed_days"] == 6.0 and r["occupancy"] == pytest.approx(0.75 / 6)
+    assert r.patient_days == pytest.approx(0.75)
+    assert r.median_ack_seconds == pytest.approx(120.0)  # median of 60, 180
+    assert r.bed_days == 6.0 and r.occupancy == pytest.approx(0.75 / 6)
     r = region[(MON, "25017")]
-    assert (r["admissions"], r["alerts_medium"], r["acknowledged"]) == (0, 1, 1)
-    assert r["patient_days"] == pytest.approx(0.5) and r["median_ack_seconds"] == 120.0
-    assert region[(MON, "unknown")]["admissions"] == 1
-    assert region[(MON, "unknown")]["patient_days"] == pytest.approx(1 / 24)
+    assert (r.admissions, r.alerts_medium, r.acknowledged) == (0, 1, 1)
+    assert r.patient_days == pytest.approx(0.5) and r.median_ack_seconds == 120.0
+    assert region[(MON, "unknown")].admissions == 1
+    assert region[(MON, "unknown")].patient_days == pytest.approx(1 / 24)
     r = region[(TUE, "25025")]
-    assert (r["admissions"], r["alerts_high"], r["alerts_low"], r["news2_high_episodes"],
-            r["sepsis_alerts"], r["acknowledged"]) == (1, 1, 1, 1, 0, 1)
-    assert r["patient_days"] == pytest.approx(1.25) and r["median_ack_seconds"] == 30.0
+    assert (r.admissions, r.alerts_high, r.alerts_low, r.news2_high_episodes,
+            r.sepsis_alerts, r.acknowledged) == (1, 1, 1, 1, 0, 1)
+    assert r.patient_days == pytest.approx(1.25) and r.median_ack_seconds == 30.0
 
     ward = _by(store.ward_rows(db, "day", MON, TUE), "ward")
     a = ward[(MON, "icu-a")]
-    assert (a["admissions"], a["alerts_high"], a["alerts_medium"], a["acknowledged"],
-            a["beds"]) == (1, 1, 2, 3, 4)
-    assert a["patient_days"] == pytest.approx(1.25) and a["median_ack_seconds"] == 120.0
-    assert a["occupancy"] == pytest.approx(1.25 / 4)
+    assert (a.admissions, a.alerts_high, a.alerts_medium, a.acknowledged,
+            a.beds) == (1, 1, 2, 3, 4)
+    assert a.patient_days == pytest.approx(1.25) and a.median_ack_seconds == 120.0
+    assert a.occupancy == pytest.approx(1.25 / 4)
     b = ward[(MON, "icu-b")]
-    assert b["beds"] == 2 and b["occupancy"] == pytest.approx((1 / 24) / 2)
+    assert b.beds == 2 and b.occupancy == pytest.approx((1 / 24) / 2)
 
     week = _by(store.region_rows(db, "week", MON, MON), "region")[(MON, "25025")]
-    assert (week["admissions"], week["alerts_high"], week["alerts_medium"],
-            week["alerts_low"], week["news2_high_episodes"], week["sepsis_alerts"],
-            week["acknowledged"]) == (2, 2, 1, 1, 2, 1, 3)
-    assert week["patient_days"] == pytest.approx(0.75 + 0.25 + 6.0)
-    assert week["median_ack_seconds"] == 60.0  # median of 30, 60, 180
-    assert week["bed_days"] == 42.0 and week["occupancy"] == pytest.approx(7.0 / 42)
+    assert (week.admissions, week.alerts_high, week.alerts_medium,
+            week.alerts_low, week.news2_high_episodes, week.sepsis_alerts,
+            week.acknowledged) == (2, 2, 1, 1, 2, 1, 3)
+    assert week.patient_days == pytest.approx(0.75 + 0.25 + 6.0)
+    assert week.median_ack_seconds == 60.0  # median of 30, 60, 180
+    assert week.bed_days == 42.0 and week.occupancy == pytest.approx(7.0 / 42)
 
 
 def test_runs_are_incremental(spark, env) -> None:
@@ -154,7 +158,7 @@ def test_runs_are_incremental(spark, env) -> None:
     first = run_aggregation(spark, db, settings, since=MON, until=TUE, now=ts(3, 12))
     assert first.days == [MON, TUE]
     partial = _by(store.region_rows(db, "day", TUE, TUE), "region")[(TUE, "25025")]
-    assert partial["patient_days"] == pytest.approx(0.25 + 0.5)  # p3 until 12:00
+    assert partial.patient_days == pytest.approx(0.25 + 0.5)  # p3 until 12:00
     # Later that day nothing is final yet: both days again.
     assert run_aggregation(spark, db, settings, since=MON, until=TUE,
                            now=ts(3, 18)).days == [MON, TUE]
@@ -167,4 +171,4 @@ def test_runs_are_incremental(spark, env) -> None:
     assert run_aggregation(spark, db, settings, since=MON, until=WED, now=NOW,
                            force=True).days == [MON, TUE, WED]
     full = _by(store.region_rows(db, "day", TUE, TUE), "region")[(TUE, "25025")]
-    assert full["patient_days"] == pytest.approx(1.25)
+    assert full.patient_days == pytest.approx(1.25)

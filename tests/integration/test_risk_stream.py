@@ -22,7 +22,7 @@ import pytest
 
 from backend.admission import Admission
 from backend.messages import ValidatedReading
-from backend.risk.live import HOUR_MS, RISK_RULE, hour_start
+from backend.risk.live import HOUR_MS, RISK_RULE, HourScore, hour_start
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
@@ -88,9 +88,9 @@ def risk_job(isolated_settings: Settings, tmp_path: Path):
     session.cluster.shutdown()
 
 
-def scores(store: RiskScoreStore, patient: str, admitted: int) -> dict[int, dict]:
+def scores(store: RiskScoreStore, patient: str, admitted: int) -> dict[int, HourScore]:
     rows = store.for_patient(patient, admitted, admitted + 48 * HOUR_MS)
-    return {r["hour"]: r for r in rows}
+    return {r.hour: r for r in rows}
 
 
 def risk_events(settings: Settings) -> list[dict]:
@@ -115,9 +115,9 @@ def test_threshold_crossing_raises_one_alert_across_a_crash(risk_job) -> None:
     got = wait_until(lambda: len(s := scores(store, HIGH, admitted)) == 6 and s,
                      timeout=240, what="6 hourly scores of the crossing patient")
     for h in range(1, 7):
-        assert got[h]["risk"] == pytest.approx(HIGH_RISK if HRS[h] > 110 else LOW_RISK)
-        assert got[h]["threshold"] == THRESHOLD and got[h]["model_version"] == NEW
-        assert got[h]["n_readings"] == 6 and got[h]["inputs"]["hr"] == HRS[h]
+        assert got[h].risk == pytest.approx(HIGH_RISK if HRS[h] > 110 else LOW_RISK)
+        assert got[h].threshold == THRESHOLD and got[h].model_version == NEW
+        assert got[h].n_readings == 6 and got[h].inputs["hr"] == HRS[h]
     raised = wait_until(lambda: risk_events(settings), timeout=60, what="the risk alert")
     onset = hour_start(5, admitted)
     assert [(a["patient_id"], a["event"], a["onset_ts"]) for a in raised] == [
@@ -149,10 +149,10 @@ def test_threshold_crossing_raises_one_alert_across_a_crash(risk_job) -> None:
                                 (LOW,))) == []
     final = scores(store, HIGH, admitted)
     assert sorted(final) == list(range(1, 12))
-    assert all(final[h]["above"] == (HRS[h] > 110) for h in final)
+    assert all(final[h].above == (HRS[h] > 110) for h in final)
     assert len(scores(store, LOW, admitted)) == 6  # hour 7 of LOW is still open
     by_day = store.for_model(NEW, sorted({day_of(hour_start(h, admitted)) for h in HRS}))
-    assert Counter(r["patient_id"] for r in by_day) == {HIGH: 11, LOW: 6}
+    assert Counter(r.patient_id for r in by_day) == {HIGH: 11, LOW: 6}
 
     # Rollback is one command, and the running job picks it up.
     out = subprocess.run([sys.executable, "-m", "ops.cli", "model", "rollback"], cwd=REPO,
@@ -164,4 +164,4 @@ def test_threshold_crossing_raises_one_alert_across_a_crash(risk_job) -> None:
     publish_validated(settings, [reading(HIGH, "01", admitted, 13, 0, 130)])
     wait_until(lambda: 12 in scores(store, HIGH, admitted), timeout=120,
                what="hour 12 scored after the rollback")
-    assert scores(store, HIGH, admitted)[12]["model_version"] == OLD
+    assert scores(store, HIGH, admitted)[12].model_version == OLD

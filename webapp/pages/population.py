@@ -237,13 +237,13 @@ def draw_trend(period: str | None, region: str | None) -> tuple[Any, str, Any]:
     flags = store.surges(current_db(), start, end)
     label = _names([region])[region] if region else "all regions"
     fig = pv.trend_figure(rows, flags, day_range(start, end), region, label, threshold)
-    shown = [f for f in flags if region is None or f["region"] == region]
-    names = _names(sorted({f["region"] for f in shown}))
-    items = [html.Li(f"{f['day']:%d %b}: SURGE in {pv.MEASURES[f['measure']].label} — "
-                     f"{names[f['region']]}, "
-                     f"{'+' if f['magnitude'] >= 0 else ''}{f['magnitude']:.1f} over the "
-                     f"expected {f['expected']:.1f}") for f in sorted(shown, key=lambda f:
-                                                                     f["day"])]
+    shown = [s for s in flags if region is None or s.region == region]
+    names = _names(sorted({s.region for s in shown}))
+    items = [html.Li(f"{s.flag.day:%d %b}: SURGE in {pv.MEASURES[s.measure].label} — "
+                     f"{names[s.region]}, "
+                     f"{'+' if s.flag.magnitude >= 0 else ''}{s.flag.magnitude:.1f} over the "
+                     f"expected {s.flag.expected:.1f}")
+             for s in sorted(shown, key=lambda s: s.flag.day)]
     surge_list = html.Ul(items) if items else html.P("No surge flagged in this period.",
                                                      className="muted")
     return fig, f"Showing: {label}", surge_list

@@ -21,7 +21,7 @@ from dash import Input, Output, dcc, html
 from backend import localtime
 from backend.risk import drift, registry
 from backend.risk.recalibrate import read_recalibration
-from backend.storage.risk_scores import RiskScoreStore, days_back
+from backend.storage.risk_scores import ModelScore, RiskScoreStore, days_back
 from backend.storage.statements import store
 from webapp.risk_models import evaluation_figures as mv
 from webapp.risk_models import live_figures as lv
@@ -422,7 +422,7 @@ def show_recalibration(version: str | None) -> tuple[Any, Any, bool]:
     return children, mv.recalibration_figure(recal), False
 
 
-def _scores(version: str) -> list[dict]:
+def _scores(version: str) -> list[ModelScore]:
     return store(RiskScoreStore, current_db()).for_model(version, days_back(LIVE_DAYS))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from itertools import pairwise
 
 import numpy as np
@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from backend import localtime
 from backend.risk import drift
+from backend.storage.risk_scores import ModelScore
 from webapp.risk_models.evaluation_figures import BLUE, GREY, ORANGE, VERMILLION, _layout
 
 STATUS_STYLE = {
@@ -50,25 +51,21 @@ class LiveSummary:
     latest: DayPsi | None = None  # the newest day that has a PSI
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def pick_reference(score_reference: dict, rows: list[dict]) -> tuple[str, drift.Reference]:
+def pick_reference(score_reference: dict,
+                   rows: list[ModelScore]) -> tuple[str, drift.Reference]:
     """The reference that matches how the live scores were made (labs or not)."""
-    monitor = sum(1 for r in rows if r.get("monitor_only", True))
+    monitor = sum(1 for r in rows if r.monitor_only)
     kind = "monitor_only" if monitor * 2 >= len(rows) else "with_labs"
     if kind not in score_reference:
         kind = "monitor_only" if "monitor_only" in score_reference else "with_labs"
     return kind, drift.Reference.from_dict(score_reference[kind])
 
 
-def summarize(rows: list[dict], score_reference: dict) -> LiveSummary:
-    """Volume per hour, PSI per day and the window's distribution of live ``rows``
-    (each with ``hour_ts``, ``patient_id``, ``risk``, ``monitor_only``)."""
+def summarize(rows: list[ModelScore], score_reference: dict) -> LiveSummary:
+    """Volume per hour, PSI per day and the window's distribution of live ``rows``."""
     kind, ref = pick_reference(score_reference, rows)
-    risks = np.array([r["risk"] for r in rows], dtype=np.float64)
-    hours = [_utc(r["hour_ts"]) for r in rows]
+    risks = np.array([r.risk for r in rows], dtype=np.float64)
+    hours = [r.hour_ts for r in rows]
     by_day: dict[date, list[float]] = {}
     for h, risk in zip(hours, risks, strict=True):
         by_day.setdefault(h.date(), []).append(risk)
@@ -78,7 +75,7 @@ def summarize(rows: list[dict], score_reference: dict) -> LiveSummary:
         days.append(DayPsi(d, len(by_day[d]), value, status))
     latest = next((d for d in reversed(days) if d.psi is not None), None)
     return LiveSummary(
-        n_scores=len(rows), n_patients=len({r["patient_id"] for r in rows}),
+        n_scores=len(rows), n_patients=len({r.patient_id for r in rows}),
         reference_kind=kind, reference=ref, volume=dict(sorted(Counter(hours).items())),
         days=days, live_shares=drift.shares(risks, ref).tolist() if len(rows) else [],
         latest=latest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -12,6 +13,8 @@ from backend.timeline import (
     HOUR_MS,
     MIN_SUFFIX,
     MINUTE_MS,
+    PARAMS,
+    RawPoint,
     check_window,
     merge_parts,
     minute_parts,
@@ -78,19 +81,13 @@ def test_minute_parts_hold_min_max_and_last() -> None:
     assert parts[T0 + MINUTE_MS].mins == {"hr": 70}
 
 
-def _as_rows(parts):
-    return [{"minute": p.minute, "last_ts": p.last_ts, "n": p.n, "mins": p.mins,
-             "maxs": p.maxs, "lasts": p.lasts} for p in parts]
-
-
 def test_a_minute_split_over_batches_merges_and_a_replay_changes_nothing() -> None:
     rs = [_reading(T0 + i * 1000, i, hr=60 + (i * 37) % 50, spo2=90 + (i * 7) % 10)
           for i in range(60)]
-    whole = merge_parts(_as_rows(minute_parts(rs)))
+    whole = merge_parts(minute_parts(rs))
     batches = [rs[:17], rs[17:40], rs[40:]]
-    split = merge_parts(_as_rows([p for b in batches for p in minute_parts(b)]))
-    replayed = merge_parts(_as_rows([p for b in [*batches, batches[1]] for p in
-                                     minute_parts(b)]))
+    split = merge_parts([p for b in batches for p in minute_parts(b)])
+    replayed = merge_parts([p for b in [*batches, batches[1]] for p in minute_parts(b)])
     for merged in (split, replayed):
         assert len(merged) == 1
         assert merged[0].mins == whole[0].mins
@@ -108,7 +105,8 @@ def test_every_bucket_keeps_its_extremes(hours: int, max_points: int) -> None:
     readings, truth = _stay(hours, seed=hours + max_points)
     start, end = T0, T0 + hours * HOUR_MS
     if resolution_for_window(end - start) == "raw":
-        rows = [{"ts": r.ts, **{k.value: v for k, v in r.vitals.items()}} for r in readings]
+        rows = [RawPoint(r.ts, r.vitals.get(Vital.HR), r.vitals.get(Vital.SPO2), None, None,
+                         None, None, None, None) for r in readings]
         series = series_from_raw(rows, ("hr", "spo2"))
     else:
         random.seed(hours)
@@ -118,7 +116,7 @@ def test_every_bucket_keeps_its_extremes(hours: int, max_points: int) -> None:
             j = i + random.randint(1, 500)
             parts += minute_parts(readings[i:j])
             i = j
-        series = series_from_minutes(merge_parts(_as_rows(parts)), ("hr", "spo2"))
+        series = series_from_minutes(merge_parts(parts), ("hr", "spo2"))
     drawn = reduce_to_width(series, start, end, max_points)
     ts_all = np.array([r.ts for r in readings])
     for name in ("hr", "spo2"):
@@ -138,3 +136,8 @@ def test_every_bucket_keeps_its_extremes(hours: int, max_points: int) -> None:
             hi_in = (highs.ts >= b0) & (highs.ts < b0 + width)
             assert truth[name][inside].min() == np.nanmin(lows.values[lo_in])
             assert truth[name][inside].max() == np.nanmax(highs.values[hi_in])
+
+
+def test_a_raw_point_has_one_field_per_parameter_in_order() -> None:
+    """``MinuteStore`` selects ``ts`` and ``PARAMS`` into ``RawPoint`` by position."""
+    assert tuple(f.name for f in dataclasses.fields(RawPoint)) == ("ts", *PARAMS)

@@ -21,6 +21,7 @@ from backend.fhir import (
 )
 from backend.messages import DeviceReading
 from backend.settings import AlertingSettings
+from backend.storage.readings import StoredReading
 from backend.validation import Accepted, validate
 from backend.vitals import VITALS, Vital
 from devices.fhir_ingest import outgoing
@@ -38,32 +39,32 @@ def stored(v: float) -> float:
     return float(F32(v))
 
 
-def row(i: int, **values) -> dict:
-    """A ``ReadingStore.between`` row: naive-UTC datetime ts, float32 values."""
+def row(i: int, sensors_off: set[str] | None = None, **values) -> StoredReading:
+    """A ``ReadingStore.between`` reading, from a driver row as Cassandra gives it:
+    naive-UTC datetime ts, float32 values, unset columns ``None``."""
     ts = datetime.fromtimestamp((T0 + i * 1000 + 7) / 1000, tz=UTC).replace(tzinfo=None)
-    out = {"ts": ts, "device_id": "mon-ICU-F-3.abc", "seq": i, "sensors_off": None}
+    out = {"patient_id": "p1", "ts": ts, "device_id": "mon-ICU-F-3.abc", "seq": i,
+           "sensors_off": sensors_off, "o2_supplemental": None, "consciousness": None,
+           "news2": None, "news2_band": None, "news2_complete": None, "qsofa": None,
+           "processed_ts": None}
     out.update({v.value: None for v in Vital})
     out.update({k: stored(v) for k, v in values.items()})
-    return out
+    return StoredReading.from_row(out)
 
 
 ROWS = [
     row(0, hr=80, pulse=81, spo2=97, rr=14, sbp=121, dbp=68, map=85.7, temp=36.6),
     row(1, hr=80.5, spo2=96.3, temp=37.2),
-    {**row(2, hr=79, pulse=79), "sensors_off": {"spo2", "rr"}},
+    row(2, hr=79, pulse=79, sensors_off={"spo2", "rr"}),
     row(3, map=61.3),
     row(4, temp=38.9),
 ]
 
 
-def as_readings(rows: list[dict]) -> list[tuple[int, dict, set]]:
+def as_readings(rows: list[StoredReading]) -> list[tuple[int, dict, set]]:
     """(ts ms, values, sensors_off) of rows, comparable with ingested readings."""
-    out = []
-    for r in rows:
-        ms = int(r["ts"].replace(tzinfo=UTC).timestamp() * 1000 + 0.5)
-        values = {v.value: r[v.value] for v in Vital if r[v.value] is not None}
-        out.append((ms, values, set(r["sensors_off"] or ())))
-    return out
+    return [(r.ts, {v.value: x for v, x in r.vitals.items()},
+             {s.value for s in r.sensors_off}) for r in rows]
 
 
 def ingested(readings: list[DeviceReading]) -> list[tuple[int, dict, set]]:

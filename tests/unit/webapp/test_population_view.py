@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import fields
 from datetime import date
 
 import pytest
 
+from backend.population.surge import SurgeFlag
+from backend.storage.population import Aggregate, RegionAggregate, RegionSurge, WardAggregate
 from webapp import population_view as pv
 
 D1, D2 = date(2026, 11, 2), date(2026, 11, 3)
 
 
-def row(day, region, **kw):
-    base = {"period_start": day, "region": region, "admissions": 0, "patient_days": 0.0,
-            "alerts_high": 0, "alerts_medium": 0, "alerts_low": 0, "news2_high_episodes": 0,
-            "sepsis_alerts": 0, "acknowledged": 0, "median_ack_seconds": None,
-            "bed_days": 10.0}
-    return {**base, **kw}
+def row(day, region, **kw) -> RegionAggregate:
+    base = {"grain": "day", "period_start": day, "region": region, "admissions": 0,
+            "patient_days": 0.0, "alerts_high": 0, "alerts_medium": 0, "alerts_low": 0,
+            "news2_high_episodes": 0, "sepsis_alerts": 0, "acknowledged": 0,
+            "median_ack_seconds": None, "bed_days": 10.0, "occupancy": None,
+            "computed_ts": None}
+    return RegionAggregate(**{**base, **kw})
 
 
 ROWS = [row(D1, "25025", admissions=8, patient_days=20.0, alerts_high=10, alerts_medium=15,
@@ -62,7 +66,8 @@ def test_csv_leaves_suppressed_cells_empty() -> None:
 
 
 def test_ward_table_shows_text_only() -> None:
-    ward_rows = [{**r, "ward": r["region"], "beds": 10} for r in ROWS]
+    ward_rows = [WardAggregate(**{f.name: getattr(r, f.name) for f in fields(Aggregate)},
+                               ward=r.region, beds=10) for r in ROWS]
     table = pv.ward_table(pv.totals(ward_rows, "ward"), 11)
     assert [r["ward"] for r in table] == ["25017", "25025"]
     assert table[0]["admissions"] == "<11" and table[1]["admissions"] == "15"
@@ -73,8 +78,7 @@ def test_map_and_trend_figures_build() -> None:
                                                       "properties": {}, "geometry": None}]}
     fig = pv.map_figure(geo, {"25025": "Suffolk"}, {"25025": (15, "15")}, "count")
     assert list(fig.data[0].locations) == ["25025"] and list(fig.data[0].z) == [15]
-    surge = [{"day": D2, "region": "25025", "measure": "admissions", "observed": 12.0,
-              "expected": 4.0, "magnitude": 8.0}]
+    surge = [RegionSurge("25025", "admissions", SurgeFlag(D2, 12.0, 4.0, 1.0, 5.0))]
     fig = pv.trend_figure(ROWS, surge, [D1, D2], None, "all", 11)
     assert fig.data[-1].text == ("SURGE",)
     admissions = fig.data[0]

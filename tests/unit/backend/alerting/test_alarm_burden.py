@@ -7,30 +7,31 @@ import random
 import statistics
 from datetime import UTC, datetime, timedelta
 
-from backend.alerting.burden import BurdenAlarm, occupied_bed_days, ward_burden
+from backend.alerting.burden import WardAlarm, occupied_bed_days, ward_burden
 from backend.messages import Priority
+from backend.storage.census import PastStay
 from webapp.population_view import burden_rows
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = START + timedelta(days=7)
 
 
-def alarm(ward: str, rule: str, priority: str, at_h: float, ack_s: float | None
-          ) -> BurdenAlarm:
+def alarm(ward: str, rule: str, priority: str, at_h: float, ack_s: float | None) -> WardAlarm:
     detected = START + timedelta(hours=at_h)
-    return BurdenAlarm(f"{ward}-{at_h}", ward, rule, priority, detected,
-                       ack_ts=None if ack_s is None else detected + timedelta(seconds=ack_s))
+    return WardAlarm(f"a-{ward}-{at_h}", None, ward, rule, priority, detected, "raised",
+                     None if ack_s is None else detected + timedelta(seconds=ack_s))
+
+
+def stay(ward: str, admitted: datetime, discharged: datetime | None) -> PastStay:
+    return PastStay("p", ward, "1", None, admitted, discharged)
 
 
 def test_occupied_bed_days_clip_stays_to_the_period() -> None:
     stays = [
-        {"ward": "A", "admitted_ts": START - timedelta(days=3), "discharged_ts": None},
-        {"ward": "A", "admitted_ts": START + timedelta(days=1),
-         "discharged_ts": START + timedelta(days=2, hours=12)},
-        {"ward": "B", "admitted_ts": END + timedelta(hours=1), "discharged_ts": None},
-        {"ward": "B", "admitted_ts": START - timedelta(days=9),
-         "discharged_ts": START - timedelta(days=8)},
-        {"ward": "C", "admitted_ts": None, "discharged_ts": None},
+        stay("A", START - timedelta(days=3), None),
+        stay("A", START + timedelta(days=1), START + timedelta(days=2, hours=12)),
+        stay("B", END + timedelta(hours=1), None),
+        stay("B", START - timedelta(days=9), START - timedelta(days=8)),
     ]
     assert occupied_bed_days(stays, START, END) == {"A": 7 + 1.5}
 

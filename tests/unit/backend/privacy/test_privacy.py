@@ -9,6 +9,8 @@ from pydantic import SecretStr
 from backend.privacy.export import render
 from backend.privacy.pseudonymise import Pseudonymiser
 from backend.settings import Settings
+from backend.storage.readings import StoredReading
+from backend.vitals import Vital
 
 S = Settings(secret_key=SecretStr("s" * 40), privacy={"pseudonym_key": SecretStr("k" * 40),
                                                       "max_date_shift_days": 30})
@@ -30,8 +32,9 @@ def test_shifts_differ_between_patients_and_keep_intervals() -> None:
     p = Pseudonymiser.from_settings(S)
     shifts = {p.shift_days(f"P{i}") for i in range(200)}
     assert len(shifts) > 30 and 0 not in shifts
-    rows = [{"ts": 1_700_000_000_000 + i * 1000, "device_id": "mon-1", "hr": 80.0}
+    rows = [StoredReading("P1", 1_700_000_000_000 + i * 1000, "mon-1", i, {Vital.HR: 80.0},
+                          frozenset(), None, None, None, None, False, None, None)
             for i in range(3)]
     out, n = render(rows, "P1", 1_700_000_000_000, 1_700_000_010_000, fmt="csv", pseudo=p)
     assert n == 3 and out[1][0] == p.patient("P1") and out[1][2] == p.device("mon-1")
-    assert [r[1] for r in out[1:]] == [r["ts"] + p.shift_days("P1") * 86_400_000 for r in rows]
+    assert [r[1] for r in out[1:]] == [r.ts + p.shift_days("P1") * 86_400_000 for r in rows]

@@ -3,12 +3,14 @@ hand-made scores."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from backend.risk import drift
+from backend.storage.risk_scores import ModelScore
 from webapp.risk_models import live_figures as lv
 
 REF = drift.reference(np.arange(1000) / 1000)
@@ -17,10 +19,12 @@ SCORE_REFERENCE = {"monitor_only": REF.to_dict(),
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def rows(day: datetime, risks, patients: int = 10) -> list[dict]:
-    return [{"hour_ts": (day + timedelta(hours=i % 24)).replace(tzinfo=None),
-             "patient_id": f"p{i % patients}", "risk": float(r), "monitor_only": True}
-            for i, r in enumerate(risks)]
+def rows(day: datetime, risks, patients: int = 10) -> list[ModelScore]:
+    """Scores as the store reads them from the driver's rows (naive UTC datetimes)."""
+    return [ModelScore.from_row({
+        "hour_ts": (day + timedelta(hours=i % 24)).replace(tzinfo=None),
+        "patient_id": f"p{i % patients}", "risk": float(r), "above": False,
+        "monitor_only": True}) for i, r in enumerate(risks)]
 
 
 def test_stable_day_then_drifting_day() -> None:
@@ -48,7 +52,7 @@ def test_too_few_scores_gives_no_psi() -> None:
 
 
 def test_reference_follows_labs_of_the_live_scores() -> None:
-    with_labs = [{**r, "monitor_only": False} for r in rows(DAY1, [0.2] * 60)]
+    with_labs = [dataclasses.replace(r, monitor_only=False) for r in rows(DAY1, [0.2] * 60)]
     assert lv.summarize(with_labs, SCORE_REFERENCE).reference_kind == "with_labs"
 
 
