@@ -419,7 +419,7 @@ def test_each_role_reaches_only_its_own_tables(secured: Secured) -> None:
                                clock=lambda: later)
         manager.on_alert_event(second)
         manager.tick()
-        assert Lifecycle(web).get(second.alert_id)["status"] == ESCALATED
+        assert Lifecycle(web).get(second.alert_id).status == ESCALATED
         assert [e.alert_id for e in published] == [second.alert_id]
     finally:
         for s in (web, stream, alerts, admin):
