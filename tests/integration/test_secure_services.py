@@ -503,6 +503,21 @@ class _Relay:
             s.close()
 
 
+def _fresh_spark_jvm() -> None:
+    """Stop any Spark session an earlier test of this process left and its JVM: jars
+    (the connector, the factory) only reach the driver's class path when its JVM starts."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    if SparkContext._gateway is not None:
+        SparkContext._gateway.shutdown()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+
+
 def test_the_connector_checks_the_servers_host_name(secured: Secured) -> None:
     """The Spark Cassandra Connector turns the driver's host name check off; the stream
     job's settings put it back on (``HostnameCheckingConnectionFactory``): a server whose
@@ -519,6 +534,7 @@ def test_the_connector_checks_the_servers_host_name(secured: Secured) -> None:
     finally:
         admin.cluster.shutdown()
     relay = _Relay(("127.0.0.1", secured.layout.cassandra_port))
+    _fresh_spark_jvm()
     spark = spark_session(stream, app_name="icu-hostname-check")
     try:
         def count(host: str, port: int, **extra: str) -> int:
