@@ -137,7 +137,7 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
     from backend.alerting.evaluation import PatientState, ScoredReading, process
     from backend.validation import Accepted, validate
     from streaming import persist_job as pj
-    from streaming.alarm_evaluator import _validated_json
+    from streaming.alarm_evaluator import _Record, _validated_json
     from streaming.session import spark_session
 
     records = backlog_records(patients, n, boot="ceiling")
@@ -156,7 +156,13 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
     for pid, readings in by_patient.items():
         _, results = process(PatientState.new(pid), readings, admission=census[pid],
                              now_ms=t, cfg=settings.alerting)
-        validated.extend(_validated_json(r, t) for r in results if isinstance(r, ScoredReading))
+        scored = [r for r in results if isinstance(r, ScoredReading)]
+        # the raw record's place only labels the output; a running number stands in
+        first = len(validated)
+        validated.extend(
+            _validated_json(r, _Record(None, None, None, None, None, settings.kafka.topic_raw,
+                                       0, first + i, t), t)
+            for i, r in enumerate(scored))
     spark = spark_session(settings, app_name="bench-ceiling")
     spark.sparkContext.setLogLevel("WARN")
     try:

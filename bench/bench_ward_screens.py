@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import secrets
 import signal
 import socket
@@ -47,7 +46,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,9 +58,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backend.settings import Settings  # noqa: E402
+from harness.ward_screen import WardScreen, classes, walk  # noqa: E402
 
 WARD = "BENCH-A"
-TICK_OUTPUT_PREFIX = "..ward-grid.children..."
 PARTS = ("ward-tile", "ward-vitals", "ward-alarm")
 PART_PROP = {"ward-tile": "className", "ward-vitals": "children", "ward-alarm": "children"}
 HR_CODES = 60  # HR = 60 + (second + bed) % 60: unique per bed within a minute
@@ -264,129 +262,52 @@ class Publisher:
 # ----------------------------------------------------------------------------- screens
 
 
-def _walk(node: Any) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
-
-
-def _classes(node: dict) -> str:
-    props = node.get("props")
-    return (props.get("className") or "") if isinstance(props, dict) else ""
-
-
 def hr_of(vitals_children: Any) -> int | None:
     """The heart rate shown by a tile's vitals part (Dash component JSON)."""
-    for node in _walk(vitals_children):
-        if "wt-cell--hr" in _classes(node):
-            for inner in _walk(node.get("props", {}).get("children")):
-                if "wt-num" in _classes(inner):
+    for node in walk(vitals_children):
+        if "wt-cell--hr" in classes(node):
+            for inner in walk(node.get("props", {}).get("children")):
+                if "wt-num" in classes(inner):
                     text = inner.get("props", {}).get("children")
                     return int(text) if isinstance(text, str) and text.isdigit() else None
     return None
 
 
 @dataclass
-class Screen:
-    """One browser showing the ward."""
+class Screen(WardScreen):
+    """One browser showing the ward, timing its updates."""
 
-    index: int
-    base: str
-    username: str
-    password: str
-    session: requests.Session = field(default_factory=requests.Session)
-    tick_output: str = ""
-    beds: list[str] = field(default_factory=list)  # the tiles it shows, in order
-    sent: Any = None  # the ward-sent Store
-    options: list = field(default_factory=list)  # the picker's options
-    n: int = 0
+    index: int = 0
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (t, seconds)
     freshness: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     late: int = 0
     bytes: int = 0
 
-    def login(self) -> None:
-        s = self.session
-        r = s.get(self.base + "/login", timeout=30)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-        r = s.post(self.base + "/login", data={"csrf_token": token, "username": self.username,
-                                               "password": self.password},
-                   allow_redirects=False, timeout=60)
-        if r.status_code != 302:
-            raise RuntimeError(f"sign-in of {self.username} failed: {r.status_code}")
-        # the page itself, then what the renderer fetches before its first callback
-        assert s.get(self.base + f"/ward?ward={WARD}&kiosk=1", timeout=30).status_code == 200
-        assert s.get(self.base + "/_dash-layout", timeout=30).status_code == 200
-        deps = s.get(self.base + "/_dash-dependencies", timeout=30).json()
-        self.tick_output = next(d["output"] for d in deps
-                                if d["output"].startswith(TICK_OUTPUT_PREFIX))
-        self.options = [{"label": WARD, "value": WARD}]
-
-    def body(self) -> dict:
-        from dash._utils import split_callback_id
-
-        outputs: list = []
-        for o in split_callback_id(self.tick_output):
-            ident = o["id"]
-            if isinstance(ident, str) and ident.startswith("{"):
-                part = json.loads(ident)["type"]
-                outputs.append([{"id": {"bed": b, "type": part, "ward": WARD},
-                                 "property": o["property"]} for b in self.beds])
-            else:
-                outputs.append(o)
-        return {
-            "output": self.tick_output,
-            "outputs": outputs,
-            "inputs": [{"id": "ward-interval", "property": "n_intervals", "value": self.n},
-                       {"id": "ward-picker", "property": "value", "value": WARD}],
-            "state": [{"id": "ward-sent", "property": "data", "value": self.sent},
-                      {"id": "ward-picker", "property": "options", "value": self.options}],
-            "changedPropIds": ["ward-interval.n_intervals"],
-        }
-
-    def tick(self, sent_at: dict[tuple[str, int], float]) -> None:
-        self.n += 1
-        token = self.session.cookies.get("_csrf_token")
+    def timed_tick(self, sent_at: dict[tuple[str, int], float]) -> None:
         t0 = time.perf_counter()
-        r = self.session.post(self.base + "/_dash-update-component",
-                              data=json.dumps(self.body()),
-                              headers={"Content-Type": "application/json",
-                                       "X-CSRFToken": token or ""}, timeout=60)
-        if r.status_code == 204:
-            answer: dict = {}
-        elif r.status_code != 200:
+        r = self.tick()
+        if r.status_code not in (200, 204):
             self.errors.append(f"{r.status_code} {r.text[:200]}")
             return
-        else:
-            answer = r.json().get("response", {})
         now = time.time()
         self.latencies.append((now, time.perf_counter() - t0))
         self.bytes += len(r.content)
-        self.apply(answer, now, sent_at)
+        answer = r.json().get("response", {}) if r.status_code == 200 else {}
+        self.time_values(answer, now, sent_at)
 
-    def apply(self, answer: dict, now: float, sent_at: dict[tuple[str, int], float]) -> None:
-        """Keep what the browser would keep; time the heart rates it receives."""
-        if "ward-sent" in answer:
-            self.sent = answer["ward-sent"]["data"]
-        if "ward-picker" in answer and "options" in answer["ward-picker"]:
-            self.options = answer["ward-picker"]["options"]
+    def time_values(self, answer: dict, now: float,
+                    sent_at: dict[tuple[str, int], float]) -> None:
+        """Time the heart rates the answer shows (see the module docstring)."""
         shown: list[tuple[str, Any]] = []
         grid = answer.get("ward-grid", {}).get("children")
-        if isinstance(grid, list):
-            self.beds = []
-            for tile in grid:
-                ident = (tile.get("props") or {}).get("id") if isinstance(tile, dict) else None
-                if isinstance(ident, dict) and ident.get("type") == "ward-tile":
-                    self.beds.append(ident["bed"])
-                    for child in tile["props"].get("children") or []:
-                        cid = (child.get("props") or {}).get("id") or {}
-                        if cid.get("type") == "ward-vitals":
-                            shown.append((ident["bed"], child["props"].get("children")))
+        for tile in grid if isinstance(grid, list) else []:
+            ident = (tile.get("props") or {}).get("id") if isinstance(tile, dict) else None
+            if isinstance(ident, dict) and ident.get("type") == "ward-tile":
+                for child in tile["props"].get("children") or []:
+                    cid = (child.get("props") or {}).get("id") or {}
+                    if cid.get("type") == "ward-vitals":
+                        shown.append((ident["bed"], child["props"].get("children")))
         for key, value in answer.items():
             if key.startswith("{") and '"ward-vitals"' in key:
                 shown.append((json.loads(key)["bed"], value.get("children")))
@@ -409,7 +330,7 @@ def run_screen(screen: Screen, stop: threading.Event, sent_at: dict, period: flo
             screen.late += 1
             next_tick = time.monotonic()
         try:
-            screen.tick(sent_at)
+            screen.timed_tick(sent_at)
         except Exception as exc:
             screen.errors.append(repr(exc)[:200])
         next_tick += period
@@ -469,7 +390,8 @@ def main() -> None:
         start_web(env, args, log_dir)
         web_pid = env.web.pid
         publisher = Publisher(env, args.beds).start()
-        screens = [Screen(i, env.base, name, pw) for i, (name, pw) in enumerate(env.users)]
+        screens = [Screen(env.base, name, pw, WARD, index=i)
+                   for i, (name, pw) in enumerate(env.users)]
         for s in screens:
             s.login()
         print(f"set-up {time.monotonic() - t_setup:.0f} s: web pid {web_pid}, "

@@ -24,18 +24,21 @@ class IcuProcess:
         self.log_path = log_path
         self.ready_text = ready_text
         self.proc: subprocess.Popen | None = None
+        self._log_start = 0
 
     def start(self, timeout: float = 240) -> float:
         """Start it and wait for ``ready_text`` in its log; the seconds that took. Raises
         AssertionError (with the log's tail) if it exits or is not ready in time."""
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
         t0 = time.monotonic()
+        # a restart appends to the same log: only what this start writes counts
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ops.cli", *self.args], cwd=REPO, env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if self.ready_text:
-            while self.ready_text not in self.text():
+            while self.ready_text not in self.text(since_start=True):
                 if self.proc.poll() is not None:
                     raise AssertionError(f"`icu {' '.join(self.args)}` exited "
                                          f"{self.proc.returncode}:\n{self.tail()}")
@@ -68,8 +71,13 @@ class IcuProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(30)
 
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def text(self, *, since_start: bool = False) -> str:
+        """The log; with ``since_start`` only what the latest start wrote."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start if since_start else 0)
+            return f.read().decode(errors="replace")
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.text().splitlines()[-lines:])

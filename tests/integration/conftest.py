@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from backend.settings import ClusterSettings, Settings
+from backend.settings import Settings
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -36,17 +35,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def replicated(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    from harness.replicated_set import private_set
     from ops import cluster
-    from ops.artefacts import cassandra_home, kafka_home
 
-    cache: Path = tmp_path_factory.mktemp("replicated-cache")
-    for home in (kafka_home(services), cassandra_home(services)):
-        (cache / home.name).symlink_to(home)  # the jars, fetched once
-    base = services.model_copy(update={
-        "cache_dir": cache,
-        "cluster": ClusterSettings(kafka_ports=[29092, 29093, 29094], cassandra_port=29042,
-                                   cassandra_storage_port=27000, cassandra_jmx_port=27199),
-    })
+    # ports 29092-29094, 29042, storage 27000, JMX 27199-27201
+    base = private_set(services, tmp_path_factory.mktemp("replicated-cache"), 29000)
     try:
         cluster.start_cluster(base, spark=False, timeout=360, unsafe_system=True)
     except Exception as exc:
