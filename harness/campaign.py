@@ -78,6 +78,11 @@ SCENARIOS = {"sepsis": 2, "desaturation": 2, "tachycardia": 2, "hypotension": 1,
 RECIPIENTS = {"nurse": ["nurses@campaign.test", "ward-desk@campaign.test"],
               "charge_nurse": ["charge@campaign.test"],
               "physician": ["doctors@campaign.test"]}
+# what each kind of malformed record (devices.faults) must become: a whole-record dead
+# letter with this reason, or (None) an accepted reading with the value dead-lettered
+DEAD_LETTER_REASON = {"bad_json": "malformed_json", "missing_field": "schema_violation",
+                      "future_ts": "future_timestamp", "duplicate_seq": "duplicate",
+                      "impossible_value": None}
 FRESH_SECONDS = 5.0  # live data is "flowing again" when the newest reading is this young
 
 
@@ -108,7 +113,10 @@ class FaultRecord:
     down_s: float = 0.0
     restart_s: float = 0.0  # start command until it answered
     recovered_s: float | None = None  # kill until the platform recovered (see ``_recovered``)
-    max_reading_delay_s: float = 0.0  # worst device -> vitals.validated in the window
+    max_reading_delay_s: float = 0.0  # worst device -> read from vitals.validated
+    # after the kill, the last reading that arrived FRESH_SECONDS or more after it was
+    # measured (0: none was late): how long the screens were behind
+    late_until_s: float = 0.0
     live_gap_s: float = 0.0  # longest stretch with no reading reaching the topic
     banner_seen: bool = False
     banner_cleared: bool | None = None
@@ -432,7 +440,7 @@ class Campaign:
         """alert id -> (patient, rule, reading ts) of every alert the domain's pure
         evaluation raises for the records sent, in the order the stream sees them (one
         partition per patient, so per patient in send order)."""
-        from backend.alerting.evaluation import AlertChange, PatientState, process
+        from backend.alerting.evaluation import AlertChange, PatientState, on_timeout, process
         from backend.validation import Accepted, validate
 
         cfg = self.settings.alerting
@@ -451,6 +459,14 @@ class Campaign:
                     if isinstance(c, AlertChange) and c.event == "raised":
                         raised[c.alert_id] = {"patient_id": pid, "rule": c.rule,
                                               "reading_ts": c.reading_ts}
+            # the load ends and every monitor falls silent: each bed goes stale (the
+            # stream's clock keeps running through the drain, which waits for these)
+            silent = readings[-1].ts + int(cfg.stale_max_seconds * 1000) + 1
+            _, changes = on_timeout(state, admission=self.census[pid], now_ms=silent, cfg=cfg)
+            for c in changes:
+                if c.event == "raised":
+                    raised[c.alert_id] = {"patient_id": pid, "rule": c.rule,
+                                          "reading_ts": c.reading_ts}
         return raised
 
     def drain(self) -> None:
@@ -469,6 +485,11 @@ class Campaign:
         try:
             wait_until(accounted, timeout=self.plan.drain_timeout, interval=5,
                        what="every record accounted for")
+            expected = set(self.expected_alerts())
+            wait_until(lambda: expected <= {e["alert_id"] for e in self.alert_events()
+                                            if e["event"] == "raised"},
+                       timeout=self.plan.drain_timeout, interval=5,
+                       what="every expected alert raised (the beds' stale alerts last)")
             wait_until(lambda: self.expected_mail() <= set(self.mail_keys()),
                        timeout=self.plan.drain_timeout, interval=5, what="every e-mail due")
         except AssertionError as exc:
@@ -602,9 +623,11 @@ class Campaign:
         arrivals = sorted(a for a, _, _ in self.probe.arrivals if f.killed_at - 5 <= a <= end)
         gaps = [b - a for a, b in pairwise(arrivals)]
         f.live_gap_s = round(max(gaps, default=0.0), 1)
-        delays = [(p - ts) / 1000 for a, ts, p in self.probe.arrivals
-                  if f.killed_at <= a <= end and p]
-        f.max_reading_delay_s = round(max(delays, default=0.0), 1)
+        window = [(a, a - ts / 1000) for a, ts, _ in self.probe.arrivals
+                  if f.killed_at <= a <= end]
+        f.max_reading_delay_s = round(max((d for _, d in window), default=0.0), 1)
+        late = [a for a, d in window if d >= FRESH_SECONDS]
+        f.late_until_s = round(max(late) - f.killed_at, 1) if late else 0.0
         samples = [x for x in self.screen.samples if f.killed_at <= x[0] <= end]
         f.banner_seen = any(x[2] for x in samples)
         ok = [x for x in samples if x[1]]
@@ -721,10 +744,10 @@ def _stats(stats: Any) -> dict:
 
 def markdown(report: dict) -> str:
     """The results table of docs/reliability.md."""
-    rows = ["| fault | member | down | restart | recovered after | worst reading delay "
-            "| live gap | readings lost / dup | stored lost / dup | alerts lost / dup "
-            "| e-mails lost / dup | banner shown / cleared |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| fault | member | down | restart | recovered after | readings late until "
+            "| worst reading delay | live gap | readings lost / dup | stored lost / dup "
+            "| alerts lost / dup | e-mails lost / dup | banner shown / cleared |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     w = report["windows"]
     for f in report["faults"]:
         c = w.get(f["fault"], {})
@@ -732,7 +755,8 @@ def markdown(report: dict) -> str:
             {True: "yes", False: "NO", None: "n/a"}[f["banner_cleared"]])
         rows.append(
             f"| {f['fault']} | {f['member']} | {f['down_s']} s | {f['restart_s']} s "
-            f"| {f['recovered_s']} s | {f['max_reading_delay_s']} s | {f['live_gap_s']} s "
+            f"| {f['recovered_s']} s | {f['late_until_s']} s | {f['max_reading_delay_s']} s "
+            f"| {f['live_gap_s']} s "
             f"| {c.get('readings_lost', 0)} / {c.get('readings_duplicated', 0)} of "
             f"{c.get('readings_sent', 0)} "
             f"| {c.get('stored_lost', 0)} / {c.get('stored_duplicated', 0)} "
@@ -753,7 +777,8 @@ def problems(report: dict, plan: CampaignPlan, stale_after: float) -> list[str]:
     if report["raw_messages_rows"] != report["raw_on_topic"]:
         out.append(f"raw_messages has {report['raw_messages_rows']} rows for "
                    f"{report['raw_on_topic']} records")
-    if set(report["outputs_per_raw_record"]) - {1} or report["raw_records_without_output"]:
+    if {int(k) for k in report["outputs_per_raw_record"]} - {1} \
+            or report["raw_records_without_output"]:
         out.append(f"raw records with other than one output: "
                    f"{report['outputs_per_raw_record']}, "
                    f"{report['raw_records_without_output']} without any")
@@ -766,6 +791,14 @@ def problems(report: dict, plan: CampaignPlan, stale_after: float) -> list[str]:
         out.append(f"{report['minute_counts_wrong']} patient-minutes with a wrong count")
     if report["latest_by_ward_wrong"]:
         out.append(f"{report['latest_by_ward_wrong']} beds with a wrong newest reading")
+    dl = report["dead_letters"]
+    want = Counter()
+    for kind, n in dl["faulty_records_sent"].items():
+        if DEAD_LETTER_REASON[kind]:
+            want[DEAD_LETTER_REASON[kind]] += n
+    if Counter(dl["reasons"]) != want:
+        out.append(f"whole-record dead letters {dict(dl['reasons'])}, the malformed records "
+                   f"sent call for {dict(want)}")
     if report["emails_not_due"]:
         out.append(f"e-mails nobody was due: {report['emails_not_due'][:3]}")
     for f in report["faults"]:

@@ -16,13 +16,28 @@ echo "== import-linter (layering: pyproject.toml [tool.importlinter])"
 echo "== pip-audit (known vulnerabilities in the locked dependencies)"
 bash scripts/audit_deps.sh
 
-echo "== pytest"
-set +e
-.venv/bin/pytest "$@"
-rc=$?
-set -e
-if [ $rc -eq 5 ]; then
-  echo "pytest collected no tests: that is a broken setup, not a pass" >&2
-  exit 1
+# pytest exits 5 when it collects nothing: a broken setup, not a pass
+run_pytest() {
+  local rc=0
+  .venv/bin/pytest "$@" || rc=$?
+  if [ $rc -eq 5 ]; then
+    echo "pytest collected no tests: that is a broken setup, not a pass" >&2
+    return 1
+  fi
+  return $rc
+}
+
+if [ $# -gt 0 ]; then  # a selection of one's own
+  echo "== pytest $*"
+  run_pytest "$@"
+  exit $?
 fi
+
+rc=0
+echo "== pytest (unit, integration, browser)"
+run_pytest || rc=$?
+# A second session: the replicated set (3 brokers, 3 Cassandra nodes) is started once for
+# these and stopped after them, never idling beside the main suite's tests.
+echo "== pytest -m replicated (replicated set: node kills, backups, the short fault campaign)"
+run_pytest -m replicated || rc=$?
 exit $rc
