@@ -563,3 +563,54 @@ def test_charge_nurse_ward_screen(system: WardSystem, browser) -> None:
     problems, _ = ward_digits(browser)
     assert problems == [], problems
     _shot(browser, "ward-monitor-charge-nurse.png")
+
+
+def banner(driver) -> dict | None:
+    """The banner's words and font sizes while it is shown, read in one script."""
+    return driver.execute_script(
+        "var b = document.getElementById('ward-banner');"
+        "if (!b || !b.classList.contains('is-shown')) return null;"
+        "function px(s) { var e = b.querySelector(s);"
+        "  return e ? parseFloat(getComputedStyle(e).fontSize) : 0; }"
+        "return {text: b.textContent, title: px('.ward-banner-text'),"
+        " sub: px('.ward-banner-sub'), bottom: Math.max(...Array.from("
+        "  document.querySelectorAll('#ward-grid .wt'), t => t.getBoundingClientRect().bottom))};")
+
+
+# 16 minutes of arc at 3 m (ISO 9241-303's minimum) on a 55-inch 1920x1080 screen.
+MIN_TEXT_PX = 22
+
+
+def test_a_stalled_stream_job_says_data_delayed_then_recovers(system: WardSystem,
+                                                              browser) -> None:
+    """The stream job dies while the monitors keep sending: within the stale threshold
+    (and two probes) the screen says in words that the whole station is behind, not only
+    32 tiles going grey one by one; the job comes back and the banner goes by itself.
+    Last in the module: it stops the module's stream job for a while."""
+    sign_in(browser, system, Role.NURSE)
+    set_viewport(browser, 1920, 1080)
+    open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=dark")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#ward-grid .wt")) == 32)
+    assert banner(browser) is None
+    threshold = system.settings.alerting.stale_after_seconds
+    system.job.kill()
+    killed = time.monotonic()
+    try:
+        shown = wait(browser, banner, timeout=threshold + 30)
+        system.timings["stream_stall_banner_s"] = round(time.monotonic() - killed, 1)
+        assert re.search(r"DATA DELAYED since \d\d:\d\d:\d\d", shown["text"]), shown
+        assert "monitors are sending but readings are not being processed" in shown["text"]
+        assert shown["text"].startswith("⚠")  # not by colour alone
+        assert shown["title"] >= MIN_DIGIT_PX and shown["sub"] >= MIN_TEXT_PX, shown
+        assert shown["bottom"] <= 1080, shown  # the banner pushes no tile off the screen
+        wait(browser, lambda d: "wt--stale" in tile_class(d, "1"), timeout=30)
+        settled(browser, freeze=True)
+        _shot(browser, "ward-monitor-stream-delayed.png")
+        open_ward(browser, system, SHOW_WARD, "&kiosk=1&theme=dark")  # unfrozen
+        wait(browser, banner, timeout=30)  # every screen, also one opened during the stall
+    finally:
+        system.job.start(ready_timeout=180)
+    restarted = time.monotonic()
+    wait(browser, lambda d: banner(d) is None, timeout=180)
+    system.timings["stream_recovered_after_restart_s"] = round(time.monotonic() - restarted, 1)
+    wait(browser, lambda d: "wt--stale" not in tile_class(d, "1"), timeout=60)

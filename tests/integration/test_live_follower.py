@@ -299,3 +299,102 @@ def test_unreachable_servers_mark_delayed_then_recover(db, isolated_settings: Se
         follower.stop(timeout=20)
         for p in proxies:
             p.stop()
+
+
+def short_threshold(settings: Settings, seconds: float) -> Settings:
+    return settings.model_copy(update={
+        "alerting": settings.alerting.model_copy(update={"stale_after_seconds": seconds})})
+
+
+class Publisher:
+    """Publishes to a topic every ``interval`` seconds on its own thread (the devices)."""
+
+    def __init__(self, settings: Settings, topic: str, interval: float = 0.1) -> None:
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+        self.topic = topic
+        self.interval = interval
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            # The follower never reads these, it only counts them by their offsets.
+            self.producer.send(self.topic, value=b'{"device_id": "mon-1"}')
+            self.producer.flush()
+            self.sent += 1
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.producer.close()
+
+
+def test_a_stalled_stream_marks_delayed_then_recovers_by_itself(
+        db, isolated_settings: Settings, follower_factory, caplog) -> None:
+    """Devices keep writing raw, nothing reaches validated (the stream job is down): the
+    state is delayed with source "stream" after the stale threshold, and clears by itself
+    once validated readings flow again."""
+    threshold, probe = 2.0, 0.5
+    settings = short_threshold(isolated_settings, threshold)
+    k = settings.kafka
+    caplog.set_level("INFO", logger="webapp.live.follower")
+    state, follower = follower_factory(settings, probe_interval_seconds=probe)
+    assert follower.synced.wait(60), follower.last_error
+    synced = time.time()
+    with Publisher(settings, k.topic_raw) as raw:
+        time.sleep(threshold / 2)
+        assert state.delayed_since is None  # behind, but not for long enough yet
+        # Two probes to see the growth, then the threshold from the sync (no arrival yet).
+        assert wait_for(lambda: state.delayed_sources == ("stream",),
+                        timeout=threshold + 2 * probe + 2.0), state.delayed_sources
+        detected = time.time()
+        assert detected - synced <= threshold + 2 * probe + 1.5
+        assert raw.sent > 0
+        # The stall began when the screens stopped moving: at the start of following.
+        assert synced - 1.0 <= state.delayed_since <= synced
+        time.sleep(3 * probe)
+        assert follower.counts["stalls"] == 1  # once per stall
+
+        # The stream job is back: validated readings flow, the mark clears by itself.
+        producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all")
+        try:
+            producer.send(k.topic_validated, value=reading("1", 101.0).model_dump_json().encode())
+            producer.flush()
+        finally:
+            producer.close()
+        assert wait_for(lambda: state.delayed_since is None, timeout=3.0), state.delayed_sources
+        assert state.bed_snapshot(WARD, "1").param(Vital.HR).value == 101.0
+        # Raw keeps growing, validated does not: after the threshold it is behind again.
+        assert wait_for(lambda: state.delayed_sources == ("stream",),
+                        timeout=threshold + 2 * probe + 2.0)
+        assert follower.counts["stalls"] == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    recoveries = [r.getMessage() for r in caplog.records
+                  if r.levelname == "INFO" and "recovered, stream" in r.getMessage()]
+    assert len([m for m in warnings if "delayed, stream" in m]) == 2
+    assert len(recoveries) == 1 and recoveries[0].endswith(" s")
+    assert not any("pt-" in m for m in warnings + recoveries)  # no patient ids
+
+
+def test_a_silent_ward_is_never_delayed(db, isolated_settings: Settings,
+                                        follower_factory) -> None:
+    """Neither raw nor validated moves (no device sends), only the job's clock ticks:
+    the stream is not behind, whatever the time."""
+    threshold, probe = 1.0, 0.5
+    settings = short_threshold(isolated_settings, threshold)
+    state, follower = follower_factory(settings, probe_interval_seconds=probe)
+    assert follower.synced.wait(60), follower.last_error
+    with Publisher(settings, settings.kafka.topic_ticks, interval=0.2) as ticks:
+        seen = []
+        deadline = time.monotonic() + threshold + 8 * probe
+        while time.monotonic() < deadline:
+            seen.append(state.delayed_since)
+            time.sleep(0.05)
+    assert ticks.sent > 0
+    assert set(seen) == {None} and follower.counts["stalls"] == 0
+    assert follower.running and follower.last_error is None

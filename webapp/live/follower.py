@@ -26,6 +26,13 @@ end-offset probe timing out while no records arrive) or a Cassandra query fails,
 state is marked delayed (``WardState.delayed_since``) and the follower retries with
 exponential backoff; it clears the mark itself once it has synced again. It never lets
 an exception out of its thread.
+
+Stream stall: every probe interval the follower also reads the end offsets of
+``vitals.raw`` (without consuming it). When raw grows but no validated record has arrived
+for ``alerting.stale_after_seconds``, the stream job is behind: the state is marked
+delayed with source "stream" from the last arrival on, until validated records flow again
+(``webapp.live.stall``). Replayed records (before the end offsets of the last sync) are
+not a sign of flow.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from pydantic import ValidationError
 
 from backend.messages import AlertEvent, ValidatedReading
 from backend.settings import Settings
+from webapp.live.stall import STREAM, Change, StallDetector
 from webapp.live.state import WardState
 
 log = logging.getLogger(__name__)
@@ -91,6 +99,10 @@ class LiveFollower:
         self._session_factory = session_factory or self._make_session
         self._consumer: Any = None
         self._partitions: list[Any] = []
+        self._raw_partitions: list[Any] = []
+        # Validated partitions' end offsets at the last sync: below them is replay.
+        self._replay_end: dict[Any, int] = {}
+        self._stall: StallDetector | None = None  # from the first sync on
         self._session: Any = None
         self._cluster: Any = None
         self._stores: tuple[Any, Any] | None = None
@@ -104,7 +116,7 @@ class LiveFollower:
         self.filled = threading.Event()  # set after the first complete Cassandra fill
         self.last_error: str | None = None
         self.counts = {"readings": 0, "alerts": 0, "other": 0, "bad": 0, "syncs": 0,
-                       "fills": 0}
+                       "fills": 0, "stalls": 0}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -179,6 +191,7 @@ class LiveFollower:
         tps = self._topic_partitions(consumer)
         starts = consumer.end_offsets(tps, timeout_ms=self.probe_timeout_ms)
         readings = [tp for tp in tps if tp.topic == self.settings.kafka.topic_validated]
+        self._replay_end = {tp: starts[tp] for tp in readings}
         if readings:
             since = int(time.time() * 1000 - self.settings.web.live_replay_seconds * 1000)
             found = consumer.offsets_for_times({tp: since for tp in readings},
@@ -194,23 +207,54 @@ class LiveFollower:
         for tp in tps:
             consumer.seek(tp, starts[tp])
         self._partitions = tps
+        self._raw_partitions = self._raw_topic_partitions(consumer)
+        if self._stall is None:
+            self._stall = StallDetector(self.settings.alerting.stale_after_seconds,
+                                        clock=self.state.clock)
+        else:
+            self._stall.rebase()
         self.counts["syncs"] += 1
         self.state.mark_recovered(KAFKA)
         self.synced.set()
         log.info("live follower synced (%d partitions)", len(tps))
 
+    def _raw_topic_partitions(self, consumer: Any) -> list[Any]:
+        """The raw topic's partitions, probed for a stall but never consumed; none (no
+        stall detection) if it has no metadata: the live view does not need it."""
+        from kafka.structs import TopicPartition
+
+        topic = self.settings.kafka.topic_raw
+        try:
+            parts = consumer.partitions_for_topic(topic)
+        except Exception as exc:
+            parts, reason = None, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "no metadata"
+        if not parts:
+            log.warning("no stream stall detection: topic %s: %s", topic, reason)
+            return []
+        return [TopicPartition(topic, p) for p in sorted(parts)]
+
     def _follow(self) -> None:
         consumer = self._consumer
+        validated = self.settings.kafka.topic_validated
         next_probe = time.monotonic() + self.probe_interval
+        next_raw = time.monotonic() + self.probe_interval
         next_census = time.monotonic() + self.census_refresh
         while not self._stop.is_set():
             batch = consumer.poll(timeout_ms=self.poll_timeout_ms)
-            received = False
+            received = flowed = False
             for tp, records in batch.items():
                 handler = self.handlers.get(tp.topic)
                 for record in records:
                     received = True
                     self._handle(handler, record.value)
+                # Once per partition and poll, not per record (the hot path).
+                if (records and tp.topic == validated
+                        and records[-1].offset >= self._replay_end.get(tp, 0)):
+                    flowed = True
+            if flowed:
+                self._stream_flowed()
             now = time.monotonic()
             if received:
                 next_probe = now + self.probe_interval
@@ -218,6 +262,9 @@ class LiveFollower:
                 # Nothing came in: make sure that is because nothing was published.
                 consumer.end_offsets(self._partitions, timeout_ms=self.probe_timeout_ms)
                 next_probe = time.monotonic() + self.probe_interval
+            if now >= next_raw:
+                self._probe_raw(consumer)
+                next_raw = time.monotonic() + self.probe_interval
             if self._fill_pending and now >= self._next_cassandra:
                 self._fill_pending = not self._fill()
             elif now >= next_census:
@@ -338,6 +385,34 @@ class LiveFollower:
                 log.debug("closing the Cassandra cluster failed: %s", exc)
 
     # ---------------------------------------------------------------- health
+
+    def _probe_raw(self, consumer: Any) -> None:
+        """Feed the raw topic's end offsets to the stall detector. A failed probe skips
+        one round: the live view does not depend on the raw topic."""
+        if self._stall is None or not self._raw_partitions:
+            return
+        try:
+            ends = consumer.end_offsets(self._raw_partitions, timeout_ms=self.probe_timeout_ms)
+        except Exception as exc:
+            log.debug("raw end-offset probe failed: %s", exc)
+            return
+        change, stall = self._stall.raw_probed(sum(ends.values()))
+        if change is Change.BEGAN and stall is not None:
+            self.counts["stalls"] += 1
+            self.state.mark_delayed(STREAM, at=stall.since)
+            log.warning("live data delayed, stream: %s keeps growing but nothing reached %s "
+                        "for %.0f s (stream job down or stalled)",
+                        self.settings.kafka.topic_raw, self.settings.kafka.topic_validated,
+                        self.state.clock() - stall.since)
+
+    def _stream_flowed(self) -> None:
+        if self._stall is None:
+            return
+        change, stall = self._stall.validated()
+        if change is Change.ENDED and stall is not None:
+            self.state.mark_recovered(STREAM)
+            log.info("live data recovered, stream: %s flows again after %.0f s",
+                     self.settings.kafka.topic_validated, stall.seconds or 0.0)
 
     def _failed(self, source: str, exc: BaseException) -> None:
         self.state.mark_delayed(source)

@@ -31,6 +31,7 @@ from dash.development.base_component import Component
 
 from backend.alerting.status import AlertStatus
 from backend.messages import Priority
+from webapp.live.stall import STREAM
 from webapp.live.state import BedSnapshot, WardState
 from webapp.ward.tiles import (
     PRIORITY_SYMBOL,
@@ -249,17 +250,25 @@ def _flask_login_user() -> str | None:
     return None
 
 
+# What the banner says is behind. While this process cannot reach Kafka or Cassandra it
+# cannot see the stream either, so only a stream-only delay gets the stream's words.
+BANNER_LINK_DOWN = "values may be out of date; reconnecting…"
+BANNER_STREAM_BEHIND = ("monitors are sending but readings are not being processed; "
+                        "reconnecting…")
+
+
 def _banner(state: WardState, now: float) -> tuple[Any, str]:
     since = state.delayed_since
     if since is None:
         return None, "ward-banner is-hidden"
     minutes = int(max(0.0, now - since) // 60)
     ago = f" ({minutes} min)" if minutes else ""
+    sub = BANNER_STREAM_BEHIND if state.delayed_sources == (STREAM,) else BANNER_LINK_DOWN
     return (
         [html.Span("⚠", className="ward-banner-icon", **{"aria-hidden": "true"}),
          html.Span(f"DATA DELAYED since {format_clock(since)}{ago}",
                    className="ward-banner-text"),
-         html.Span("values may be out of date; reconnecting…", className="ward-banner-sub")],
+         html.Span(sub, className="ward-banner-sub")],
         "ward-banner is-shown",
     )
 

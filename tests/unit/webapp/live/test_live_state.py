@@ -451,7 +451,8 @@ class FakeConsumer:
         for tp, pos in self.positions.items():
             records = self.broker.log[tp.topic][pos:]
             if records:
-                out[tp] = [SimpleNamespace(value=v) for v in records]
+                out[tp] = [SimpleNamespace(value=v, offset=pos + i)
+                           for i, v in enumerate(records)]
                 self.positions[tp] = pos + len(records)
         if not out:
             time.sleep(timeout_ms / 1000 / 10)
@@ -468,7 +469,8 @@ class FakeConsumer:
 class FakeBroker:
     def __init__(self, settings: Settings) -> None:
         self.down = False
-        self.log = {settings.kafka.topic_validated: [], settings.kafka.topic_alerts: []}
+        self.log = {settings.kafka.topic_validated: [], settings.kafka.topic_alerts: [],
+                    settings.kafka.topic_raw: []}
 
 
 class Prepared(str):
@@ -587,6 +589,50 @@ def test_cassandra_outage_keeps_kafka_flowing_and_refills_later(fakes) -> None:
     assert fakes.follower.filled.wait(5)
     assert wait_for(lambda: fakes.state.delayed_since is None)
     assert fakes.state.bed_snapshot("ICU-A", "1").label == "Alder"
+
+
+def test_follower_marks_a_stalled_stream_and_ignores_its_own_replay(fakes,
+                                                                   monkeypatch) -> None:
+    """Raw grows, validated does not: "stream" is delayed from the start of following
+    until a new validated reading arrives. The readings a reconnect replays are old news,
+    not a sign that the stream flows again."""
+    k = fakes.settings.kafka
+    fakes.follower.settings = fakes.settings.model_copy(update={
+        "alerting": fakes.settings.alerting.model_copy(update={"stale_after_seconds": 0.3})})
+    fakes.broker.log[k.topic_validated].append(
+        reading(t=time.time() - 1, patient="p1").model_dump_json().encode())
+    monkeypatch.setattr(FakeConsumer, "offsets_for_times", lambda self, times, timeout_ms=None:
+                        {tp: SimpleNamespace(offset=0) for tp in times})
+    fakes.follower.start()
+    assert fakes.follower.synced.wait(5)
+    started = time.time()
+    assert wait_for(lambda: fakes.follower.counts["readings"] == 1)  # the replay
+    raw = fakes.broker.log[k.topic_raw]
+    assert wait_for(lambda: raw.append(b"r") or fakes.state.delayed_sources == ("stream",))
+    assert started - 1 < fakes.state.delayed_since <= started
+    since = fakes.state.delayed_since
+    # A reconnect replays the old reading again: still behind, since the same time.
+    fakes.broker.down = True
+    assert wait_for(lambda: "kafka" in fakes.state.delayed_sources)
+    fakes.broker.down = False
+    assert wait_for(lambda: fakes.follower.counts["readings"] == 2)
+    assert wait_for(lambda: "kafka" not in fakes.state.delayed_sources)
+    time.sleep(0.2)
+    assert fakes.state.delayed_sources == ("stream",) and fakes.state.delayed_since == since
+    # A new reading: the stream flows again.
+    fakes.broker.log[k.topic_validated].append(
+        reading(t=time.time(), patient="p1").model_dump_json().encode())
+    assert wait_for(lambda: fakes.state.delayed_since is None)
+    assert fakes.follower.counts["stalls"] == 1
+
+
+def test_a_silent_ward_with_a_stopped_stream_is_not_delayed(fakes) -> None:
+    fakes.follower.settings = fakes.settings.model_copy(update={
+        "alerting": fakes.settings.alerting.model_copy(update={"stale_after_seconds": 0.1})})
+    fakes.follower.start()
+    assert fakes.follower.synced.wait(5)
+    time.sleep(0.5)  # ten probes, twice the threshold: raw never grew
+    assert fakes.state.delayed_since is None and fakes.follower.counts["stalls"] == 0
 
 
 def test_follower_survives_an_unreachable_kafka_at_start(fakes) -> None:

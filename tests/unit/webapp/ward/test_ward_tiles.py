@@ -17,6 +17,7 @@ from webapp.ward.tiles import (
     MISSING,
     SENSOR_OFF,
     format_age,
+    format_clock,
     grid_shape,
     render_tile,
     sparkline_svg,
@@ -410,6 +411,27 @@ def test_delayed_banner_and_new_wards_in_the_picker(state: WardState, clock: Clo
     assert [o["value"] for o in out["options"]] == ["ICU-A", "ICU-Z"]
     state.mark_recovered("kafka")
     assert "is-hidden" in screen.update()["banner_class"]
+
+
+def test_the_banner_says_what_is_behind(state: WardState, clock: Clock) -> None:
+    """The stream job behind (monitors sending, nothing processed) reads differently from
+    this screen's own link down; with both, the link wins (it hides the stream)."""
+    state.mark_delayed("stream", at=T0 - 45)
+    children, css = view._banner(state, T0)
+    assert css == "ward-banner is-shown"
+    icon, text, sub = (texts(c) for c in children)
+    assert icon == ["⚠"]  # not by colour alone
+    assert text == [f"DATA DELAYED since {format_clock(T0 - 45)}"]
+    assert sub == [view.BANNER_STREAM_BEHIND]
+    assert "monitors are sending but readings are not being processed" in sub[0]
+    state.mark_delayed("kafka", at=T0 - 10)
+    children, _ = view._banner(state, T0)
+    assert texts(children[1]) == [f"DATA DELAYED since {format_clock(T0 - 45)}"]  # earliest
+    assert texts(children[2]) == [view.BANNER_LINK_DOWN]
+    state.mark_recovered("stream")
+    assert texts(view._banner(state, T0)[0][2]) == [view.BANNER_LINK_DOWN]
+    state.mark_recovered("kafka")
+    assert view._banner(state, T0) == (None, "ward-banner is-hidden")
 
 
 def test_update_never_raises(state: WardState, clock: Clock, monkeypatch) -> None:
