@@ -253,8 +253,10 @@ def _flask_login_user() -> str | None:
 # What the banner says is behind. While this process cannot reach Kafka or Cassandra it
 # cannot see the stream either, so only a stream-only delay gets the stream's words.
 BANNER_LINK_DOWN = "values may be out of date; reconnecting…"
+# The web app cannot restart the stream job, so it does not promise to reconnect; it says
+# what a nurse must do meanwhile.
 BANNER_STREAM_BEHIND = ("monitors are sending but readings are not being processed; "
-                        "reconnecting…")
+                        "check patients at the bedside")
 
 
 def _banner(state: WardState, now: float) -> tuple[Any, str]:
