@@ -25,10 +25,8 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import (
-    CoordinatorNotAvailableError,
     KafkaError,
     KafkaTimeoutError,
-    NotCoordinatorError,
     TopicAlreadyExistsError,
 )
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -159,13 +157,14 @@ class TransactionalPublisher:
                 # while it moves; anything else, or a long outage, fails the batch.
                 if not getattr(exc, "retriable", False) or attempt == 29:
                     raise
-                if isinstance(exc, NotCoordinatorError | CoordinatorNotAvailableError):
-                    # kafka-python's admin client keeps the coordinator it found first
-                    # and never looks again: after that broker failed it is asked (and
-                    # answers NOT_COORDINATOR) for ever. A new client looks it up anew.
-                    with contextlib.suppress(Exception):
-                        self._admin.close()
-                    self._admin = self._new_admin()
+                # kafka-python's admin client keeps the coordinator it found first and
+                # never looks again: after that broker failed it is asked for ever, and
+                # answers NOT_COORDINATOR once back, or is not reachable at all while
+                # down (NodeNotReady, connection errors) even though another broker
+                # took the group over seconds later. A new client looks it up anew.
+                with contextlib.suppress(Exception):
+                    self._admin.close()
+                self._admin = self._new_admin()
                 time.sleep(min(0.1 * 2**attempt, 2.0))
         committed = offsets.get(self.group, {}).get(self._progress_tp)
         return -1 if committed is None or committed.offset < 0 else committed.offset - 1

@@ -109,8 +109,14 @@ def test_a_transaction_stuck_every_time_fails_the_batch(publisher, monkeypatch) 
         p.forever.set()
 
 
-def test_a_coordinator_that_moved_is_looked_up_again(monkeypatch) -> None:
-    from kafka.errors import NotCoordinatorError
+@pytest.mark.parametrize("failure", [
+    "NotCoordinatorError",  # the old coordinator's broker is back, no longer it
+    "CoordinatorNotAvailableError",  # the group is moving
+    "NodeNotReadyError",  # the cached coordinator's broker is down
+    "KafkaConnectionError",
+])
+def test_a_coordinator_that_moved_is_looked_up_again(monkeypatch, failure: str) -> None:
+    from kafka import errors
     from kafka.structs import OffsetAndMetadata
 
     class Admin:
@@ -125,7 +131,7 @@ def test_a_coordinator_that_moved_is_looked_up_again(monkeypatch) -> None:
 
         def list_group_offsets(self, spec: dict) -> dict:
             if self.stale:  # the cached coordinator's broker is no longer it
-                raise NotCoordinatorError("not the coordinator")
+                raise getattr(errors, failure)("stale coordinator")
             (group, tps), = spec.items()
             return {group: {tps[0]: OffsetAndMetadata(8, "", -1)}}
 
