@@ -201,7 +201,7 @@ class Campaign:
         self.work = work
         self.log = log
         self.mail_dir = work / "mail"
-        self.settings = _campaign_settings(settings, work)
+        self.settings = _campaign_settings(settings)
         self.sent: list[Any] = []  # devices.wire.Outgoing, in send order
         self.faults: list[FaultRecord] = []
         self.started_at = 0.0
@@ -211,6 +211,7 @@ class Campaign:
         self.screen_user = ("campaign-screen", secrets.token_urlsafe(16))
         self.plans: list[Any] = []
         self.publish_stats: Any = None
+        self._expected: dict[str, dict] | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -439,7 +440,13 @@ class Campaign:
     def expected_alerts(self) -> dict[str, dict]:
         """alert id -> (patient, rule, reading ts) of every alert the domain's pure
         evaluation raises for the records sent, in the order the stream sees them (one
-        partition per patient, so per patient in send order)."""
+        partition per patient, so per patient in send order). Computed once the load
+        has stopped (the records sent are final then), and kept."""
+        if self._expected is None or not self._stop_load.is_set():
+            self._expected = self._evaluate_sent()
+        return self._expected
+
+    def _evaluate_sent(self) -> dict[str, dict]:
         from backend.alerting.evaluation import AlertChange, PatientState, on_timeout, process
         from backend.validation import Accepted, validate
 
@@ -687,7 +694,7 @@ class Campaign:
         return {a for a in ids if store.get(a) is not None}
 
 
-def _campaign_settings(base: Settings, work: Path) -> Settings:
+def _campaign_settings(base: Settings) -> Settings:
     """Spark on a master port of its own, the mail catcher, the web app and the alert
     manager configured for the run: e-mail on every raise (so every alert's path through
     SMTP is counted), escalation after 1 and 3 minutes (so escalations happen during the
@@ -710,7 +717,6 @@ def _campaign_settings(base: Settings, work: Path) -> Settings:
                                            "idle_timeout_minutes": 120,
                                            "allow_insecure_http": True,
                                            "public_url": f"http://127.0.0.1:{web_port}"}),
-        "cache_dir": base.cache_dir,
     })
 
 
