@@ -39,6 +39,7 @@ import contextlib
 import json
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -538,6 +539,40 @@ def judge(report: dict, warm_up_s: float = WARM_UP_S, window_s: float = WINDOW_S
     return out
 
 
+def markdown(report: dict) -> str:
+    """The judged bounds as the table of docs/reliability.md."""
+    rows = ["| measure | first 30 min | last 30 min | bound | held |", "|---|---|---|---|---|"]
+    for name, v in report["judged"].items():
+        ok = "yes" if v["ok"] else "**no**"
+        if name == "live_heap":
+            rows.append(f"| JVM live heap (after full GC) | {v['first_mean_mib']} MiB (mean) "
+                        f"| {v['last_max_mib']} MiB (max) | +{BOUNDS['live_heap_growth']:.0%} "
+                        f"| {ok} ({v['growth']:+.1%}) |")
+        elif name == "job_rss":
+            rows.append(f"| stream job RSS (JVM + Python) | {v['first_mean_mib']} MiB "
+                        f"| {v['last_mean_mib']} MiB | +{BOUNDS['job_rss_growth']:.0%} "
+                        f"| {ok} ({v['growth']:+.1%}) |")
+        elif name.startswith("lag "):
+            bound = v["trigger_s"] + BOUNDS["query_lag_p99_beyond_trigger_s"]
+            rows.append(f"| lag of {name[4:]} (s of input), p99 / mean "
+                        f"| {v['first_p99_s']} / {v['first_mean_s']} "
+                        f"| {v['last_p99_s']} / {v['last_mean_s']} "
+                        f"| p99 <= {bound:g}, mean +1 | {ok} |")
+        elif name == "alert_manager_lag":
+            rows.append(f"| alert manager lag (records), max | | {v['max']} "
+                        f"| <= {BOUNDS['alert_manager_lag_max']} | {ok} |")
+        elif name == "pending_compactions":
+            rows.append(f"| pending compactions, mean (max {v['max']}) | {v['first_mean']} "
+                        f"| {v['last_mean']} | max <= {BOUNDS['pending_compactions_max']}, "
+                        f"mean +2 | {ok} |")
+        elif name == "reading_delay":
+            rows.append(f"| reading delay per minute p99: median / worst minute (s) "
+                        f"| {v['first_median_minute_p99_s']} / {v['first_worst_minute_p99_s']} "
+                        f"| {v['last_median_minute_p99_s']} / {v['last_worst_minute_p99_s']} "
+                        f"| worst <= {BOUNDS['reading_delay_p99_s']:g}, median +1 | {ok} |")
+    return "\n".join(rows)
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -606,8 +641,15 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=WINDOW_S,
                     help="seconds of the first and last windows compared")
     ap.add_argument("--keep", action="store_true", help="leave the work directory")
+    ap.add_argument("--table", type=Path, default=None,
+                    help="print the markdown table of a finished run's JSON, and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
 
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so everything started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="icu-soak-"))
     soak = Soak(args, work)
     soak.machine = machine_info()
