@@ -331,17 +331,9 @@ class Soak:
             yield rec
 
     def _load(self) -> None:
-        from devices.publisher import ProducerOptions, Publisher
+        from harness.campaign import publish_paced
 
-        s = self.settings
-        publisher = Publisher(ProducerOptions(bootstrap=s.kafka.bootstrap,
-                                              topic=s.kafka.topic_raw, acks="all",
-                                              linger_ms=5))
-        try:
-            self.publish_stats = publisher.run(self._records(), realtime=True, out=None,
-                                               flush_timeout_s=300)
-        finally:
-            publisher.close()
+        self.publish_stats = publish_paced(self.settings, self._records())
 
     def _sample(self, consumer, with_live_heap: bool) -> dict:
         from ops.cassandra_server import cassandra_spec
@@ -420,6 +412,8 @@ class Soak:
             self.probe.halt.set()
             for screen in self.screens:
                 screen.halt.set()
+            for screen in self.screens:  # before the web app stops: no teardown errors
+                screen.join(60)
 
     def stop(self) -> None:
         from ops.services import stop_all

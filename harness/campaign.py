@@ -300,17 +300,7 @@ class Campaign:
             yield rec
 
     def _load(self) -> None:
-        from devices.publisher import ProducerOptions, Publisher
-
-        s = self.settings
-        publisher = Publisher(ProducerOptions(bootstrap=s.kafka.bootstrap,
-                                              topic=s.kafka.topic_raw, acks="all",
-                                              linger_ms=5))
-        try:
-            self.publish_stats = publisher.run(self._records(), realtime=True, out=None,
-                                               flush_timeout_s=300)
-        finally:
-            publisher.close()
+        self.publish_stats = publish_paced(self.settings, self._records())
 
     # ------------------------------------------------------------------ faults
 
@@ -741,6 +731,20 @@ def platform_settings(base: Settings, *, spark_cluster: bool = True) -> Settings
                                            "allow_insecure_http": True,
                                            "public_url": f"http://127.0.0.1:{web_port}"}),
     })
+
+
+def publish_paced(settings: Settings, records: Iterator[Any]) -> Any:
+    """Send ``records`` (``devices.wire.Outgoing``) to the raw topic as the devices do
+    (acks=all, idempotent), each at its own device time; the publisher's stats."""
+    from devices.publisher import ProducerOptions, Publisher
+
+    publisher = Publisher(ProducerOptions(bootstrap=settings.kafka.bootstrap,
+                                          topic=settings.kafka.topic_raw, acks="all",
+                                          linger_ms=5))
+    try:
+        return publisher.run(records, realtime=True, out=None, flush_timeout_s=300)
+    finally:
+        publisher.close()
 
 
 def _identity(value: bytes) -> tuple[str, str, int]:
