@@ -44,11 +44,9 @@ class LifecycleProducer:
 
 def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
     """Follow the alerts topic and tick until ``stop`` is set."""
-    from kafka import KafkaConsumer
-
     from backend.alerting.manager import AlertManager
-    from backend.clients import kafka_config
     from backend.storage.cassandra import connect
+    from streaming.group_consumer import group_consumer
 
     session = None
     producer = None
@@ -56,10 +54,9 @@ def run(settings: Settings, stop: threading.Event, *, manager=None) -> None:
         session = connect(settings.cassandra, wait_seconds=60)
         producer = LifecycleProducer(settings)
         manager = AlertManager(session, settings, producer)
-    consumer = KafkaConsumer(settings.kafka.topic_alerts, **kafka_config(
-        settings.kafka, group_id=settings.alert_manager.consumer_group,
-        enable_auto_commit=False, auto_offset_reset="earliest", client_id="icu-alert-manager",
-    ))
+    consumer = group_consumer(
+        settings.kafka, settings.kafka.topic_alerts, group_id=settings.alert_manager.consumer_group,
+        enable_auto_commit=False, auto_offset_reset="earliest", client_id="icu-alert-manager")
     tick = settings.alert_manager.tick_seconds
     log.info("alert manager running (group %s, topic %s)", settings.alert_manager.consumer_group,
              settings.kafka.topic_alerts)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from backend.clients import kafka_config
 from backend.messages import DeadLetter
@@ -21,6 +21,7 @@ from backend.settings import Settings
 from backend.storage.cassandra import connect
 from backend.storage.waveforms import WaveformStore
 from backend.waveforms import WaveformError, parse_chunk
+from streaming.group_consumer import group_consumer
 
 log = logging.getLogger(__name__)
 GROUP = "icu-waveform-sink"
@@ -31,9 +32,9 @@ class WaveformSink:
         self.settings = settings
         self.session = connect(settings.cassandra, wait_seconds=60)
         self.store = WaveformStore(self.session)
-        self.consumer = KafkaConsumer(settings.kafka.topic_waveforms, **kafka_config(
-            settings.kafka, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=500))
+        self.consumer = group_consumer(
+            settings.kafka, settings.kafka.topic_waveforms, group_id=group,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
         self.producer = KafkaProducer(**kafka_config(settings.kafka, acks="all",
                                                      enable_idempotence=True))
         self.stored = 0
