@@ -233,8 +233,9 @@ class TcpProxy:
                 self._spawn(self._pipe, a, b)
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.5)
         try:
+            # The other direction's pipe may have closed this socket already.
+            src.settimeout(0.5)
             while not self._stop.is_set():
                 try:
                     data = src.recv(65536)
