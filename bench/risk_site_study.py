@@ -38,7 +38,7 @@ import numpy as np
 from backend.risk import calibration as calib
 from backend.risk import data as data_mod
 from backend.risk import registry
-from backend.risk.features import FEATURE_SETS, FEATURES, LABS, V1_FEATURES, without
+from backend.risk.features import FEATURE_SETS, LABS, V1_FEATURES, without
 from backend.risk.model import RiskModel
 from backend.risk.recalibrate import choose_stays
 from backend.risk.sites import SplitRisks, assess, at_threshold, prepare, run_schemes, targets
@@ -52,13 +52,8 @@ VITAL_TIMING = tuple(f"{v}_hours_since" for v in ("hr", "spo2", "temp", "sbp", "
                                                   "rr"))
 DELTAS = tuple(f"{lab}_delta" for lab in LABS)
 
-BASELINES = tuple(f for f in FEATURES if f.endswith(("_base_delta", "_z")))
-
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "v1": V1_FEATURES,
-    "baselines": (*V1_FEATURES, *BASELINES),
-    "baselines_no_hour_no_lab_timing": (*without(V1_FEATURES, "hour", *LAB_TIMING),
-                                        *BASELINES),
     "v1_no_hour": without(V1_FEATURES, "hour"),
     "v1_hour48": (*without(V1_FEATURES, "hour"), "hour48"),
     "v1_no_lactate_timing": without(V1_FEATURES, "lactate_hours_since"),

@@ -83,17 +83,10 @@ def _feature_names() -> tuple[str, ...]:
     # added for transfer to other sites (appended, so the first 64 keep their positions)
     names += [f"{lab}_delta" for lab in LABS]
     names.append(f"hour{HOUR_CAP}")
-    # per-patient baselines: the last value against the stay's first hours and in units
-    # of the patient's own spread, so a level that is normal for one ICU's case mix but
-    # not for this patient shows
-    names += [f"{v}_base_delta" for v in VITALS]
-    names += [f"{v}_z" for v in VITALS]
     return tuple(names)
 
 
 HOUR_CAP = 48
-BASELINE_HOURS = 6  # the patient's baseline: the mean of the stay's first hours' values
-Z_CAP = 5.0
 FEATURES: tuple[str, ...] = _feature_names()
 LAB_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f.split("_")[0] in LABS)
 VITAL_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in LAB_FEATURES)
@@ -174,24 +167,6 @@ class Rows:
         total = pd.Series(np.where(ok, x, 0.0)).groupby(keys).cumsum().to_numpy()
         count = pd.Series(ok.astype(np.float64)).groupby(keys).cumsum().to_numpy()
         return np.divide(total, count, out=np.full(self.n, np.nan), where=count > 0)
-
-    def stay_std(self, x: np.ndarray) -> np.ndarray:
-        """Sample standard deviation of the non-NaN values so far in the stay (NaN below 2)."""
-        ok = ~np.isnan(x)
-        keys = self.start
-        v = np.where(ok, x, 0.0)
-        total = pd.Series(v).groupby(keys).cumsum().to_numpy()
-        squares = pd.Series(v * v).groupby(keys).cumsum().to_numpy()
-        count = pd.Series(ok.astype(np.float64)).groupby(keys).cumsum().to_numpy()
-        var = np.divide(squares - total * total / np.maximum(count, 1), count - 1,
-                        out=np.full(self.n, np.nan), where=count > 1)
-        return np.sqrt(np.maximum(var, 0.0))
-
-    def baseline_mean(self, x: np.ndarray, hours: int) -> np.ndarray:
-        """Mean of the non-NaN values in the stay's first ``hours`` rows that are at or
-        before each row (NaN if none yet)."""
-        early = np.where(self.r - self.start < hours, x, np.nan)
-        return self.stay_mean(early)
 
     def window_extreme(self, x: np.ndarray, w: int, how: str) -> np.ndarray:
         """Max or min of the non-NaN values in the last ``w`` rows (NaN if none)."""
@@ -276,12 +251,6 @@ def hourly_features(history: pd.DataFrame) -> pd.DataFrame:
         out[f"{v}_std{WINDOW_HOURS}"] = rows.window_std(x, WINDOW_HOURS)
         # deviation of the last value from the patient's own mean so far (0 if unknown)
         out[f"{v}_dev"] = np.nan_to_num(value - rows.stay_mean(x), nan=0.0)
-        out[f"{v}_base_delta"] = np.nan_to_num(value - rows.baseline_mean(x, BASELINE_HOURS),
-                                               nan=0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            z = out[f"{v}_dev"] / rows.stay_std(x)
-        out[f"{v}_z"] = np.clip(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0),
-                                -Z_CAP, Z_CAP)
         if v in EXTREMES:
             how = EXTREMES[v]
             ext = rows.window_extreme(x, LONG_WINDOW_HOURS, how)
