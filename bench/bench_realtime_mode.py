@@ -6,20 +6,23 @@ when Spark runs it continuously instead of batch by batch?
 Real-time Mode needs Spark 4.1+ (stateful operators: 4.3+, JVM ``transformWithState``
 only; Maven Central serves the Kafka connector up to 4.2.0 as of 2026-12), and the
 project ships Spark 3.5 for the Cassandra connector, so this bench runs in a venv of its
-own and imports nothing from the project. The connector's jars come from Maven Central
-through Maven (Ivy's ``spark.jars.packages`` also asks repos.spark-packages.org):
+own; of the project it imports only ``bench.support`` (standard library and psutil). The
+connector's jars come from Maven Central through Maven (Ivy's ``spark.jars.packages``
+also asks repos.spark-packages.org, which this machine cannot reach): a ``pom.xml`` in
+/tmp/rtm-jars whose one dependency is ``org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0``,
+then
 
     python3 -m venv /tmp/rtm && /tmp/rtm/bin/pip install pyspark==4.2.0 kafka-python psutil
-    mvn -q dependency:copy -Dartifact=org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 \
-        -DoutputDirectory=/tmp/rtm-jars   # and its dependencies: see --jars
+    (cd /tmp/rtm-jars && mvn -q dependency:copy-dependencies -DoutputDirectory=lib)
     /tmp/rtm/bin/python bench/bench_realtime_mode.py --patients 1000 --seconds 120 \
-        --jars /tmp/rtm-jars
+        --jars /tmp/rtm-jars/lib
     ... --dedup      # + dropDuplicates, the stateful step (Real-time Mode: Spark 4.3+)
 
 One query per mode, run one after the other on the same broker: Kafka -> ``from_json``
 -> validation and per-reading NEWS2 points as Spark SQL expressions (no Python in the
 path) -> ``to_json`` -> Spark's Kafka sink. With ``--dedup``, a ``dropDuplicates`` on
-(device, seq) within a 60 s watermark first, the stateful step of the real validation.
+(device, seq, ts) within a 60 s watermark first, the stateful step of the real
+validation; with ``--step python``, a ``mapInPandas`` in place of the SQL expressions.
 A publisher sends ``--patients`` beds at 1 Hz, spread over each second, each value in
 the device wire format carrying its send time as ``ts``; a consumer reads the output
 topic and takes consume time - ``ts``. The same publisher -> consumer path through one
@@ -44,6 +47,12 @@ import uuid
 from pathlib import Path
 
 import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.support import dist  # noqa: E402
 
 # The Kafka connector's own jars; the rest of its dependencies are in pyspark's jars.
 KAFKA_JARS = ("spark-sql-kafka-0-10_", "spark-token-provider-kafka-0-10_", "kafka-clients-",
@@ -80,16 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def dist(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    v = sorted(values)
-
-    def q(p: float) -> float:
-        return round(v[min(len(v) - 1, int(p * len(v)))], 1)
-
-    return {"n": len(v), "p50": q(0.5), "p95": q(0.95), "p99": q(0.99),
-            "max": round(v[-1], 1)}
+def plausible(name: str, value: float) -> bool:
+    low, high, zero_means_off = RANGES[name]
+    return low <= value <= high or (zero_means_off and value == 0)
 
 
 def reading(i: int, seq: int, ts: int, rng: random.Random) -> bytes:
@@ -194,6 +196,21 @@ def paced_run(args: argparse.Namespace, source: str, out: str, *, started: float
 
 
 def query(spark, args: argparse.Namespace, source: str, out: str, mode: str, ckpt: str):
+    raw = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", args.bootstrap)
+           .option("subscribe", source).option("startingOffsets", "latest").load())
+    validated = (_python_step(raw) if args.step == "python"
+                 else _sql_step(raw, dedup=args.dedup))
+    writer = (validated.writeStream.format("kafka")
+              .option("kafka.bootstrap.servers", args.bootstrap).option("topic", out)
+              .option("kafka.linger.ms", "0")
+              .option("checkpointLocation", ckpt).outputMode("update"))
+    if mode == "realtime":
+        writer = writer.trigger(realTime=args.checkpoint_interval)
+    return writer.start()
+
+
+def _sql_step(raw, *, dedup: bool):
+    """Parse, validate and score every reading in Spark SQL expressions: no Python."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -207,16 +224,10 @@ def query(spark, args: argparse.Namespace, source: str, out: str, mode: str, ckp
         T.StructField("o2_supplemental", T.BooleanType()),
         T.StructField("consciousness", T.StringType()),
         T.StructField("source", T.StringType())])
-    raw = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", args.bootstrap)
-           .option("subscribe", source).option("startingOffsets", "latest").load())
-    if args.step == "python":
-        return _python_step(raw, args).writeStream.format("kafka") \
-            .option("kafka.bootstrap.servers", args.bootstrap).option("topic", out) \
-            .option("kafka.linger.ms", "0").option("checkpointLocation", ckpt) \
-            .outputMode("update").start()
+
     r = raw.select("key", "timestamp", F.from_json(F.col("value").cast("string"), schema)
                    .alias("r")).select("key", "timestamp", "r.*")
-    if args.dedup:
+    if dedup:
         r = (r.withColumn("event_time", F.timestamp_millis("ts"))
              .withWatermark("event_time", "60 seconds")
              .dropDuplicates(["device_id", "seq", "event_time"]))
@@ -225,9 +236,9 @@ def query(spark, args: argparse.Namespace, source: str, out: str, mode: str, ckp
               (F.col("schema_version") != 1, "unsupported_schema"),
               (F.col("ts") > now + 120_000, "future_timestamp"),
               (F.col("ts") < now - 7 * 86_400_000, "stale_timestamp")]
-    for k, (lo, hi, zero_off) in RANGES.items():
+    for k, (lo, hi, zero_means_off) in RANGES.items():
         v = F.col(f"vitals.{k}")
-        ok = v.between(lo, hi) | (v == 0) if zero_off else v.between(lo, hi)
+        ok = v.between(lo, hi) | (v == 0) if zero_means_off else v.between(lo, hi)
         checks.append((v.isNotNull() & ~ok, f"implausible_{k}"))
     reason = F.lit(None).cast("string")
     for cond, name in reversed(checks):
@@ -241,19 +252,12 @@ def query(spark, args: argparse.Namespace, source: str, out: str, mode: str, ckp
              + F.when(spo2 <= 91, 3).when(spo2 <= 93, 2).when(spo2 <= 95, 1).otherwise(0)
              + F.when(sbp <= 90, 3).when(sbp <= 100, 2).when(sbp <= 110, 1)
              .when(sbp <= 219, 0).otherwise(3))
-    validated = r.select(F.col("key"), F.to_json(F.struct(
+    return r.select(F.col("key"), F.to_json(F.struct(
         "patient_id", "device_id", "seq", "ts", "vitals", reason.alias("reason"),
         news2.alias("news2_partial"))).alias("value"))
-    writer = (validated.writeStream.format("kafka")
-              .option("kafka.bootstrap.servers", args.bootstrap).option("topic", out)
-              .option("kafka.linger.ms", "0")
-              .option("checkpointLocation", ckpt).outputMode("update"))
-    if mode == "realtime":
-        writer = writer.trigger(realTime=args.checkpoint_interval)
-    return writer.start()
 
 
-def _python_step(raw, args: argparse.Namespace):
+def _python_step(raw):
     """The per-reading step crossing into Python once per batch, as the shipped job's
     validation does: Arrow columns in, each value parsed, range-checked and re-encoded."""
     import pandas as pd
@@ -264,7 +268,7 @@ def _python_step(raw, args: argparse.Namespace):
             for v in pdf["value"].tolist():
                 r = json.loads(v)
                 bad = [k for k, x in r.get("vitals", {}).items()
-                       if k in RANGES and not (RANGES[k][0] <= x <= RANGES[k][1])]
+                       if k in RANGES and not plausible(k, x)]
                 r["reason"] = f"implausible_{bad[0]}" if bad else None
                 out.append(json.dumps(r, separators=(",", ":")))
             yield pd.DataFrame({"key": pdf["key"], "value": out})
@@ -280,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
     me = psutil.Process()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])
+    # The workers import the daemon (``--daemon streaming.worker_daemon``) from the repo.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     run = uuid.uuid4().hex[:8]
     admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
     modes = [m for m in args.modes.split(",") if m]
