@@ -128,6 +128,11 @@ class SparkSettings(BaseModel):
     # much, and each batch pays ~0.15 s per table written, so larger is cheaper.
     persist_trigger_seconds: float = Field(default=5.0, gt=0)
     persist_max_offsets_per_trigger: int = 200_000
+    # A persist write that fails on a passing fault of the cluster (a node lost or
+    # restarting, a timeout) is retried with backoff for this long before the batch, and
+    # with it the job, fails (streaming/cassandra_retry.py). The writes are idempotent,
+    # so a retry rewrites the same rows; meanwhile the screens go on following Kafka.
+    persist_retry_seconds: float = Field(default=300.0, ge=0)
     # "hdfs" (Spark's in-memory map with delta files) or "rocksdb". The state is one small
     # row per bucket, so the in-memory map is faster (docs/benchmarks.md, "Stream design").
     # A checkpoint keeps the store it was started with.

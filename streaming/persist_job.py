@@ -13,7 +13,9 @@ cost (~0.15 s), so batches of seconds of data amortise it, and no row crosses in
 Python (the connector writes ~4x cheaper per row than the Python driver; measured in
 docs/benchmarks.md, "Stream design"). Every write is an idempotent upsert keyed by the
 data itself, so a replayed micro-batch rewrites the same rows; the checkpoint keeps the
-offsets. The screens never wait for this query: they follow Kafka.
+offsets. A write that fails on a passing fault of the cluster (a node lost) is retried
+(``streaming.cassandra_retry``) rather than stopping the job. The screens never wait for
+this query: they follow Kafka.
 
 Column names here are the tables' (``backend/storage/migrations``); the JSON fields are
 ``backend.messages``'s.
@@ -44,6 +46,7 @@ from backend.settings import Settings
 from backend.storage.raw import OFFSET_BUCKET
 from backend.timeline import MINUTE_MS, NEWS2
 from backend.vitals import Vital
+from streaming.cassandra_retry import call_retrying
 from streaming.kafka_io import kafka_source
 
 log = logging.getLogger(__name__)
@@ -216,8 +219,10 @@ class PersistSink:
 
     def _write(self, rows: DataFrame, table: str, **options: str) -> None:
         started = time.monotonic()
-        (rows.write.format(CASSANDRA_FORMAT).mode("append")
-         .options(keyspace=self.keyspace, table=table, **options).save())
+        writer = (rows.write.format(CASSANDRA_FORMAT).mode("append")
+                  .options(keyspace=self.keyspace, table=table, **options))
+        call_retrying(writer.save, f"persist {table}",
+                      budget_seconds=self.settings.spark.persist_retry_seconds)
         self.timings[table] = round((time.monotonic() - started) * 1000)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:

@@ -9,10 +9,8 @@ shared development servers are not touched.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +39,8 @@ from backend.storage.alerts import AlertStore
 from backend.storage.cassandra import connect
 from backend.users import authenticate, create_user, start_session
 from harness.process import StreamJob
+from harness.relay import Relay
+from harness.spark import fresh_spark_jvm
 from harness.waiting import wait_until
 from ops import secure_services as secure
 
@@ -456,68 +456,6 @@ def test_tls_with_the_servers_ca_only(secured: Secured) -> None:
         session.cluster.shutdown()
 
 
-class _Relay:
-    """A TCP relay from 127.0.0.2 to the secured Cassandra. TLS passes through it
-    untouched: a client dialling 127.0.0.2 meets the server's own certificate (from the
-    right CA) under a name the certificate does not carry, as it would meet a node of
-    another cluster, or an interceptor holding any certificate of that CA."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.2", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            self.open += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
-        self.listener.close()
-        for s in self.open:
-            s.close()
-
-
-def _fresh_spark_jvm() -> None:
-    """Stop any Spark session an earlier test of this process left and its JVM: jars
-    (the connector, the factory) only reach the driver's class path when its JVM starts."""
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
-    if SparkContext._gateway is not None:
-        SparkContext._gateway.shutdown()
-        SparkContext._gateway = None
-        SparkContext._jvm = None
-
-
 def test_the_connector_checks_the_servers_host_name(secured: Secured) -> None:
     """The Spark Cassandra Connector turns the driver's host name check off; the stream
     job's settings put it back on (``HostnameCheckingConnectionFactory``): a server whose
@@ -533,8 +471,8 @@ def test_the_connector_checks_the_servers_host_name(secured: Secured) -> None:
                                       admitted_ts=int(time.time() * 1000)))
     finally:
         admin.cluster.shutdown()
-    relay = _Relay(("127.0.0.1", secured.layout.cassandra_port))
-    _fresh_spark_jvm()
+    relay = Relay(("127.0.0.1", secured.layout.cassandra_port))
+    fresh_spark_jvm()
     spark = spark_session(stream, app_name="icu-hostname-check")
     try:
         def count(host: str, port: int, **extra: str) -> int:
