@@ -41,14 +41,16 @@ timeout during SIMPLE write query at consistency QUORUM (2 replica were required
 NO_NODE = """An error occurred while calling o12.save.
 : java.io.IOException: Failed to open native connection to Cassandra at {127.0.0.2:9042} :: \
 Could not reach any contact point, make sure you've provided valid addresses
-\tat com.datastax.spark.connector.cql.CassandraConnector$.createSession(CassandraConnector.scala:173)
+\tat com.datastax.spark.connector.cql.CassandraConnector$.createSession(CassandraConnector.sc\
+ala:173)
 Caused by: com.datastax.oss.driver.api.core.AllNodesFailedException: Could not reach any \
 contact point, make sure you've provided valid addresses (showing first 1 nodes)
 """
 # Errors that another attempt cannot mend.
 PERMANENT = [
     """An error occurred while calling o88.save.
-: java.io.IOException: Couldn't find icu.no_such_table or any similarly named keyspace and table pairs
+: java.io.IOException: Couldn't find icu.no_such_table or any similarly named keyspace and \
+table pairs
 \tat com.datastax.spark.connector.cql.Schema$.tableFromCassandra(Schema.scala:358)
 """,
     """An error occurred while calling o90.save.
