@@ -78,9 +78,10 @@ def error_summary(exc: BaseException, limit: int = 200) -> str:
     return line[:limit]
 
 
-def retrying_transient(what: str, *, budget_seconds: float, first_wait_seconds: float = 0.5,
-                       max_wait_seconds: float = 15.0) -> Retrying:
-    """A retry policy for one idempotent write (``what`` names it in the log).
+def call_retrying(fn: Callable[[], T], what: str, *, budget_seconds: float,
+                  first_wait_seconds: float = 0.5, max_wait_seconds: float = 15.0) -> T:
+    """``fn()``, an idempotent write, retried on transient errors (``what`` names it in
+    the log).
 
     Only transient errors are retried, with exponential backoff from
     ``first_wait_seconds`` up to ``max_wait_seconds``. Once ``budget_seconds`` has passed
@@ -93,7 +94,7 @@ def retrying_transient(what: str, *, budget_seconds: float, first_wait_seconds: 
                     state.attempt_number, error_summary(exc) if exc else "?",
                     state.upcoming_sleep)
 
-    return Retrying(
+    retrying = Retrying(
         retry=retry_if_exception(is_transient_cassandra_error),
         stop=stop_after_delay(budget_seconds),
         wait=wait_exponential(multiplier=first_wait_seconds, min=first_wait_seconds,
@@ -101,9 +102,4 @@ def retrying_transient(what: str, *, budget_seconds: float, first_wait_seconds: 
         before_sleep=before_sleep,
         reraise=True,
     )
-
-
-def call_retrying(fn: Callable[[], T], what: str, *, budget_seconds: float,
-                  **waits: float) -> T:
-    """``fn()`` under ``retrying_transient``."""
-    return retrying_transient(what, budget_seconds=budget_seconds, **waits)(fn)
+    return retrying(fn)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 from cassandra.cluster import Session
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from backend.settings import Settings
 from harness.relay import Relay
@@ -63,19 +63,20 @@ def _retries(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "streaming.cassandra_retry"]
 
 
-def _records(spark: SparkSession, n: int) -> list[tuple]:
+def _raw_frame(spark: SparkSession, n: int) -> tuple[list[tuple], DataFrame]:
+    """``n`` records as the persist query reads them from Kafka, and their frame."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    return [(TOPIC, 0, i, f"bed-{i}".encode(), f'{{"n": {i}}}'.encode(), now)
-            for i in range(n)]
+    records = [(TOPIC, 0, i, f"bed-{i}".encode(), f'{{"n": {i}}}'.encode(), now)
+               for i in range(n)]
+    return records, spark.createDataFrame(
+        records, "topic string, partition int, offset long, key binary, value binary, "
+                 "timestamp timestamp")
 
 
 def test_a_write_during_an_outage_is_retried_and_stored_once_the_node_is_back(
         db: Session, relay: Relay, through_relay: Settings, spark: SparkSession,
         caplog: pytest.LogCaptureFixture) -> None:
-    records = _records(spark, 50)
-    frame = spark.createDataFrame(
-        records, "topic string, partition int, offset long, key binary, value binary, "
-                 "timestamp timestamp")
+    records, frame = _raw_frame(spark, 50)
     sink = PersistSink(through_relay)
 
     def back_after_two_refusals() -> None:
@@ -103,8 +104,7 @@ def test_a_write_no_retry_can_mend_fails_at_once(
         db: Session, relay: Relay, through_relay: Settings, spark: SparkSession,
         caplog: pytest.LogCaptureFixture) -> None:
     relay.refusing = False
-    frame = spark.createDataFrame(_records(spark, 3), "topic string, partition int, "
-                                  "offset long, key binary, value binary, timestamp timestamp")
+    _, frame = _raw_frame(spark, 3)
     with caplog.at_level(logging.WARNING, logger="streaming.cassandra_retry"), \
             pytest.raises(Exception, match="no_such_table"):
         PersistSink(through_relay)._write(raw_rows(frame), "no_such_table")
