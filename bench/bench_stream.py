@@ -53,6 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.settings import Settings, get_settings  # noqa: E402
+from bench.split_job import fast_checkpoint, split_topics  # noqa: E402
 from bench.support import (  # noqa: E402
     Sampler,
     cpu_between,
@@ -296,6 +297,7 @@ def _arrivals(settings: Settings, topics: list[str], out_path: str, ready, stop)
         consumer.position(tp)
     ready.set()
     validated = settings.kafka.topic_validated
+    fast = split_topics(settings)[0]
     with open(out_path, "w") as f:
         while not stop.is_set():
             for tp, recs in consumer.poll(timeout_ms=200).items():
@@ -304,6 +306,8 @@ def _arrivals(settings: Settings, topics: list[str], out_path: str, ready, stop)
                     m = json.loads(rec.value)
                     if tp.topic == validated:
                         f.write(f'["v",{arrived},{m["ts"]},{rec.timestamp}]\n')
+                    elif tp.topic == fast:
+                        f.write(f'["f",{arrived},{m["ts"]},{rec.timestamp}]\n')
                     else:
                         f.write(json.dumps(["a", arrived, m["reading_ts"], rec.timestamp,
                                             m["event"], m["rule"], m["patient_id"],
@@ -336,10 +340,38 @@ def _ward_state(settings: Settings, out_path: str, ready, stop) -> None:
     f.close()
 
 
+class _Librdkafka:
+    """confluent-kafka's producer (librdkafka, C) with kafka-python's ``send`` and
+    ``flush``: the same records, acks and compression at a fraction of the CPU."""
+
+    def __init__(self, bootstrap: str, linger_ms: int) -> None:
+        from confluent_kafka import Producer
+
+        self._p = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                            "linger.ms": linger_ms, "compression.type": "lz4",
+                            "enable.idempotence": False})
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self._p.produce(topic, value=value, key=key)
+                break
+            except BufferError:  # its queue is full: let it deliver
+                self._p.poll(0.01)
+        self._p.poll(0)
+
+    def flush(self, timeout: float) -> None:
+        self._p.flush(timeout)
+
+    def close(self) -> None:
+        self._p.flush(10)
+
+
 def _paced(settings: Settings, patients: int, seconds: float, storm: int, storm_at: float,
-           ready, go) -> None:
+           ready, go, publisher: str = "kafka-python") -> None:
     """``patients`` at 1 Hz in real time: each reading sent when the wall clock reaches
-    its device timestamp. From ``storm_at`` s on, ``storm`` stable beds read HR 160."""
+    its device timestamp. From ``storm_at`` s on, ``storm`` stable beds read HR 160.
+    ``publisher``: the Kafka client that sends them (kafka-python or librdkafka)."""
     from kafka import KafkaProducer
 
     from devices.generator import generate, plan_patients
@@ -349,8 +381,11 @@ def _paced(settings: Settings, patients: int, seconds: float, storm: int, storm_
     cfg = generator_config(patients, start, duration_s=seconds)
     stormers = {p.patient_id for p in plan_patients(cfg) if p.scenario == "stable"}
     stormers = set(sorted(stormers)[:storm])
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                             linger_ms=2, compression_type="lz4")
+    if publisher == "librdkafka":
+        producer = _Librdkafka(settings.kafka.bootstrap, linger_ms=2)
+    else:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
+                                 linger_ms=2, compression_type="lz4")
     ready.set()
     go.wait()
     storm_ms = start + storm_at * 1000
@@ -394,9 +429,19 @@ def end_offsets(settings: Settings, topic: str) -> int:
     return total
 
 
-def job_process(settings: Settings, workdir: Path, name: str) -> IcuProcess:
-    return IcuProcess(settings, ["stream", "run"], workdir / f"{name}.log",
-                   ready_text="alarm query running")
+def job_process(settings: Settings, workdir: Path, name: str, *, split: bool = False,
+                persist: bool = True) -> IcuProcess:
+    if split:
+        return IcuProcess(settings, [], workdir / f"{name}.log",
+                          ready_text="alarm query running", module="bench.split_job")
+    return IcuProcess(settings, ["stream", "run", *([] if persist else ["--no-persist"])],
+                      workdir / f"{name}.log", ready_text="alarm query running")
+
+
+def persist_process(settings: Settings, workdir: Path, nice: int) -> IcuProcess:
+    """The persist query in a Spark application of its own, ``nice``d."""
+    return IcuProcess(settings, ["stream", "persist"], workdir / "persist.log",
+                      ready_text="persist query running", nice=nice)
 
 
 def evaluate_checkpoint(settings: Settings) -> Path:
@@ -453,12 +498,19 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     stop = FORK.Event()
     ready = [FORK.Event() for _ in range(3)]
     go = FORK.Event()
-    consumer = FORK.Process(target=_arrivals, args=(settings, [settings.kafka.topic_validated,
-                            settings.kafka.topic_alerts], str(arrivals), ready[0], stop))
-    web = FORK.Process(target=_ward_state, args=(settings, str(ward), ready[1], stop))
+    followed = [settings.kafka.topic_validated, settings.kafka.topic_alerts]
+    screens = settings
+    if args.split:  # the ward screens follow the fast query's topic
+        followed.append(split_topics(settings)[0])
+        screens = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+            update={"topic_validated": split_topics(settings)[0]})})
+    consumer = FORK.Process(target=_arrivals, args=(settings, followed, str(arrivals),
+                                                    ready[0], stop))
+    web = FORK.Process(target=_ward_state, args=(screens, str(ward), ready[1], stop))
     storm_at = args.duration / 2
     paced = FORK.Process(target=_paced, args=(settings, args.patients, args.duration,
-                                              args.storm, storm_at, ready[2], go))
+                                              args.storm, storm_at, ready[2], go,
+                                              args.publisher))
     manager = IcuProcess(settings, ["alerts", "manager"], workdir / "manager.log")
     for p in (consumer, web, paced):
         p.start()
@@ -474,12 +526,12 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     t_start = now_ms()
     go.set()
     lag: list[tuple[float, int]] = []
+    first_query = fast_checkpoint(settings) if args.split else evaluate_checkpoint(settings)
     while paced.is_alive():
         time.sleep(5)
         lag.append((round((now_ms() - t_start) / 1000),
                     end_offsets(settings, settings.kafka.topic_raw)
-                    - committed_offsets(evaluate_checkpoint(settings)).get(
-                        settings.kafka.topic_raw, 0)))
+                    - committed_offsets(first_query).get(settings.kafka.topic_raw, 0)))
     b = sampler.snapshot()
     time.sleep(args.tail)
     stop.set()
@@ -488,7 +540,7 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     manager.stop()
 
     warm = t_start + args.warmup * 1000
-    to_validated, raises, storm = [], [], []
+    to_validated, to_fast, raises, storm = [], [], [], []
     storm_ids = []
     for line in arrivals.read_text().splitlines():
         rec = json.loads(line)
@@ -496,6 +548,8 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
             continue
         if rec[0] == "v":
             to_validated.append(rec[1] - rec[2])
+        elif rec[0] == "f":
+            to_fast.append(rec[1] - rec[2])
         elif rec[4] == "raised" and rec[5] != "stale_signal":
             raises.append(rec[1] - rec[2])
             if rec[5] == STORM_RULE and \
@@ -514,6 +568,7 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     return {
         "patients": args.patients, "seconds": args.duration, "warmup_s": args.warmup,
         "device_to_validated_ms": dist(to_validated),
+        **({"device_to_fast_ms": dist(to_fast)} if args.split else {}),
         "reading_to_alert_event_ms": dist(raises),
         "storm": {"beds": args.storm, "raise_events": len(storm),
                   "beds_raised": len({alert_id for alert_id, _ in storm_ids}),
@@ -540,6 +595,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma-separated phases to skip")
     p.add_argument("--scale", action="store_true", help="also drain with local[1]")
     p.add_argument("--master", default=None)
+    p.add_argument("--publisher", choices=["kafka-python", "librdkafka"],
+                   default="kafka-python",
+                   help="the paced devices' Kafka client: kafka-python (the recorded runs;"
+                        " ~0.3 core at 1,000 readings/s) or librdkafka (confluent-kafka, C)")
+    p.add_argument("--no-persist", action="store_true",
+                   help="the job without its persist query (nothing reaches Cassandra: a"
+                        " measurement of what the persist query costs the latency path)")
+    p.add_argument("--persist-apart", type=int, default=None, metavar="NICE",
+                   help="the persist query in a Spark application of its own (`icu stream"
+                        " persist`) under this nice value, beside `icu stream run --no-persist`")
+    p.add_argument("--split", action="store_true",
+                   help="run the split prototype (bench/split_job.py) instead of the shipped"
+                        " job; the ward screens follow its fast topic (no drain or scale)")
     p.add_argument("--out", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -558,6 +626,17 @@ def main(argv: list[str] | None = None) -> int:
                                allow_insecure_services=True, spark=spark,
                                alerting={"stale_after_seconds": 3600.0})
     admit(settings, args.patients)
+    if (args.split or args.no_persist) and not ({"drain"} <= skip and not args.scale):
+        raise SystemExit("--split, --no-persist: the drain and scale phases measure the"
+                         " shipped job's persisted rows; add --skip drain, leave out --scale")
+    if args.split:
+        from bench.split_job import alarm_settings
+        from ops.topics import ensure_topics
+
+        ensure_topics(alarm_settings(settings))  # <raw>.accepted
+        ensure_topics(settings.model_copy(update={"kafka": settings.kafka.model_copy(
+            update={"topic_validated": split_topics(settings)[0]})}))
+        scratch.topics.extend(split_topics(settings))
     result: dict = {"machine": machine_info(), "args": vars(args) | {"out": str(args.out)},
                     "settings": {"spark": settings.spark.model_dump(mode="json"),
                                  "alerting": settings.alerting.model_dump(mode="json")}}
@@ -565,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, server in services.status(base).items():
         sampler.watch(name, server.pid)
     sampler.start()
-    job = None
+    job = apart = None
     try:
         backlog = backlog_records(args.patients, args.backlog, boot="drain")
         if "ceiling" not in skip:
@@ -578,12 +657,18 @@ def main(argv: list[str] | None = None) -> int:
         # 3. cold start, with one reading per patient waiting
         produce(settings.kafka.bootstrap, settings.kafka.topic_raw,
                 backlog_records(args.patients, args.patients, boot="cold"))
-        job = job_process(settings, workdir, "job")
+        job = job_process(settings, workdir, "job", split=args.split,
+                          persist=not (args.no_persist or args.persist_apart is not None))
+        if args.persist_apart is not None:
+            apart = persist_process(settings, workdir, args.persist_apart)
+            apart.start()
+            sampler.watch("job_persist", apart.pid)
         t0 = time.monotonic()
         ready = FORK.Event()
         stop = FORK.Event()
         first = workdir / "first.jsonl"
-        probe = FORK.Process(target=_arrivals, args=(settings, [settings.kafka.topic_validated],
+        cold_topic = split_topics(settings)[0] if args.split else settings.kafka.topic_validated
+        probe = FORK.Process(target=_arrivals, args=(settings, [cold_topic],
                                                      str(first), ready, stop))
         probe.start()
         ready.wait(60)
@@ -617,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         result["peak_rss_mib"] = sampler.peaks_mib()
         job.stop()
         job = None
+        if apart is not None:
+            apart.stop()
+            apart = None
         if args.scale:
             for master in ("local[1]", "local[2]"):
                 s2 = scratch.isolate(base, workdir / f"checkpoint-{master}" / "vitals",
@@ -634,8 +722,9 @@ def main(argv: list[str] | None = None) -> int:
                 j2.stop()
         summarize(result)
     finally:
-        if job is not None:
-            job.stop()
+        for proc in (job, apart):
+            if proc is not None:
+                proc.stop()
         sampler.stop()
         if args.out:
             args.out.write_text(json.dumps(result, indent=1))
@@ -658,6 +747,9 @@ def summarize(r: dict) -> None:
         lat = r["latency"]
         rows.append(("device -> vitals.validated", json.dumps(lat["device_to_validated_ms"]),
                      "target p50 <= 1000, p99 <= 2000"))
+        if "device_to_fast_ms" in lat:
+            rows.append(("device -> fast topic (split)", json.dumps(lat["device_to_fast_ms"]),
+                         "target p50 <= 1000, p99 <= 2000"))
         rows.append(("reading -> alerts.events", json.dumps(lat["reading_to_alert_event_ms"]),
                      "target p99 <= 2000"))
         rows.append(("storm", json.dumps(lat["storm"]), ""))

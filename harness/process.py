@@ -15,11 +15,15 @@ from harness import REPO
 
 
 class IcuProcess:
-    """``python -m ops.cli ARGS`` with ``settings`` as its environment."""
+    """``python -m ops.cli ARGS`` (or ``python -m MODULE ARGS``) with ``settings`` as its
+    environment."""
 
     def __init__(self, settings: Settings, args: list[str] | tuple[str, ...], log_path: Path,
-                 ready_text: str | None = None) -> None:
+                 ready_text: str | None = None, *, module: str = "ops.cli",
+                 nice: int = 0) -> None:
         self.settings = settings
+        self.module = module
+        self.nice = nice
         self.args = tuple(args)
         self.log_path = log_path
         self.ready_text = ready_text
@@ -35,8 +39,9 @@ class IcuProcess:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", *self.args], cwd=REPO, env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", self.module, *self.args], cwd=REPO, env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None)
         if self.ready_text:
             while self.ready_text not in self.text(since_start=True):
                 if self.proc.poll() is not None:

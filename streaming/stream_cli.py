@@ -85,6 +85,25 @@ def risk_cmd(master: str | None) -> None:
     _serve(spark, [query], [sink.close], settings)
 
 
+@cli.command("persist")
+@click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
+def persist_cmd(master: str | None) -> None:
+    """Run only the persist query (Kafka -> Cassandra), in a Spark application of its
+    own: with `icu stream run --no-persist` beside it, the operating system schedules the
+    two apart (e.g. the persist query under `nice`)."""
+    from streaming.persist_job import persist_checkpoint_dir, start_persist_query
+    from streaming.session import spark_session
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings(master)
+    spark = spark_session(settings, app_name="icu-persist")
+    spark.sparkContext.setLogLevel("WARN")
+    query = start_persist_query(spark, settings)
+    click.echo(f"persist query running (master {settings.spark.master}, "
+               f"checkpoint {persist_checkpoint_dir(settings)})")
+    _serve(spark, [query], [], settings)
+
+
 # What Spark's Kafka source reports when a checkpointed offset is no longer on the broker
 # (failOnDataLoss: the job refuses to skip records silently).
 _LOST_OFFSETS = "OffsetOutOfRange"
