@@ -31,6 +31,13 @@ has its own topics, keyspace and checkpoints, dropped at the end. Phases, in ord
    persist query has committed the batch holding it (every row in Cassandra).
 7. **scale** (``--scale``): the drain again with ``--master local[1]``, a fresh job.
 
+Variants (docs/benchmarks.md, "What the persist query costs the alarm path"):
+``--split`` runs the prototype of a split evaluate query (``bench/split_job.py``);
+``--no-persist`` the job without its persist query; ``--persist-apart NICE`` the persist
+query as its own Spark application (``icu stream persist``) under ``nice``;
+``--publisher librdkafka`` sends the paced readings through confluent-kafka instead of
+kafka-python (the devices' side of the bench, ~0.1 instead of ~0.3 core).
+
 psutil samples every process tree each second (the job's JVM, Python driver and Python
 workers; Kafka; Cassandra; the bench's helpers) for CPU per phase and peak RSS.
 """

@@ -100,6 +100,7 @@ def test_web_app_refuses_insecure_servers_before_anything_else() -> None:
 @pytest.mark.parametrize("module, args, component", [
     ("streaming.stream_cli", ["run"], "the stream job"),
     ("streaming.stream_cli", ["risk"], "the stream job"),
+    ("streaming.stream_cli", ["persist"], "the stream job"),
     ("streaming.stream_cli", ["waveforms"], "the stream job"),
     ("streaming.alerts_cli", ["manager"], "the alert manager"),
 ])
