@@ -89,8 +89,9 @@ def risk_cmd(master: str | None) -> None:
 @click.option("--master", default=None, help="Spark master URL (default: settings, local[2])")
 def persist_cmd(master: str | None) -> None:
     """Run only the persist query (Kafka -> Cassandra), in a Spark application of its
-    own: with `icu stream run --no-persist` beside it, the operating system schedules the
-    two apart (e.g. the persist query under `nice`)."""
+    own: on another machine than `icu stream run --no-persist`, it takes Cassandra's
+    writes off the alarm path (docs/benchmarks.md, "What the persist query costs the
+    alarm path"; on the same machine it costs more than inside the job)."""
     from streaming.persist_job import persist_checkpoint_dir, start_persist_query
     from streaming.session import spark_session
 
