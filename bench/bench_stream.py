@@ -60,7 +60,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.settings import Settings, get_settings  # noqa: E402
-from bench.split_job import fast_checkpoint, split_topics  # noqa: E402
+from bench.split_job import fast_checkpoint, fast_settings, split_topics  # noqa: E402
 from bench.support import (  # noqa: E402
     Sampler,
     cpu_between,
@@ -506,11 +506,9 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
     ready = [FORK.Event() for _ in range(3)]
     go = FORK.Event()
     followed = [settings.kafka.topic_validated, settings.kafka.topic_alerts]
-    screens = settings
-    if args.split:  # the ward screens follow the fast query's topic
-        followed.append(split_topics(settings)[0])
-        screens = settings.model_copy(update={"kafka": settings.kafka.model_copy(
-            update={"topic_validated": split_topics(settings)[0]})})
+    screens = fast_settings(settings) if args.split else settings  # what the ward follows
+    if args.split:
+        followed.append(screens.kafka.topic_validated)
     consumer = FORK.Process(target=_arrivals, args=(settings, followed, str(arrivals),
                                                     ready[0], stop))
     web = FORK.Process(target=_ward_state, args=(screens, str(ward), ready[1], stop))
@@ -641,8 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         from ops.topics import ensure_topics
 
         ensure_topics(alarm_settings(settings))  # <raw>.accepted
-        ensure_topics(settings.model_copy(update={"kafka": settings.kafka.model_copy(
-            update={"topic_validated": split_topics(settings)[0]})}))
+        ensure_topics(fast_settings(settings))  # <validated>.fast
         scratch.topics.extend(split_topics(settings))
     result: dict = {"machine": machine_info(), "args": vars(args) | {"out": str(args.out)},
                     "settings": {"spark": settings.spark.model_dump(mode="json"),
@@ -674,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         ready = FORK.Event()
         stop = FORK.Event()
         first = workdir / "first.jsonl"
-        cold_topic = split_topics(settings)[0] if args.split else settings.kafka.topic_validated
+        cold_topic = (fast_settings(settings) if args.split else settings).kafka.topic_validated
         probe = FORK.Process(target=_arrivals, args=(settings, [cold_topic],
                                                      str(first), ready, stop))
         probe.start()

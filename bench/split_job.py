@@ -15,10 +15,9 @@ persist and risk queries, so the measurement has their load:
 
 It is a prototype, not the product: the fast query does not de-duplicate (a duplicate
 reading reaches ``.fast``; the alarm query still dead-letters it), its readings carry
-their own values as ``carried`` (nothing carried forward from earlier readings), and NEWS2
-/ qSOFA are scored on those. The
-alarm query validates every accepted record a second time, so the CPU measured here is
-an upper bound on the split's.
+their own values as ``carried`` (nothing carried forward from earlier readings), and
+NEWS2 / qSOFA are scored on those. The alarm query validates every accepted record a
+second time, so the CPU measured here is an upper bound on the split's.
 
     python bench/split_job.py     # with the ICU_* environment of the bench's scratch run
 """
@@ -48,6 +47,13 @@ def alarm_settings(settings: Settings) -> Settings:
     _, accepted = split_topics(settings)
     return settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={"topic_raw": accepted})})
+
+
+def fast_settings(settings: Settings) -> Settings:
+    """What follows the fast query (the ward screens): its topic as ``topic_validated``."""
+    fast, _ = split_topics(settings)
+    return settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"topic_validated": fast})})
 
 
 def fast_checkpoint(settings: Settings) -> Path:
