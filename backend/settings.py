@@ -124,9 +124,11 @@ class SparkSettings(BaseModel):
     # flagged at most this long after ``AlertingSettings.stale_after_seconds``.
     tick_seconds: float = Field(default=5.0, gt=0)
     # The persist query (Kafka -> Cassandra through the Spark Cassandra Connector) runs
-    # a micro-batch this often: Cassandra's history trails the screens by about this
-    # much, and each batch pays ~0.15 s per table written, so larger is cheaper.
-    persist_trigger_seconds: float = Field(default=5.0, gt=0)
+    # a micro-batch this often: Cassandra's history (the patient timeline) trails the
+    # ward screens, which follow Kafka, by about this much plus a batch. Each batch pays
+    # ~0.15 s per table written, so larger is cheaper: 10 s against 5 s took ~0.13 core
+    # off the 1,000-bed stream machine (docs/benchmarks.md, "The persist interval").
+    persist_trigger_seconds: float = Field(default=10.0, gt=0)
     persist_max_offsets_per_trigger: int = 200_000
     # A persist write that fails on a passing fault of the cluster (a node lost or
     # restarting, a timeout) is retried with backoff for this long before the batch, and

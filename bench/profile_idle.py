@@ -72,7 +72,8 @@ try:
     a = {p.pid: threads(p.pid) for p in procs}
     pa = {p.pid: sum(p.cpu_times()[:2]) for p in procs}
     time.sleep(SECONDS)
-    procs = [root, *root.children(recursive=True)]
+    procs = [p for p in (root, *root.children(recursive=True))
+             if p.status() != psutil.STATUS_ZOMBIE]
     names.update(jvm_names(jvm.pid))
     b = {p.pid: threads(p.pid) for p in procs}
     total = 0.0

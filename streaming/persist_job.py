@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from pyspark import SparkContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -110,8 +113,31 @@ def _nonempty(array: Column) -> Column:
     return F.when(F.size(array) > 0, array)
 
 
-def raw_rows(records: DataFrame) -> DataFrame:
-    return records.select(
+T = TypeVar("T")
+
+
+def _built_once(build: Callable[[], T]) -> Callable[[], T]:
+    """``build()``'s column expressions, made once per Spark gateway and reused by every
+    batch. Each ``F.*`` call resolves ``functions`` through pyspark's wildcard imports (a
+    failed ``Class.forName`` over every jar per import): the ~200 calls that built one
+    batch's writes were 39 % of the persist query's driver thread (docs/benchmarks.md).
+    The expressions are unresolved, so they are valid for any DataFrame of the schema."""
+    built: dict[object, T] = {}
+
+    def get() -> T:
+        gateway = SparkContext._gateway
+        if gateway not in built:
+            built.clear()
+            built[gateway] = build()
+        return built[gateway]
+
+    get.build = build  # type: ignore[attr-defined]  # uncached: bench/bench_persist_plans.py
+    return get
+
+
+@_built_once
+def _raw_columns() -> list[Column]:
+    return [
         F.col("topic"),
         F.col("partition").alias("kafka_partition"),
         F.floor(F.col("offset") / OFFSET_BUCKET).cast("long").alias("offset_bucket"),
@@ -119,18 +145,18 @@ def raw_rows(records: DataFrame) -> DataFrame:
         F.col("key").alias("msg_key"),
         F.col("value").alias("payload"),
         F.col("timestamp").alias("kafka_ts"),
-    )
+    ]
 
 
-def readings(records: DataFrame) -> DataFrame:
-    """The validated readings of a batch, one column per JSON field."""
-    parsed = records.select(
-        F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r"))
-    return parsed.select("r.*").where(F.col("patient_id").isNotNull())
+@_built_once
+def _reading_columns() -> tuple[Column, Column]:
+    return (F.from_json(F.col("value").cast("string"), READING_SCHEMA).alias("r"),
+            F.col("patient_id").isNotNull())
 
 
-def history_rows(r: DataFrame) -> DataFrame:
-    return r.select(
+@_built_once
+def _history_columns() -> list[Column | str]:
+    return [
         "patient_id", _day("ts").alias("day"), _ts("ts").alias("ts"), "device_id", "seq",
         *[F.col("vitals")[v].cast("float").alias(v) for v in VITALS],
         _nonempty(F.col("sensors_off")).alias("sensors_off"),
@@ -138,37 +164,31 @@ def history_rows(r: DataFrame) -> DataFrame:
         _ts("processed_ts").alias("processed_ts"),
         F.col("source_partition").alias("kafka_partition"),
         F.col("source_offset").alias("kafka_offset"),
-    )
+    ]
 
 
-def latest_rows(r: DataFrame) -> DataFrame:
-    """Each bed's newest reading of the batch, with its carried-forward values and
-    explicit nulls (a sensor that went off must not keep showing its last value). Written
-    with the reading's own time as the cell timestamp (``writetime``), so a batch that
-    brings an older reading of a bed never overwrites a newer one."""
-    newest = (r.groupBy("ward", "bed")
-              .agg(F.max_by(F.struct(*r.columns), F.struct("ts", "seq")).alias("n"))
-              .select("n.*"))
-    return newest.select(
+@_built_once
+def _latest_columns() -> tuple[Column, list[Column | str]]:
+    newest = F.max_by(F.struct(*READING_SCHEMA.fieldNames()), F.struct("ts", "seq")).alias("n")
+    return newest, [
         "ward", "bed", "patient_id", _ts("ts").alias("ts"),
         *[F.col("carried")[v].cast("float").alias(v) for v in VITALS],
         _nonempty(F.col("sensors_off")).alias("sensors_off"),
         "news2", "news2_band", "news2_complete", "qsofa",
         _ts("processed_ts").alias("processed_ts"),
         (F.col("ts") * 1000).alias("writetime_us"),
-    )
+    ]
 
 
-def minute_rows(r: DataFrame) -> DataFrame:
-    """One part per patient-minute of the batch, as ``backend.timeline.minute_parts``
-    computes it: minimum, maximum and newest value of each parameter and NEWS2."""
+@_built_once
+def _minute_columns() -> tuple[list[Column | str], list[Column], list[Column | str]]:
     params = [*VITALS, NEWS2]
-    values = r.select(
+    values = [
         "patient_id", "ts", "seq",
         (F.col("ts") - F.col("ts") % MINUTE_MS).alias("minute"),
         *[F.col("vitals")[v].cast("double").alias(v) for v in VITALS],
         F.col("news2").cast("double").alias(NEWS2),
-    )
+    ]
 
     def as_map(agg) -> Column:
         pairs = [x for p in params for x in (F.lit(p), agg(p).cast("float"))]
@@ -178,34 +198,74 @@ def minute_rows(r: DataFrame) -> DataFrame:
     def newest(p: str) -> Column:
         return F.max_by(F.col(p), F.when(F.col(p).isNotNull(), F.struct("ts", "seq")))
 
-    grouped = values.groupBy("patient_id", "minute").agg(
+    aggregates = [
         F.min("ts").alias("part_ts"), F.count(F.lit(1)).cast("int").alias("n"),
         F.max("ts").alias("last_ts"),
         *[F.min(p).alias(f"min_{p}") for p in params],
         *[F.max(p).alias(f"max_{p}") for p in params],
         *[newest(p).alias(f"last_{p}") for p in params],
-    )
-    return grouped.select(
+    ]
+    parts = [
         "patient_id", _day("minute").alias("day"), _ts("minute").alias("minute"),
         _ts("part_ts").alias("part_ts"), "n", _ts("last_ts").alias("last_ts"),
         as_map(lambda p: F.col(f"min_{p}")).alias("mins"),
         as_map(lambda p: F.col(f"max_{p}")).alias("maxs"),
         as_map(lambda p: F.col(f"last_{p}")).alias("lasts"),
+    ]
+    return values, aggregates, parts
+
+
+@_built_once
+def _dead_letter_columns() -> tuple[Column, Column, list[Column | str]]:
+    return (
+        F.from_json(F.col("value").cast("string"), DEAD_LETTER_SCHEMA).alias("d"),
+        F.col("reason").isNotNull(),
+        [
+            _day("received_ts").alias("day"), _ts("received_ts").alias("received_ts"),
+            F.col("source_topic").alias("topic"),
+            F.col("source_partition").alias("kafka_partition"),
+            F.col("source_offset").alias("kafka_offset"),
+            F.coalesce("field", F.lit("")).alias("field"), "reason", "detail",
+            F.col("patient_key").alias("patient_id"), _ts("rejected_ts").alias("rejected_ts"),
+        ],
     )
+
+
+def raw_rows(records: DataFrame) -> DataFrame:
+    return records.select(*_raw_columns())
+
+
+def readings(records: DataFrame) -> DataFrame:
+    """The validated readings of a batch, one column per JSON field."""
+    parsed, known = _reading_columns()
+    return records.select(parsed).select("r.*").where(known)
+
+
+def history_rows(r: DataFrame) -> DataFrame:
+    return r.select(*_history_columns())
+
+
+def latest_rows(r: DataFrame) -> DataFrame:
+    """Each bed's newest reading of the batch (``r``: ``readings``'s columns), with its
+    carried-forward values and explicit nulls (a sensor that went off must not keep
+    showing its last value). Written with the reading's own time as the cell timestamp
+    (``writetime``), so a batch that brings an older reading of a bed never overwrites a
+    newer one."""
+    newest, columns = _latest_columns()
+    return r.groupBy("ward", "bed").agg(newest).select("n.*").select(*columns)
+
+
+def minute_rows(r: DataFrame) -> DataFrame:
+    """One part per patient-minute of the batch, as ``backend.timeline.minute_parts``
+    computes it: minimum, maximum and newest value of each parameter and NEWS2."""
+    values, aggregates, parts = _minute_columns()
+    return (r.select(*values).groupBy("patient_id", "minute").agg(*aggregates)
+            .select(*parts))
 
 
 def dead_letter_rows(records: DataFrame) -> DataFrame:
-    d = records.select(
-        F.from_json(F.col("value").cast("string"), DEAD_LETTER_SCHEMA).alias("d")
-    ).select("d.*").where(F.col("reason").isNotNull())
-    return d.select(
-        _day("received_ts").alias("day"), _ts("received_ts").alias("received_ts"),
-        F.col("source_topic").alias("topic"),
-        F.col("source_partition").alias("kafka_partition"),
-        F.col("source_offset").alias("kafka_offset"),
-        F.coalesce("field", F.lit("")).alias("field"), "reason", "detail",
-        F.col("patient_key").alias("patient_id"), _ts("rejected_ts").alias("rejected_ts"),
-    )
+    parsed, known, columns = _dead_letter_columns()
+    return records.select(parsed).select("d.*").where(known).select(*columns)
 
 
 class PersistSink:
