@@ -140,18 +140,14 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> f
 
 # --- 1. Cassandra-only ceiling -----------------------------------------------------------
 
-def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
-    """The persist query's own writes of ``n`` readings from memory (no Kafka)."""
-    from pyspark.sql import functions as F
-
+def validated_messages(settings: Settings,
+                       records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The ``vitals.validated`` messages (key, value) the alarm query makes of ``records``."""
     from backend.admission import Admission
     from backend.alerting.evaluation import PatientState, ScoredReading, process
     from backend.validation import Accepted, validate
-    from streaming import persist_job as pj
     from streaming.alarm_evaluator import _Record, _validated_json
-    from streaming.session import spark_session
 
-    records = backlog_records(patients, n, boot="ceiling")
     census = {}
     by_patient: dict[str, list] = defaultdict(list)
     for key, value in records:
@@ -163,7 +159,7 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
         if isinstance(out, Accepted):
             by_patient[pid].append(out.reading)
     t = now_ms()
-    validated = []
+    validated: list[tuple[bytes, bytes]] = []
     for pid, readings in by_patient.items():
         _, results = process(PatientState.new(pid), readings, admission=census[pid],
                              now_ms=t, cfg=settings.alerting)
@@ -171,9 +167,23 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
         # the raw record's place only labels the output; a running number stands in
         first = len(validated)
         validated.extend(
-            _validated_json(r, _Record(None, None, None, None, None, settings.kafka.topic_raw,
-                                       0, first + i, t), t)
+            (pid.encode(), _validated_json(
+                r, _Record(None, None, None, None, None, settings.kafka.topic_raw, 0,
+                           first + i, t), t))
             for i, r in enumerate(scored))
+    return validated
+
+
+def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
+    """The persist query's own writes of ``n`` readings from memory (no Kafka)."""
+    from pyspark.sql import functions as F
+
+    from streaming import persist_job as pj
+    from streaming.session import spark_session
+
+    records = backlog_records(patients, n, boot="ceiling")
+    validated = [v for _, v in validated_messages(settings, records)]
+    t = now_ms()
     spark = spark_session(settings, app_name="bench-ceiling")
     spark.sparkContext.setLogLevel("WARN")
     try:

@@ -14,6 +14,7 @@ from backend.clients import (
     kafka_config,
     kafka_protocol,
     kafka_security,
+    librdkafka_config,
     spark_cassandra_options,
     spark_kafka_options,
 )
@@ -141,3 +142,25 @@ def test_spark_kafka_client_certificate_needs_key_and_chain_in_one_file(
     assert out["kafka.security.protocol"] == "SSL"
     assert out["kafka.ssl.keystore.location"] == str(tmp_path / "both.pem")
     assert out["kafka.ssl.key.password"] == "kp"
+
+
+def test_librdkafka_gets_the_same_security(tmp_path: Path) -> None:
+    assert librdkafka_config(KafkaSettings(bootstrap="a:1, b:2"), acks="all") == {
+        "bootstrap.servers": "a:1,b:2", "acks": "all"}
+    ca = _ca(tmp_path)
+    cfg = KafkaSettings(sasl_mechanism="scram-sha-512", username="icu-stream",
+                        password=SecretStr("pw"),
+                        tls=TlsSettings(ca_file=ca, cert_file=ca, key_password=SecretStr("k"),
+                                        check_hostname=False))
+    assert librdkafka_config(cfg) == {
+        "bootstrap.servers": cfg.bootstrap, "security.protocol": "sasl_ssl",
+        "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "icu-stream",
+        "sasl.password": "pw", "ssl.ca.location": str(ca),
+        "ssl.certificate.location": str(ca), "ssl.key.location": str(ca),
+        "ssl.key.password": "k", "ssl.endpoint.identification.algorithm": "none"}
+    no_ca = librdkafka_config(KafkaSettings(tls=TlsSettings(enabled=True)))
+    assert no_ca["security.protocol"] == "ssl"
+    assert no_ca["ssl.ca.location"] == "probe"  # the system's CAs
+    assert no_ca["ssl.endpoint.identification.algorithm"] == "https"
+    with pytest.raises(ClientConfigError, match="ICU_KAFKA__PASSWORD"):
+        librdkafka_config(KafkaSettings(sasl_mechanism="PLAIN", username="u"))

@@ -1,57 +1,85 @@
-"""The transactional publisher's recovery from a stuck transaction (a producer whose
-commit never returns, as kafka-python's did when its transaction coordinator's broker
-was killed): a new producer takes over and the batch is published once. The real
+"""The transactional publisher's recovery from a transaction that fails or stalls (a
+commit that times out while the transaction coordinator's broker is gone): a new
+producer takes over and the batch is published once; an abortable failure is aborted and
+raised; a fatal one drops the producer. The fakes raise what librdkafka raises; the real
 failover is tests/integration/test_replicated_cluster.py."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from backend.settings import KafkaSettings
 from streaming import kafka_io
 
+TIMED_OUT = KafkaError(KafkaError._TIMED_OUT, "commit timed out", retriable=True)
+ABORTABLE = KafkaError(KafkaError._MSG_TIMED_OUT, "a message failed",
+                       txn_requires_abort=True)
+FENCED = KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True)
+
 
 class _Producer:
-    def __init__(self, stuck: bool = False, fails: bool = False) -> None:
-        self.stuck, self.fails = stuck, fails
+    def __init__(self, fails_with: KafkaError | None = None, full_queue: int = 0) -> None:
+        self.fails_with = fails_with
+        self.full_queue = full_queue  # produce() calls refused before the queue has room
         self.sent: list[tuple] = []
-        self.committed = self.aborted = self.closed = False
-        self.forever = threading.Event()
+        self.committed = self.aborted = self.purged = self.closed = False
+        self.polled = 0
 
-    def init_transactions(self) -> None:
+    def init_transactions(self, timeout: float) -> None:
         pass
 
     def begin_transaction(self) -> None:
-        pass
+        self.sent = []
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> None:
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
+        if self.full_queue:
+            self.full_queue -= 1
+            raise BufferError("queue full")
         self.sent.append((topic, key, value))
 
-    def send_offsets_to_transaction(self, offsets: dict, group: str) -> None:
-        if self.fails:
-            raise RuntimeError("broker said no")
+    def poll(self, timeout: float) -> int:
+        self.polled += 1
+        return 0
 
-    def commit_transaction(self) -> None:
-        if self.stuck:
-            self.forever.wait()  # the coordinator never answers
-            raise RuntimeError("producer closed")
+    def send_offsets_to_transaction(self, offsets: list, metadata: object,
+                                    timeout: float) -> None:
+        assert offsets[0].offset > 0 and metadata == "group metadata"
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.fails_with is not None:
+            raise KafkaException(self.fails_with)
         self.committed = True
 
-    def abort_transaction(self) -> None:
+    def abort_transaction(self, timeout: float) -> None:
         self.aborted = True
 
-    def close(self, timeout: float | None = None) -> None:
+    def purge(self) -> None:
+        self.purged = True
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def close(self) -> None:
         self.closed = True
-        self.forever.set()
+
+
+class _GroupMember:
+    def __init__(self, config: dict) -> None:
+        assert config["group.id"]
+
+    def consumer_group_metadata(self) -> str:
+        return "group metadata"
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
 def publisher(monkeypatch: pytest.MonkeyPatch) -> kafka_io.TransactionalPublisher:
-    monkeypatch.setattr(kafka_io, "STALL_SECONDS", 0.2)
     admin = type("Admin", (), {"create_topics": lambda self, topics: None})()
     monkeypatch.setattr(kafka_io, "KafkaAdminClient", lambda **kw: admin)
+    monkeypatch.setattr(kafka_io, "Consumer", _GroupMember)
     pub = kafka_io.TransactionalPublisher(KafkaSettings(), "unit")
     pub.published = -1  # type: ignore[attr-defined]
     monkeypatch.setattr(pub, "last_published_batch", lambda: pub.published)  # type: ignore[attr-defined]
@@ -61,19 +89,19 @@ def publisher(monkeypatch: pytest.MonkeyPatch) -> kafka_io.TransactionalPublishe
 MESSAGES = [("t", b"k1", b"v1"), ("t", b"k2", b"v2")]
 
 
-def test_a_stuck_commit_is_handed_to_a_new_producer(publisher, monkeypatch) -> None:
-    producers = [_Producer(stuck=True), _Producer()]
+def test_a_stalled_commit_is_handed_to_a_new_producer(publisher, monkeypatch) -> None:
+    producers = [_Producer(fails_with=TIMED_OUT), _Producer()]
     monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
     first, second = producers
     assert publisher.publish_batch(7, iter(MESSAGES), check=False)
-    assert first.closed and not first.committed  # dropped; its transaction is fenced
+    assert first.purged and not first.committed  # dropped; its transaction is fenced
     assert second.committed and second.sent == MESSAGES  # the whole batch, once
 
 
-def test_a_batch_the_stuck_transaction_did_commit_is_not_sent_again(publisher,
-                                                                     monkeypatch) -> None:
-    stuck = _Producer(stuck=True)
-    made = [stuck]
+def test_a_batch_the_stalled_transaction_did_commit_is_not_sent_again(publisher,
+                                                                      monkeypatch) -> None:
+    stalled = _Producer(fails_with=TIMED_OUT)
+    made = [stalled]
 
     def new() -> _Producer:
         if made:
@@ -82,31 +110,49 @@ def test_a_batch_the_stuck_transaction_did_commit_is_not_sent_again(publisher,
 
     monkeypatch.setattr(publisher, "_new_producer", new)
     monkeypatch.setattr(publisher, "last_published_batch",
-                        lambda: 7 if stuck.closed else -1)  # it committed after all
+                        lambda: 7 if stalled.purged else -1)  # it committed after all
     assert publisher.publish_batch(7, MESSAGES, check=False) is False
 
 
-def test_a_commit_that_fails_is_aborted_and_raised(publisher, monkeypatch) -> None:
-    producer = _Producer(fails=True)
+def test_an_abortable_failure_is_aborted_and_raised(publisher, monkeypatch) -> None:
+    producer = _Producer(fails_with=ABORTABLE)
     monkeypatch.setattr(publisher, "_new_producer", lambda: producer)
-    with pytest.raises(RuntimeError, match="broker said no"):
+    with pytest.raises(KafkaException, match="a message failed"):
         publisher.publish_batch(3, MESSAGES, check=False)
     assert producer.aborted and not producer.committed
+    assert publisher._producer is producer  # still usable for the batch's replay
 
 
-def test_a_transaction_stuck_every_time_fails_the_batch(publisher, monkeypatch) -> None:
+def test_a_fenced_producer_is_dropped_and_a_new_one_publishes_the_replay(
+        publisher, monkeypatch) -> None:
+    producers = [_Producer(fails_with=FENCED), _Producer()]
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
+    fenced, fresh = producers
+    with pytest.raises(KafkaException, match="fenced"):
+        publisher.publish_batch(4, MESSAGES, check=False)
+    assert fenced.purged and publisher._producer is None
+    assert publisher.publish_batch(4, MESSAGES)  # Spark runs the batch again
+    assert fresh.committed and fresh.sent == MESSAGES
+
+
+def test_a_transaction_stalled_every_time_fails_the_batch(publisher, monkeypatch) -> None:
     made: list[_Producer] = []
 
     def new() -> _Producer:
-        made.append(_Producer(stuck=True))
+        made.append(_Producer(fails_with=TIMED_OUT))
         return made[-1]
 
     monkeypatch.setattr(publisher, "_new_producer", new)
     with pytest.raises(kafka_io.TransactionStalled):
         publisher.publish_batch(5, MESSAGES, check=False)
     assert len(made) == kafka_io.STALL_ATTEMPTS
-    for p in made:
-        p.forever.set()
+
+
+def test_a_full_queue_waits_for_deliveries_and_loses_nothing(publisher, monkeypatch) -> None:
+    producer = _Producer(full_queue=1)
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producer)
+    assert publisher.publish_batch(1, MESSAGES, check=False)
+    assert producer.polled == 1 and producer.sent == MESSAGES and producer.committed
 
 
 @pytest.mark.parametrize("failure", [
@@ -137,6 +183,7 @@ def test_a_coordinator_that_moved_is_looked_up_again(monkeypatch, failure: str) 
 
     admins = [Admin(stale=True), Admin(stale=False)]
     monkeypatch.setattr(kafka_io.time, "sleep", lambda s: None)
+    monkeypatch.setattr(kafka_io, "Consumer", _GroupMember)
     pub = kafka_io.TransactionalPublisher(KafkaSettings(), "unit")
     monkeypatch.setattr(pub, "_new_admin", lambda: admins.pop(0))
     monkeypatch.setattr(pub, "_new_producer", lambda: _Producer())
