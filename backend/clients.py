@@ -118,7 +118,7 @@ def _bootstrap(cfg: KafkaSettings) -> list[str]:
 def librdkafka_config(cfg: KafkaSettings, **options: Any) -> dict[str, Any]:
     """The same bootstrap, authentication and TLS as librdkafka properties
     (confluent-kafka's ``Producer``/``Consumer``), plus the caller's ``options``: for the
-    stream job's transactional publisher, where kafka-python's producer costs ~15x the
+    stream job's transactional publisher, where kafka-python's producer costs ~14x the
     CPU per message (docs/benchmarks.md)."""
     out: dict[str, Any] = {"bootstrap.servers": ",".join(_bootstrap(cfg))}
     protocol = kafka_protocol(cfg)

@@ -33,6 +33,8 @@ class _Producer:
         self.sent = []
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError("value: bytes expected")
         if self.full_queue:
             self.full_queue -= 1
             raise BufferError("queue full")
@@ -148,11 +150,21 @@ def test_a_transaction_stalled_every_time_fails_the_batch(publisher, monkeypatch
     assert len(made) == kafka_io.STALL_ATTEMPTS
 
 
-def test_a_full_queue_waits_for_deliveries_and_loses_nothing(publisher, monkeypatch) -> None:
-    producer = _Producer(full_queue=1)
+@pytest.mark.parametrize("refusals", [1, 3])
+def test_a_full_queue_waits_for_deliveries_and_loses_nothing(publisher, monkeypatch,
+                                                             refusals: int) -> None:
+    producer = _Producer(full_queue=refusals)
     monkeypatch.setattr(publisher, "_new_producer", lambda: producer)
     assert publisher.publish_batch(1, MESSAGES, check=False)
-    assert producer.polled == 1 and producer.sent == MESSAGES and producer.committed
+    assert producer.polled == refusals and producer.sent == MESSAGES and producer.committed
+
+
+def test_a_failure_of_our_own_aborts_the_transaction(publisher, monkeypatch) -> None:
+    producer = _Producer()
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producer)
+    with pytest.raises(TypeError):
+        publisher.publish_batch(2, [("t", b"k", "not bytes")], check=False)
+    assert producer.aborted and not producer.committed
 
 
 @pytest.mark.parametrize("failure", [
