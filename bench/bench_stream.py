@@ -199,12 +199,9 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
         rounds = []
         for _ in range(3):
             t0 = time.monotonic()
-            sink._write(pj.raw_rows(raw), "raw_messages")
             r = pj.readings(val).cache()
-            sink._write(pj.history_rows(r), "readings_by_patient_day")
-            sink._write(pj.minute_rows(r), "readings_by_patient_minute")
-            sink._write(pj.latest_rows(r), "latest_by_ward", writetime="writetime_us",
-                        **{"spark.cassandra.output.ignoreNulls": "false"})
+            # the rows the persist query writes, as it writes them
+            sink.write_all(pj.table_writes(raw=raw, readings=r))
             r.unpersist()
             rounds.append(len(records) / (time.monotonic() - t0))
             log(f"  ceiling round: {rounds[-1]:,.0f} readings/s")
