@@ -65,10 +65,10 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
         # Sparse readings: an unset column is not written (a null would be a tombstone).
         "spark.cassandra.output.ignoreNulls": "true",
         # Rows of one partition go to Cassandra as one unlogged batch (one mutation), up to
-        # 4 KiB (the default 1 KiB is four history rows: a statement per four readings;
-        # Cassandra warns above 5 KiB).
+        # SparkSettings.persist_batch_bytes (the default 1 KiB is four history rows: a
+        # statement per four readings).
         "spark.cassandra.output.batch.grouping.key": "partition",
-        "spark.cassandra.output.batch.size.bytes": "4096",
+        "spark.cassandra.output.batch.size.bytes": str(settings.spark.persist_batch_bytes),
         "spark.cassandra.output.concurrent.writes": "16",
         "spark.cassandra.output.consistency.level": c.write_consistency,
         "spark.cassandra.input.consistency.level": c.consistency,
