@@ -54,8 +54,10 @@ TRANSIENT_CASSANDRA_ERRORS: tuple[str, ...] = (
     "com.datastax.oss.driver.api.core.servererrors.OverloadedException",
     "com.datastax.oss.driver.api.core.servererrors.BootstrappingException",
     # The driver's control connection, reconnecting after its node went away, while it
-    # refreshes the schema for the connector.
+    # refreshes the schema for the connector; or closing under that refresh (the node
+    # killed mid-request: a DriverExecutionException caused by netty's closed channel).
     "Control channel not available",
+    "com.datastax.oss.driver.shaded.netty.channel.StacklessClosedChannelException",
 )
 
 _JAVA_ERROR = re.compile(r"^(?::\s*)?((?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\b.*)$",

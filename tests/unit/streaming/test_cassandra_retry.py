@@ -27,6 +27,18 @@ CONTROL_CHANNEL = """An error occurred while calling o1813.save.
 \tat com.datastax.oss.driver.internal.core.metadata.MetadataManager$SingleThreaded.lambda$star\
 tSchemaRequest$2(MetadataManager.java:442)
 """
+# The schema refresh under a write, its control connection's node killed mid-request
+# (CI, 2026-12-06: the persist query stopped until the job was restarted).
+CLOSED_CONTROL_CHANNEL = """An error occurred while calling o1428.save.
+: com.datastax.oss.driver.api.core.DriverExecutionException
+\tat com.datastax.oss.driver.internal.core.util.concurrent.CompletableFutures.getUninterruptibl\
+y(CompletableFutures.java:154)
+\tat com.datastax.oss.driver.api.core.session.Session.refreshSchema(Session.java:142)
+\tat com.datastax.spark.connector.cql.Schema$.fromCassandra(Schema.scala:419)
+Caused by: com.datastax.oss.driver.shaded.netty.channel.StacklessClosedChannelException
+\tat com.datastax.oss.driver.shaded.netty.channel.AbstractChannel$AbstractUnsafe.write(Object, \
+ChannelPromise)(Unknown Source)
+"""
 # An executor's write failure: Spark's job abort, the connector's IOException, the driver's
 # error as the cause.
 EXECUTOR_TIMEOUT = """An error occurred while calling o977.save.
@@ -71,7 +83,8 @@ class JavaError(Exception):
     """Stands for py4j's Py4JJavaError, whose ``str`` is the Java error's whole text."""
 
 
-@pytest.mark.parametrize("text", [CONTROL_CHANNEL, EXECUTOR_TIMEOUT, NO_NODE])
+@pytest.mark.parametrize("text", [CONTROL_CHANNEL, CLOSED_CONTROL_CHANNEL,
+                                  EXECUTOR_TIMEOUT, NO_NODE])
 def test_the_clusters_passing_faults_are_transient(text: str) -> None:
     assert is_transient_cassandra_error(JavaError(text))
 
