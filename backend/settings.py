@@ -155,6 +155,10 @@ class SparkSettings(BaseModel):
     driver_memory: str = "1g"
     # More JVM options for the driver, e.g. a flight recording for a profile.
     driver_java_options: str = ""
+    # The job commands' driver JVM maps a class-data archive of the classes its last run
+    # loaded, written when that run stopped (streaming/class_archive.py): cold start 13 s
+    # against 15-21 s (docs/benchmarks.md, "The driver JVM's class archive").
+    class_archive: bool = True
     # The standalone cluster `icu services start --spark` runs on 127.0.0.1
     # (ops/spark_cluster.py): the master's port, its workers, each worker's share.
     cluster_port: int = 7077

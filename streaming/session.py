@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from backend.clients import SPARK_HOSTNAME_CHECKING_FACTORY, spark_cassandra_options
 from backend.settings import Settings
+from streaming.class_archive import ClassArchive
 from streaming.connection_factory import factory_jar
 
 # The scheduler pools (``spark.scheduler.mode=FAIR``): the alarm query's tasks go
@@ -77,7 +80,11 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSession:
+def spark_session(settings: Settings, app_name: str = "icu-vitals",
+                  *, archive: ClassArchive | None = None) -> SparkSession:
+    """The session, in a new driver JVM unless this process already has one. With
+    ``archive``, a new JVM maps that class-data archive, or writes it at exit
+    (``job_session``)."""
     cfg = settings.spark
     # Workers must run the driver's interpreter (the venv with pandas and pyarrow), not
     # whatever ``python3`` is first on the PATH.
@@ -120,11 +127,36 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals") -> SparkSess
         .config("spark.scheduler.allocation.file", str(_pools_file(settings)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.extraJavaOptions",
-                f"-Dlog4j2.level=WARN {cfg.driver_java_options}".strip())
+                " ".join(filter(None, ("-Dlog4j2.level=WARN", cfg.driver_java_options,
+                                       archive and archive.java_options(write=True)))))
     )
     for key, value in cassandra.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def job_session(settings: Settings, app_name: str) -> tuple[SparkSession, Callable[[], None]]:
+    """The session of a long-running job command, and how it stops: ``spark.stop()``, then
+    the driver JVM is ended and waited for, so that a class-data archive it writes at exit
+    (``SparkSettings.class_archive``) is whole before it is used."""
+    archive = None
+    if settings.spark.class_archive and SparkContext._gateway is None:
+        archive = ClassArchive.for_app(settings.cache_dir, app_name, connector_jars(settings))
+    spark = spark_session(settings, app_name, archive=archive)
+    # The job's process group gets SIGTERM/SIGINT as one (systemd, a terminal's Ctrl-C).
+    # Left to itself the JVM would run its shutdown hooks at once, tearing the context
+    # down under the queries the driver is stopping (and writing no usable archive);
+    # pyspark's launcher already has it ignore SIGINT. The driver stops it: its stdin
+    # closes when the driver ends, whatever way that happens.
+    jvm = spark.sparkContext._jvm
+    jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("TERM"), jvm.sun.misc.SignalHandler.SIG_IGN)
+
+    def stop() -> None:
+        spark.stop()
+        if archive is not None:
+            archive.finish(SparkContext._gateway)
+
+    return spark, stop
 
 
 def use_pool(spark: SparkSession, pool: str) -> None:

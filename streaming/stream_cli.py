@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 
 import click
 
@@ -40,12 +41,12 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
     """Run the stream job until interrupted: the alarm query (Kafka -> alarms ->
     Kafka), the persist query (Kafka -> Cassandra) and the risk query."""
     from streaming.persist_job import persist_checkpoint_dir, start_persist_query
-    from streaming.session import LATENCY_POOL, THROUGHPUT_POOL, spark_session, use_pool
+    from streaming.session import LATENCY_POOL, THROUGHPUT_POOL, job_session, use_pool
     from streaming.vitals_job import Ticker, checkpoint_location, start_vitals_query
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(master)
-    spark = spark_session(settings)
+    spark, stop_session = job_session(settings, "icu-vitals")
     spark.sparkContext.setLogLevel("WARN")
     use_pool(spark, LATENCY_POOL)
     query, sink = start_vitals_query(spark, settings)
@@ -65,7 +66,7 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
         queries.append(risk_query)
         closers.append(risk_sink.close)
         click.echo(f"risk stream running (checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, queries, closers, settings)
+    _serve(spark, stop_session, queries, closers, settings)
 
 
 @cli.command("risk")
@@ -73,16 +74,16 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
 def risk_cmd(master: str | None) -> None:
     """Run only the risk query: hourly sepsis risk from vitals.validated."""
     from streaming.risk_job import risk_checkpoint_dir, start_risk_query
-    from streaming.session import spark_session
+    from streaming.session import job_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(master)
-    spark = spark_session(settings, app_name="icu-risk")
+    spark, stop_session = job_session(settings, "icu-risk")
     spark.sparkContext.setLogLevel("WARN")
     query, sink = start_risk_query(spark, settings)
     click.echo(f"risk stream running (master {settings.spark.master}, "
                f"checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, [query], [sink.close], settings)
+    _serve(spark, stop_session, [query], [sink.close], settings)
 
 
 @cli.command("persist")
@@ -93,16 +94,16 @@ def persist_cmd(master: str | None) -> None:
     writes off the alarm path (docs/benchmarks.md, "What the persist query costs the
     alarm path"; on the same machine it costs more than inside the job)."""
     from streaming.persist_job import persist_checkpoint_dir, start_persist_query
-    from streaming.session import spark_session
+    from streaming.session import job_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings(master)
-    spark = spark_session(settings, app_name="icu-persist")
+    spark, stop_session = job_session(settings, "icu-persist")
     spark.sparkContext.setLogLevel("WARN")
     query = start_persist_query(spark, settings)
     click.echo(f"persist query running (master {settings.spark.master}, "
                f"checkpoint {persist_checkpoint_dir(settings)})")
-    _serve(spark, [query], [], settings)
+    _serve(spark, stop_session, [query], [], settings)
 
 
 # What Spark's Kafka source reports when a checkpointed offset is no longer on the broker
@@ -122,27 +123,32 @@ def _lost_offsets_help(queries: list, settings: Settings) -> str:
     )
 
 
-def _serve(spark, queries: list, closers: list, settings: Settings) -> None:
+def _serve(spark, stop_session: Callable[[], None], queries: list, closers: list,
+           settings: Settings) -> None:
     """Until SIGTERM/Ctrl-C or a query fails: then stop every query, close the sinks."""
+    # The signal only sets a flag: stopping the queries from the handler would call into
+    # the JVM while the main thread is inside another call on the same py4j connection,
+    # which breaks both, so a stop exited 1 with tracebacks instead of 0.
+    stopping: list[int] = []
 
-    def stop(*_: object) -> None:
-        for q in queries:
-            q.stop()
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
-        spark.streams.awaitAnyTermination()
-    except KeyboardInterrupt:
-        pass
+        while not stopping and not spark.streams.awaitAnyTermination(1):
+            pass
     except Exception as exc:
         if _LOST_OFFSETS in str(exc):
             raise click.ClickException(_lost_offsets_help(queries, settings)) from None
         raise
     finally:
-        stop()
+        for q in queries:
+            q.stop()
         for close in closers:
             close()
-        spark.stop()
+        stop_session()
 
 
 @cli.command("waveforms")
