@@ -21,11 +21,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyspark
+
+UNUSED_DAYS = 7
 
 # Writing an archive warns once for each class it cannot hold (signed jars, classes
 # generated at run time): thousands of lines of no use in the job's log. Errors stay.
@@ -82,6 +85,9 @@ class ClassArchive:
         """The JVM options: map the archive if there is one; otherwise, with ``write``,
         write one at exit."""
         if self.path.exists():
+            # its modification time tells when it was last used (_remove_abandoned)
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
             return f"-XX:SharedArchiveFile={self.path} {_QUIET}"
         if not write:
             return ""
@@ -90,14 +96,18 @@ class ClassArchive:
         return f"-XX:ArchiveClassesAtExit={self.part} {_QUIET}"
 
     def _remove_abandoned(self) -> None:
-        """``.part`` files of processes that are gone: their JVM was killed or never
-        stopped by ``finish``. Archives of other fingerprints are stale for good."""
+        """``.part`` files of processes that are gone (their JVM was killed, or never
+        stopped by ``finish``), and this application's archives of other fingerprints
+        unused for ``UNUSED_DAYS`` (an upgrade's old class path; two installations on one
+        machine each keep theirs)."""
+        unused_since = time.time() - UNUSED_DAYS * 86_400
         for old in self.directory.glob("*.jsa*"):
             if old.name.endswith(".part"):
                 pid = old.name.rsplit(".", 2)[-2]
                 if pid.isdigit() and not _alive(int(pid)):
                     old.unlink(missing_ok=True)
-            elif old.name.startswith(f"{self.app_name}-") and old != self.path:
+            elif (old.name.startswith(f"{self.app_name}-") and old != self.path
+                  and old.stat().st_mtime < unused_since):
                 old.unlink(missing_ok=True)
 
     def finish(self, jvm: object, timeout: float = 120) -> bool:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from streaming.class_archive import ClassArchive, fingerprint
+from streaming.class_archive import UNUSED_DAYS, ClassArchive, fingerprint
 
 
 @pytest.fixture
@@ -57,16 +58,31 @@ def test_leftovers_are_removed_and_the_rest_kept(tmp_path: Path, jars: list[str]
     dead_part = archive.directory / f"{archive.path.name}.{_gone_pid()}.part"
     live_part = archive.directory / f"icu-persist-0123.jsa.{os.getppid()}.part"
     stale = archive.directory / "icu-vitals-0123456789abcdef.jsa"
+    in_use = archive.directory / "icu-vitals-fedcba9876543210.jsa"
     other_app = archive.directory / "icu-persist-0123456789abcdef.jsa"
-    for path in (dead_part, live_part, stale, other_app):
+    for path in (dead_part, live_part, stale, in_use, other_app):
         path.write_bytes(b"x")
+    long_ago = time.time() - (UNUSED_DAYS + 1) * 86_400
+    for path in (stale, other_app):
+        os.utime(path, (long_ago, long_ago))
 
     archive.java_options(write=True)
 
     assert not dead_part.exists(), "a killed writer's part"
-    assert not stale.exists(), "this application's archive of another class path"
+    assert not stale.exists(), "this application's archive of another class path, unused"
+    assert in_use.exists(), "another installation's archive, used lately"
     assert live_part.exists(), "a running job's archive being written"
     assert other_app.exists(), "another application's archive"
+
+
+def test_mapping_an_archive_marks_it_used(tmp_path: Path, jars: list[str]) -> None:
+    archive = ClassArchive.for_app(tmp_path, "icu-vitals", jars)
+    archive.directory.mkdir(parents=True)
+    archive.path.write_bytes(b"archive")
+    long_ago = time.time() - (UNUSED_DAYS + 1) * 86_400
+    os.utime(archive.path, (long_ago, long_ago))
+    archive.java_options(write=False)
+    assert archive.path.stat().st_mtime > time.time() - 60
 
 
 def _jvm_stand_in(part: Path, exit_with: str) -> SimpleNamespace:
