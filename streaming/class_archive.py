@@ -1,11 +1,11 @@
 """The driver JVM's class-data archive (JDK application class-data sharing, AppCDS).
 
 A cold start of the stream job spends seconds loading, parsing and verifying the same
-~20,000 Spark, Scala and connector classes every time. The JDK can map them from an
+thousands of Spark, Scala and connector classes every time. The JDK can map them from an
 archive instead: the JVM of a job that ends normally writes one at exit
 (``-XX:ArchiveClassesAtExit``, JDK 13+), and the next start maps it
 (``-XX:SharedArchiveFile``). Measured: cold start to the first published reading
-13 s against 15-21 s (docs/benchmarks.md, "The driver JVM's class archive").
+13.0 s against 15.9 s on average (docs/benchmarks.md, "The driver JVM's class archive").
 
 The archive is only valid for the Java binary and class path it was written with, so its
 name carries a fingerprint of both (and of the application, whose classes differ). A JVM
