@@ -156,8 +156,8 @@ class SparkSettings(BaseModel):
     # More JVM options for the driver, e.g. a flight recording for a profile.
     driver_java_options: str = ""
     # The job commands' driver JVM maps a class-data archive of the classes its last run
-    # loaded, written when that run stopped (streaming/class_archive.py): cold start 13 s
-    # against 15-21 s (docs/benchmarks.md, "The driver JVM's class archive").
+    # loaded, written when that run stopped (streaming/class_archive.py): cold start 13.0 s
+    # against 15.9 s on average (docs/benchmarks.md, "The driver JVM's class archive").
     class_archive: bool = True
     # The standalone cluster `icu services start --spark` runs on 127.0.0.1
     # (ops/spark_cluster.py): the master's port, its workers, each worker's share.
