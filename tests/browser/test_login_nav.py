@@ -105,6 +105,10 @@ def _choose(driver, dropdown_id: str, text: str) -> None:
         "aria-expanded") == "true")
     field = driver.switch_to.active_element
     field.send_keys(text)
+    # the options may still be on their way (a callback fills them): Enter with no match
+    # leaves the popover open
+    wait(driver, lambda d: any(text in o.text for o in d.find_elements(
+        By.CSS_SELECTOR, ".dash-dropdown-option")))
     field.send_keys(Keys.ENTER)
     wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
         "aria-expanded") == "false"
