@@ -81,16 +81,14 @@ class ClassArchive:
         """Where this process's JVM writes a new archive at exit."""
         return self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
 
-    def java_options(self, *, write: bool) -> str:
-        """The JVM options: map the archive if there is one; otherwise, with ``write``,
-        write one at exit."""
+    def java_options(self) -> str:
+        """The JVM options: map the archive if there is one, otherwise write one at
+        exit."""
         if self.path.exists():
             # its modification time tells when it was last used (_remove_abandoned)
             with contextlib.suppress(OSError):
                 os.utime(self.path)
             return f"-XX:SharedArchiveFile={self.path} {_QUIET}"
-        if not write:
-            return ""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._remove_abandoned()
         return f"-XX:ArchiveClassesAtExit={self.part} {_QUIET}"

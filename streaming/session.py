@@ -128,7 +128,7 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals",
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.extraJavaOptions",
                 " ".join(filter(None, ("-Dlog4j2.level=WARN", cfg.driver_java_options,
-                                       archive and archive.java_options(write=True)))))
+                                       archive and archive.java_options()))))
     )
     for key, value in cassandra.items():
         builder = builder.config(key, value)

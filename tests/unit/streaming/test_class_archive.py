@@ -37,13 +37,11 @@ def test_the_fingerprint_follows_the_jars_and_the_application(jars: list[str]) -
 
 def test_the_options_map_an_archive_or_write_one(tmp_path: Path, jars: list[str]) -> None:
     archive = ClassArchive.for_app(tmp_path, "icu-vitals", jars)
-    assert archive.java_options(write=False) == ""
-    writing = archive.java_options(write=True)
+    writing = archive.java_options()
     assert f"-XX:ArchiveClassesAtExit={archive.part}" in writing
     assert str(os.getpid()) in archive.part.name
     archive.path.write_bytes(b"archive")
-    assert f"-XX:SharedArchiveFile={archive.path}" in archive.java_options(write=True)
-    assert f"-XX:SharedArchiveFile={archive.path}" in archive.java_options(write=False)
+    assert f"-XX:SharedArchiveFile={archive.path}" in archive.java_options()
 
 
 def _gone_pid() -> int:
@@ -66,7 +64,7 @@ def test_leftovers_are_removed_and_the_rest_kept(tmp_path: Path, jars: list[str]
     for path in (stale, other_app):
         os.utime(path, (long_ago, long_ago))
 
-    archive.java_options(write=True)
+    archive.java_options()
 
     assert not dead_part.exists(), "a killed writer's part"
     assert not stale.exists(), "this application's archive of another class path, unused"
@@ -81,7 +79,7 @@ def test_mapping_an_archive_marks_it_used(tmp_path: Path, jars: list[str]) -> No
     archive.path.write_bytes(b"archive")
     long_ago = time.time() - (UNUSED_DAYS + 1) * 86_400
     os.utime(archive.path, (long_ago, long_ago))
-    archive.java_options(write=False)
+    archive.java_options()
     assert archive.path.stat().st_mtime > time.time() - 60
 
 
@@ -100,7 +98,7 @@ def _jvm_stand_in(part: Path, exit_with: str) -> SimpleNamespace:
 def test_an_archive_is_put_in_place_when_its_jvm_exits(
         tmp_path: Path, jars: list[str], exit_with: str) -> None:
     archive = ClassArchive.for_app(tmp_path, "icu-vitals", jars)
-    archive.java_options(write=True)
+    archive.java_options()
     assert archive.finish(_jvm_stand_in(archive.part, exit_with)) is True
     assert archive.path.read_bytes() == b"archive"
     assert not archive.part.exists()
@@ -108,7 +106,7 @@ def test_an_archive_is_put_in_place_when_its_jvm_exits(
 
 def test_a_jvm_killed_mid_write_leaves_no_archive(tmp_path: Path, jars: list[str]) -> None:
     archive = ClassArchive.for_app(tmp_path, "icu-vitals", jars)
-    archive.java_options(write=True)
+    archive.java_options()
     killed = _jvm_stand_in(archive.part, "os.kill(os.getpid(), signal.SIGKILL)")
     assert archive.finish(killed) is False
     assert not archive.path.exists()
@@ -118,7 +116,7 @@ def test_a_jvm_killed_mid_write_leaves_no_archive(tmp_path: Path, jars: list[str
 def test_a_jvm_that_does_not_exit_is_not_waited_for_forever(
         tmp_path: Path, jars: list[str]) -> None:
     archive = ClassArchive.for_app(tmp_path, "icu-vitals", jars)
-    archive.java_options(write=True)
+    archive.java_options()
     stuck = _jvm_stand_in(archive.part, "import time; time.sleep(60)")
     try:
         assert archive.finish(stuck, timeout=2) is False
