@@ -104,7 +104,16 @@ class CassandraSettings(BaseModel):
 class SparkSettings(BaseModel):
     """The stream job: the alarm query (latency) and the persist query (throughput)."""
 
-    master: str = "local[2]"
+    # The stream job's master (`icu stream run|persist|risk`). In local mode, more task
+    # slots than the machine's cores: the persist query's write tasks and the risk query's
+    # hourly scoring (Python, seconds per task) would otherwise hold every slot while the
+    # alarm query's next micro-batch waits for one. With local[2] the ward screens froze
+    # for 8-11 s when both ran together; with local[8] no run froze
+    # (docs/benchmarks.md, "What froze the alarm query").
+    master: str = "local[8]"
+    # Batch jobs (risk model training, the population aggregation): their partitioning
+    # follows this master's parallelism, and the model's training is reproduced with it.
+    batch_master: str = "local[2]"
     checkpoint_dir: Path = Path.home() / ".cache" / "icu-monitor" / "checkpoints" / "vitals"
     trigger_seconds: float = 0.0  # 0 = start the next micro-batch as soon as one ends
     max_offsets_per_trigger: int = 50_000

@@ -92,7 +92,7 @@ def main() -> None:
         full = statistics.median(r.seconds.get("total", 0) for r in results["full"])
         print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, Spark {spark.version}, "
-              f"master {settings.spark.master}")
+              f"master {settings.spark.batch_master}")
         print("| run | days computed | region rows | ward rows | read s | Spark s | write s "
               "| surge s | total s (median) | vs full |")
         print("|---|---|---|---|---|---|---|---|---|---|")

@@ -85,7 +85,7 @@ def spark_batch_session(settings: Settings) -> SparkSession:
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return (
         SparkSession.builder.appName("icu-population")
-        .master(settings.spark.master)
+        .master(settings.spark.batch_master)
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

@@ -153,7 +153,7 @@ def spark_session(settings: Settings, app_name: str = "icu-risk-train") -> Any:
     cfg = settings.spark
     spark = (
         SparkSession.builder.appName(app_name)
-        .master(cfg.master)
+        .master(cfg.batch_master)
         .config("spark.driver.memory", "4g")
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

@@ -39,7 +39,7 @@ def history(live_web):
                              end_of_today())
     write(live_web.db, stays, alerts)
     settings = live_web.settings.model_copy(
-        update={"spark": live_web.settings.spark.model_copy(update={"master": "local[1]"})})
+        update={"spark": live_web.settings.spark.model_copy(update={"batch_master": "local[1]"})})
     spark = spark_batch_session(settings)
     try:
         report = run_aggregation(spark, live_web.db, settings)

@@ -83,7 +83,7 @@ def _load_fixture(db) -> None:
 def spark():
     from streaming.population_job import spark_batch_session
 
-    session = spark_batch_session(Settings(spark={"master": "local[1]"}))
+    session = spark_batch_session(Settings(spark={"batch_master": "local[1]"}))
     yield session
     session.stop()
 

@@ -30,7 +30,7 @@ SHARED = Settings()
 
 def small_settings(tmp: Path) -> Settings:
     settings = Settings(cache_dir=tmp / "cache", data_dir=SHARED.data_dir,
-                        spark={"master": "local[2]", "shuffle_partitions": 2})
+                        spark={"batch_master": "local[2]", "shuffle_partitions": 2})
     # The shared data is part of every checkout's setup: missing data fails, never skips.
     assert data_mod.archive_path(settings).exists(), f"no archive under {settings.data_dir}"
     # reuse an already unpacked copy (verified by file count) instead of unpacking again
