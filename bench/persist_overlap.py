@@ -16,9 +16,16 @@ import argparse
 import itertools
 import json
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.support import percentile  # noqa: E402
 
 ALARM = re.compile(r"streaming\.sink batch \d+: (\d+) readings.* in \d+ ms \(collect (\d+) ms\)")
 PERSIST = re.compile(r"streaming\.persist_job persist batch \d+: .* in (\d+) ms")
@@ -61,9 +68,8 @@ def intervals(lines: list[str]) -> tuple[list[Interval], list[tuple[float, float
     return out, [p for p in persist if p[1] > start]
 
 
-def _q(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+def _q(values: list[float], q: float) -> float:
+    return percentile(sorted(values), q)
 
 
 def summary(lines: list[str]) -> dict:
@@ -76,15 +82,14 @@ def summary(lines: list[str]) -> dict:
         seconds = [i.seconds for i in group]
         result[name] = {
             "intervals": len(group),
-            "interval_s": {p: round(_q(seconds, q), 2) for p, q in
-                           (("p50", .5), ("p90", .9), ("p99", .99))},
-            "spark_ms_p50": _q([i.spark_ms for i in group], .5),
+            "interval_s": {f"p{q}": round(_q(seconds, q), 2) for q in (50, 90, 99)},
+            "spark_ms_p50": round(_q([i.spark_ms for i in group], 50)),
             "readings_mean": round(sum(i.readings for i in group) / len(group)),
         }
     spans = [b - a for a, b in persist]
     if spans:
         covered = sum(spans) / (persist[-1][1] - persist[0][0])
-        result["persist_batch_s"] = {"n": len(spans), "p50": round(_q(spans, .5), 2),
+        result["persist_batch_s"] = {"n": len(spans), "p50": round(_q(spans, 50), 2),
                                      "max": round(max(spans), 2),
                                      "share_of_time": round(covered, 2)}
     return result
