@@ -8,7 +8,11 @@ from collections.abc import Callable
 
 import click
 
-from backend.settings import Settings, get_settings
+from backend.settings import Settings, SparkSettings, get_settings
+
+# The default is SparkSettings'; stated once there.
+_MASTER_HELP = ("Spark master URL (default: ICU_SPARK__MASTER, "
+                f"{SparkSettings.model_fields['master'].default})")
 
 
 @click.group()
@@ -32,7 +36,7 @@ def _settings(master: str | None = None) -> Settings:
 
 
 @cli.command("run")
-@click.option("--master", default=None, help="Spark master URL (default: settings, local[8])")
+@click.option("--master", default=None, help=_MASTER_HELP)
 @click.option("--risk/--no-risk", default=True, show_default=True,
               help="also run the risk query (hourly sepsis risk, streaming/risk_job.py)")
 @click.option("--persist/--no-persist", default=True, show_default=True,
@@ -70,7 +74,7 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
 
 
 @cli.command("risk")
-@click.option("--master", default=None, help="Spark master URL (default: settings, local[8])")
+@click.option("--master", default=None, help=_MASTER_HELP)
 def risk_cmd(master: str | None) -> None:
     """Run only the risk query: hourly sepsis risk from vitals.validated."""
     from streaming.risk_job import risk_checkpoint_dir, start_risk_query
@@ -87,7 +91,7 @@ def risk_cmd(master: str | None) -> None:
 
 
 @cli.command("persist")
-@click.option("--master", default=None, help="Spark master URL (default: settings, local[8])")
+@click.option("--master", default=None, help=_MASTER_HELP)
 def persist_cmd(master: str | None) -> None:
     """Run only the persist query (Kafka -> Cassandra), in a Spark application of its
     own: on another machine than `icu stream run --no-persist`, it takes Cassandra's
