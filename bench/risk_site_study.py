@@ -2,7 +2,8 @@
 
     flock /tmp/icu-heavy.lock .venv/bin/python bench/risk_site_study.py \
         --feature-sets v1 [--schemes random,medical_to_surgical,...] \
-        [--out ~/.cache/icu-monitor/site-study] [--max-iter 100] [--version V]
+        [--out ~/.cache/icu-monitor/site-study] [--max-iter 100] [--version V] \
+        [--params '{"max_depth": 3, "max_iter": 200}' --tag d3_t200]
     flock /tmp/icu-heavy.lock .venv/bin/python bench/risk_site_study.py \
         --feature-sets v1,v1_no_hour --analyse '[{}, {"threshold_rule": "robust_utility"}]'
     .venv/bin/python bench/risk_site_study.py --table
@@ -125,7 +126,9 @@ def run(args: argparse.Namespace) -> None:
     for fs in args.feature_sets.split(","):
         FEATURE_SETS.setdefault(fs, CANDIDATES[fs])
         config = replace(TrainConfig(max_iter=args.max_iter), feature_set=fs,
-                         calibration=args.calibration, label_lead_hours=args.label_lead)
+                         calibration=args.calibration, label_lead_hours=args.label_lead,
+                         **json.loads(args.params))
+        name = fs + (f"__{args.tag}" if args.tag else "")
         fits: dict[str, float] = {}
 
         def on_fit(scheme: str, risks: SplitRisks, fits: dict[str, float] = fits) -> None:
@@ -133,12 +136,12 @@ def run(args: argparse.Namespace) -> None:
 
         model = reused_version(settings, args.version, config)
         entries = run_schemes(settings, prepared, config, schemes, model,
-                              keep_risks=out / fs, on_fit=on_fit, splits=splits)
-        registry.write_json(out / f"{fs}.json", {"feature_set": fs,
+                              keep_risks=out / name, on_fit=on_fit, splits=splits)
+        registry.write_json(out / f"{name}.json", {"feature_set": fs,
                                                  "features": list(config.features),
                                                  "params": config.__dict__, "schemes": entries})
         for e in entries:
-            print(summary_line(fs, e) + f" | fit {fits[e['scheme']]:.0f} s", flush=True)
+            print(summary_line(name, e) + f" | fit {fits[e['scheme']]:.0f} s", flush=True)
 
 
 def validation_summary(config: TrainConfig, risks: SplitRisks) -> dict:
@@ -284,6 +287,10 @@ def main() -> None:
     p.add_argument("--seed-small", type=int, default=0, help="seed of random_small")
     p.add_argument("--label-lead", type=int, default=0,
                    help="train on SepsisLabel moved this many hours earlier")
+    p.add_argument("--params", default="{}",
+                   help='JSON of other TrainConfig fields, e.g. \'{"max_depth": 3}\'')
+    p.add_argument("--tag", default="",
+                   help="results under <feature set>__<tag> (a recipe variant of --params)")
     p.add_argument("--version", default=None,
                    help="a registered version: for the feature set it was trained on, its "
                         "own split uses its trees instead of a refit")
