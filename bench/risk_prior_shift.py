@@ -4,7 +4,7 @@ probabilities (and a probability threshold) follow it from the first day?
     .venv/bin/python bench/risk_prior_shift.py [--feature-set v1] [--out DIR]
 
 Reads the raw risks ``bench/risk_site_study.py`` saved for each split (run it first),
-fits the recipe's Platt calibration on the split's validation stays, and estimates the
+fits the recipe's calibration (Platt) on the split's validation stays, and estimates the
 held-out stays' positive-hour rate from their *unlabelled* risks in two standard ways:
 
 * EM (Saerens, Latinne & Decaestecker 2002): re-weights the calibrated posteriors by the
@@ -32,7 +32,6 @@ from backend.risk import data as data_mod
 from backend.risk.sites import at_threshold, prepare
 from backend.risk.split import SCHEMES, site_split
 from backend.risk.train import TrainConfig, rule_threshold
-from backend.risk.utility import Cohort
 from backend.settings import get_settings
 
 RULES = ("sensitivity", "max_utility")
@@ -69,10 +68,7 @@ def main() -> None:
     p.add_argument("--out", default=str(settings.cache_dir / "site-study"))
     args = p.parse_args()
     prepared = prepare(settings, data_mod.load(settings).frame)
-
-    def cohort(rows: np.ndarray) -> Cohort:
-        f = prepared.frame[rows]
-        return Cohort.from_rows(f["patient_id"].to_numpy(), f["label"].to_numpy())
+    config = TrainConfig()
 
     print("| held-out split | estimator | rate: estimated / true | Brier / base rate "
           "| expected / observed | " + " | ".join(f"utility, sens at `{r}`" for r in RULES)
@@ -80,10 +76,13 @@ def main() -> None:
     print("|---|---|---|---|---|" + "---|" * len(RULES))
     for scheme in SCHEMES:
         saved = np.load(Path(args.out).expanduser() / args.feature_set / f"{scheme}.npz")
-        split = site_split(scheme, prepared.septic, prepared.units, seed=0)
-        val, test = cohort(prepared.rows(split.validation)), cohort(prepared.rows(split.test))
-        cal = calib.fit("platt", val.labels, saved["raw_val"])
+        split = site_split(scheme, prepared.septic, prepared.units, seed=config.seed)
+        val = prepared.cohort(prepared.rows(split.validation))
+        test = prepared.cohort(prepared.rows(split.test))
+        cal = calib.fit(config.calibration, val.labels, saved["raw_val"])
         p_val, p_test = cal.apply(saved["raw_val"]), cal.apply(saved["raw_test"])
+        thresholds = [rule_threshold(replace(config, threshold_rule=rule), val, p_val)
+                      for rule in RULES]
         old = float(val.labels.mean())
         estimates = {"none (brought)": old, "EM": em_prior(p_test, old)}
         for q in ACC_QUANTILES:
@@ -92,8 +91,7 @@ def main() -> None:
             risk = reweighted(p_test, old, new)
             r = calib.calibration_report(test.labels, risk)
             cells = []
-            for rule in RULES:
-                th = rule_threshold(replace(TrainConfig(), threshold_rule=rule), val, p_val)
+            for th in thresholds:
                 m = at_threshold(test, risk, th)
                 cells.append(f"{m['utility']:.3f}, {m['sensitivity_patient']:.2f}")
             print(f"| {scheme} | {name} | {new:.4f} / {test.labels.mean():.4f} "

@@ -203,10 +203,6 @@ def analyse(args: argparse.Namespace) -> None:
     variants = json.loads(args.analyse)
     variants = variants if isinstance(variants, list) else [variants]
 
-    def cohort(mask: np.ndarray) -> Cohort:
-        f = prepared.frame[mask]
-        return Cohort.from_rows(f["patient_id"].to_numpy(), f["label"].to_numpy())
-
     for fs in args.feature_sets.split(","):
         FEATURE_SETS.setdefault(fs, CANDIDATES[fs])
         for variant in variants:
@@ -223,7 +219,8 @@ def analyse(args: argparse.Namespace) -> None:
                          if scheme == "random_small" else
                          site_split(scheme, prepared.septic, prepared.units, seed=config.seed))
                 vr, tr = prepared.rows(split.validation), prepared.rows(split.test)
-                risks = SplitRisks(scheme, split, cohort(vr), cohort(tr), saved["raw_val"],
+                risks = SplitRisks(scheme, split, prepared.cohort(vr), prepared.cohort(tr),
+                                   saved["raw_val"],
                                    saved["raw_val_monitor"], saved["raw_test"],
                                    saved["raw_test_monitor"], vr, tr, retrained=True)
                 entry = assess(prepared, config, risks)

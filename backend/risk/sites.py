@@ -89,6 +89,11 @@ class Prepared:
     def rows(self, ids: tuple[str, ...]) -> np.ndarray:
         return self.frame["patient_id"].isin(set(ids)).to_numpy()
 
+    def cohort(self, mask: np.ndarray) -> Cohort:
+        """The stays and hourly labels of the rows ``mask`` selects."""
+        f = self.frame[mask]
+        return Cohort.from_rows(f["patient_id"].to_numpy(), f["label"].to_numpy())
+
 
 def prepare(settings: Settings, frame: pd.DataFrame) -> Prepared:
     frame = frame.reset_index(drop=True)
@@ -120,16 +125,11 @@ class SplitRisks:
                             raw_test=self.raw_test, raw_test_monitor=self.raw_test_monitor)
 
 
-def _cohort(prepared: Prepared, mask: np.ndarray) -> Cohort:
-    f = prepared.frame[mask]
-    return Cohort.from_rows(f["patient_id"].to_numpy(), f["label"].to_numpy())
-
-
 def risks_of(prepared: Prepared, model: RiskModel, scheme: str, split: Split, *,
              retrained: bool) -> SplitRisks:
     val_rows, test_rows = prepared.rows(split.validation), prepared.rows(split.test)
     return SplitRisks(
-        scheme, split, _cohort(prepared, val_rows), _cohort(prepared, test_rows),
+        scheme, split, prepared.cohort(val_rows), prepared.cohort(test_rows),
         model.raw_risk(prepared.x_labs[val_rows]), model.raw_risk(prepared.x_monitor[val_rows]),
         model.raw_risk(prepared.x_labs[test_rows]),
         model.raw_risk(prepared.x_monitor[test_rows]), val_rows, test_rows, retrained)
