@@ -153,6 +153,8 @@ class Rows:
 
     def first_observed(self, x: np.ndarray) -> np.ndarray:
         """First non-NaN value of the stay up to each row (NaN until there is one)."""
+        if np.isnan(x).all():  # a lab never measured (every live patient): no groupby
+            return np.full(self.n, np.nan)
         idx = np.where(np.isnan(x), self.n, self.r)
         first = pd.Series(idx).groupby(self.start).cummin().to_numpy()
         out = np.full(self.n, np.nan)
@@ -161,12 +163,23 @@ class Rows:
         return out
 
     def stay_mean(self, x: np.ndarray) -> np.ndarray:
-        """Mean of the non-NaN values from the stay's first row up to each row (NaN if none)."""
-        ok = ~np.isnan(x)
-        keys = self.start
-        total = pd.Series(np.where(ok, x, 0.0)).groupby(keys).cumsum().to_numpy()
-        count = pd.Series(ok.astype(np.float64)).groupby(keys).cumsum().to_numpy()
-        return np.divide(total, count, out=np.full(self.n, np.nan), where=count > 0)
+        """Mean of the non-NaN values from the stay's first row up to each row (NaN if
+        none); ``x`` one column, or several side by side (one groupby for them all)."""
+        m = x if x.ndim == 2 else x[:, None]
+        ok = ~np.isnan(m)
+        if not ok.any():
+            return np.full(x.shape, np.nan)
+        # The sums stay pandas' (compensated summation, so a stay's mean does not depend
+        # on the rows before it in the frame); the counts are whole numbers, exact in a
+        # plain cumulative sum less the count before the stay's first row.
+        total = pd.DataFrame(np.where(ok, m, 0.0)).groupby(self.start).cumsum().to_numpy()
+        seen = np.cumsum(ok, axis=0)
+        before = np.zeros_like(seen)
+        later = self.start > 0
+        before[later] = seen[self.start[later] - 1]
+        count = seen - before
+        mean = np.divide(total, count, out=np.full(m.shape, np.nan), where=count > 0)
+        return mean.reshape(x.shape)
 
     def window_extreme(self, x: np.ndarray, w: int, how: str) -> np.ndarray:
         """Max or min of the non-NaN values in the last ``w`` rows (NaN if none)."""
@@ -237,8 +250,10 @@ def hourly_features(history: pd.DataFrame) -> pd.DataFrame:
     rows = Rows(history)
     out: dict[str, np.ndarray] = {}
     last: dict[str, np.ndarray] = {}
-    for v in VITALS:
-        x = clean(history, v)
+    cleaned = {v: clean(history, v) for v in VITALS}
+    means = rows.stay_mean(np.column_stack([cleaned[v] for v in VITALS]))
+    for i, v in enumerate(VITALS):
+        x = cleaned[v]
         value, since = rows.last_observed(x)
         last[v] = value
         out[v] = np.where(np.isnan(value), NORMAL[v], value)
@@ -250,7 +265,7 @@ def hourly_features(history: pd.DataFrame) -> pd.DataFrame:
             out[f"{v}_d{k}"] = np.nan_to_num(value - earlier, nan=0.0)
         out[f"{v}_std{WINDOW_HOURS}"] = rows.window_std(x, WINDOW_HOURS)
         # deviation of the last value from the patient's own mean so far (0 if unknown)
-        out[f"{v}_dev"] = np.nan_to_num(value - rows.stay_mean(x), nan=0.0)
+        out[f"{v}_dev"] = np.nan_to_num(value - means[:, i], nan=0.0)
         if v in EXTREMES:
             how = EXTREMES[v]
             ext = rows.window_extreme(x, LONG_WINDOW_HOURS, how)

@@ -15,7 +15,8 @@ minute means keep the state small (at most 60 numbers per vital, whatever the ra
 the monitor) and the median keeps a few minutes of artefact from moving the hour.
 
 Features and scoring are exactly training's: ``backend.risk.features.hourly_features``
-through ``RiskModel.score_frame``, on the whole kept history (``max_history_hours``).
+through ``RiskModel.score_frame``, features on the whole kept history
+(``max_history_hours``), trees on the hours just closed.
 The stream carries no labs, so the model's monitor-only threshold applies
 (``RiskModel.threshold_for``).
 
@@ -263,7 +264,7 @@ def process(state: PatientRiskState, readings: list[LiveReading], *,
 
     history = state.history()
     n = min(len(closed), len(history))  # a gap longer than the kept history: score the rest
-    risks = model.score_frame(history)[-n:]
+    risks = model.score_frame(history, last=n)
     threshold = model.threshold_for(history)  # no labs on the stream: monitor-only
     scores: list[HourScore] = []
     alerts: list[AlertEvent] = []

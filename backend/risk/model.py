@@ -153,12 +153,18 @@ class RiskModel:
         ignored); ``monitor_only``: rows of patients without lab results."""
         return self.calibration_for(monitor_only).apply(self.raw_risk(features))
 
-    def score_frame(self, history: pd.DataFrame) -> np.ndarray:
+    def score_frame(self, history: pd.DataFrame, last: int | None = None) -> np.ndarray:
         """Risk for every hour of one patient's stay (see ``features.hourly_features``),
         each hour as ``score_history`` gives it from the hours up to it: the monitor-only
-        calibration for the hours before the first lab result."""
-        raw = self.raw_risk(hourly_features(history))
+        calibration for the hours before the first lab result. ``last``: only the last
+        so many hours (their features still come from the whole stay). The live scorer
+        wants one hour of a stay of up to two weeks; the trees cost per row scored."""
+        features = hourly_features(history)
         labs_seen = labs_seen_by_row(history)
+        if last is not None:
+            start = max(len(history) - last, 0)
+            features, labs_seen = features.iloc[start:], labs_seen[start:]
+        raw = self.raw_risk(features)
         return np.where(labs_seen, self.calibration_for(False).apply(raw),
                         self.calibration_for(True).apply(raw))
 

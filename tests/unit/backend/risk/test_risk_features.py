@@ -17,6 +17,7 @@ from backend.risk.features import (
     VITAL_FEATURES,
     VITAL_STALE_CAP_HOURS,
     VITALS,
+    Rows,
     hourly_features,
     last_observed,
     without_labs,
@@ -120,7 +121,31 @@ def test_many_stays_equal_one_at_a_time() -> None:
     together = hourly_features(pd.concat(stays, ignore_index=True))
     alone = pd.concat([hourly_features(s.drop(columns="patient_id")) for s in stays],
                       ignore_index=True)
-    pd.testing.assert_frame_equal(together, alone)
+    # exactly: a stay's features must not depend on the stays before it in the frame (the
+    # live scorer computes one stay, training computes thousands; the scores must agree)
+    pd.testing.assert_frame_equal(together, alone, check_exact=True)
+
+
+def test_stay_means_of_several_columns_at_once_are_each_columns_own() -> None:
+    rng = np.random.default_rng(10)
+    stays = pd.concat([random_stay(rng, int(n), pid=f"p{i}", missing=0.6)
+                       for i, n in enumerate([5, 1, 40, 12])], ignore_index=True)
+    rows = Rows(stays)
+    columns = np.column_stack([stays[v].to_numpy(dtype=float) for v in VITALS])
+    columns[:, 0] = np.nan  # a vital never measured in any stay
+    together = rows.stay_mean(columns)
+    for j in range(columns.shape[1]):
+        np.testing.assert_array_equal(together[:, j], rows.stay_mean(columns[:, j]))
+    # by hand: the mean of the stay's non-missing values so far
+    start = 0
+    for _, stay in stays.groupby("patient_id", sort=False):
+        x = stay[VITALS[1]].to_numpy(dtype=float)
+        for t in range(len(x)):
+            seen = x[: t + 1][~np.isnan(x[: t + 1])]
+            got = together[start + t, 1]
+            assert np.isnan(got) if seen.size == 0 else got == pytest.approx(seen.mean())
+        start += len(x)
+    assert np.isnan(together[:, 0]).all()
 
 
 def test_first_hours_of_a_stay_do_not_see_the_previous_stay() -> None:
@@ -238,3 +263,28 @@ def test_calibrated_scores_and_the_monitor_only_calibration() -> None:
     # a version saved before calibration: risk = raw
     plain = RiskModel("old", FEATURES, [stump], [0.5], threshold=0.1)
     assert plain.score_frame(history) == pytest.approx(raw)
+
+
+def test_scoring_only_the_last_hours_equals_their_scores_from_the_whole_stay() -> None:
+    """The live scorer scores only the hours it closes (``last``); each must be the score
+    the whole stay gives that hour, with each hour's own calibration (labs or not yet)."""
+    from backend.risk.calibration import Calibration
+
+    rng = np.random.default_rng(11)
+    trees = []
+    for _ in range(30):  # depth-2 trees on random features and thresholds
+        f = rng.integers(0, len(FEATURES), size=3)
+        trees.append(Tree(feature=np.array([f[0], f[1], f[2], -1, -1, -1, -1]),
+                          threshold=np.array([*rng.normal(20, 30, size=3), 0, 0, 0, 0]),
+                          left=np.array([1, 3, 5, -1, -1, -1, -1]),
+                          right=np.array([2, 4, 6, -1, -1, -1, -1]),
+                          value=np.array([0, 0, 0, *rng.normal(0, 0.3, size=4)])))
+    model = RiskModel("test", FEATURES, trees, list(rng.uniform(0.05, 0.2, size=30)),
+                      threshold=0.1, calibration=Calibration("platt", a=-1.0, b=0.7),
+                      calibration_monitor_only=Calibration("platt", a=-2.0, b=1.1))
+    for n in (1, 2, 9, 60):
+        stay = random_stay(rng, n)
+        whole = model.score_frame(stay)
+        for last in (1, 3, n, n + 4):
+            np.testing.assert_array_equal(model.score_frame(stay, last=last),
+                                          whole[-last:])
