@@ -55,6 +55,7 @@ from backend.storage import census  # noqa: E402
 from backend.storage.cassandra import connect  # noqa: E402
 from backend.storage.migrate import migrate  # noqa: E402
 from backend.storage.risk_scores import ModelScore, RiskScoreStore, days_back  # noqa: E402
+from bench.support import Sampler, cpu_between  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -242,6 +243,9 @@ def main() -> None:
         t0 = time.monotonic()
         job.start(ready_timeout=300)
         t_ready = time.monotonic() - t0
+        sampler = Sampler()
+        sampler.watch("job", job.pid)
+        cpu_ready = sampler.snapshot()
         store = RiskScoreStore(db)
         # long stays start before the last --days days: count every day of every stay
         first = min(a.admitted_ts for a in admissions)
@@ -269,11 +273,21 @@ def main() -> None:
         print(f"offline baseline: {expected / offline_s:,.0f} scores/s; live/offline "
               f"throughput ratio {live_rate / (expected / offline_s):.3f}")
         print(f"largest |live - offline| risk difference: {max(diffs) if diffs else 'n/a'}")
-        raised = sum(1 for a in admissions for r in db.execute(
-            "SELECT rule FROM alerts_by_patient WHERE patient_id = %s", (a.patient_id,))
-            if r["rule"] == "sepsis_risk")
+        # The sink stores a batch's scores before its alerts: count once the count holds.
+        raised, previous = -1, -2
+        while raised != previous and time.monotonic() < deadline:
+            previous, raised = raised, sum(1 for a in admissions for r in db.execute(
+                "SELECT rule FROM alerts_by_patient WHERE patient_id = %s", (a.patient_id,))
+                if r["rule"] == "sepsis_risk")
+            if raised != previous:
+                time.sleep(3.0)
         print(f"risk alerts raised (2-hour persistence): {raised} in {expected / 24:.0f} "
               f"patient-days = {raised / (expected / 24):.2f} per patient-day")
+        used = cpu_between(cpu_ready, sampler.snapshot())
+        per_1000 = {g: round(c * used["wall_s"] / len(rows) * 1000, 2)
+                    for g, c in used["cores"].items() if len(rows)}
+        print(f"job CPU from ready to every score and alert stored, seconds per 1,000 "
+              f"scores: {per_1000}")
         job.stop()
         job = None
         if args.screenshot:

@@ -63,6 +63,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.settings import Settings, get_settings  # noqa: E402
+from bench.risk_burst import scoring_batches  # noqa: E402
 from bench.split_job import fast_checkpoint, fast_settings, split_topics  # noqa: E402
 from bench.support import (  # noqa: E402
     Sampler,
@@ -95,7 +96,9 @@ def generator_config(patients: int, start_ms: int, *, boot: str = "0", seed: int
                            seed=seed, boot=boot, duration_s=duration_s)
 
 
-def admit(settings: Settings, patients: int) -> None:
+def admit(settings: Settings, patients: int, hour_closes_in: float | None = None) -> None:
+    """Admit the beds an hour ago, or so that their first hour closes ``hour_closes_in``
+    s from now (every bed at once: the risk query's hourly scoring batch)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from backend.storage import census
@@ -106,7 +109,7 @@ def admit(settings: Settings, patients: int) -> None:
     session = connect(settings.cassandra, keyspace=False, wait_seconds=60)
     migrate(session, settings)
     session.set_keyspace(settings.cassandra.keyspace)
-    admitted = now_ms() - 3_600_000
+    admitted = now_ms() - 3_600_000 + int((hour_closes_in or 0) * 1000)
     plans = plan_patients(generator_config(patients, admitted))
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: census.admit(session, p.admission(admitted)), plans))
@@ -590,6 +593,9 @@ def phase_latency(settings: Settings, args, workdir: Path, sampler: Sampler,
                   "reading_to_alert_event_ms": dist(storm),
                   "stored_before_published": stored_first},
         "device_to_ward_state_ms": dist(tiles[len(tiles) // 20:]),
+        # when the risk query stored an hourly scoring of (nearly) every bed, s into the phase
+        "risk_scoring_batches_s": [round(t - t_start / 1000, 1) for t in
+                                   scoring_batches(job.log_path, args.patients // 2)],
         "backlog_records_every_5s": lag,
         "cpu": cpu_between(a, b),
     }
@@ -621,6 +627,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backlog", type=int, default=200_000, help="readings to drain")
     p.add_argument("--ceiling-readings", type=int, default=100_000)
     p.add_argument("--idle", type=float, default=60)
+    p.add_argument("--hour-close-at", type=float, default=None, metavar="S",
+                   help="admit the beds so that every bed's hour closes about S s into the"
+                        " paced phase (the risk query scores them all in one batch);"
+                        " default: when the paced phase starts (the cold start's readings"
+                        " are the first hour's)")
     p.add_argument("--settle", type=float, default=60,
                    help="rest after the paced phase's backlog is gone, before idle_after_load")
     p.add_argument("--skip", default="", help="comma-separated phases to skip")
@@ -656,7 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = scratch.isolate(base, workdir / "checkpoint-s" / "vitals", marker="bs",
                                allow_insecure_services=True, spark=spark,
                                alerting={"stale_after_seconds": 3600.0})
-    admit(settings, args.patients)
+    hour_closes_in = None
+    if args.hour_close_at is not None:
+        # when the paced phase will start: the cold start (~15-25 s), 20 s, the idle phase
+        before_paced = 25 + 20 + (0 if "idle" in skip else args.idle) + 5
+        hour_closes_in = before_paced + args.hour_close_at
+    admit(settings, args.patients, hour_closes_in)
     if (args.split or args.no_persist) and not ({"drain"} <= skip and not args.scale):
         raise SystemExit("--split, --no-persist: the drain and scale phases measure the"
                          " shipped job's persisted rows; add --skip drain, leave out --scale")

@@ -40,7 +40,7 @@ class Interval:
     during_persist: bool
 
 
-def _time(line: str) -> float | None:
+def log_time(line: str) -> float | None:
     try:
         return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
     except ValueError:
@@ -52,7 +52,7 @@ def intervals(lines: list[str]) -> tuple[list[Interval], list[tuple[float, float
     alarm: list[tuple[float, int, int]] = []
     persist: list[tuple[float, float]] = []
     for line in lines:
-        at = _time(line)
+        at = log_time(line)
         if at is None:
             continue
         if m := PERSIST.search(line):

@@ -141,16 +141,19 @@ class RiskSink:
         self.publisher = TransactionalPublisher(settings.kafka, name, checkpoint)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.toPandas()
+        started = time.monotonic()
+        rows = batch.toPandas()  # runs the batch: the Kafka read, the state, the scoring
         if not rows.empty:
-            self.write(rows, batch_id)
+            self.write(rows, batch_id, collect_ms=round((time.monotonic() - started) * 1000))
 
-    def write(self, rows: pd.DataFrame, batch_id: int) -> None:
+    def write(self, rows: pd.DataFrame, batch_id: int, collect_ms: int = 0) -> None:
+        started = time.monotonic()
         now_ms = int(time.time() * 1000)
         scores = [HourScore.from_json(p) for p in rows.loc[rows["kind"] == "score", "payload"]]
         alerts = [AlertEvent.model_validate_json(p)
                   for p in rows.loc[rows["kind"] == "alert", "payload"]]
         self.scores.write(scores, now_ms)
+        stored_ms = round((time.monotonic() - started) * 1000)
         for a in alerts:
             if a.event == "raised":
                 self.alerts.raise_alert(a)
@@ -161,9 +164,11 @@ class RiskSink:
             batch_id, [(topic, a.patient_id.encode(), a.model_dump_json().encode())
                        for a in alerts])
         versions = sorted({s.model_version for s in scores})
-        log.info("risk batch %d: %d hourly scores (model %s), %d alert events%s", batch_id,
+        log.info("risk batch %d: %d hourly scores (model %s), %d alert events%s "
+                 "(collect %d ms, scores stored %d ms, total %d ms)", batch_id,
                  len(scores), ", ".join(versions) or "-", len(alerts),
-                 "" if published else " (already published: replay)")
+                 "" if published else " (already published: replay)", collect_ms, stored_ms,
+                 collect_ms + round((time.monotonic() - started) * 1000))
 
     def close(self) -> None:
         self.publisher.close()
