@@ -4,11 +4,11 @@
 
 The risk query (``streaming/risk_job.py``) calls ``backend.risk.live.process`` for each
 patient with readings in a micro-batch. Most calls only add readings to the open hour;
-the call that closes an hour also computes the stay's features and scores the hour. On a
-ward every bed closes its hour within the same minute (the hours count from admission,
-and admissions cluster less than one would hope), so that cost arrives as one burst per
-hour, on the cores the alarm query needs (docs/benchmarks.md, "What froze the alarm
-query").
+the call that closes an hour also computes the stay's features and scores the hour. The
+hours count from each bed's admission, so beds admitted together (a unit opening, or
+this project's stream bench, which admits every bed at once) close their hours in the
+same batch: a burst on the cores the alarm query needs (docs/benchmarks.md, "What froze
+the alarm query", "The hourly risk scoring").
 
 The bench takes ``--patients`` stays of the active model's test split (never seen in
 training) from PhysioNet/CinC 2019 set A, places each at a random hour of its stay with
