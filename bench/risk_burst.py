@@ -64,8 +64,8 @@ def split_latency(run: Path, *, before: float, after: float, warmup: float,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="bench_stream work directories")
-    ap.add_argument("--before", type=float, default=40.0)
-    ap.add_argument("--after", type=float, default=15.0)
+    ap.add_argument("--before", type=float, default=20.0)
+    ap.add_argument("--after", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=30.0)
     ap.add_argument("--min-scores", type=int, default=500)
     args = ap.parse_args(argv)
