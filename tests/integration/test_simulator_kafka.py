@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 from click.testing import CliRunner
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from backend.messages import DeviceReading
 from backend.settings import Settings
@@ -38,18 +38,39 @@ def topic(settings: Settings) -> str:
 
 
 def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 60) -> list:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.kafka.bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, consumer_timeout_ms=5000,
-    )
+    """Every record of ``topic`` from its start, until ``expected`` arrived or the time is up.
+
+    Assigns the partitions itself rather than subscribing: nothing waits on a group's
+    assignment, and a short read says what the broker holds (``held``)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap,
+                             enable_auto_commit=False, group_id=None)
     out: list = []
     try:
         deadline = time.monotonic() + timeout_s
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.5)
+            partitions = consumer.partitions_for_topic(topic)
+        assert partitions, f"no metadata for {topic} after {timeout_s:.0f} s"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
         while len(out) < expected and time.monotonic() < deadline:
-            out.extend(consumer)
+            for records in consumer.poll(timeout_ms=1000).values():
+                out.extend(records)
     finally:
         consumer.close()
     return out
+
+
+def held(settings: Settings, topic: str) -> dict[int, int]:
+    """The broker's end offset of each partition of ``topic``: what a read should find."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
 
 
 def test_generated_readings_round_trip_keyed_and_ordered(settings: Settings, topic: str) -> None:
@@ -61,7 +82,7 @@ def test_generated_readings_round_trip_keyed_and_ordered(settings: Settings, top
     assert stats.sent == len(records) == 12 * 30 and stats.failed == 0
 
     messages = consume(settings, topic, len(records))
-    assert len(messages) == len(records)
+    assert len(messages) == len(records), held(settings, topic)
     partitions_of: dict[str, set[int]] = defaultdict(set)
     seqs: dict[tuple[int, str], list[int]] = defaultdict(list)
     received = {}
@@ -119,7 +140,7 @@ def test_cli_parallel_workers_keep_each_patient_in_order(settings: Settings,
     assert result.exit_code == 0, result.output
     assert "sent 600" in result.output
     messages = consume(settings, topic, 600)
-    assert len(messages) == 600
+    assert len(messages) == 600, held(settings, topic)
     series: dict[str, list[DeviceReading]] = defaultdict(list)
     for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
         r = DeviceReading.model_validate_json(m.value)
