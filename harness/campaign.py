@@ -62,13 +62,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from pydantic import SecretStr
 
 from backend.settings import Settings
 from harness.mailbox import free_port
 from harness.process import IcuProcess, StreamJob
-from harness.topics import consume_all
+from harness.topics import consume_all, end_offsets
 from harness.ward_screen import WardScreen
 
 FAULTS = ("kafka-broker", "cassandra-node", "spark-worker", "stream-driver",
@@ -552,7 +552,7 @@ class Campaign:
         per: dict[str, Counter] = defaultdict(Counter)
 
         # raw: each record once on the topic (offsets 0..n-1 over the partitions)
-        raw_n = _topic_size(s, t.topic_raw)
+        raw_n = sum(end_offsets(s, t.topic_raw).values())
         report["raw_on_topic"] = raw_n
         report["raw_messages_rows"] = self._raw_rows(raw_n)
 
@@ -757,16 +757,6 @@ def _ms(value: Any) -> int:
     if isinstance(value, datetime):
         return calendar.timegm(value.utctimetuple()) * 1000 + value.microsecond // 1000
     return int(value)
-
-
-def _topic_size(settings: Settings, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
-    try:
-        parts = [TopicPartition(topic, p)
-                 for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()
 
 
 def _stats(stats: Any) -> dict:

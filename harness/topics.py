@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from backend.settings import Settings
 
@@ -33,3 +33,14 @@ def consume_all(settings: Settings, topic: str, *, idle_seconds: float = 3.0) ->
     out = [json.loads(m.value) for m in consumer]
     consumer.close()
     return out
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The broker's end offset of each partition of ``topic``: how many records each has
+    taken in since it was created."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: end for tp, end in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()

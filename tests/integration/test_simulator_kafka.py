@@ -23,6 +23,7 @@ from devices.generator import GeneratorConfig, generate
 from devices.publisher import ProducerOptions, Publisher
 from devices.simulate_cli import cli
 from devices.wire import to_outgoing
+from harness.topics import end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 60
     """Every record of ``topic`` from its start, until ``expected`` arrived or the time is up.
 
     Assigns the partitions itself rather than subscribing: nothing waits on a group's
-    assignment, and a short read says what the broker holds (``held``)."""
+    assignment, and a short read can be set against what the broker holds (``end_offsets``)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap,
                              enable_auto_commit=False, group_id=None)
     out: list = []
@@ -63,16 +64,6 @@ def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 60
     return out
 
 
-def held(settings: Settings, topic: str) -> dict[int, int]:
-    """The broker's end offset of each partition of ``topic``: what a read should find."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
 def test_generated_readings_round_trip_keyed_and_ordered(settings: Settings, topic: str) -> None:
     cfg = GeneratorConfig(start_ms=1_800_000_000_000, patients=12, wards=2, duration_s=30,
                           seed=4)
@@ -82,7 +73,7 @@ def test_generated_readings_round_trip_keyed_and_ordered(settings: Settings, top
     assert stats.sent == len(records) == 12 * 30 and stats.failed == 0
 
     messages = consume(settings, topic, len(records))
-    assert len(messages) == len(records), held(settings, topic)
+    assert len(messages) == len(records), end_offsets(settings, topic)
     partitions_of: dict[str, set[int]] = defaultdict(set)
     seqs: dict[tuple[int, str], list[int]] = defaultdict(list)
     received = {}
@@ -140,7 +131,7 @@ def test_cli_parallel_workers_keep_each_patient_in_order(settings: Settings,
     assert result.exit_code == 0, result.output
     assert "sent 600" in result.output
     messages = consume(settings, topic, 600)
-    assert len(messages) == 600, held(settings, topic)
+    assert len(messages) == 600, end_offsets(settings, topic)
     series: dict[str, list[DeviceReading]] = defaultdict(list)
     for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
         r = DeviceReading.model_validate_json(m.value)
