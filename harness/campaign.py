@@ -402,7 +402,7 @@ class Campaign:
         return out
 
     def alert_events(self) -> list[dict]:
-        return consume_all(self.settings, self.settings.kafka.topic_alerts, idle_seconds=2)
+        return consume_all(self.settings, self.settings.kafka.topic_alerts)
 
     def expected_mail(self, events: list[dict] | None = None,
                       lifecycle: list[dict] | None = None) -> set[str]:
@@ -413,8 +413,7 @@ class Campaign:
         am = self.settings.alert_manager
         events = self.alert_events() if events is None else events
         if lifecycle is None:
-            lifecycle = consume_all(self.settings, self.settings.kafka.topic_lifecycle,
-                                    idle_seconds=2)
+            lifecycle = consume_all(self.settings, self.settings.kafka.topic_lifecycle)
         due = set()
         for e in events:
             if e["event"] == "raised" and e["priority"] in am.email_on_raise:
@@ -475,8 +474,8 @@ class Campaign:
         t = self.settings.kafka
 
         def accounted() -> bool:
-            validated = consume_all(self.settings, t.topic_validated, idle_seconds=2)
-            letters = consume_all(self.settings, t.topic_deadletter, idle_seconds=1)
+            validated = consume_all(self.settings, t.topic_validated)
+            letters = consume_all(self.settings, t.topic_deadletter)
             return len(validated) + sum(1 for d in letters if not d["field"]) >= n
 
         try:
@@ -530,14 +529,14 @@ class Campaign:
         s = self.settings
         t = s.kafka
         sent = self.sent
-        validated = consume_all(s, t.topic_validated, idle_seconds=3)
-        letters = consume_all(s, t.topic_deadletter, idle_seconds=2)
+        validated = consume_all(s, t.topic_validated)
+        letters = consume_all(s, t.topic_deadletter)
         whole = [d for d in letters if not d["field"]]
         # the mailbox before the alert topics: the manager publishes an escalation in
         # the tick before it delivers the e-mail, so an e-mail read here has its event
         got = Counter(self.mail_keys())
         events = self.alert_events()
-        lifecycle = consume_all(s, t.topic_lifecycle, idle_seconds=2)
+        lifecycle = consume_all(s, t.topic_lifecycle)
         windows = self._windows()
 
         def window(ts_ms: int) -> str:

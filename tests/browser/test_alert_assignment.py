@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore
 from backend.users import create_user
+from harness import audit_trail
 from tests.browser.support import click, set_viewport, settled, wait, wait_text, wait_texts
 
 pytestmark = pytest.mark.browser
@@ -139,8 +139,7 @@ def test_the_charge_nurse_assigns_sees_who_holds_what_and_reassigns(live_web, br
     row = lc.get("g-1")
     assert (row.assigned_to, row.assigned_by, row.status) == ("nurse-bea", charge,
                                                                        "raised")
-    today = datetime.now(UTC).date()
-    events = audit.search(db, today, today, actor=charge, action=audit.ALERT_ASSIGNED)
+    events = audit_trail.recent(db, actor=charge, action=audit.ALERT_ASSIGNED)
     assert [e.target_id for e in events] == ["g-1", "g-1"]
     if os.environ.get("ICU_SAVE_SCREENSHOTS"):
         settled(browser)

@@ -29,6 +29,7 @@ from backend.auth_policy import Role
 from backend.messages import AlertEvent, Priority
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from harness import audit_trail
 from harness.mailbox import Mailbox
 from tests.browser.support import click, set_viewport, settled, type_into, wait, wait_text
 
@@ -97,8 +98,7 @@ def test_acknowledge_from_the_email_link(live_web, browser) -> None:
     last = lc.history("e-1")[-1]
     assert (last.action, last.actor, last.via, last.comment) == (
         "acknowledge", nurse, "email_link", "coming")
-    today = datetime.now(UTC).date()
-    audited = [ev for ev in audit.search(db, today, today, action=audit.ALERT_ACKNOWLEDGED)
+    audited = [ev for ev in audit_trail.recent(db, action=audit.ALERT_ACKNOWLEDGED)
                if ev.target_id == "e-1"]
     assert [(ev.actor, ev.via) for ev in audited] == [(nurse, "email_link")]
 
@@ -192,8 +192,7 @@ def test_alert_inbox_actions_history_and_screenshot(live_web, browser) -> None:
     for part in ("Escalated (level 1: notified charge_nurse)", "e-mail link", "on my way",
                  "Resolved", "fluids, NEWS2 down"):
         assert part in history, part
-    today = datetime.now(UTC).date()
-    views = audit.search(db, today, today, actor=nurse, action=audit.PATIENT_VIEWED)
+    views = audit_trail.recent(db, actor=nurse, action=audit.PATIENT_VIEWED)
     assert {"pt-10", "pt-12"} <= {v.target_id for v in views}  # opening an alert is audited
     set_viewport(browser, 1920, 1080)
     settled(browser)

@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ from backend.storage.alerts import AlertStore
 from backend.storage.risk_scores import RiskScoreStore
 from devices.generator import GeneratorConfig, generate, plan_patients
 from devices.waveform_replay import chunks, load, publish
+from harness import audit_trail
 from harness.process import StreamJob
 from harness.waiting import wait_until
 from tests.browser.support import (
@@ -386,8 +386,7 @@ def test_physician_opens_patient_from_ward_switches_ranges_sees_alerts_and_adds_
     wait(browser, EC.text_to_be_present_in_element((By.ID, "patient-notes"), note))
     assert not browser.find_elements(By.CSS_SELECTOR, "#patient-notes b")
     wait_texts(browser, "#patient-timeline g.textpoint text", lambda ts: "note" in ts)
-    today = datetime.now(UTC).date()
-    events = audit.search(system.db, today, today, patient_id=system.patient_id)
+    events = audit_trail.recent(system.db, patient_id=system.patient_id)
     actions = {e.action for e in events}
     assert {audit.PATIENT_VIEWED, NOTE_ADDED} <= actions
 
@@ -547,7 +546,6 @@ def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSyste
     got = {(d.ts, k.value if hasattr(k, "value") else k): np.float32(v)
            for d in back for k, v in d.vitals.items() if v not in (None, 0)}
     assert got == expected
-    today = datetime.now(UTC).date()
-    exports = audit.search(system.db, today, today, patient_id=system.patient_id,
+    exports = audit_trail.recent(system.db, patient_id=system.patient_id,
                            action=audit.PATIENT_EXPORTED)
     assert exports and exports[0].actor == system.users[Role.PHYSICIAN][0]

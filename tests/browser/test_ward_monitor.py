@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,6 @@ from pydantic import SecretStr
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
-from backend import audit
 from backend.admission import Admission
 from backend.audit import ALERT_ACKNOWLEDGED
 from backend.auth_policy import Role
@@ -43,6 +41,7 @@ from backend.messages import AlertEvent, DeviceReading, Priority
 from backend.settings import Settings
 from backend.storage import census
 from backend.storage.alerts import AlertStore
+from harness import audit_trail
 from harness.process import StreamJob
 from harness.topics import consume_all
 from tests.browser.support import (
@@ -403,8 +402,7 @@ def test_nurse_sees_live_values_and_acknowledges_an_alarm(system: WardSystem, br
     assert "is-ok" in toast_class
     row = AlertStore(system.db).get(e.alert_id)
     assert (row.status, row.status_by) == ("acknowledged", nurse)
-    today = datetime.now(UTC).date()
-    entries = [a for a in audit.search(system.db, today, today, actor=nurse,
+    entries = [a for a in audit_trail.recent(system.db, actor=nurse,
                                        action=ALERT_ACKNOWLEDGED) if a.target_id == e.alert_id]
     assert len(entries) == 1 and entries[0].via == "ward_screen"
     assert patient(TEST_WARD, "3") in entries[0].detail

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 
 import pytest
 
-from backend import audit
 from backend.admission import Admission
 from backend.alerting.lifecycle import Lifecycle
 from backend.audit import ALERT_ACKNOWLEDGED
@@ -25,6 +23,7 @@ from backend.storage import census
 from backend.storage.alerts import AlertStore, clock_text
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
+from harness import audit_trail
 from webapp.live.follower import LiveFollower
 from webapp.live.lifecycle import LifecyclePublisher, lifecycle_handler
 from webapp.live.state import WardState
@@ -81,8 +80,7 @@ def test_concurrent_acknowledgements_one_wins_the_other_is_told_who(db) -> None:
     for n in range(RACES):
         race(n)
 
-    today = datetime.now(UTC).date()
-    audited = audit.search(first, today, today, action=ALERT_ACKNOWLEDGED)
+    audited = audit_trail.recent(first, action=ALERT_ACKNOWLEDGED)
     winners = []
     for n, results in outcomes.items():
         assert set(results) == {"n.kim", "j.doe"}, results

@@ -27,7 +27,7 @@ from backend.messages import AlertEvent, Priority
 from backend.settings import Settings
 from backend.storage.alerts import AlertStore
 from backend.users import create_user, disable_user, get_user
-from harness import REPO
+from harness import REPO, audit_trail
 from harness.mailbox import Mailbox
 from harness.waiting import Clock, wait_until
 
@@ -188,12 +188,11 @@ def test_cli_sets_email_and_wards_refuses_bad_input_and_audits(
     listing = icu(settings, "list")
     assert "ann.lee" in listing.stdout and "wards: all" in listing.stdout
 
-    today = datetime.now(UTC).date()
-    events = audit.search(db, today - timedelta(days=1), today, action=audit.USER_CONTACT_SET)
+    events = audit_trail.recent(db, action=audit.USER_CONTACT_SET)
     assert [ev.detail for ev in sorted(events, key=lambda ev: ev.ts)] == [
         "email=Ann.Lee@hospital.org wards=ICU-C", "email=(none) wards=(all)"]
     assert all(ev.via == "cli" and ev.actor.startswith("os:") for ev in events)
-    created = audit.search(db, today - timedelta(days=1), today, action=audit.USER_CREATED)
+    created = audit_trail.recent(db, action=audit.USER_CREATED)
     assert [ev.detail for ev in created] == [
         "role=nurse email=Ann.Lee@hospital.org wards=ICU-A,ICU-B"]
 

@@ -167,12 +167,12 @@ def test_every_reading_stored_exactly_once_through_broker_and_node_kills(
         expected = {_identity(r.value) for r in records}
 
         def evaluated() -> list[dict] | None:
-            out = consume_all(settings, settings.kafka.topic_validated, idle_seconds=3)
+            out = consume_all(settings, settings.kafka.topic_validated)
             return out if len(out) >= len(records) else None
 
         validated = wait_until(evaluated, timeout=240, interval=5,
                                what="every reading evaluated")
-        letters = consume_all(settings, settings.kafka.topic_deadletter, idle_seconds=2)
+        letters = consume_all(settings, settings.kafka.topic_deadletter)
         counts = Counter((v["patient_id"], v["device_id"], v["seq"]) for v in validated)
         dupes = {k: n for k, n in counts.items() if n > 1}
         assert not dupes, f"{len(dupes)} readings published more than once: " \

@@ -8,13 +8,11 @@ consumes it back. The CLI gets the test's settings as its click context object.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
 
 import pytest
 from click.testing import CliRunner
-from kafka import KafkaConsumer, TopicPartition
 
 from backend.messages import DeviceReading
 from backend.settings import Settings
@@ -23,7 +21,7 @@ from devices.generator import GeneratorConfig, generate
 from devices.publisher import ProducerOptions, Publisher
 from devices.simulate_cli import cli
 from devices.wire import to_outgoing
-from harness.topics import end_offsets
+from harness.topics import end_offsets, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -38,32 +36,6 @@ def topic(settings: Settings) -> str:
     return settings.kafka.topic_raw
 
 
-def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 60) -> list:
-    """Every record of ``topic`` from its start, until ``expected`` arrived or the time is up.
-
-    Assigns the partitions itself rather than subscribing: nothing waits on a group's
-    assignment, and a short read can be set against what the broker holds (``end_offsets``)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap,
-                             enable_auto_commit=False, group_id=None)
-    out: list = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions and time.monotonic() < deadline:
-            time.sleep(0.5)
-            partitions = consumer.partitions_for_topic(topic)
-        assert partitions, f"no metadata for {topic} after {timeout_s:.0f} s"
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        while len(out) < expected and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                out.extend(records)
-    finally:
-        consumer.close()
-    return out
-
-
 def test_generated_readings_round_trip_keyed_and_ordered(settings: Settings, topic: str) -> None:
     cfg = GeneratorConfig(start_ms=1_800_000_000_000, patients=12, wards=2, duration_s=30,
                           seed=4)
@@ -72,7 +44,7 @@ def test_generated_readings_round_trip_keyed_and_ordered(settings: Settings, top
         to_outgoing(records), out=None)
     assert stats.sent == len(records) == 12 * 30 and stats.failed == 0
 
-    messages = consume(settings, topic, len(records))
+    messages = read_topic(settings, topic, at_least=len(records))
     assert len(messages) == len(records), end_offsets(settings, topic)
     partitions_of: dict[str, set[int]] = defaultdict(set)
     seqs: dict[tuple[int, str], list[int]] = defaultdict(list)
@@ -97,7 +69,7 @@ def test_cli_replays_a_real_stay_into_kafka(settings: Settings, topic: str) -> N
         "--bootstrap", settings.kafka.bootstrap, "--topic", topic,
     ], obj=Settings(kafka={"bootstrap": "127.0.0.1:1", "topic_raw": "nowhere"}))
     assert result.exit_code == 0, result.output
-    messages = consume(settings, topic, 72)
+    messages = read_topic(settings, topic, at_least=72)
     readings = sorted((DeviceReading.model_validate_json(m.value) for m in messages),
                       key=lambda r: r.seq)
     assert [r.seq for r in readings] == list(range(72))
@@ -112,7 +84,7 @@ def test_cli_injects_faults_for_the_dead_letter_path(settings: Settings, topic: 
     ], obj=settings)
     assert result.exit_code == 0, result.output
     assert "injected faults" in result.output
-    messages = consume(settings, topic, 600)
+    messages = read_topic(settings, topic, at_least=600)
     bad = 0
     for m in messages:
         try:
@@ -130,7 +102,7 @@ def test_cli_parallel_workers_keep_each_patient_in_order(settings: Settings,
     ], obj=settings)
     assert result.exit_code == 0, result.output
     assert "sent 600" in result.output
-    messages = consume(settings, topic, 600)
+    messages = read_topic(settings, topic, at_least=600)
     assert len(messages) == 600, end_offsets(settings, topic)
     series: dict[str, list[DeviceReading]] = defaultdict(list)
     for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
@@ -156,7 +128,7 @@ def test_admissions_are_registered_before_publishing(settings: Settings, topic: 
         "--seed", "11", "--progress", "0", "--id-prefix", f"it{uuid.uuid4().hex[:6]}",
     ], obj=settings)
     assert result.exit_code == 0, result.output
-    messages = consume(settings, topic, 15)
+    messages = read_topic(settings, topic, at_least=15)
     patient_ids = {DeviceReading.model_validate_json(m.value).patient_id for m in messages}
     assert len(patient_ids) == 3
     session = connect(settings.cassandra)
