@@ -26,7 +26,7 @@ def publish(settings: Settings, records: Iterable[tuple[bytes | None, bytes]]) -
 
 
 def read_topic(settings: Settings, topic: str, *, at_least: int | None = None,
-         timeout_s: float = 60.0) -> list[ConsumerRecord]:
+               timeout_s: float = 60.0) -> list[ConsumerRecord]:
     """The records of ``topic`` from its start (committed ones only, as the platform's
     readers see them): with ``at_least``, until that many arrived or ``timeout_s`` passed;
     without, everything up to the end the topic had when called (a snapshot).
@@ -40,13 +40,7 @@ def read_topic(settings: Settings, topic: str, *, at_least: int | None = None,
     out: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions and time.monotonic() < deadline:
-            time.sleep(0.2)
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise AssertionError(f"no metadata for topic {topic} after {timeout_s:.0f} s")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = _partitions(consumer, topic, timeout_s)
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = None if at_least is not None else consumer.end_offsets(tps)
@@ -81,7 +75,20 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     taken in since it was created."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return {tp.partition: end for tp, end in consumer.end_offsets(parts).items()}
+        tps = _partitions(consumer, topic, 60.0)
+        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
+
+
+def _partitions(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[TopicPartition]:
+    """``topic``'s partitions, once the consumer has its metadata (a fresh client may not
+    yet); no metadata within ``timeout_s`` is an error, not an empty topic."""
+    deadline = time.monotonic() + timeout_s
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions and time.monotonic() < deadline:
+        time.sleep(0.2)
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise AssertionError(f"no metadata for topic {topic} after {timeout_s:.0f} s")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]

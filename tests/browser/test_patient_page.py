@@ -547,5 +547,5 @@ def test_fhir_download_validates_round_trips_and_is_audited(system: PatientSyste
            for d in back for k, v in d.vitals.items() if v not in (None, 0)}
     assert got == expected
     exports = audit_trail.recent(system.db, patient_id=system.patient_id,
-                           action=audit.PATIENT_EXPORTED)
+                                 action=audit.PATIENT_EXPORTED)
     assert exports and exports[0].actor == system.users[Role.PHYSICIAN][0]

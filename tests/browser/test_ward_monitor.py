@@ -402,8 +402,8 @@ def test_nurse_sees_live_values_and_acknowledges_an_alarm(system: WardSystem, br
     assert "is-ok" in toast_class
     row = AlertStore(system.db).get(e.alert_id)
     assert (row.status, row.status_by) == ("acknowledged", nurse)
-    entries = [a for a in audit_trail.recent(system.db, actor=nurse,
-                                       action=ALERT_ACKNOWLEDGED) if a.target_id == e.alert_id]
+    entries = [a for a in audit_trail.recent(system.db, actor=nurse, action=ALERT_ACKNOWLEDGED)
+               if a.target_id == e.alert_id]
     assert len(entries) == 1 and entries[0].via == "ward_screen"
     assert patient(TEST_WARD, "3") in entries[0].detail
     lifecycle = [m for m in consume_all(system.settings, system.settings.kafka.topic_lifecycle)

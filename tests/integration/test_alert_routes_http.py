@@ -47,7 +47,7 @@ def test_email_ack_route_login_role_csrf_and_single_use(web) -> None:  # noqa: F
         r = s.get(web.url(path), allow_redirects=False, timeout=10)
         assert r.status_code == 403 and 'id="forbidden"' in r.text
     denied = audit_trail.recent(web.db, actor=web.users[Role.ADMIN],
-                          action=audit.ACCESS_DENIED)
+                                action=audit.ACCESS_DENIED)
     assert any(e.target_id == "alerts.acknowledge" for e in denied)
     # the audit trail keeps the route's pattern, never the token (it could be replayed)
     assert all(token not in e.detail for e in denied)

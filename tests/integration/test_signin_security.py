@@ -126,7 +126,7 @@ def test_a_lock_cannot_keep_the_owner_out_of_a_known_browser_and_admin_unlocks(w
     assert r.status_code == 200 and f"Unlocked {name}" in r.text, r.text[:500]
     assert web.login(name).last_login.status_code == 302
     assert audit_trail.recent(web.db, action=audit.USER_UNLOCKED,
-                        actor=web.users[Role.ADMIN])
+                              actor=web.users[Role.ADMIN])
 
 
 def test_idle_timeout_per_role_and_absolute_lifetime(web) -> None:
