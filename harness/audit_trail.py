@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-
 from backend import audit
 from backend.audit import AuditEvent
-
-
-def recent_days() -> tuple[date, date]:
-    """Yesterday and today (UTC). A test that starts before midnight and reads the log
-    after it still finds its own entries; its keyspace is new, so nothing older is there."""
-    today = datetime.now(UTC).date()
-    return today - timedelta(days=1), today
+from harness.days import recent_days
 
 
 def recent(session, actor: str | None = None, action: str | None = None,

@@ -81,10 +81,12 @@ def cassandra_conf(settings: Settings) -> dict[str, str]:
 
 
 def spark_session(settings: Settings, app_name: str = "icu-vitals",
-                  *, archive: ClassArchive | None = None) -> SparkSession:
+                  *, archive: ClassArchive | None = None,
+                  java_options: str = "") -> SparkSession:
     """The session, in a new driver JVM unless this process already has one. With
     ``archive``, a new JVM maps that class-data archive, or writes it at exit
-    (``job_session``)."""
+    (``job_session``); ``java_options`` go to that JVM before the configured
+    ``SparkSettings.driver_java_options``."""
     cfg = settings.spark
     # Workers must run the driver's interpreter (the venv with pandas and pyarrow), not
     # whatever ``python3`` is first on the PATH.
@@ -127,7 +129,8 @@ def spark_session(settings: Settings, app_name: str = "icu-vitals",
         .config("spark.scheduler.allocation.file", str(_pools_file(settings)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.extraJavaOptions",
-                " ".join(filter(None, ("-Dlog4j2.level=WARN", cfg.driver_java_options,
+                " ".join(filter(None, ("-Dlog4j2.level=WARN", java_options,
+                                       cfg.driver_java_options,
                                        archive and archive.java_options()))))
     )
     for key, value in cassandra.items():
@@ -142,7 +145,8 @@ def job_session(settings: Settings, app_name: str) -> tuple[SparkSession, Callab
     archive = None
     if settings.spark.class_archive and SparkContext._gateway is None:
         archive = ClassArchive.for_app(settings.cache_dir, app_name, connector_jars(settings))
-    spark = spark_session(settings, app_name, archive=archive)
+    spark = spark_session(settings, app_name, archive=archive,
+                          java_options=settings.spark.job_jit_options)
     # The job's process group gets SIGTERM/SIGINT as one (systemd, a terminal's Ctrl-C).
     # Left to itself the JVM would run its shutdown hooks at once, tearing the context
     # down under the queries the driver is stopping (and writing no usable archive);

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
 from devices.hostile import Ward, generate
+from harness.days import recent_days
 from harness.process import StreamJob
 from harness.topics import consume_all, publish
 from harness.waiting import wait_until
@@ -26,11 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WARD = Ward("ICU-X", {f"x{i}": f"{i:02d}" for i in range(8)})
 CORRUPT = "x-corrupt"
-
-
-def _days() -> tuple:
-    day = datetime.now(UTC).date()
-    return day - timedelta(days=1), day
 
 
 def _normal(patient: str, bed: str, seq: int, ts: int) -> tuple[bytes, bytes]:
@@ -93,7 +88,7 @@ def test_hostile_records_are_stored_or_dead_lettered_and_the_stream_goes_on(
 
         wait_until(lambda: raw_rows() == len(records), timeout=120, what="raw messages stored")
         wait_until(lambda: session.execute(
-            "SELECT count(*) AS n FROM deadletters_by_day WHERE day IN (%s, %s)", _days()
+            "SELECT count(*) AS n FROM deadletters_by_day WHERE day IN (%s, %s)", recent_days()
         ).one()["n"] == len(letters), timeout=120, what="dead letters stored")
 
         # and the stream still works for every bed

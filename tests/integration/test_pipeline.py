@@ -23,6 +23,7 @@ from backend.settings import Settings
 from backend.storage import census
 from backend.storage.cassandra import connect
 from backend.storage.migrate import migrate
+from harness.days import recent_days
 from harness.process import StreamJob
 from harness.topics import consume_all, publish
 from harness.waiting import wait_until
@@ -66,15 +67,8 @@ def count_readings(session, patient: str) -> int:
     return session.execute(
         "SELECT count(*) AS n FROM readings_by_patient_day"
         " WHERE patient_id = %s AND day IN (%s, %s)",
-        (patient, *days()),
+        (patient, *recent_days()),
     ).one()["n"]
-
-
-def days():
-    from datetime import UTC, datetime, timedelta
-
-    today = datetime.now(UTC).date()
-    return today - timedelta(days=1), today
 
 
 def alerts_of(session, patient: str) -> list[dict]:
@@ -136,7 +130,7 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
     # The 277/min reading is kept without its pulse; the sensor-off SpO2 is not a value.
     p2_rows = {r["seq"]: r for r in session.execute(
         "SELECT seq, pulse, spo2, hr, sensors_off FROM readings_by_patient_day"
-        " WHERE patient_id = %s AND day IN (%s, %s)", (P2, *days()))}
+        " WHERE patient_id = %s AND day IN (%s, %s)", (P2, *recent_days()))}
     assert p2_rows[40]["pulse"] is None and p2_rows[40]["hr"] == 75
     assert p2_rows[31]["spo2"] is None and p2_rows[31]["sensors_off"] == {"spo2"}
 
@@ -165,7 +159,7 @@ def test_scripted_scenario_then_crash_and_restart(pipeline) -> None:
         for row in session.execute(
                 "SELECT seq, device_id, kafka_partition, kafka_offset FROM"
                 " readings_by_patient_day WHERE patient_id = %s AND day IN (%s, %s)",
-                (patient, *days())):
+                (patient, *recent_days())):
             raw = session.execute(
                 "SELECT payload FROM raw_messages WHERE topic = %s AND kafka_partition = %s"
                 " AND offset_bucket = 0 AND kafka_offset = %s",

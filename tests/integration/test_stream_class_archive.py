@@ -30,8 +30,11 @@ def test_written_at_a_stop_then_mapped_at_the_next_start(
 
     job.start()
     try:
-        assert "-XX:ArchiveClassesAtExit=" in Path(
-            f"/proc/{_jvm(job.pid)}/cmdline").read_bytes().decode().replace("\0", " ")
+        flags = Path(f"/proc/{_jvm(job.pid)}/cmdline").read_bytes().decode().split("\0")
+        assert any(f.startswith("-XX:ArchiveClassesAtExit=") for f in flags), flags
+        # The job's JIT thresholds reach its JVM, which started with them.
+        jit = settings.spark.job_jit_options.split()
+        assert jit and set(jit) <= set(flags), flags
     finally:
         job.stop(timeout=120)
     assert job.proc.returncode == 0, job.tail()
