@@ -167,9 +167,9 @@ class SparkSettings(BaseModel):
     # The long-running job commands' JIT: C2 compiles a method only after ten times the
     # default calls and loops. Each micro-batch runs Spark's planning code a few times, and
     # at the defaults it kept crossing the thresholds: C2 was the JVM's largest CPU user
-    # under load. Raised, the alarm query evaluates 13 % faster in a drain, the storm's
-    # alert p99 and the cold start are shorter in every pair measured, and the idle job
-    # after a cold start is lighter (docs/benchmarks.md, "... the JIT's thresholds").
+    # under load. Raised, the cold start is shorter (11 of 11 pairs measured), the idle job
+    # after it lighter, the storm's alert p99 shorter in 5 of 5 short pairs, and ten paced
+    # minutes are no slower (docs/benchmarks.md, "... the JIT's thresholds").
     # Batch sessions (training, site studies) keep the defaults; "" turns it off.
     job_jit_options: str = ("-XX:Tier4InvocationThreshold=50000 "
                             "-XX:Tier4MinInvocationThreshold=6000 "
