@@ -164,7 +164,8 @@ class SparkSettings(BaseModel):
     driver_memory: str = "1g"
     # More JVM options for the driver, e.g. a flight recording for a profile.
     driver_java_options: str = ""
-    # The long-running job commands' JIT: C2 compiles a method only after ten times the
+    # The long-running job commands' driver JVM (in local mode the executors too; a
+    # cluster's executors keep the defaults): C2 compiles a method only after ten times the
     # default calls and loops. Each micro-batch runs Spark's planning code a few times, and
     # at the defaults it kept crossing the thresholds: C2 was the JVM's largest CPU user
     # under load. Raised, the cold start is shorter (11 of 11 pairs measured), the idle job
