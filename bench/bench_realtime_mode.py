@@ -3,20 +3,25 @@ the stream: does the stateless half of the job (parse, validate, score every rea
 publish ``vitals.validated``) reach the issue's p50 <= 1 s / p99 <= 2 s on this machine
 when Spark runs it continuously instead of batch by batch?
 
-Real-time Mode needs Spark 4.1+ (stateful operators: 4.3+, JVM ``transformWithState``
-only; Maven Central serves the Kafka connector up to 4.2.0 as of 2026-12), and the
-project ships Spark 3.5 for the Cassandra connector, so this bench runs in a venv of its
-own; of the project it imports only ``bench.support`` (standard library and psutil). The
-connector's jars come from Maven Central through Maven (Ivy's ``spark.jars.packages``
-also asks repos.spark-packages.org, which this machine cannot reach): a ``pom.xml`` in
-/tmp/rtm-jars whose one dependency is ``org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0``,
-then
+Real-time Mode needs Spark 4.1+; its stateful operators (``dropDuplicates``,
+aggregations, the JVM ``transformWithState``) need 4.3+, and no Python operator runs in it
+(4.3.0: ``MapInPandasExec`` is not in its allowlist). The project ships Spark 3.5 for the
+Cassandra connector, so this bench runs in a venv of its own; of the project it imports
+only ``bench.support`` (standard library and psutil). Maven Central serves Spark 4.3.0
+(2026-12-04) but its Kafka connector only up to 4.2.0, which runs on 4.3.0 (measured:
+docs/benchmarks.md, "Spark 4.3.0"). The connector's jars come from Maven Central through
+Maven (Ivy's ``spark.jars.packages`` also asks repos.spark-packages.org, which this
+machine cannot reach): a ``pom.xml`` in /tmp/rtm-jars whose one dependency is
+``org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0``, then
 
-    python3 -m venv /tmp/rtm && /tmp/rtm/bin/pip install pyspark==4.2.0 kafka-python psutil
+    python3 -m venv /tmp/rtm && /tmp/rtm/bin/pip install pyspark==4.3.0 kafka-python psutil
     (cd /tmp/rtm-jars && mvn -q dependency:copy-dependencies -DoutputDirectory=lib)
     /tmp/rtm/bin/python bench/bench_realtime_mode.py --patients 1000 --seconds 120 \
-        --jars /tmp/rtm-jars/lib
-    ... --dedup      # + dropDuplicates, the stateful step (Real-time Mode: Spark 4.3+)
+        --jars /tmp/rtm-jars/lib --master 'local[4]'
+    ... --dedup      # + dropDuplicates, the stateful step: a Real-time Mode query's
+                     # stages run at once, so local[N] needs N >= source + shuffle partitions
+    ... --source vitals.raw.bs<hex> --modes realtime --dedup   # read the shipped job's
+                     # input while bench_stream.py paces it, instead of its own publisher
 
 One query per mode, run one after the other on the same broker: Kafka -> ``from_json``
 -> validation and per-reading NEWS2 points as Spark SQL expressions (no Python in the
@@ -82,6 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--daemon", default="pyspark.daemon",
                    help="Python worker daemon (streaming.worker_daemon: the job's own; "
                         "needs the project's venv)")
+    p.add_argument("--source", default=None,
+                   help="an existing topic of device readings to read instead of this "
+                        "bench's own publisher (e.g. the shipped job's vitals.raw while "
+                        "bench_stream.py paces it): no floor, latency from each "
+                        "reading's device time")
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--jars", type=Path, required=True,
                    help="a directory with the connector's jars (mvn dependency:copy-"
@@ -172,11 +182,12 @@ def jvm_cpu(me: psutil.Process) -> float:
 
 
 def paced_run(args: argparse.Namespace, source: str, out: str, *, started: float,
-              me: psutil.Process) -> dict:
+              me: psutil.Process, publish: bool = True) -> dict:
     lat = Latencies(args.bootstrap, out)
     lat.thread.start()
-    pub = Paced(args.bootstrap, source, args.patients)
-    pub.thread.start()
+    pub = Paced(args.bootstrap, source, args.patients) if publish else None
+    if pub:
+        pub.thread.start()
     while lat.first_at is None and time.monotonic() - started < 300:
         time.sleep(0.02)
     cold = None if lat.first_at is None else round(lat.first_at - started, 1)
@@ -185,14 +196,16 @@ def paced_run(args: argparse.Namespace, source: str, out: str, *, started: float
     c0, t0 = jvm_cpu(me), time.monotonic()
     time.sleep(args.seconds)
     c1, t1 = jvm_cpu(me), time.monotonic()
-    pub.stop.set()
-    pub.thread.join()
+    if pub:
+        pub.stop.set()
+        pub.thread.join()
     time.sleep(5)
     lat.stop.set()
     lat.thread.join()
     lat.consumer.close()
     return {"cold_start_s": cold, "latency_ms": dist(lat.values),
-            "jvm_cores_paced": round((c1 - c0) / (t1 - t0), 3), "sent": pub.sent}
+            "jvm_cores_paced": round((c1 - c0) / (t1 - t0), 3),
+            "sent": pub.sent if pub else None}
 
 
 def query(spark, args: argparse.Namespace, source: str, out: str, mode: str, ckpt: str):
@@ -290,15 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
     modes = [m for m in args.modes.split(",") if m]
     topics = [f"bench.rtm.{run}.{x}" for x in ("floor", *[f"{m}.{d}" for m in modes
-                                                             for d in ("in", "out")])]
+                                                             for d in ("in", "out")])
+              if not (args.source and x.endswith((".in", "floor")))]
     admin.create_topics([NewTopic(t, args.partitions, 1) for t in topics])
     results: dict = {"args": vars(args), "spark": pyspark.__version__,
                      "load_avg_at_start": os.getloadavg()}
 
-    # The floor: publisher -> one topic -> consumer, no Spark.
-    results["floor"] = paced_run(args, topics[0], topics[0], started=time.monotonic(),
-                                 me=me)
-    print(json.dumps({"floor": results["floor"]}), flush=True)
+    if not args.source:  # the floor: publisher -> one topic -> consumer, no Spark
+        results["floor"] = paced_run(args, topics[0], topics[0], started=time.monotonic(),
+                                     me=me)
+        print(json.dumps({"floor": results["floor"]}), flush=True)
 
     jars = sorted(str(j) for j in args.jars.rglob("*.jar") if j.name.startswith(KAFKA_JARS))
     spark = (SparkSession.builder.master(args.master).appName("bench-realtime-mode")
@@ -314,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="bench-rtm-")
     try:
         for m in modes:
-            source, out = f"bench.rtm.{run}.{m}.in", f"bench.rtm.{run}.{m}.out"
+            source = args.source or f"bench.rtm.{run}.{m}.in"
+            out = f"bench.rtm.{run}.{m}.out"
             started = time.monotonic()
             q = query(spark, args, source, out, m, f"{tmp}/{m}")
-            res = paced_run(args, source, out, started=started, me=me)
+            res = paced_run(args, source, out, started=started, me=me,
+                            publish=not args.source)
             c0, t0 = jvm_cpu(me), time.monotonic()
             time.sleep(args.idle)
             res["jvm_cores_idle"] = round((jvm_cpu(me) - c0) / (time.monotonic() - t0), 3)

@@ -270,8 +270,8 @@ def phase_peer(settings: Settings, records: list, sampler: Sampler) -> dict:
     from backend.storage.cassandra import connect
 
     topic = settings.kafka.topic_raw + ".peer"
-    KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap).create_topics(
-        [NewTopic(topic, settings.kafka.partitions, 1)])
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])
     keyspace = settings.cassandra.keyspace + "_peer"
     session = connect(settings.cassandra, keyspace=False)
     session.execute(f"CREATE KEYSPACE {keyspace} WITH replication ="
@@ -294,6 +294,8 @@ def phase_peer(settings: Settings, records: list, sampler: Sampler) -> dict:
     proc.join(30)
     session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
     session.cluster.shutdown()
+    admin.delete_topics([topic])  # not one of the scratch's topics: its own to drop
+    admin.close()
     return {"readings": out["done"], "produce_per_s": round(rate),
             "readings_per_s": round(out["done"] / (out["last"] - t0)),
             "reference_alerts": out["alerts"], "cpu": cpu_between(a, b)}
