@@ -49,6 +49,7 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
     from streaming.vitals_job import Ticker, checkpoint_location, start_vitals_query
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stopping = _stop_requests()
     settings = _settings(master)
     spark, stop_session = job_session(settings, "icu-vitals")
     spark.sparkContext.setLogLevel("WARN")
@@ -70,7 +71,7 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
         queries.append(risk_query)
         closers.append(risk_sink.close)
         click.echo(f"risk stream running (checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, stop_session, queries, closers, settings)
+    _serve(spark, stop_session, queries, closers, settings, stopping)
 
 
 @cli.command("risk")
@@ -81,13 +82,14 @@ def risk_cmd(master: str | None) -> None:
     from streaming.session import job_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stopping = _stop_requests()
     settings = _settings(master)
     spark, stop_session = job_session(settings, "icu-risk")
     spark.sparkContext.setLogLevel("WARN")
     query, sink = start_risk_query(spark, settings)
     click.echo(f"risk stream running (master {settings.spark.master}, "
                f"checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, stop_session, [query], [sink.close], settings)
+    _serve(spark, stop_session, [query], [sink.close], settings, stopping)
 
 
 @cli.command("persist")
@@ -101,13 +103,14 @@ def persist_cmd(master: str | None) -> None:
     from streaming.session import job_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stopping = _stop_requests()
     settings = _settings(master)
     spark, stop_session = job_session(settings, "icu-persist")
     spark.sparkContext.setLogLevel("WARN")
     query = start_persist_query(spark, settings)
     click.echo(f"persist query running (master {settings.spark.master}, "
                f"checkpoint {persist_checkpoint_dir(settings)})")
-    _serve(spark, stop_session, [query], [], settings)
+    _serve(spark, stop_session, [query], [], settings, stopping)
 
 
 # What Spark's Kafka source reports when a checkpointed offset is no longer on the broker
@@ -127,12 +130,14 @@ def _lost_offsets_help(queries: list, settings: Settings) -> str:
     )
 
 
-def _serve(spark, stop_session: Callable[[], None], queries: list, closers: list,
-           settings: Settings) -> None:
-    """Until SIGTERM/Ctrl-C or a query fails: then stop every query, close the sinks."""
-    # The signal only sets a flag: stopping the queries from the handler would call into
-    # the JVM while the main thread is inside another call on the same py4j connection,
-    # which breaks both, so a stop exited 1 with tracebacks instead of 0.
+def _stop_requests() -> list[int]:
+    """SIGTERM and Ctrl-C from now on only append to the returned list, which ``_serve``
+    watches. Installed before the Spark session starts: a stop that came while the
+    queries were still starting killed the job (exit -15, no class archive written)
+    instead of stopping it once they had started."""
+    # Only a flag: stopping the queries from the handler would call into the JVM while
+    # the main thread is inside another call on the same py4j connection, which breaks
+    # both, so a stop exited 1 with tracebacks instead of 0.
     stopping: list[int] = []
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -140,6 +145,13 @@ def _serve(spark, stop_session: Callable[[], None], queries: list, closers: list
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    return stopping
+
+
+def _serve(spark, stop_session: Callable[[], None], queries: list, closers: list,
+           settings: Settings, stopping: list[int]) -> None:
+    """Until a stop request (``_stop_requests``) or a query fails: then stop every
+    query, close the sinks."""
     try:
         while not stopping and not spark.streams.awaitAnyTermination(1):
             pass

@@ -50,3 +50,17 @@ def test_written_at_a_stop_then_mapped_at_the_next_start(
         job.stop()
     assert job.proc.returncode == 0, job.tail()
     assert list(archives.glob("*.jsa")) == written, "a mapped archive is kept, not rewritten"
+
+
+def test_a_stop_while_the_queries_start_is_a_clean_stop(
+        isolated_settings: Settings, db, tmp_path: Path) -> None:
+    """SIGTERM the moment the alarm query runs (the persist query is then usually still
+    starting; before the stop handlers were installed first, the job died of it, -15):
+    the job stops what it started, exits 0 and writes its archive."""
+    settings = isolated_settings.model_copy(update={"cache_dir": tmp_path / "cache"})
+    job = StreamJob(settings, tmp_path / "stream.log", command=("stream", "run", "--no-risk"))
+
+    job.start()
+    job.stop(timeout=120)
+    assert job.proc.returncode == 0, job.tail()
+    assert list((settings.cache_dir / "class-archives").glob("*.jsa")), "archive written"
