@@ -67,14 +67,20 @@ _librdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
 # The publisher then drops that producer, and a new one with the same transactional id
 # fences it, aborts its open transaction and sends the batch again.
 STALL_SECONDS = 60.0
-STALL_ATTEMPTS = 3
+# Attempts at one batch's transaction before the batch fails. A failed foreachBatch is
+# not run again by Spark: it stops the query, and with it the stream job, so every
+# failure Kafka's side can get over (a timeout, an abortable error, a fenced or otherwise
+# fatal producer) is tried again here, with a new producer where the old one is unusable.
+TRANSACTION_ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 2.0
 # More than the largest batch (SparkSettings.max_offsets_per_trigger records, each with
 # its output, plus alert events), so a batch is queued without waiting for deliveries.
 QUEUE_MESSAGES = 1_000_000
 
 
-class TransactionStalled(RuntimeError):
-    """A Kafka transaction did not finish within ``STALL_SECONDS``."""
+class TransactionFailed(RuntimeError):
+    """A Kafka transaction did not commit (it timed out after ``STALL_SECONDS``, or
+    Kafka failed it); it was aborted, or its producer dropped to be fenced by the next."""
 
 
 class TransactionalPublisher:
@@ -126,9 +132,7 @@ class TransactionalPublisher:
             producer.init_transactions(STALL_SECONDS)
         except KafkaException as exc:
             _discard(producer)
-            if exc.args[0].retriable():
-                raise TransactionStalled(f"Kafka init_transactions: {exc}") from exc
-            raise
+            raise TransactionFailed(f"Kafka init_transactions: {exc}") from exc
         self._producer = producer
 
     def _new_admin(self) -> KafkaAdminClient:
@@ -175,21 +179,21 @@ class TransactionalPublisher:
     ) -> bool:
         """Publish ``(topic, key, value)`` messages atomically; ``False`` if already done.
         ``check=False``: the caller has just asked ``last_published_batch`` itself."""
-        messages = list(messages)  # sent again if a stalled transaction is retried
-        for attempt in range(1, STALL_ATTEMPTS + 1):
-            # after a stall the transaction may have committed all the same
+        messages = list(messages)  # sent again if a failed transaction is retried
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            # a transaction that timed out may have committed all the same
             if (check or attempt > 1) and batch_id <= self.last_published_batch():
                 return False
             try:
                 self._connect()
                 self._transaction(batch_id, messages)
                 return True
-            except TransactionStalled as exc:
-                if attempt == STALL_ATTEMPTS:
+            except TransactionFailed as exc:
+                if attempt == TRANSACTION_ATTEMPTS:
                     raise
-                log.warning("%s batch %d: %s; a new producer takes over (attempt %d of %d)",
-                            self.sink_name, batch_id, exc, attempt + 1, STALL_ATTEMPTS)
-                self._drop_producer()
+                log.warning("%s batch %d: %s; trying again (attempt %d of %d)",
+                            self.sink_name, batch_id, exc, attempt + 1, TRANSACTION_ATTEMPTS)
+                time.sleep(RETRY_PAUSE_SECONDS * attempt)
         return True  # not reached: the last attempt returns or raises
 
     def _transaction(self, batch_id: int, messages: list[tuple[str, bytes | None, bytes]]) -> None:
@@ -210,13 +214,17 @@ class TransactionalPublisher:
             p.commit_transaction(STALL_SECONDS)
         except KafkaException as exc:
             error = exc.args[0]
-            if error.txn_requires_abort():
-                p.abort_transaction(STALL_SECONDS)
-                raise
-            if error.retriable():  # timed out: the coordinator or a leader is moving
-                raise TransactionStalled(f"Kafka transaction: {error}") from exc
-            self._drop_producer()  # fatal (fenced, ...): a later batch starts anew
-            raise
+            aborted = False
+            if error.txn_requires_abort():  # the producer stays usable once aborted
+                with contextlib.suppress(KafkaException):
+                    p.abort_transaction(STALL_SECONDS)
+                    aborted = True
+            if not aborted:
+                # timed out (a coordinator or leader moving), fatal (fenced, ...), or the
+                # abort failed: the next producer fences this one and aborts its
+                # transaction
+                self._drop_producer()
+            raise TransactionFailed(f"Kafka transaction: {error}") from exc
         except Exception:  # ours, not Kafka's: the transaction must not stay open
             p.abort_transaction(STALL_SECONDS)
             raise

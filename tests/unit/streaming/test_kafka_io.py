@@ -1,8 +1,10 @@
 """The transactional publisher's recovery from a transaction that fails or stalls (a
-commit that times out while the transaction coordinator's broker is gone): a new
-producer takes over and the batch is published once; an abortable failure is aborted and
-raised; a fatal one drops the producer. The fakes raise what librdkafka raises; the real
-failover is tests/integration/test_replicated_cluster.py."""
+commit that times out while the transaction coordinator's broker is gone): the batch is
+tried again within the same call, since Spark does not run a failed foreachBatch again
+but stops the query. A stalled or fatal producer is dropped and a new one takes over; an
+abortable failure is aborted and the same producer tries again; the batch is published
+once. The fakes raise what librdkafka raises; the real failover is
+tests/integration/test_replicated_cluster.py and the fault campaign."""
 
 from __future__ import annotations
 
@@ -19,12 +21,16 @@ FENCED = KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True
 
 
 class _Producer:
-    def __init__(self, fails_with: KafkaError | None = None, full_queue: int = 0) -> None:
+    def __init__(self, fails_with: KafkaError | None = None, full_queue: int = 0, *,
+                 failures: int = 1_000_000, abort_fails: bool = False) -> None:
         self.fails_with = fails_with
+        self.failures = failures  # commits that fail before one succeeds
+        self.abort_fails = abort_fails
         self.full_queue = full_queue  # produce() calls refused before the queue has room
         self.sent: list[tuple] = []
         self.committed = self.aborted = self.purged = self.closed = False
         self.polled = 0
+        self.commits = 0
 
     def init_transactions(self, timeout: float) -> None:
         pass
@@ -49,11 +55,15 @@ class _Producer:
         assert offsets[0].offset > 0 and metadata == "group metadata"
 
     def commit_transaction(self, timeout: float) -> None:
-        if self.fails_with is not None:
+        self.commits += 1
+        if self.fails_with is not None and self.failures > 0:
+            self.failures -= 1
             raise KafkaException(self.fails_with)
         self.committed = True
 
     def abort_transaction(self, timeout: float) -> None:
+        if self.abort_fails:
+            raise KafkaException(TIMED_OUT)
         self.aborted = True
 
     def purge(self) -> None:
@@ -82,6 +92,7 @@ def publisher(monkeypatch: pytest.MonkeyPatch) -> kafka_io.TransactionalPublishe
     admin = type("Admin", (), {"create_topics": lambda self, topics: None})()
     monkeypatch.setattr(kafka_io, "KafkaAdminClient", lambda **kw: admin)
     monkeypatch.setattr(kafka_io, "Consumer", _GroupMember)
+    monkeypatch.setattr(kafka_io.time, "sleep", lambda s: None)
     pub = kafka_io.TransactionalPublisher(KafkaSettings(), "unit")
     pub.published = -1  # type: ignore[attr-defined]
     monkeypatch.setattr(pub, "last_published_batch", lambda: pub.published)  # type: ignore[attr-defined]
@@ -116,38 +127,65 @@ def test_a_batch_the_stalled_transaction_did_commit_is_not_sent_again(publisher,
     assert publisher.publish_batch(7, MESSAGES, check=False) is False
 
 
-def test_an_abortable_failure_is_aborted_and_raised(publisher, monkeypatch) -> None:
-    producer = _Producer(fails_with=ABORTABLE)
-    monkeypatch.setattr(publisher, "_new_producer", lambda: producer)
-    with pytest.raises(KafkaException, match="a message failed"):
-        publisher.publish_batch(3, MESSAGES, check=False)
-    assert producer.aborted and not producer.committed
-    assert publisher._producer is producer  # still usable for the batch's replay
+def test_an_abortable_failure_is_aborted_and_the_same_producer_sends_the_batch(
+        publisher, monkeypatch) -> None:
+    producer = _Producer(fails_with=ABORTABLE, failures=1)
+    made = [producer]
+    monkeypatch.setattr(publisher, "_new_producer", lambda: made.pop())
+    assert publisher.publish_batch(3, MESSAGES, check=False)
+    assert producer.aborted and producer.committed and producer.sent == MESSAGES
+    assert publisher._producer is producer and not producer.purged
 
 
-def test_a_fenced_producer_is_dropped_and_a_new_one_publishes_the_replay(
+def test_a_fenced_producer_is_dropped_and_a_new_one_sends_the_batch(
         publisher, monkeypatch) -> None:
     producers = [_Producer(fails_with=FENCED), _Producer()]
     monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
     fenced, fresh = producers
-    with pytest.raises(KafkaException, match="fenced"):
-        publisher.publish_batch(4, MESSAGES, check=False)
-    assert fenced.purged and publisher._producer is None
-    assert publisher.publish_batch(4, MESSAGES)  # Spark runs the batch again
+    assert publisher.publish_batch(4, MESSAGES, check=False)
+    assert fenced.purged and not fenced.committed
     assert fresh.committed and fresh.sent == MESSAGES
 
 
-def test_a_transaction_stalled_every_time_fails_the_batch(publisher, monkeypatch) -> None:
+def test_an_abort_that_fails_hands_the_batch_to_a_new_producer(publisher,
+                                                               monkeypatch) -> None:
+    producers = [_Producer(fails_with=ABORTABLE, abort_fails=True), _Producer()]
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
+    stuck, fresh = producers
+    assert publisher.publish_batch(6, MESSAGES, check=False)
+    assert stuck.purged and not stuck.committed
+    assert fresh.committed and fresh.sent == MESSAGES
+
+
+def test_a_failed_init_transactions_is_tried_again(publisher, monkeypatch) -> None:
+    class _Unready(_Producer):
+        def init_transactions(self, timeout: float) -> None:
+            raise KafkaException(TIMED_OUT)
+
+    producers = [_Unready(), _Producer()]
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
+    unready, fresh = producers
+    assert publisher.publish_batch(8, MESSAGES, check=False)
+    assert unready.purged and fresh.committed and fresh.sent == MESSAGES
+
+
+@pytest.mark.parametrize("error", [TIMED_OUT, ABORTABLE, FENCED],
+                         ids=["timed out", "abortable", "fenced"])
+def test_a_transaction_failing_every_time_fails_the_batch(publisher, monkeypatch,
+                                                          error: KafkaError) -> None:
     made: list[_Producer] = []
 
     def new() -> _Producer:
-        made.append(_Producer(fails_with=TIMED_OUT))
+        made.append(_Producer(fails_with=error))
         return made[-1]
 
     monkeypatch.setattr(publisher, "_new_producer", new)
-    with pytest.raises(kafka_io.TransactionStalled):
+    with pytest.raises(kafka_io.TransactionFailed):
         publisher.publish_batch(5, MESSAGES, check=False)
-    assert len(made) == kafka_io.STALL_ATTEMPTS
+    assert not any(p.committed for p in made)
+    assert sum(p.commits for p in made) == kafka_io.TRANSACTION_ATTEMPTS
+    # a producer is kept only across abortable failures
+    assert len(made) == (1 if error is ABORTABLE else kafka_io.TRANSACTION_ATTEMPTS)
 
 
 @pytest.mark.parametrize("refusals", [1, 3])
