@@ -150,6 +150,11 @@ class SparkSettings(BaseModel):
     # with it the job, fails (streaming/cassandra_retry.py). The writes are idempotent,
     # so a retry rewrites the same rows; meanwhile the screens go on following Kafka.
     persist_retry_seconds: float = Field(default=300.0, ge=0)
+    # A query that failed is started again from its checkpoint, inside the job, up to this
+    # many times within the window; one failure more stops the job for its supervisor
+    # (streaming/query_supervisor.py). 0: every failure stops the job.
+    query_restarts: int = Field(default=5, ge=0)
+    query_restart_window_seconds: float = Field(default=600.0, gt=0)
     # "hdfs" (Spark's in-memory map with delta files) or "rocksdb". The state is one small
     # row per bucket, so the in-memory map is faster (docs/benchmarks.md, "Stream design").
     # A checkpoint keeps the store it was started with.

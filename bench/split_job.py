@@ -176,24 +176,32 @@ def main() -> int:
     from streaming.persist_job import start_persist_query
     from streaming.risk_job import start_risk_query
     from streaming.session import LATENCY_POOL, THROUGHPUT_POOL, spark_session, use_pool
-    from streaming.stream_cli import _serve
+    from streaming.stream_cli import _serve, _stop_requests, _supervisor
     from streaming.vitals_job import Ticker, start_vitals_query
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stopping = _stop_requests()
     settings = get_settings()
     spark = spark_session(settings)
     spark.sparkContext.setLogLevel("WARN")
-    use_pool(spark, LATENCY_POOL)
-    fast, fast_sink = start_fast_query(spark, settings)
     alarms = alarm_settings(settings)
-    query, sink = start_vitals_query(spark, alarms)
+    queries = _supervisor(spark, settings)
+
+    def in_pool(pool: str, start: Callable[[], tuple]) -> Callable[[], tuple]:
+        def started() -> tuple:
+            use_pool(spark, pool)
+            query, sink = start()
+            return query, sink.close if sink is not None else None
+        return started
+
+    queries.start("fast", in_pool(LATENCY_POOL, lambda: start_fast_query(spark, settings)))
+    queries.start("alarm", in_pool(LATENCY_POOL, lambda: start_vitals_query(spark, alarms)))
     ticker = Ticker(alarms).start()
     print("alarm query running (split prototype: fast query + alarm query)", flush=True)
-    use_pool(spark, THROUGHPUT_POOL)
-    persist = start_persist_query(spark, settings)
-    risk, risk_sink = start_risk_query(spark, settings)
-    _serve(spark, [fast, query, persist, risk],
-           [ticker.stop, fast_sink.close, sink.close, risk_sink.close], settings)
+    queries.start("persist", in_pool(THROUGHPUT_POOL,
+                                     lambda: (start_persist_query(spark, settings), None)))
+    queries.start("risk", in_pool(THROUGHPUT_POOL, lambda: start_risk_query(spark, settings)))
+    _serve(spark.stop, queries, [ticker.stop], settings, stopping)
     return 0
 
 

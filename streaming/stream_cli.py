@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import io
 import logging
 import signal
+import sys
 from collections.abc import Callable
 
 import click
 
 from backend.settings import Settings, SparkSettings, get_settings
+from streaming.query_supervisor import QuerySupervisor, Started
 
 # The default is SparkSettings'; stated once there.
 _MASTER_HELP = ("Spark master URL (default: ICU_SPARK__MASTER, "
@@ -53,25 +58,35 @@ def run(master: str | None, risk: bool, persist: bool) -> None:
     settings = _settings(master)
     spark, stop_session = job_session(settings, "icu-vitals")
     spark.sparkContext.setLogLevel("WARN")
-    use_pool(spark, LATENCY_POOL)
-    query, sink = start_vitals_query(spark, settings)
+    queries = _supervisor(spark, settings)
+
+    def alarm() -> Started:
+        use_pool(spark, LATENCY_POOL)
+        query, sink = start_vitals_query(spark, settings)
+        return query, sink.close
+
+    queries.start("alarm", alarm)
     ticker = Ticker(settings).start()
     click.echo(f"alarm query running (master {settings.spark.master}, "
                f"checkpoint {checkpoint_location(settings)})")
-    use_pool(spark, THROUGHPUT_POOL)
-    closers = [ticker.stop, sink.close]
-    queries = [query]
     if persist:
-        queries.append(start_persist_query(spark, settings))
+        def persist_query() -> Started:
+            use_pool(spark, THROUGHPUT_POOL)
+            return start_persist_query(spark, settings), None
+
+        queries.start("persist", persist_query)
         click.echo(f"persist query running (checkpoint {persist_checkpoint_dir(settings)})")
     if risk:
         from streaming.risk_job import risk_checkpoint_dir, start_risk_query
 
-        risk_query, risk_sink = start_risk_query(spark, settings)
-        queries.append(risk_query)
-        closers.append(risk_sink.close)
+        def risk_query() -> Started:
+            use_pool(spark, THROUGHPUT_POOL)
+            query, sink = start_risk_query(spark, settings)
+            return query, sink.close
+
+        queries.start("risk", risk_query)
         click.echo(f"risk stream running (checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, stop_session, queries, closers, settings, stopping)
+    _serve(stop_session, queries, [ticker.stop], settings, stopping)
 
 
 @cli.command("risk")
@@ -86,10 +101,16 @@ def risk_cmd(master: str | None) -> None:
     settings = _settings(master)
     spark, stop_session = job_session(settings, "icu-risk")
     spark.sparkContext.setLogLevel("WARN")
-    query, sink = start_risk_query(spark, settings)
+    queries = _supervisor(spark, settings)
+
+    def risk_query() -> Started:
+        query, sink = start_risk_query(spark, settings)
+        return query, sink.close
+
+    queries.start("risk", risk_query)
     click.echo(f"risk stream running (master {settings.spark.master}, "
                f"checkpoint {risk_checkpoint_dir(settings)})")
-    _serve(spark, stop_session, [query], [sink.close], settings, stopping)
+    _serve(stop_session, queries, [], settings, stopping)
 
 
 @cli.command("persist")
@@ -107,10 +128,11 @@ def persist_cmd(master: str | None) -> None:
     settings = _settings(master)
     spark, stop_session = job_session(settings, "icu-persist")
     spark.sparkContext.setLogLevel("WARN")
-    query = start_persist_query(spark, settings)
+    queries = _supervisor(spark, settings)
+    queries.start("persist", lambda: (start_persist_query(spark, settings), None))
     click.echo(f"persist query running (master {settings.spark.master}, "
                f"checkpoint {persist_checkpoint_dir(settings)})")
-    _serve(spark, stop_session, [query], [], settings, stopping)
+    _serve(stop_session, queries, [], settings, stopping)
 
 
 # What Spark's Kafka source reports when a checkpointed offset is no longer on the broker
@@ -145,23 +167,35 @@ def _stop_requests() -> list[int]:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    # `kill -USR1 <driver>` writes every Python thread's stack to the job's log (code
+    # locations only, no data): where a job that stopped making progress is waiting.
+    # The process's own stderr (the log), whatever sys.stderr has been replaced with.
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     return stopping
 
 
-def _serve(spark, stop_session: Callable[[], None], queries: list, closers: list,
-           settings: Settings, stopping: list[int]) -> None:
-    """Until a stop request (``_stop_requests``) or a query fails: then stop every
-    query, close the sinks."""
+def _supervisor(spark, settings: Settings) -> QuerySupervisor:
+    cfg = settings.spark
+    return QuerySupervisor(spark.streams, budget=cfg.query_restarts,
+                           window_seconds=cfg.query_restart_window_seconds,
+                           restartable=lambda error: _LOST_OFFSETS not in str(error))
+
+
+def _serve(stop_session: Callable[[], None], queries: QuerySupervisor,
+           closers: list[Callable[[], None]], settings: Settings,
+           stopping: list[int]) -> None:
+    """Until a stop request (``_stop_requests``), or a query fails beyond what its
+    supervisor restarts: then stop every query, close the sinks."""
     try:
-        while not stopping and not spark.streams.awaitAnyTermination(1):
-            pass
+        while not stopping:
+            queries.wait(1)
     except Exception as exc:
         if _LOST_OFFSETS in str(exc):
-            raise click.ClickException(_lost_offsets_help(queries, settings)) from None
+            raise click.ClickException(_lost_offsets_help(queries.queries, settings)) from None
         raise
     finally:
-        for q in queries:
-            q.stop()
+        queries.stop()
         for close in closers:
             close()
         stop_session()
