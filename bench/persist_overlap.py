@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 
 from bench.support import percentile  # noqa: E402
 
-ALARM = re.compile(r"streaming\.sink batch \d+: (\d+) readings.* in \d+ ms \(collect (\d+) ms\)")
+ALARM = re.compile(r"streaming\.sink batch \d+: (\d+) readings.* in \d+ ms \(collect (\d+) ms")
 PERSIST = re.compile(r"streaming\.persist_job persist batch \d+: .* in (\d+) ms")
 WARMUP_PERSIST_BATCHES = 5
 

@@ -376,7 +376,20 @@ class Campaign:
             time.sleep(0.5)
         else:
             record.notes.append(f"not recovered within {self.plan.recover_timeout:.0f} s")
+            self._diagnose(record)
         return record
+
+    def _diagnose(self, record: FaultRecord) -> None:
+        """What the parts were doing when the platform did not recover: which had
+        exited, the stream job's last words and where its threads wait."""
+        for name, proc in self.procs.items():
+            if not proc.alive():
+                record.notes.append(f"{name} had exited ({proc.proc.returncode})")
+        job = self.procs["stream-driver"]
+        last = [line for line in job.text().splitlines()[-400:] if "py4j" not in line]
+        self.say("the stream job's log, last lines:\n" + "\n".join(last[-25:]))
+        if isinstance(job, StreamJob) and job.alive():
+            self.say("the stream job's threads:\n" + job.stacks())
 
     def _recovered(self, name: str, restarted: float) -> bool:
         """The platform is whole again after fault ``name``: the live data is fresh, and

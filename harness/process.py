@@ -98,3 +98,59 @@ class StreamJob(IcuProcess):
 
     def start(self, ready_timeout: float = 180) -> float:
         return super().start(ready_timeout)
+
+    def stacks(self, wait: float = 3.0) -> str:
+        """Where the running job is waiting: its Python threads' stacks (SIGUSR1,
+        ``streaming.stream_cli``) and its JVM's stream-execution threads (SIGQUIT, the
+        JVM's thread dump), as the job wrote them to its log. For a job that stopped
+        making progress."""
+        if not self.alive():
+            return ""
+        start = self.log_path.stat().st_size
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        for pid in _group_members(self.proc.pid):
+            if _command(pid) == "java":
+                os.kill(pid, signal.SIGQUIT)
+        time.sleep(wait)
+        with open(self.log_path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        return _interesting_threads(text)
+
+
+def _group_members(pgid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    out.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return out
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _interesting_threads(dump: str, frames: int = 12) -> str:
+    """The Python dump whole; of the JVM's, only the threads that run queries or talk
+    to Kafka, each cut to its top ``frames`` frames."""
+    keep, block, out = False, [], []
+    for line in dump.splitlines():
+        if line.startswith('"'):  # a JVM thread's header
+            if keep:
+                out.extend(block[:frames + 2])
+            block = [line]
+            keep = any(k in line for k in ("stream execution", "kafka", "Executor task"))
+        elif block:
+            block.append(line)
+        else:
+            out.append(line)
+    if keep:
+        out.extend(block[:frames + 2])
+    return "\n".join(out)
