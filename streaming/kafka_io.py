@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,6 +75,11 @@ STALL_SECONDS = 60.0
 # fatal producer) is tried again here, with a new producer where the old one is unusable.
 TRANSACTION_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 2.0
+# librdkafka bounds each call of a transaction by STALL_SECONDS, but a call can wait for a
+# coordinator request that is never sent again (confluentinc/librdkafka#5511: a group
+# coordinator on a broker librdkafka has retired). Past this deadline the producer is
+# left to its blocked call, on a thread of its own, and a new producer takes over.
+TRANSACTION_DEADLINE_SECONDS = 2 * STALL_SECONDS + 30.0
 # More than the largest batch (SparkSettings.max_offsets_per_trigger records, each with
 # its output, plus alert events), so a batch is queued without waiting for deliveries.
 QUEUE_MESSAGES = 1_000_000
@@ -186,19 +193,54 @@ class TransactionalPublisher:
                 return False
             try:
                 self._connect()
-                self._transaction(batch_id, messages)
+                self._within_deadline(batch_id, messages)
                 return True
             except TransactionFailed as exc:
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise
+                # the text, not the error: a kept log record would keep the failed
+                # producer alive through the error's traceback
                 log.warning("%s batch %d: %s; trying again (attempt %d of %d)",
-                            self.sink_name, batch_id, exc, attempt + 1, TRANSACTION_ATTEMPTS)
+                            self.sink_name, batch_id, str(exc), attempt + 1,
+                            TRANSACTION_ATTEMPTS)
                 time.sleep(RETRY_PAUSE_SECONDS * attempt)
         return True  # not reached: the last attempt returns or raises
 
-    def _transaction(self, batch_id: int, messages: list[tuple[str, bytes | None, bytes]]) -> None:
-        p = self._producer
-        assert p is not None and self._group_member is not None
+    def _within_deadline(self, batch_id: int,
+                         messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        """``_transaction`` on a thread of its own, waited for up to
+        ``TRANSACTION_DEADLINE_SECONDS``; its error is raised here."""
+        producer = self._producer
+        assert producer is not None
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                self._transaction(producer, batch_id, messages)
+                outcome.append(None)
+            except BaseException as exc:  # raised again on the batch's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name="icu-kafka-transaction", daemon=True)
+        worker.start()
+        worker.join(TRANSACTION_DEADLINE_SECONDS)
+        if worker.is_alive():
+            # not discarded: its blocked call still holds it, and the next producer of
+            # its transactional id fences it
+            if self._producer is producer:
+                self._producer = None
+            raise TransactionFailed(
+                f"Kafka transaction did not return within {TRANSACTION_DEADLINE_SECONDS:.0f} s")
+        error = outcome.pop()
+        if error is not None:
+            try:
+                raise error
+            finally:  # no cycle through this frame: the failed producer goes with the error
+                del error
+
+    def _transaction(self, p: Producer, batch_id: int,
+                     messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        assert self._group_member is not None
         try:
             p.begin_transaction()
             for topic, key, value in messages:
@@ -223,16 +265,16 @@ class TransactionalPublisher:
                 # timed out (a coordinator or leader moving), fatal (fenced, ...), or the
                 # abort failed: the next producer fences this one and aborts its
                 # transaction
-                self._drop_producer()
+                self._drop_producer(p)
             raise TransactionFailed(f"Kafka transaction: {error}") from exc
         except Exception:  # ours, not Kafka's: the transaction must not stay open
             p.abort_transaction(STALL_SECONDS)
             raise
 
-    def _drop_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            _discard(producer)
+    def _drop_producer(self, producer: Producer) -> None:
+        if self._producer is producer:  # not a newer one, after a deadline passed
+            self._producer = None
+        _discard(producer)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -248,3 +290,40 @@ def _discard(producer: Producer) -> None:
     the next producer of its transactional id."""
     with contextlib.suppress(Exception):
         producer.purge()
+    _REAPER.take(producer)
+
+
+class _Reaper:
+    """Holds dropped producers for a while, then lets them go on a thread of its own.
+
+    Freeing a librdkafka handle runs ``rd_kafka_destroy``, which waits for the handle's
+    broker threads; with a broker just lost that can take long, and a coordinator request
+    left waiting on a broker that librdkafka has retired may never finish
+    (confluentinc/librdkafka#5511). On the micro-batch's thread that would stop the
+    alarm query with it; here it only keeps this thread."""
+
+    def __init__(self, hold_seconds: float = 30.0) -> None:
+        # long enough for the failed transaction's traceback, which still holds the
+        # producer, to be gone from the batch's thread
+        self.hold_seconds = hold_seconds
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._never = threading.Event()  # waited on for the hold, never set
+
+    def take(self, producer: object) -> None:
+        self._queue.put((time.monotonic() + self.hold_seconds, producer))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="icu-producer-reaper",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            due, producer = self._queue.get()
+            self._never.wait(max(0.0, due - time.monotonic()))
+            del producer  # the last reference: librdkafka's destroy runs on this thread
+
+
+_REAPER = _Reaper()

@@ -8,6 +8,8 @@ tests/integration/test_replicated_cluster.py and the fault campaign."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
@@ -186,6 +188,48 @@ def test_a_transaction_failing_every_time_fails_the_batch(publisher, monkeypatch
     assert sum(p.commits for p in made) == kafka_io.TRANSACTION_ATTEMPTS
     # a producer is kept only across abortable failures
     assert len(made) == (1 if error is ABORTABLE else kafka_io.TRANSACTION_ATTEMPTS)
+
+
+def test_a_dropped_producer_is_freed_on_the_reapers_thread_not_the_batchs(
+        publisher, monkeypatch) -> None:
+    freed: list[str] = []
+
+    class _Tracked(_Producer):
+        def __del__(self) -> None:  # librdkafka's destroy runs where the last ref goes
+            freed.append(threading.current_thread().name)
+
+    monkeypatch.setattr(kafka_io, "_REAPER", kafka_io._Reaper(hold_seconds=0.3))
+    producers = [_Tracked(fails_with=TIMED_OUT), _Producer()]
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
+    assert publisher.publish_batch(7, MESSAGES, check=False)
+    assert freed == []  # held a while: the batch thread never waits for it
+    waited = threading.Event()
+    for _ in range(100):
+        if freed:
+            break
+        waited.wait(0.05)
+    assert freed == ["icu-producer-reaper"]
+
+
+def test_a_call_that_never_returns_is_left_behind_and_a_new_producer_sends_the_batch(
+        publisher, monkeypatch) -> None:
+    released = threading.Event()
+
+    class _Hung(_Producer):  # a coordinator request never sent again (librdkafka#5511)
+        def send_offsets_to_transaction(self, offsets, metadata, timeout) -> None:
+            released.wait(30)
+
+    monkeypatch.setattr(kafka_io, "TRANSACTION_DEADLINE_SECONDS", 0.3)
+    producers = [_Hung(), _Producer()]
+    monkeypatch.setattr(publisher, "_new_producer", lambda: producers.pop(0))
+    hung, fresh = producers
+    try:
+        assert publisher.publish_batch(9, MESSAGES, check=False)
+        assert fresh.committed and fresh.sent == MESSAGES
+        assert publisher._producer is fresh and not hung.committed
+        assert not hung.purged  # its blocked call still holds it
+    finally:
+        released.set()
 
 
 @pytest.mark.parametrize("refusals", [1, 3])
