@@ -62,9 +62,13 @@ STATE_SCHEMA = StructType([StructField("json", StringType(), False)])
 # whole bucket (it did, as a Spark string column).
 INPUT_COLUMNS = ["key", "value", "size", "head", "sha256", "topic", "partition", "offset",
                  "timestamp"]
-# {"v": 2, "patients": {patient id: PatientState.to_dict()}}; a change of layout needs a
+# {"v": 2, "patients": {patient id: PatientState.to_dict()}, "watched_ms": wall time of
+# the bucket's last evaluation (absent in older checkpoints)}; a change of layout needs a
 # new checkpoint directory (``streaming.vitals_job.checkpoint_location``).
 BUCKET_STATE_VERSION = 2
+# Beyond two ticks of the job's clock and this, the time between two evaluations of a
+# bucket is time nobody watched its beds (``discount_unwatched``).
+UNWATCHED_SLACK_SECONDS = 5.0
 
 _CENSUS_NEGATIVE_TTL_S = 2.0
 
@@ -174,19 +178,45 @@ def _alert_json(c: AlertChange, a: Admission | None, patient_id: str, now_ms: in
     ).model_dump_json().encode()
 
 
-def _bucket_state(state: GroupState) -> dict[str, PatientState]:
+def _bucket_state(state: GroupState) -> tuple[dict[str, PatientState], int | None]:
+    """The bucket's patients, and when the job last evaluated the bucket (or None)."""
     if not state.exists:
-        return {}
+        return {}, None
     doc = json.loads(state.get[0])
     if doc.get("v") != BUCKET_STATE_VERSION:
         raise ValueError(f"unsupported bucket state version {doc.get('v')!r}")
-    return {pid: PatientState.from_dict(d) for pid, d in doc["patients"].items()}
+    return ({pid: PatientState.from_dict(d) for pid, d in doc["patients"].items()},
+            doc.get("watched_ms"))
 
 
-def _bucket_json(patients: dict[str, PatientState]) -> str:
+def _bucket_json(patients: dict[str, PatientState], watched_ms: int) -> str:
     return json.dumps({"v": BUCKET_STATE_VERSION,
-                       "patients": {pid: st.to_dict() for pid, st in patients.items()}},
+                       "patients": {pid: st.to_dict() for pid, st in patients.items()},
+                       "watched_ms": watched_ms},
                       separators=(",", ":"))
+
+
+def discount_unwatched(patients: dict[str, PatientState], watched_ms: int | None,
+                       now_ms: int, grace_ms: int) -> None:
+    """Time the job did not watch a bucket is not its beds' silence.
+
+    A bed is stale when nothing of it was accepted for ``stale_after_seconds`` of wall
+    time. While the job is stopped (a crash, a restart, a deployment) nobody watches, and
+    the beds' readings wait on Kafka: after the restart the first micro-batch (often the
+    replay of a batch cut before the stop) holds only some beds, and every other bed of
+    the bucket would look silent for the whole outage and raise a false stale alarm. So
+    whatever exceeds ``grace_ms`` between two evaluations of the bucket (the clock ticks
+    every ``tick_seconds``) moves each bed's last accepted time forward by as much: a bed
+    that is really silent is flagged ``stale_after_seconds`` of watched time after its
+    last reading, later by the outage, which the ward screens show as "data delayed"."""
+    if watched_ms is None:
+        return
+    away = now_ms - watched_ms - grace_ms
+    if away <= 0:
+        return
+    for st in patients.values():
+        if st.last_wall_ms is not None:
+            st.last_wall_ms = min(now_ms, st.last_wall_ms + away)
 
 
 class _Record:
@@ -217,6 +247,8 @@ def make_evaluator(settings: Settings) -> Callable:
     topics = settings.kafka
     head_bytes = settings.spark.deadletter_head_bytes
     max_bytes = settings.spark.max_record_bytes
+    # the clock calls every bucket each tick; a slow micro-batch may delay one a few s
+    grace_ms = int((2 * settings.spark.tick_seconds + UNWATCHED_SLACK_SECONDS) * 1000)
 
     def letter(rec: _Record, reason: str, detail: str, now_ms: int,
                field: str | None = None) -> tuple:
@@ -316,7 +348,8 @@ def make_evaluator(settings: Settings) -> Callable:
     ) -> Iterator[pd.DataFrame]:
         now_ms = int(time.time() * 1000)
         census = _census(settings)
-        patients = _bucket_state(state)
+        patients, watched_ms = _bucket_state(state)
+        discount_unwatched(patients, watched_ms, now_ms, grace_ms)
         out: list[tuple] = []
 
         # Column lists, not itertuples: per-row pandas access was most of the CPU.
@@ -361,7 +394,7 @@ def make_evaluator(settings: Settings) -> Callable:
                 patients[pk] = pstate
 
         if patients:
-            state.update((_bucket_json(patients),))
+            state.update((_bucket_json(patients, now_ms),))
         elif state.exists:
             state.remove()
         if out:

@@ -84,6 +84,53 @@ def test_each_record_comes_out_once_and_each_patient_keeps_its_state(settings):
     assert again.kind.tolist() == ["dead_letter"]
 
 
+def test_the_time_the_job_was_stopped_is_not_a_beds_silence(settings):
+    """After a restart the first micro-batch (here the replay of a batch cut by the stop)
+    holds only some beds; the others' readings still wait on Kafka. Seen from wall time
+    every other bed was silent for the whole outage: no stale alarm may follow from that
+    (the fault campaign's CI run of 7ee4461 raised 4). Watched silence still counts."""
+    evaluate = make_evaluator(settings)
+    state = FakeGroupState()
+    now = int(time.time() * 1000)
+    _run(evaluate, state, [_frame([_reading("p1", 1, now), _reading("p2", 1, now)])])
+
+    stale_ms = int(settings.alerting.stale_after_seconds * 1000)
+    outage = stale_ms + 30_000  # the job stopped longer than the stale threshold
+    doc = json.loads(state.value)
+    doc["watched_ms"] -= outage
+    for p in doc["patients"].values():
+        p["last_wall_ms"] -= outage
+    state.value = json.dumps(doc)
+    out = _run(evaluate, state, [_frame([_reading("p1", 2, now)], first_offset=1)])
+    assert _values(out, "alert") == []
+
+    # then p2 stays silent while the job watches: stale once the threshold has passed
+    doc = json.loads(state.value)
+    doc["watched_ms"] -= 1000
+    doc["patients"]["p2"]["last_wall_ms"] -= stale_ms + 1000
+    state.value = json.dumps(doc)
+    tick = pd.DataFrame([_row(b"tick", b"3", 0, now, topic=settings.kafka.topic_ticks)],
+                        columns=INPUT_COLUMNS)
+    out = _run(evaluate, state, [tick])
+    assert [(a["patient_id"], a["rule"]) for a in _values(out, "alert")] == [
+        ("p2", "stale_signal")]
+
+
+@pytest.mark.parametrize("gap_s, moved_s", [(3, 0), (15, 0), (16, 1), (75, 60)])
+def test_only_the_time_beyond_the_grace_is_discounted(gap_s: int, moved_s: int) -> None:
+    from backend.alerting.evaluation import PatientState
+
+    now = 1_000_000_000
+    silent, new = PatientState.new("a"), PatientState.new("b")
+    silent.last_wall_ms = now - gap_s * 1000 - 40_000
+    patients = {"a": silent, "b": new}  # b: nothing accepted yet
+    evaluator.discount_unwatched(patients, now - gap_s * 1000, now, grace_ms=15_000)
+    assert silent.last_wall_ms == now - gap_s * 1000 - 40_000 + moved_s * 1000
+    assert new.last_wall_ms is None
+    evaluator.discount_unwatched(patients, None, now, grace_ms=15_000)  # older checkpoint
+    assert silent.last_wall_ms == now - gap_s * 1000 - 40_000 + moved_s * 1000
+
+
 def test_a_tick_checks_every_silent_bed_of_the_bucket(settings):
     evaluate = make_evaluator(settings)
     state = FakeGroupState()
