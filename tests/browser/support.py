@@ -11,6 +11,7 @@ caller's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ from selenium.common.exceptions import (
     StaleElementReferenceException,
     TimeoutException,
 )
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -61,6 +63,26 @@ def wait_texts(driver: WebDriver, css: str, predicate: Callable[[list[str]], boo
         return (texts,) if predicate(texts) else None  # a tuple: [] can be accepted too
 
     return wait(driver, read, timeout)[0]
+
+
+def open_dropdown(driver: WebDriver, dropdown_id: str, timeout: float = 30,
+                  reclick_after: float = 3.0) -> None:
+    """Open a dcc.Dropdown (Dash 4: a popover) and wait until it is open. A click that a
+    re-render swallowed (the options refreshed by a callback just then: the click lands
+    on the element being replaced) is made again after ``reclick_after`` seconds."""
+    def expanded(d: WebDriver) -> bool:
+        return d.find_element(By.ID, dropdown_id).get_attribute("aria-expanded") == "true"
+
+    deadline = time.monotonic() + timeout
+    while True:
+        click(driver, (By.ID, dropdown_id), timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            wait(driver, expanded, timeout=min(reclick_after,
+                                               max(0.1, deadline - time.monotonic())))
+            return
+        except TimeoutException:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def click(driver: WebDriver, locator: Locator, timeout: float = 30,

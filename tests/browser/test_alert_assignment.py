@@ -28,7 +28,15 @@ from backend.storage import census
 from backend.storage.alerts import AlertStore
 from backend.users import create_user
 from harness import audit_trail
-from tests.browser.support import click, set_viewport, settled, wait, wait_text, wait_texts
+from tests.browser.support import (
+    click,
+    open_dropdown,
+    set_viewport,
+    settled,
+    wait,
+    wait_text,
+    wait_texts,
+)
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -54,27 +62,25 @@ def sign_in(driver, web, username: str, password: str, path: str) -> None:
 
 def offered(driver, dropdown_id: str) -> list[str]:
     """Open a dcc.Dropdown (Dash 4: a popover) and read its options; closes it again."""
-    box = driver.find_element(By.ID, dropdown_id)
-    box.click()
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "true")
+    open_dropdown(driver, dropdown_id)
     texts = wait_texts(driver, ".dash-dropdown-option", bool)
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "false"
+    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
+        "aria-expanded") == "false"
          and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
     return texts
 
 
 def choose(driver, dropdown_id: str, text: str) -> None:
     """Pick the option containing ``text`` (typed into the search box, then clicked)."""
-    box = driver.find_element(By.ID, dropdown_id)
-    box.click()
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "true")
+    open_dropdown(driver, dropdown_id)
     driver.switch_to.active_element.send_keys(text)
     option = wait(driver, lambda d: next(
         (o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
          if text in o.text), None))
     option.click()
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "false"
+    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
+        "aria-expanded") == "false"
          and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
     wait(driver, lambda d: text in d.find_element(By.ID, dropdown_id).text)
 

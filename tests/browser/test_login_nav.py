@@ -13,7 +13,7 @@ from selenium.webdriver.support import expected_conditions as EC
 
 from backend import audit
 from backend.auth_policy import Role, navigation
-from tests.browser.support import click, wait, wait_text
+from tests.browser.support import click, open_dropdown, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -100,9 +100,7 @@ def test_nurse_cannot_open_admin(live_web, browser) -> None:
 def _choose(driver, dropdown_id: str, text: str) -> None:
     """Pick an option of a dcc.Dropdown (Dash 4: a popover with a search box) by typing
     its label; waits until the popover has closed, as it swallows the next click."""
-    click(driver, (By.ID, dropdown_id))
-    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
-        "aria-expanded") == "true")
+    open_dropdown(driver, dropdown_id)
     field = driver.switch_to.active_element
     field.send_keys(text)
     # the options may still be on their way (a callback fills them): Enter with no match
@@ -207,17 +205,16 @@ def _retype(driver, input_id: str, text: str) -> None:
 def _pick(driver, dropdown_id: str, text: str) -> None:
     """Like :func:`_choose` but clicks the matching option: with a value already chosen,
     Enter may land on the chosen option (listed first) and clear it instead."""
-    box = driver.find_element(By.ID, dropdown_id)
-    box.click()
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "true")
+    open_dropdown(driver, dropdown_id)
     driver.switch_to.active_element.send_keys(text)
     option = wait(driver, lambda d: next(
         (o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
          if o.text.startswith(text + " ")), None))
     option.click()
-    wait(driver, lambda d: box.get_attribute("aria-expanded") == "false"
+    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
+        "aria-expanded") == "false"
          and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
-    assert text in box.text
+    assert text in wait_text(driver, (By.ID, dropdown_id))
 
 
 def _message(driver, msg_id: str, text: str) -> str:
