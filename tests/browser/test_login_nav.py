@@ -101,13 +101,15 @@ def _choose(driver, dropdown_id: str, text: str) -> None:
     """Pick an option of a dcc.Dropdown (Dash 4: a popover with a search box) by typing
     its label; waits until the popover has closed, as it swallows the next click."""
     open_dropdown(driver, dropdown_id)
-    field = driver.switch_to.active_element
-    field.send_keys(text)
-    # the options may still be on their way (a callback fills them): Enter with no match
-    # leaves the popover open
-    wait(driver, lambda d: any(text in o.text for o in d.find_elements(
-        By.CSS_SELECTOR, ".dash-dropdown-option")))
-    field.send_keys(Keys.ENTER)
+    driver.switch_to.active_element.send_keys(text)
+    # the options may still be on their way (a callback fills them), and Enter while the
+    # filter is still narrowing them chose nothing once under load: click the match
+    def match(d):  # the option labelled ``text`` itself before one that contains it
+        found = [o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
+                 if text in o.text]
+        return next((o for o in found if o.text.strip() == text), found[0] if found else None)
+
+    wait(driver, match).click()
     wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
         "aria-expanded") == "false"
          and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
