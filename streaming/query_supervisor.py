@@ -42,8 +42,8 @@ class QueryGaveUp(RuntimeError):
 
 
 class QuerySupervisor:
-    """``starters``: each query's name and a function that starts it (from its checkpoint)
-    and returns it with its closer."""
+    """Each query is handed to ``start`` with a function that starts it from its
+    checkpoint and returns it with its closer; that function starts it again."""
 
     def __init__(self, streams: Any, *, budget: int, window_seconds: float,
                  pause_seconds: float = 5.0,
