@@ -649,9 +649,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--persist-apart", type=int, default=None, metavar="NICE",
                    help="the persist query in a Spark application of its own (`icu stream"
                         " persist`) under this nice value, beside `icu stream run --no-persist`")
-    p.add_argument("--split", action="store_true",
+    p.add_argument("--split", nargs="?", const="microbatch", default=None,
+                   choices=["microbatch", "continuous"],
                    help="run the split prototype (bench/split_job.py) instead of the shipped"
-                        " job; the ward screens follow its fast topic (no drain or scale)")
+                        " job; the ward screens follow its fast topic (no drain or scale);"
+                        " continuous: its fast query under continuous processing, beside the"
+                        " shipped alarm query")
     p.add_argument("--out", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -680,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
                          " shipped job's persisted rows; add --skip drain, leave out --scale")
     if args.split:
         from bench.split_job import alarm_settings
+
+        os.environ["ICU_BENCH_FAST"] = args.split  # the job inherits it
         from ops.topics import ensure_topics
 
         ensure_topics(alarm_settings(settings))  # <raw>.accepted

@@ -86,7 +86,7 @@ class Sampler(threading.Thread):
         self.interval = interval
         self.roots: dict[str, int] = {}
         self._procs: dict[int, psutil.Process] = {}
-        self._cpu: dict[int, tuple[str, float]] = {}
+        self._cpu: dict[tuple[int, float], tuple[str, float]] = {}
         self.peak_rss: dict[str, float] = defaultdict(float)
         self.rss_series: list[tuple[float, dict[str, float]]] = []
         self._halt = threading.Event()
@@ -98,13 +98,19 @@ class Sampler(threading.Thread):
 
     def _proc(self, pid: int) -> psutil.Process:
         p = self._procs.get(pid)
-        if p is None:
+        if p is None or not p.is_running():  # gone, or its pid now another process's
             p = self._procs[pid] = psutil.Process(pid)
         return p
 
     def _members(self) -> list[tuple[str, psutil.Process]]:
         out = []
         for name, pid in list(self.roots.items()):
+            root = self._procs.get(pid)
+            if root is not None and not root.is_running():
+                # A watched process that ended stays ended: its pid, reused by a later
+                # process, must not count that process under this name.
+                del self.roots[name]
+                continue
             with contextlib.suppress(psutil.Error):
                 root = self._proc(pid)
                 out.append((f"{name}_py" if name == "job" else name, root))
@@ -126,11 +132,13 @@ class Sampler(threading.Thread):
                 with proc.oneshot():
                     ct = proc.cpu_times()
                     mem = proc.memory_info().rss
+                    born = proc.create_time()
             except psutil.Error:
-                self._procs.pop(proc.pid, None)
                 continue
             with self._lock:
-                self._cpu[proc.pid] = (group, ct.user + ct.system)
+                # by process, not pid: a reused pid is a new entry, the ended one's CPU
+                # stays counted
+                self._cpu[(proc.pid, born)] = (group, ct.user + ct.system)
             rss[group] += mem
         rss["job"] = sum(v for g, v in rss.items() if g.startswith("job_"))
         for group, value in rss.items():
