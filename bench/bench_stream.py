@@ -64,7 +64,12 @@ if str(REPO) not in sys.path:
 
 from backend.settings import Settings, get_settings  # noqa: E402
 from bench.risk_burst import scoring_batches  # noqa: E402
-from bench.split_job import fast_checkpoint, fast_settings, split_topics  # noqa: E402
+from bench.split_job import (  # noqa: E402
+    alarm_settings,
+    fast_checkpoint,
+    fast_settings,
+    split_topics,
+)
 from bench.support import (  # noqa: E402
     Sampler,
     cpu_between,
@@ -607,8 +612,10 @@ def phase_idle_after_load(settings: Settings, args, sampler: Sampler) -> dict:
     """The job's CPU with no input once it has drained the paced phase's readings and
     rested ``--settle`` s."""
     deadline = time.monotonic() + 300
-    while (end_offsets(settings, settings.kafka.topic_raw)
-           > committed_offsets(evaluate_checkpoint(settings)).get(settings.kafka.topic_raw, 0)
+    # the alarm query's input: the split prototype's micro-batch variant feeds it <raw>.accepted
+    source = (alarm_settings(settings) if args.split else settings).kafka.topic_raw
+    while (end_offsets(settings, source)
+           > committed_offsets(evaluate_checkpoint(settings)).get(source, 0)
            and time.monotonic() < deadline):
         time.sleep(1)
     time.sleep(args.settle)
@@ -682,8 +689,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--split, --no-persist: the drain and scale phases measure the"
                          " shipped job's persisted rows; add --skip drain, leave out --scale")
     if args.split:
-        from bench.split_job import alarm_settings
-
         os.environ["ICU_BENCH_FAST"] = args.split  # the job inherits it
         from ops.topics import ensure_topics
 
