@@ -85,6 +85,28 @@ def open_dropdown(driver: WebDriver, dropdown_id: str, timeout: float = 30,
                 raise
 
 
+def wait_dropdown_closed(driver: WebDriver, dropdown_id: str) -> None:
+    """Wait until a dcc.Dropdown's popover has closed and released the page: until then
+    it swallows the next click."""
+    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
+        "aria-expanded") == "false"
+         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+
+
+def pick_option(driver: WebDriver, dropdown_id: str, text: str,
+                choose: Callable[[list], object | None]) -> None:
+    """Open a dcc.Dropdown, type ``text`` into its search box, click the option
+    ``choose`` returns from the listed ones (None: not there yet; a callback may still be
+    filling them), and wait until the popover has closed. Clicking, not Enter: Enter while
+    the filter is still narrowing the options chose nothing once under load, and with a
+    value already chosen it may land on that one (listed first) and clear it."""
+    open_dropdown(driver, dropdown_id)
+    driver.switch_to.active_element.send_keys(text)
+    wait(driver, lambda d: choose(
+        d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option"))).click()
+    wait_dropdown_closed(driver, dropdown_id)
+
+
 def click(driver: WebDriver, locator: Locator, timeout: float = 30,
           scroll: bool = False) -> None:
     """Click the element once it is displayed and enabled, looking it up again if a

@@ -31,9 +31,11 @@ from harness import audit_trail
 from tests.browser.support import (
     click,
     open_dropdown,
+    pick_option,
     set_viewport,
     settled,
     wait,
+    wait_dropdown_closed,
     wait_text,
     wait_texts,
 )
@@ -65,23 +67,14 @@ def offered(driver, dropdown_id: str) -> list[str]:
     open_dropdown(driver, dropdown_id)
     texts = wait_texts(driver, ".dash-dropdown-option", bool)
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
-    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
-        "aria-expanded") == "false"
-         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+    wait_dropdown_closed(driver, dropdown_id)
     return texts
 
 
 def choose(driver, dropdown_id: str, text: str) -> None:
     """Pick the option containing ``text`` (typed into the search box, then clicked)."""
-    open_dropdown(driver, dropdown_id)
-    driver.switch_to.active_element.send_keys(text)
-    option = wait(driver, lambda d: next(
-        (o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
-         if text in o.text), None))
-    option.click()
-    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
-        "aria-expanded") == "false"
-         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+    pick_option(driver, dropdown_id, text,
+                lambda options: next((o for o in options if text in o.text), None))
     wait(driver, lambda d: text in d.find_element(By.ID, dropdown_id).text)
 
 

@@ -13,7 +13,7 @@ from selenium.webdriver.support import expected_conditions as EC
 
 from backend import audit
 from backend.auth_policy import Role, navigation
-from tests.browser.support import click, open_dropdown, wait, wait_text
+from tests.browser.support import click, pick_option, wait, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -100,19 +100,11 @@ def test_nurse_cannot_open_admin(live_web, browser) -> None:
 def _choose(driver, dropdown_id: str, text: str) -> None:
     """Pick an option of a dcc.Dropdown (Dash 4: a popover with a search box) by typing
     its label; waits until the popover has closed, as it swallows the next click."""
-    open_dropdown(driver, dropdown_id)
-    driver.switch_to.active_element.send_keys(text)
-    # the options may still be on their way (a callback fills them), and Enter while the
-    # filter is still narrowing them chose nothing once under load: click the match
-    def match(d):  # the option labelled ``text`` itself before one that contains it
-        found = [o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
-                 if text in o.text]
+    def match(options):  # the option labelled ``text`` itself before one containing it
+        found = [o for o in options if text in o.text]
         return next((o for o in found if o.text.strip() == text), found[0] if found else None)
 
-    wait(driver, match).click()
-    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
-        "aria-expanded") == "false"
-         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+    pick_option(driver, dropdown_id, text, match)
     assert text in wait_text(driver, (By.ID, dropdown_id))
 
 
@@ -205,17 +197,11 @@ def _retype(driver, input_id: str, text: str) -> None:
 
 
 def _pick(driver, dropdown_id: str, text: str) -> None:
-    """Like :func:`_choose` but clicks the matching option: with a value already chosen,
-    Enter may land on the chosen option (listed first) and clear it instead."""
-    open_dropdown(driver, dropdown_id)
-    driver.switch_to.active_element.send_keys(text)
-    option = wait(driver, lambda d: next(
-        (o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
-         if o.text.startswith(text + " ")), None))
-    option.click()
-    wait(driver, lambda d: d.find_element(By.ID, dropdown_id).get_attribute(
-        "aria-expanded") == "false"
-         and not d.find_elements(By.CSS_SELECTOR, "[data-radix-focus-guard]"))
+    """Like :func:`_choose`, for options labelled ``text`` and more after a space (a
+    user's name and role)."""
+    pick_option(driver, dropdown_id, text,
+                lambda options: next((o for o in options if o.text.startswith(text + " ")),
+                                     None))
     assert text in wait_text(driver, (By.ID, dropdown_id))
 
 
