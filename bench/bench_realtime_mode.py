@@ -293,6 +293,15 @@ def _sql_step(raw, *, dedup: bool, broker_clock: bool = False):
         news2.alias("news2_partial"))).alias("value"))
 
 
+def checked(value: bytes) -> str:
+    """One reading parsed, range-checked and re-encoded with its reason: the Python
+    per-reading step of ``--step python`` and ``--step udf``."""
+    r = json.loads(value)
+    bad = [k for k, x in r.get("vitals", {}).items() if k in RANGES and not plausible(k, x)]
+    r["reason"] = f"implausible_{bad[0]}" if bad else None
+    return json.dumps(r, separators=(",", ":"))
+
+
 def _python_step(raw):
     """The per-reading step crossing into Python once per batch, as the shipped job's
     validation does: Arrow columns in, each value parsed, range-checked and re-encoded."""
@@ -300,14 +309,8 @@ def _python_step(raw):
 
     def step(frames):
         for pdf in frames:
-            out = []
-            for v in pdf["value"].tolist():
-                r = json.loads(v)
-                bad = [k for k, x in r.get("vitals", {}).items()
-                       if k in RANGES and not plausible(k, x)]
-                r["reason"] = f"implausible_{bad[0]}" if bad else None
-                out.append(json.dumps(r, separators=(",", ":")))
-            yield pd.DataFrame({"key": pdf["key"], "value": out})
+            yield pd.DataFrame({"key": pdf["key"],
+                                "value": [checked(v) for v in pdf["value"].tolist()]})
 
     return raw.select("key", "value").mapInPandas(step, "key binary, value string")
 
@@ -317,14 +320,8 @@ def _udf_step(raw):
     continuous processing runs no ``mapInPandas``, but a projection may call Python."""
     from pyspark.sql import functions as F
 
-    @F.udf("string")
-    def check(value: bytearray) -> str:
-        r = json.loads(bytes(value))
-        bad = [k for k, x in r.get("vitals", {}).items() if k in RANGES and not plausible(k, x)]
-        r["reason"] = f"implausible_{bad[0]}" if bad else None
-        return json.dumps(r, separators=(",", ":"))
-
-    return raw.select("key", check("value").alias("value"))
+    return raw.select("key", F.udf(lambda v: checked(bytes(v)), "string")("value")
+                      .alias("value"))
 
 
 def main(argv: list[str] | None = None) -> int:
