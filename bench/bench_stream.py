@@ -32,7 +32,13 @@ has its own topics, keyspace and checkpoints, dropped at the end. Phases, in ord
 6. **drain**: the same ``--backlog`` as the peer, produced as fast as possible while the
    warm job runs; timed until the last reading is on ``vitals.validated`` and until the
    persist query has committed the batch holding it (every row in Cassandra).
-7. **scale** (``--scale``): the drain again with ``--master local[1]``, a fresh job.
+   ``--drain-warmup N`` drains N other readings first, unmeasured (the JIT's warm-up,
+   which the drain otherwise has only from the latency phase). ``trace`` holds both
+   queries' committed progress every 0.5 s.
+7. **alarm alone** (``--alarm-alone``): the same drain by a job without its persist query
+   (``icu stream run --no-persist``): the alarm path's own rate. With the ceiling it
+   bounds the whole job's drain on shared cores: 1 / (1 / ceiling + 1 / alarm alone).
+8. **scale** (``--scale``): the drain again with ``--master local[1]``, a fresh job.
 
 Variants (docs/benchmarks.md, "What the persist query costs the alarm path"):
 ``--split`` runs the prototype of a split evaluate query (``bench/split_job.py``);
@@ -484,8 +490,10 @@ def persist_checkpoint(settings: Settings) -> Path:
 
 
 def phase_drain(settings: Settings, records: list, arrivals: Path, sampler: Sampler,
-                timeout: float = 1800) -> dict:
-    """The warm job drains a backlog produced as fast as possible."""
+                timeout: float = 1800, *, persist_query: bool = True) -> dict:
+    """The warm job drains a backlog produced as fast as possible. Without
+    ``persist_query`` (a job run with ``--no-persist``) it is timed until the alarm query
+    has evaluated the backlog, and ``readings_per_s`` is that rate."""
     raw_before = end_offsets(settings, settings.kafka.topic_raw)
     validated_before = end_offsets(settings, settings.kafka.topic_validated)
     a = sampler.snapshot()
@@ -493,25 +501,55 @@ def phase_drain(settings: Settings, records: list, arrivals: Path, sampler: Samp
     rate = produce(settings.kafka.bootstrap, settings.kafka.topic_raw, records)
     raw_target = raw_before + len(records)
     evaluated_at = persisted_at = None
+    # (s since the start, raw records evaluated, validated records persisted), both as
+    # committed by their query: where in the drain each query was slower
+    trace: list[tuple[float, int, int]] = []
     while time.monotonic() - t0 < timeout and persisted_at is None:
         time.sleep(0.5)
-        if evaluated_at is None and committed_offsets(evaluate_checkpoint(settings)).get(
-                settings.kafka.topic_raw, 0) >= raw_target:
+        evaluated = committed_offsets(evaluate_checkpoint(settings)).get(
+            settings.kafka.topic_raw, 0)
+        persisted = committed_offsets(persist_checkpoint(settings)).get(
+            settings.kafka.topic_validated, validated_before) if persist_query else 0
+        trace.append((round(time.monotonic() - t0, 1), evaluated - raw_before,
+                      max(0, persisted - validated_before)))
+        if evaluated_at is None and evaluated >= raw_target:
             evaluated_at = time.monotonic()
             validated_target = end_offsets(settings, settings.kafka.topic_validated)
-        if evaluated_at is not None and committed_offsets(persist_checkpoint(settings)).get(
-                settings.kafka.topic_validated, 0) >= validated_target:
+        if evaluated_at is not None and (not persist_query or persisted >= validated_target):
             persisted_at = time.monotonic()
     b = sampler.snapshot()
     if persisted_at is None:
         raise RuntimeError("the drain did not finish in time")
     published = validated_target - validated_before
     return {"records": len(records), "produce_per_s": round(rate),
-            "published_readings": published,
+            "published_readings": published, "persist_query": persist_query,
             "evaluate_s": round(evaluated_at - t0, 1), "persist_s": round(persisted_at - t0, 1),
             "evaluate_per_s": round(len(records) / (evaluated_at - t0)),
             "readings_per_s": round(len(records) / (persisted_at - t0)),
-            "cpu": cpu_between(a, b)}
+            "cpu": cpu_between(a, b), "trace": trace}
+
+
+def phase_alarm_alone(settings: Settings, args, workdir: Path, sampler: Sampler) -> dict:
+    """The same drain by a job without its persist query (``--no-persist``: the alarm and
+    risk queries), warmed up the same way: the alarm path's own rate, which with the
+    ceiling bounds what the whole job can drain on the same cores."""
+    job = job_process(settings, workdir, "job-alarm-alone", persist=False)
+    job.start()
+    try:
+        sampler.watch("job", job.pid)
+        time.sleep(20)
+        if args.drain_warmup:
+            log(f"alarm query alone, warm-up: {args.drain_warmup:,} readings")
+            phase_drain(settings, backlog_records(args.patients, args.drain_warmup,
+                                                  boot="warm2"),
+                        workdir / "warm2", sampler, persist_query=False)
+            time.sleep(args.settle)
+        log(f"alarm query alone: {args.backlog:,} readings")
+        return phase_drain(settings, backlog_records(args.patients, args.backlog,
+                                                     boot="alone"),
+                           workdir / "alone", sampler, persist_query=False)
+    finally:
+        job.stop()
 
 
 # --- 5. latency --------------------------------------------------------------------------
@@ -634,6 +672,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tail", type=float, default=15, help="wait after the paced phase, s")
     p.add_argument("--storm", type=int, default=100, help="beds raising at once")
     p.add_argument("--backlog", type=int, default=200_000, help="readings to drain")
+    p.add_argument("--drain-warmup", type=int, default=0, metavar="N",
+                   help="drain N other readings first, not measured (the JIT's warm-up,"
+                        " which the recorded drains had from the latency phase)")
+    p.add_argument("--alarm-alone", action="store_true",
+                   help="after the drain, drain again with a job without its persist query"
+                        " (the alarm path's own rate; with the ceiling, the bound on the"
+                        " whole job's drain)")
     p.add_argument("--ceiling-readings", type=int, default=100_000)
     p.add_argument("--idle", type=float, default=60)
     p.add_argument("--hour-close-at", type=float, default=None, metavar="S",
@@ -755,6 +800,13 @@ def main(argv: list[str] | None = None) -> int:
             if "idle" not in skip:
                 result["idle_after_load"] = phase_idle_after_load(settings, args, sampler)
                 log(f"idle after the load: job {result['idle_after_load']['job_cores']} cores")
+        if "drain" not in skip and args.drain_warmup:
+            log(f"drain warm-up (not measured): {args.drain_warmup:,} readings")
+            warm = phase_drain(settings, backlog_records(args.patients, args.drain_warmup,
+                                                         boot="warm"),
+                               workdir / "warm", sampler)
+            result["drain_warmup"] = {k: v for k, v in warm.items() if k != "trace"}
+            time.sleep(args.settle)
         if "drain" not in skip:
             log(f"drain: {len(backlog):,} readings")
             result["drain"] = phase_drain(settings, backlog, workdir / "drain", sampler)
@@ -766,6 +818,10 @@ def main(argv: list[str] | None = None) -> int:
         if apart is not None:
             apart.stop()
             apart = None
+        if args.alarm_alone:
+            result["drain_alarm_alone"] = phase_alarm_alone(settings, args, workdir, sampler)
+            log(f"  alarm query alone: {result['drain_alarm_alone']['readings_per_s']:,}"
+                " readings/s evaluated")
         if args.scale:
             for master in ("local[1]", "local[2]"):
                 s2 = scratch.isolate(base, workdir / f"checkpoint-{master}" / "vitals",
@@ -800,6 +856,10 @@ def summarize(r: dict) -> None:
         peer, drain = r["peer"]["readings_per_s"], r["drain"]["readings_per_s"]
         rows.append(("drain, readings/s (persisted)", f"{drain:,}",
                      f"peer {peer:,}: x{drain / peer:.2f} (target >= 1.5)"))
+    if "ceiling" in r and "drain_alarm_alone" in r:
+        c, a = r["ceiling"]["readings_per_s"], r["drain_alarm_alone"]["readings_per_s"]
+        rows.append(("drain if the two shared the CPU", f"{1 / (1 / c + 1 / a):,.0f}",
+                     f"1 / (1 / ceiling {c:,} + 1 / alarm query alone {a:,})"))
     if "ceiling" in r and "drain" in r:
         c = r["ceiling"]["readings_per_s"]
         rows.append(("ceiling of the same rows", f"{c:,}",
@@ -835,6 +895,8 @@ if __name__ == "__main__":
         code = main()
     except KeyboardInterrupt:
         pass
+    except SystemExit as exit_:  # --help, a refused combination of options
+        code = exit_.code
     except BaseException:
         import traceback
 
