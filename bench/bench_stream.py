@@ -489,7 +489,7 @@ def persist_checkpoint(settings: Settings) -> Path:
     return persist_checkpoint_dir(settings)
 
 
-def phase_drain(settings: Settings, records: list, arrivals: Path, sampler: Sampler,
+def phase_drain(settings: Settings, records: list, sampler: Sampler,
                 timeout: float = 1800, *, persist_query: bool = True) -> dict:
     """The warm job drains a backlog produced as fast as possible. Without
     ``persist_query`` (a job run with ``--no-persist``) it is timed until the alarm query
@@ -529,6 +529,19 @@ def phase_drain(settings: Settings, records: list, arrivals: Path, sampler: Samp
             "cpu": cpu_between(a, b), "trace": trace}
 
 
+def warm_up_drain(settings: Settings, args, sampler: Sampler, *, boot: str,
+                  persist_query: bool = True) -> dict | None:
+    """``--drain-warmup``: that many other readings drained, then ``--settle`` s of rest,
+    before a measured drain by the same job."""
+    if not args.drain_warmup:
+        return None
+    log(f"drain warm-up (not measured): {args.drain_warmup:,} readings")
+    warm = phase_drain(settings, backlog_records(args.patients, args.drain_warmup, boot=boot),
+                       sampler, persist_query=persist_query)
+    time.sleep(args.settle)
+    return {k: v for k, v in warm.items() if k != "trace"}
+
+
 def phase_alarm_alone(settings: Settings, args, workdir: Path, sampler: Sampler) -> dict:
     """The same drain by a job without its persist query (``--no-persist``: the alarm and
     risk queries), warmed up the same way: the alarm path's own rate, which with the
@@ -538,16 +551,11 @@ def phase_alarm_alone(settings: Settings, args, workdir: Path, sampler: Sampler)
     try:
         sampler.watch("job", job.pid)
         time.sleep(20)
-        if args.drain_warmup:
-            log(f"alarm query alone, warm-up: {args.drain_warmup:,} readings")
-            phase_drain(settings, backlog_records(args.patients, args.drain_warmup,
-                                                  boot="warm2"),
-                        workdir / "warm2", sampler, persist_query=False)
-            time.sleep(args.settle)
+        warm_up_drain(settings, args, sampler, boot="warm2", persist_query=False)
         log(f"alarm query alone: {args.backlog:,} readings")
         return phase_drain(settings, backlog_records(args.patients, args.backlog,
                                                      boot="alone"),
-                           workdir / "alone", sampler, persist_query=False)
+                           sampler, persist_query=False)
     finally:
         job.stop()
 
@@ -800,16 +808,12 @@ def main(argv: list[str] | None = None) -> int:
             if "idle" not in skip:
                 result["idle_after_load"] = phase_idle_after_load(settings, args, sampler)
                 log(f"idle after the load: job {result['idle_after_load']['job_cores']} cores")
-        if "drain" not in skip and args.drain_warmup:
-            log(f"drain warm-up (not measured): {args.drain_warmup:,} readings")
-            warm = phase_drain(settings, backlog_records(args.patients, args.drain_warmup,
-                                                         boot="warm"),
-                               workdir / "warm", sampler)
-            result["drain_warmup"] = {k: v for k, v in warm.items() if k != "trace"}
-            time.sleep(args.settle)
         if "drain" not in skip:
+            warm = warm_up_drain(settings, args, sampler, boot="warm")
+            if warm is not None:
+                result["drain_warmup"] = warm
             log(f"drain: {len(backlog):,} readings")
-            result["drain"] = phase_drain(settings, backlog, workdir / "drain", sampler)
+            result["drain"] = phase_drain(settings, backlog, sampler)
             log(f"  drain: {result['drain']['readings_per_s']:,} readings/s persisted,"
                 f" {result['drain']['evaluate_per_s']:,}/s evaluated")
         result["peak_rss_mib"] = sampler.peaks_mib()
@@ -834,8 +838,7 @@ def main(argv: list[str] | None = None) -> int:
                 sampler.watch("job", j2.pid)
                 time.sleep(20)
                 log(f"scale: drain with {master}")
-                result.setdefault("scale", {})[master] = phase_drain(s2, backlog,
-                                                                     workdir / "d2", sampler)
+                result.setdefault("scale", {})[master] = phase_drain(s2, backlog, sampler)
                 j2.stop()
         summarize(result)
     finally:

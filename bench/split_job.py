@@ -201,6 +201,7 @@ def start_continuous_fast_query(spark, settings: Settings):
     from pyspark.sql import functions as F
 
     from backend.clients import spark_kafka_options
+    from streaming.kafka_io import kafka_source
 
     fast_topic, _ = split_topics(settings)
     cfg = settings.spark
@@ -217,10 +218,9 @@ def start_continuous_fast_query(spark, settings: Settings):
         return None
 
     udf = F.udf(fast, "binary")
-    raw = (spark.readStream.format("kafka").options(**spark_kafka_options(settings.kafka))
-           .option("subscribe", settings.kafka.topic_raw)
-           .option("startingOffsets", "earliest")
-           .option("kafka.isolation.level", "read_committed").load())
+    # maxOffsetsPerTrigger means nothing to a continuous query (it has no batches)
+    raw = kafka_source(spark, settings, [settings.kafka.topic_raw],
+                       max_offsets=cfg.max_offsets_per_trigger)
     size = F.length("value")
     body = udf("key", F.when(size <= cfg.max_record_bytes, F.col("value")), size,
                "partition", "offset", F.expr("unix_millis(timestamp)"))
