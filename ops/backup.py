@@ -271,6 +271,23 @@ def _stage(src: Path, manifest: dict, table: str, dest: Path) -> int:
     return count
 
 
+def unstreamed(loader_output: str, data_files: list[str]) -> list[str]:
+    """What sstableloader's output says it left out of ``data_files`` (the staged
+    ``*-Data.db`` names); empty when it streamed them all. The loader skips a file whose
+    table it cannot see or whose components are missing with a line of output and exits
+    0 all the same, which would pass a partial restore off as a whole one."""
+    streamed: set[str] = set()
+    problems = []
+    for line in loader_output.splitlines():
+        if line.startswith("Skipping"):
+            problems.append(line.strip())
+        elif "Streaming relevant part of " in line:
+            files = line.split("Streaming relevant part of ", 1)[1].rsplit(" to [", 1)[0]
+            streamed.update(Path(f).name for f in files.split())
+    problems += [f"{name}: not streamed" for name in data_files if name not in streamed]
+    return problems
+
+
 def restore(settings: Settings, src: Path, *, keyspace: str | None = None,
             log: Callable[[str], None] = print, parallel: int = 2) -> tuple[str, dict[str, int]]:
     """Restore the backup in ``src`` into ``keyspace`` (default: the backup's), which
@@ -321,6 +338,10 @@ def restore(settings: Settings, src: Path, *, keyspace: str | None = None,
             if proc.returncode != 0:
                 raise BackupError(f"sstableloader of {table} failed ({proc.returncode}):\n"
                                   f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+            missed = unstreamed(proc.stdout, sorted(p.name for p in staged.glob("*-Data.db")))
+            if missed:
+                raise BackupError(f"sstableloader of {table} exited 0 but did not stream "
+                                  f"every sstable:\n" + "\n".join(missed[:20]))
             log(f"{table}: {loaded[table]} sstables loaded")
 
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="load") as pool:

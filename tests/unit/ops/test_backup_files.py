@@ -119,3 +119,27 @@ def test_not_a_backup_is_refused(tmp_path: Path) -> None:
     (tmp_path / backup.MANIFEST).write_text(json.dumps({"format": 99}))
     with pytest.raises(backup.BackupError, match="format 99"):
         backup.read_manifest(tmp_path)
+
+
+# The loader's own lines (Cassandra 5.0 SSTableLoader), as a restore prints them.
+_STREAMED = ("Established connection to initial hosts\n"
+             "Opening sstables and calculating sections to stream\n"
+             "Streaming relevant part of /b/icu-restore-x/ks/t/{files} to "
+             "[/127.0.0.1:7000, /127.0.0.2:7000]\n")
+
+
+@given(st.lists(st.uuids().map(lambda u: f"da-{u.hex[:24]}-bti-Data.db"), min_size=1,
+                max_size=8, unique=True), st.data())
+def test_a_file_the_loader_left_out_is_named(names: list[str], data: st.DataObject) -> None:
+    streamed = data.draw(st.lists(st.sampled_from(names), unique=True))
+    output = _STREAMED.format(files=" /b/icu-restore-x/ks/t/".join(streamed)) \
+        if streamed else "Established connection to initial hosts\n"
+    missed = backup.unstreamed(output, names)
+    assert missed == [f"{n}: not streamed" for n in names if n not in streamed]
+
+
+def test_a_skipped_file_fails_the_restore_although_the_loader_exits_0() -> None:
+    output = ("Skipping file nb-2-big-Data.db: table ks.t doesn't exist\n"
+              + _STREAMED.format(files="nb-1-big-Data.db"))
+    assert backup.unstreamed(output, ["nb-1-big-Data.db"]) == [
+        "Skipping file nb-2-big-Data.db: table ks.t doesn't exist"]
