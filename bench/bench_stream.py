@@ -213,10 +213,10 @@ def phase_ceiling(settings: Settings, patients: int, n: int) -> dict:
         rounds = []
         for _ in range(3):
             t0 = time.monotonic()
-            r = pj.readings(val).cache()
+            r = sink.hold(pj.readings(val))
             # the rows the persist query writes, as it writes them
             sink.write_all(pj.table_writes(raw=raw, readings=r))
-            r.unpersist()
+            sink.release(r)
             rounds.append(len(records) / (time.monotonic() - t0))
             log(f"  ceiling round: {rounds[-1]:,.0f} readings/s")
     finally:

@@ -281,7 +281,7 @@ class TableWrite:
 def table_writes(*, raw: DataFrame | None = None, readings: DataFrame | None = None,
                  dead_letters: DataFrame | None = None) -> list[TableWrite]:
     """A batch's writes, one per table: ``raw`` and ``dead_letters`` are Kafka records
-    of vitals.raw and vitals.deadletter, ``readings`` is ``readings()``'s frame (cached
+    of vitals.raw and vitals.deadletter, ``readings`` is ``readings()``'s frame (held
     by the caller: three writes read it)."""
     writes: list[TableWrite] = []
     if raw is not None:
@@ -325,10 +325,24 @@ class PersistSink:
         for w in writes:
             self._write(w.rows, w.table, **w.options)
 
+    def hold(self, frame: DataFrame) -> DataFrame:
+        """``frame``, computed once for the several jobs of the batch that read it: the
+        rows as Spark computed them, kept by the block manager (a local checkpoint), not
+        Spark's columnar cache, whose encoding of every column cost the JVM 6-10 % more
+        per persisted reading (docs/benchmarks.md, "Holding the persist batch"). Rows
+        held on an executor that is lost fail the batch's later writes; the query then
+        stops and is started again from its checkpoint, and the writes are upserts."""
+        return frame.localCheckpoint(eager=False)
+
+    def release(self, held: DataFrame) -> None:
+        """Free ``hold``'s rows now: the block manager would keep them until the JVM's
+        garbage collector finds the checkpointed RDD unreachable."""
+        held._jdf.queryExecution().analyzed().rdd().unpersist(False)
+
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         self.timings = {}
-        batch = batch.persist()
+        batch = self.hold(batch)
         r: DataFrame | None = None
         try:
             counts = {row["topic"]: row["n"] for row in
@@ -341,14 +355,14 @@ class PersistSink:
                 return batch.where(F.col("topic") == topic) if counts.get(topic) else None
 
             validated = records(t.topic_validated)
-            r = readings(validated).persist() if validated is not None else None
+            r = self.hold(readings(validated)) if validated is not None else None
             writes = table_writes(raw=records(t.topic_raw), readings=r,
                                   dead_letters=records(t.topic_deadletter))
             self.write_all(writes)
         finally:
             if r is not None:
-                r.unpersist()
-            batch.unpersist()
+                self.release(r)
+            self.release(batch)
         log.info("persist batch %d: %s in %.0f ms (%s)", batch_id,
                  ", ".join(f"{n} {topic}" for topic, n in sorted(counts.items())),
                  (time.monotonic() - started) * 1000,
