@@ -328,10 +328,10 @@ class PersistSink:
     def hold(self, frame: DataFrame) -> DataFrame:
         """``frame``, computed once for the several jobs of the batch that read it: the
         rows as Spark computed them, kept by the block manager (a local checkpoint), not
-        Spark's columnar cache, whose encoding of every column cost the JVM 6-10 % more
-        per persisted reading (docs/benchmarks.md, "Holding the persist batch"). Rows
-        held on an executor that is lost fail the batch's later writes; the query then
-        stops and is started again from its checkpoint, and the writes are upserts."""
+        Spark's columnar cache, whose encoding of every column cost the JVM 8-17 % more
+        CPU per persisted reading (docs/benchmarks.md, "Holding the persist batch").
+        Rows held on an executor that is lost fail the batch's later writes; the query
+        then stops and is started again from its checkpoint, and the writes are upserts."""
         return frame.localCheckpoint(eager=False)
 
     def release(self, held: DataFrame) -> None:
